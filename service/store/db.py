@@ -1,0 +1,116 @@
+"""Engines, sessions and migrations for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 20
+
+
+def normalize_url(url: str) -> str:
+    """PostgreSQL URLs always go through psycopg 3: postgresql:// -> postgresql+psycopg://."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with the settings the service relies on.
+
+    SQLite: WAL, foreign keys on, a busy timeout, usable from any thread, and transactions
+    that really begin at BEGIN (the pysqlite driver otherwise defers them to the first write).
+    PostgreSQL: psycopg 3, pre-ping, a bounded pool.
+    """
+    url = normalize_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": PG_POOL_SIZE,
+        "max_overflow": PG_MAX_OVERFLOW,
+        "pool_recycle": 1800,
+    }
+    options.update(kwargs)
+    return create_engine(url, **options)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+        ):  # the busy timeout comes from the driver's `timeout` argument
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (rows are mapped to frozen dataclasses)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def read_snapshot(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose reads all see one consistent snapshot, rolled back at the end.
+
+    PostgreSQL runs it at REPEATABLE READ (READ COMMITTED, the default, gives each statement
+    its own snapshot); SQLite's transaction already reads one snapshot from its first read.
+    """
+    with session_factory() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration built in code: no alembic.ini on disk."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return config
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at; None for a database never migrated."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

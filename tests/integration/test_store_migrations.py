@@ -1,0 +1,131 @@
+"""The Alembic migrations build exactly the schema of the models, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, text
+
+from service.store.db import alembic_config, current_revision, make_engine, migrate
+from service.store.models import Base, MemberRow
+
+HEAD = "0001"
+
+
+def schema_differences(url: str, metadata: MetaData = Base.metadata) -> list[object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def assert_migration_matches_models(url: str) -> None:
+    migrate(url)
+    assert schema_differences(url) == []
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == HEAD
+        tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
+        assert tables == set(Base.metadata.tables)
+    finally:
+        engine.dispose()
+
+
+def test_migrating_a_new_sqlite_file_creates_exactly_the_tables_of_the_models(sqlite_url):
+    assert_migration_matches_models(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_migrating_a_new_postgresql_database_creates_exactly_the_tables_of_the_models(pg_url):
+    assert_migration_matches_models(pg_url)
+
+
+def test_the_schema_comparison_notices_a_table_the_migrations_lack(sqlite_url):
+    migrate(sqlite_url)
+    metadata = MetaData()
+    for table in Base.metadata.tables.values():
+        table.to_metadata(metadata)
+    Table("not_migrated", metadata, Column("id", Integer, primary_key=True))
+    differences = schema_differences(sqlite_url, metadata)
+    assert [d[0] for d in differences] == ["add_table"]  # type: ignore[index]
+
+
+def test_a_database_never_migrated_has_no_revision(sqlite_url):
+    engine = make_engine(sqlite_url)
+    assert current_revision(engine) is None
+    engine.dispose()
+
+
+def test_migrating_again_is_harmless_and_data_survives(sqlite_url):
+    migrate(sqlite_url)
+    engine = make_engine(sqlite_url)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            MemberRow.__table__.insert(),
+            {"id": "M1", "active": True, "segment_tags": [], "created_at": now, "updated_at": now},
+        )
+    migrate(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.execute(select(MemberRow.id)).scalars().all() == ["M1"]
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_downgrading_to_base_removes_every_table_and_upgrading_restores_them(backend, request):
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    migrate(url)
+    command.downgrade(alembic_config(url), "base")
+    engine = make_engine(url)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    engine.dispose()
+    migrate(url)
+    assert schema_differences(url) == []
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(sqlite_url):
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    engine.dispose()
+
+
+def test_a_plain_postgresql_url_is_served_by_psycopg_3():
+    engine = make_engine("postgresql://user@127.0.0.1:1/db")
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_times_come_back_aware_in_utc_and_naive_times_are_refused(backend, request):
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    migrate(url)
+    engine = make_engine(url)
+    moscow_noon = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=3)))
+    row = {"id": "M1", "active": True, "segment_tags": [], "updated_at": moscow_noon}
+    with engine.begin() as connection:
+        connection.execute(MemberRow.__table__.insert(), {**row, "created_at": moscow_noon})
+    with engine.connect() as connection:
+        stored = connection.execute(select(MemberRow.created_at)).scalar_one()
+        raw = connection.execute(text("SELECT created_at FROM members")).scalar_one()
+    assert stored == moscow_noon and stored.tzinfo == UTC
+    assert str(raw).startswith("2026-03-01 09:00:00.123456")
+    with pytest.raises(Exception, match="naive datetime"), engine.begin() as connection:
+        connection.execute(
+            MemberRow.__table__.insert(),
+            {**row, "id": "M2", "created_at": datetime(2026, 3, 1, 12, 0)},
+        )
+    engine.dispose()
