@@ -1,0 +1,115 @@
+"""Receipts as people write them (JSON) and as a cashier reads them (text)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loyalty.v1 import common_pb2, receipt_pb2
+
+WIDTH = 64
+
+
+def line_amount(price: int, quantity: int) -> int:
+    """price x quantity / 1000, rounded half up to a minor unit."""
+    return (price * quantity + 500) // 1000
+
+
+def receipt_from_dict(data: Mapping[str, Any]) -> receipt_pb2.Receipt:
+    """A Receipt from a JSON-like dict. Keys: receipt_id, store_id, channel (POS/ONLINE),
+    card_number or member_id, sale_time (ISO 8601), lines: [{line_id, sku, quantity, price,
+    amount}]. quantity is in thousandths; a missing line_id is numbered, a missing amount is
+    price x quantity."""
+    receipt = receipt_pb2.Receipt()
+    receipt.receipt_id = str(data.get("receipt_id") or f"R-{datetime.now(UTC):%Y%m%d%H%M%S%f}")
+    receipt.store_id = str(data.get("store_id", ""))
+    receipt.channel = common_pb2.Channel.Value(  # type: ignore[assignment]
+        "CHANNEL_" + str(data.get("channel", "POS"))
+    )
+    card = data.get("card_number") or data.get("card")
+    if card:
+        receipt.member.card_number = str(card)
+    elif data.get("member_id"):
+        receipt.member.member_id = str(data["member_id"])
+    if data.get("sale_time"):
+        receipt.sale_time.FromDatetime(datetime.fromisoformat(str(data["sale_time"])))
+    for number, item in enumerate(data.get("lines", ()), start=1):
+        line = receipt.lines.add()
+        line.line_id = str(item.get("line_id", number))
+        line.sku = str(item["sku"])
+        line.quantity = int(item.get("quantity", 1000))
+        line.price = int(item["price"])
+        line.amount = int(item.get("amount", line_amount(line.price, line.quantity)))
+    return receipt
+
+
+def load_receipt(path: Path) -> tuple[receipt_pb2.Receipt, dict[str, str]]:
+    """The receipt in a JSON file, and the product names it gives (sku -> name)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    names = {
+        str(item["sku"]): str(item["name"]) for item in data.get("lines", ()) if "name" in item
+    }
+    return receipt_from_dict(data), names
+
+
+def money(minor: int) -> str:
+    sign = "-" if minor < 0 else ""
+    minor = abs(minor)
+    return f"{sign}{minor // 100}.{minor % 100:02d}"
+
+
+def quantity_text(quantity: int) -> str:
+    if quantity % 1000 == 0:
+        return f"{quantity // 1000}"
+    return f"{quantity / 1000:.3f}"
+
+
+def _row(left: str, right: str) -> str:
+    room = WIDTH - len(right) - 1
+    return f"{left[:room]:<{room}} {right}"
+
+
+def format_receipt(
+    receipt: receipt_pb2.Receipt,
+    result: receipt_pb2.ReceiptResult,
+    names: Mapping[str, str] | None = None,
+    title: str = "RECEIPT",
+) -> str:
+    """The receipt as a cashier reads it: each line, its benefits beneath it, then totals."""
+    names = names or {}
+    requested = {line.line_id: line for line in receipt.lines}
+    out: list[str] = [title.center(WIDTH), "=" * WIDTH]
+    member = f"member {result.member_id}" if result.member_id else "no loyalty card"
+    out.append(_row(f"store {receipt.store_id or '-'}", member))
+    out.append("-" * WIDTH)
+    for line in result.lines:
+        asked = requested.get(line.line_id)
+        name = names.get(line.sku, line.sku)
+        if not line.known_sku:
+            name += " (unknown SKU)"
+        out.append(_row(name, money(line.amount)))
+        if asked is not None:
+            out.append(f"    {quantity_text(asked.quantity)} x {money(asked.price)}")
+        for benefit in line.benefits:
+            value = f"+{benefit.points} pts" if benefit.points else money(-benefit.discount)
+            out.append(_row(f"    {benefit.text}", value))
+        for rejected in line.rejected:
+            out.append(f"    (not applied: {rejected.offer_id}: {rejected.reason})")
+    out.append("-" * WIDTH)
+    out.append(_row("Subtotal", money(result.total_amount)))
+    out.append(_row("Loyalty discount", money(-result.total_discount)))
+    out.append(_row(f"TOTAL {result.currency}", money(result.total_paid)))
+    if result.total_points:
+        out.append(_row("Bonus points", str(result.total_points)))
+    if result.degraded:
+        out.append("(calculated offline: member data may be stale)")
+    return "\n".join(out)
+
+
+def benefit_mechanics(result: receipt_pb2.ReceiptResult) -> Sequence[str]:
+    """Names of the mechanics that gave something on this receipt."""
+    found = {b.mechanic for line in result.lines for b in line.benefits}
+    return sorted(common_pb2.Mechanic.Name(m) for m in found)

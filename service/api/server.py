@@ -1,0 +1,138 @@
+"""Builds the gRPC server: services, health, reflection, interceptors, and its life cycle.
+
+Health says NOT_SERVING until the store is migrated and the cache loaded, and again from the
+moment a shutdown begins, so load balancers stop sending calls before the server stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import Engine
+
+from loyalty.v1 import (
+    backoffice_pb2,
+    backoffice_pb2_grpc,
+    member_pb2,
+    member_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+    receipt_pb2,
+    receipt_pb2_grpc,
+)
+from service.api.interceptors import ErrorMappingInterceptor
+from service.api.receipts import ReceiptServicer
+from service.cache.state import BenefitCache
+from service.config import Settings
+from service.store import db
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    receipt_pb2.DESCRIPTOR.services_by_name["ReceiptService"].full_name,
+    member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
+    backoffice_pb2.DESCRIPTOR.services_by_name["BackOfficeService"].full_name,
+    notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class LoyaltyServer:
+    settings: Settings
+    grpc_server: grpc.Server
+    health: health.HealthServicer
+    store: Engine
+    cache: BenefitCache
+    port: int
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        """Start taking calls (health NOT_SERVING), prepare, then report SERVING."""
+        self.grpc_server.start()
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Migrate the store, load demo data if asked, load the cache; then SERVING."""
+        started = time.perf_counter()
+        db.migrate(self.settings.database_url)
+        if self.settings.demo_data:
+            from service.demo import load_demo  # demo code is not needed in production
+
+            summary = load_demo(db.make_session_factory(self.store), now=datetime.now(UTC))
+            log.info("demo data: %s", summary)
+        self.cache.reload_snapshot()
+        self._set_serving(True)
+        log.info("serving on port %d (ready in %.1f s)", self.port, time.perf_counter() - started)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, refuse new calls, let calls in flight finish within grace."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._set_serving(False)
+        grace = self.settings.grace_period_s if grace is None else grace
+        self.grpc_server.stop(grace).wait()
+        self.store.dispose()
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return bool(self.grpc_server.wait_for_termination(timeout))
+
+    def _set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+
+def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
+    """A server bound to settings.address (port 0 picks a free one), not yet started."""
+    store = db.make_engine(settings.database_url)
+    cache = BenefitCache(
+        db.make_session_factory(store),
+        time_zone=settings.time_zone,
+        member_capacity=settings.member_cache_size,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers),
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+        ],
+    )
+    receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(ReceiptServicer(settings, cache), server)
+    member_pb2_grpc.add_MemberServiceServicer_to_server(
+        member_pb2_grpc.MemberServiceServicer(), server
+    )
+    backoffice_pb2_grpc.add_BackOfficeServiceServicer_to_server(
+        backoffice_pb2_grpc.BackOfficeServiceServicer(), server
+    )
+    notification_pb2_grpc.add_NotificationServiceServicer_to_server(
+        notification_pb2_grpc.NotificationServiceServicer(), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    port = server.add_insecure_port(settings.address)
+    if port == 0:
+        raise OSError(f"cannot bind {settings.address}")
+    loyalty = LoyaltyServer(settings, server, health_servicer, store, cache, port)
+    return loyalty, port

@@ -1,0 +1,86 @@
+"""Settings from command-line flags and LOYALTY_* environment variables (flags win)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX = "LOYALTY_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    address: str = "127.0.0.1:50051"
+    database_url: str = "sqlite:///var/loyalty.db"
+    time_zone: str = "Europe/Moscow"  # the program's zone: "day", "month", "00:00"
+    currency: str = "RUB"  # ISO 4217, one per deployment
+    log_level: str = "INFO"
+    reflection: bool = True  # on in development; switch off in production
+    demo_data: bool = False  # load the demo data set into an empty store on start
+    grace_period_s: float = 10.0  # calls in flight get this long to finish on SIGTERM
+    max_workers: int = 16  # threads serving calls in one process
+    member_cache_size: int = 200_000  # members kept in memory per process
+    max_receipt_lines: int = 1000
+    token_secret: str = "dev-only-change-me"  # signs confirmation tokens; same on every replica
+    processes: int = 0  # server processes sharing the port; 0: one per core (1 on port 0)
+    reuse_port: bool = False  # SO_REUSEPORT; set for the workers of a multi-process server
+    pin_cpu: int = -1  # pin this process to a core; -1: no pinning
+    worker_name: str = ""  # set by the supervisor, for logs
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+            raise ValueError(f"currency must be an ISO 4217 code, got {self.currency!r}")
+        if self.processes < 0:
+            raise ValueError("processes must be >= 0")
+        if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:
+            raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _converter(default: object):  # type: ignore[no-untyped-def]
+    if isinstance(default, bool):
+        return _parse_bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return str
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, overridden by LOYALTY_<NAME> variables, overridden by --<name> flags."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="loyalty-server", description=__doc__)
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        convert = _converter(f.default)
+        env_name = ENV_PREFIX + f.name.upper()
+        if env_name in environ:
+            values[f.name] = convert(environ[env_name])
+        flag = "--" + f.name.replace("_", "-")
+        if convert is _parse_bool:
+            parser.add_argument(flag, dest=f.name, type=_parse_bool, nargs="?", const=True)
+        else:
+            parser.add_argument(flag, dest=f.name, type=convert)
+    args = parser.parse_args(argv)
+    for name, value in vars(args).items():
+        if value is not None:
+            values[name] = value
+    return Settings(**values)  # type: ignore[arg-type]

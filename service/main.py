@@ -1,0 +1,67 @@
+"""`loyalty-server`: serve until SIGTERM or SIGINT, as one process or one per core."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from service.config import Settings, load_settings
+
+log = logging.getLogger("service")
+
+
+def _bound_port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def serve_one_process(settings: Settings) -> int:
+    """One server process: SERVING once ready, drains calls in flight on a signal."""
+    if settings.pin_cpu >= 0:
+        os.sched_setaffinity(0, {settings.pin_cpu})
+    from service.api.server import create_server  # gRPC objects exist only from here on
+
+    server, port = create_server(settings)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info(
+            "%s: draining (grace %.1f s)", signal.Signals(signum).name, settings.grace_period_s
+        )
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.start()
+    print(f"loyalty server listening on {settings.address.rsplit(':', 1)[0]}:{port}", flush=True)
+    stop_requested.wait()
+    server.stop()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except ValueError as exc:
+        print(f"loyalty-server: {exc}", file=sys.stderr)
+        return 2
+    name = f" {settings.worker_name}" if settings.worker_name else ""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s{name} %(name)s %(message)s",
+    )
+    from service.supervisor import run_workers, worker_count
+
+    count = 1 if _bound_port(settings.address) == 0 else worker_count(settings)
+    if count == 1:
+        return serve_one_process(settings)
+    return run_workers(settings, count)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Several server processes on one port (SO_REUSEPORT), one per core: one Python process uses
+one core, and the kernel spreads connections over the processes.
+
+The supervisor prepares the store once (migrations, demo data) and starts each worker as a
+fresh interpreter (fork + exec), so no worker inherits gRPC state from a parent that has
+initialised gRPC (grpc/grpc#16001). Each worker is pinned to a core, answers from its own
+cache, and is a replica like any other. SIGTERM or SIGINT is passed to every worker, which
+drains its calls within the grace period; if one worker dies, the others are stopped and the
+supervisor exits non-zero so that whatever runs it restarts the whole set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from service.config import Settings
+from service.store import db
+
+log = logging.getLogger(__name__)
+
+
+def worker_count(settings: Settings) -> int:
+    if settings.processes > 0:
+        return settings.processes
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def prepare_store(settings: Settings) -> None:
+    """Migrations and demo data, once, before any worker starts."""
+    db.migrate(settings.database_url)
+    if settings.demo_data:
+        from service.demo import load_demo
+
+        engine = db.make_engine(settings.database_url)
+        try:
+            summary = load_demo(db.make_session_factory(engine), now=datetime.now(UTC))
+            log.info("demo data: %s", summary)
+        finally:
+            engine.dispose()
+
+
+def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "service.main",
+        "--processes",
+        "1",
+        "--reuse-port",
+        "on",
+        "--pin-cpu",
+        str(cores[index % len(cores)]),
+        "--demo-data",
+        "off",
+        "--worker-name",
+        f"worker-{index}",
+    ]
+
+
+def run_workers(settings: Settings, count: int) -> int:
+    """Start `count` workers sharing settings.address; return when they have all stopped."""
+    prepare_store(settings)
+    cores = sorted(os.sched_getaffinity(0))
+    env = {**os.environ, **settings_environment(replace(settings, demo_data=False))}
+    workers = [
+        subprocess.Popen(
+            _worker_command(settings, i, cores), env=env, stdout=subprocess.PIPE, text=True
+        )
+        for i in range(count)
+    ]
+    stopping = threading.Event()
+
+    def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        stopping.set()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for worker in workers:  # each prints one line once it is SERVING
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+        if "listening on" not in line:
+            stop_all()
+            log.error("a worker failed to start")
+            break
+    else:
+        print(f"loyalty server listening on {settings.address} ({count} processes)", flush=True)
+    return _wait(workers, stopping, stop_all)
+
+
+def _wait(workers: list[subprocess.Popen[str]], stopping: threading.Event, stop_all: object) -> int:
+    codes: dict[int, int] = {}
+    while len(codes) < len(workers):
+        for index, worker in enumerate(workers):
+            if index in codes:
+                continue
+            try:
+                codes[index] = worker.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            if not stopping.is_set():
+                log.error("worker %d exited with %d; stopping the others", index, codes[index])
+                stop_all()  # type: ignore[operator]
+                codes[index] = codes[index] or 1
+    return max(codes.values(), default=0)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The settings as LOYALTY_* variables, so workers see exactly the supervisor's."""
+    from dataclasses import fields
+
+    env: dict[str, str] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        env[f"LOYALTY_{f.name.upper()}"] = (
+            ("on" if value else "off") if isinstance(value, bool) else str(value)
+        )
+    return env

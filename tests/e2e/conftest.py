@@ -1,0 +1,41 @@
+"""A real server on a loopback port with an SQLite file and the demo data, and channels to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from service.api.server import LoyaltyServer, create_server
+from service.config import Settings
+
+
+def demo_settings(tmp_path: Path, **overrides: object) -> Settings:
+    base = Settings(
+        address="127.0.0.1:0",
+        database_url=f"sqlite:///{tmp_path / 'loyalty.db'}",
+        demo_data=True,
+        grace_period_s=2.0,
+        max_workers=8,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoyaltyServer]:
+    server, _port = create_server(demo_settings(tmp_path_factory.mktemp("demo")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def channel(demo_server: LoyaltyServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{demo_server.port}") as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        yield ch

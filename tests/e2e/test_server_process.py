@@ -1,0 +1,72 @@
+"""The `loyalty-server` process as an operator runs it: flags, environment, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
+    env = {**os.environ, "LOYALTY_TIME_ZONE": "Europe/Moscow", "LOYALTY_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.main",
+            "--address",
+            "127.0.0.1:0",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'p.db'}",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # printed once the server is SERVING
+    assert "listening on" in line, line
+    return process, int(line.strip().rsplit(":", 1)[1])
+
+
+def test_the_server_process_serves_then_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    process, port = start_server(tmp_path, "--grace-period-s", "2")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_bad_time_zone_in_the_environment_stops_the_server_at_start(tmp_path: Path) -> None:
+    env = {**os.environ, "LOYALTY_TIME_ZONE": "Mars/Olympus"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.main",
+            "--address",
+            "127.0.0.1:0",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'p.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "unknown time zone" in done.stderr

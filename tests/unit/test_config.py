@@ -1,0 +1,42 @@
+"""Settings come from defaults, then LOYALTY_* variables, then flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.config import Settings, load_settings
+
+
+def test_defaults_serve_on_loopback_with_an_embedded_sqlite_store() -> None:
+    settings = load_settings([], environ={})
+    assert settings == Settings()
+    assert settings.address.startswith("127.0.0.1:")
+    assert settings.database_url.startswith("sqlite:///")
+
+
+def test_environment_overrides_defaults_and_flags_override_environment() -> None:
+    environ = {
+        "LOYALTY_CURRENCY": "EUR",
+        "LOYALTY_TIME_ZONE": "Europe/Berlin",
+        "LOYALTY_REFLECTION": "off",
+        "LOYALTY_MAX_WORKERS": "4",
+    }
+    settings = load_settings(["--currency", "USD", "--demo-data"], environ=environ)
+    assert settings.currency == "USD"
+    assert settings.time_zone == "Europe/Berlin"
+    assert settings.reflection is False
+    assert settings.max_workers == 4
+    assert settings.demo_data is True
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--time-zone", "Nowhere/City"], "unknown time zone"),
+        (["--currency", "rubles"], "ISO 4217"),
+        (["--max-workers", "0"], ">= 1"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_clear_message(flags: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_settings(flags, environ={})
