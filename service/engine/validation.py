@@ -1,0 +1,77 @@
+"""Validating a receipt before it is calculated (SPEC 2, 11).
+
+Raises service.errors.InvalidArgument with the path of the field at fault
+("lines[2].quantity"). Checked, in this order: the receipt (lines present, not too many,
+sale time aware and at most 24 h ahead of server time), then each line in request order
+(line_id, sku, quantity, price, amount).
+
+Amount against price: the amount may be below price x quantity (the register's own
+discount); it may exceed the exact price x quantity / 1000 only by rounding, that is it may
+not exceed that value rounded up to a whole minor unit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from service.engine.model import PIECE_QUANTITY, Receipt, Unit
+from service.engine.snapshot import Snapshot
+from service.errors import InvalidArgument
+
+MAX_SALE_TIME_AHEAD = timedelta(hours=24)
+MAX_MONEY = 10**12  # minor units; anything above is absurd for one line
+MAX_QUANTITY = 10**9  # thousandths of a unit (a million units)
+
+
+def validate_receipt(
+    snapshot: Snapshot, receipt: Receipt, now: datetime, *, max_lines: int = 1000
+) -> None:
+    """Raise InvalidArgument for the first thing wrong with the receipt; return if valid."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    if not receipt.lines:
+        raise InvalidArgument("lines", "a receipt needs at least one line")
+    if len(receipt.lines) > max_lines:
+        raise InvalidArgument("lines", f"at most {max_lines} lines per receipt")
+    sale_time = receipt.sale_time
+    if sale_time.tzinfo is None or sale_time.utcoffset() is None:
+        raise InvalidArgument("sale_time", "must carry a time zone (UTC)")
+    if sale_time - now > MAX_SALE_TIME_AHEAD:
+        raise InvalidArgument("sale_time", "more than 24 h ahead of server time")
+
+    seen: set[str] = set()
+    for index, line in enumerate(receipt.lines):
+        path = f"lines[{index}]"
+        if not line.line_id:
+            raise InvalidArgument(f"{path}.line_id", "must not be empty")
+        if line.line_id in seen:
+            raise InvalidArgument(f"{path}.line_id", f"duplicate line id {line.line_id!r}")
+        seen.add(line.line_id)
+        if not line.sku:
+            raise InvalidArgument(f"{path}.sku", "must not be empty")
+        if line.quantity <= 0:
+            raise InvalidArgument(f"{path}.quantity", "must be positive")
+        if line.quantity > MAX_QUANTITY:
+            raise InvalidArgument(f"{path}.quantity", f"must not exceed {MAX_QUANTITY}")
+        product = snapshot.product(line.sku)
+        if (
+            product is not None
+            and product.unit is Unit.PIECE
+            and line.quantity % PIECE_QUANTITY != 0
+        ):
+            raise InvalidArgument(
+                f"{path}.quantity", "a product sold by the piece needs whole pieces (x1000)"
+            )
+        if line.price < 0:
+            raise InvalidArgument(f"{path}.price", "must not be negative")
+        if line.price > MAX_MONEY:
+            raise InvalidArgument(f"{path}.price", f"must not exceed {MAX_MONEY}")
+        if line.amount < 0:
+            raise InvalidArgument(f"{path}.amount", "must not be negative")
+        if line.amount > MAX_MONEY:
+            raise InvalidArgument(f"{path}.amount", f"must not exceed {MAX_MONEY}")
+        most = -(-line.price * line.quantity // PIECE_QUANTITY)  # rounded up
+        if line.amount > most:
+            raise InvalidArgument(
+                f"{path}.amount", "must not exceed price x quantity (rounded up to a minor unit)"
+            )
