@@ -8,6 +8,7 @@ loyalty-register --card 2000000000001 --line SKU:QTY:PRICE --line ...
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--explain", action="store_true", help="show offers that lost")
     parser.add_argument("--confirm", action="store_true", help="confirm (pay) after calculating")
-    parser.add_argument("--token", default="", help="API credential (when auth is on)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("LOYALTY_TOKEN", ""),
+        help="API credential of a REGISTER (default: $LOYALTY_TOKEN)",
+    )
     return parser
 
 

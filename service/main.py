@@ -38,10 +38,20 @@ def serve_one_process(settings: Settings) -> int:
     signal.signal(signal.SIGINT, request_stop)
     server.start()
     print(f"loyalty server listening on {settings.address.rsplit(':', 1)[0]}:{port}", flush=True)
+    if settings.demo_data:
+        print_dev_credentials()
     stop_requested.wait()
     server.stop()
     log.info("stopped")
     return 0
+
+
+def print_dev_credentials() -> None:
+    from service.api.auth import DEV_TOKENS
+
+    print("development credentials (demo data only; send as 'authorization: Bearer <token>'):")
+    for role, token in DEV_TOKENS.items():
+        print(f"  {role.value:<18} {token}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime
 
+from service.bootstrap import prepare_store
 from service.config import Settings
 from service.store import db
 
@@ -30,20 +30,6 @@ def worker_count(settings: Settings) -> int:
     if settings.processes > 0:
         return settings.processes
     return len(os.sched_getaffinity(0)) or 1
-
-
-def prepare_store(settings: Settings) -> None:
-    """Migrations and demo data, once, before any worker starts."""
-    db.migrate(settings.database_url)
-    if settings.demo_data:
-        from service.demo import load_demo
-
-        engine = db.make_engine(settings.database_url)
-        try:
-            summary = load_demo(db.make_session_factory(engine), now=datetime.now(UTC))
-            log.info("demo data: %s", summary)
-        finally:
-            engine.dispose()
 
 
 def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[str]:
@@ -66,7 +52,11 @@ def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[st
 
 def run_workers(settings: Settings, count: int) -> int:
     """Start `count` workers sharing settings.address; return when they have all stopped."""
-    prepare_store(settings)
+    engine = db.make_engine(settings.database_url)
+    try:
+        prepare_store(settings, engine)
+    finally:
+        engine.dispose()
     cores = sorted(os.sched_getaffinity(0))
     env = {**os.environ, **settings_environment(replace(settings, demo_data=False))}
     workers = [
@@ -94,6 +84,10 @@ def run_workers(settings: Settings, count: int) -> int:
             break
     else:
         print(f"loyalty server listening on {settings.address} ({count} processes)", flush=True)
+        if settings.demo_data:
+            from service.main import print_dev_credentials
+
+            print_dev_credentials()
     return _wait(workers, stopping, stop_all)
 
 

@@ -1,17 +1,32 @@
-"""Server interceptors. Each wraps a method's handler once and caches the wrapper, so the
-per-call cost is a dictionary lookup and the wrapper's own work."""
+"""The call interceptor: authentication, roles and the error table, around every handler.
+
+It wraps each method's handler once and caches the wrapper, so the per-call cost is a dict
+lookup plus the wrapper's own work (no new handler objects per call).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from service.api.auth import CredentialBook, Principal, authorize, roles_for, set_current_principal
 from service.api.errors import status_for
 
 Behavior = Callable[..., Any]
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+
+
+def _authorization(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata():
+        if key == "authorization":
+            return str(value)
+    return None
 
 
 def _already_aborted(context: grpc.ServicerContext) -> bool:
@@ -19,73 +34,78 @@ def _already_aborted(context: grpc.ServicerContext) -> bool:
     return code is not None and code != grpc.StatusCode.OK
 
 
-def _map_errors_unary(method: str, behavior: Behavior) -> Behavior:
-    def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+class _Guard:
+    """What runs before a handler of one method: who is calling, and may they."""
+
+    def __init__(self, method: str, book: CredentialBook) -> None:
+        self.method = method
+        self.book = book
+        self.allowed = roles_for(method)
+
+    def admit(self, context: grpc.ServicerContext) -> None:
+        principal: Principal | None = None
+        if self.allowed is not None:
+            principal = self.book.authenticate(_authorization(context))
+            authorize(principal, self.method, self.allowed)
+        set_current_principal(principal)
+
+    def fail(self, exc: Exception, context: grpc.ServicerContext) -> None:
+        if _already_aborted(context):
+            raise exc
+        context.abort_with_status(status_for(exc, self.method))
+
+
+def _unary(guard: _Guard, behavior: Behavior) -> Behavior:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return behavior(request_or_iterator, context)
+            guard.admit(context)
+            return behavior(request, context)
         except Exception as exc:
-            if _already_aborted(context):
-                raise
-            context.abort_with_status(status_for(exc, method))
+            guard.fail(exc, context)
 
-    return wrapper
+    return handle
 
 
-def _map_errors_stream(method: str, behavior: Behavior) -> Behavior:
-    def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+def _streaming(guard: _Guard, behavior: Behavior) -> Behavior:
+    def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from behavior(request_or_iterator, context)
+            guard.admit(context)
+            yield from behavior(request, context)
         except Exception as exc:
-            if _already_aborted(context):
-                raise
-            context.abort_with_status(status_for(exc, method))
+            guard.fail(exc, context)
 
-    return wrapper
+    return handle
 
 
-def _rewrap(
-    handler: grpc.RpcMethodHandler[Any, Any],
-    method: str,
-    wrap_unary: Callable[[str, Behavior], Behavior],
-    wrap_stream: Callable[[str, Behavior], Behavior],
-) -> grpc.RpcMethodHandler[Any, Any]:
+def _rewrap(handler: Handler, guard: _Guard) -> Handler:
     h: Any = handler
+    codec = (h.request_deserializer, h.response_serializer)
     if h.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            wrap_unary(method, h.unary_unary), h.request_deserializer, h.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(_unary(guard, h.unary_unary), *codec)
     if h.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            wrap_stream(method, h.unary_stream), h.request_deserializer, h.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(_streaming(guard, h.unary_stream), *codec)
     if h.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            wrap_unary(method, h.stream_unary), h.request_deserializer, h.response_serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        wrap_stream(method, h.stream_stream), h.request_deserializer, h.response_serializer
-    )
+        return grpc.stream_unary_rpc_method_handler(_unary(guard, h.stream_unary), *codec)
+    return grpc.stream_stream_rpc_method_handler(_streaming(guard, h.stream_stream), *codec)
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns every exception a handler raises into a status from the one error table."""
-
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self, book: CredentialBook) -> None:
+        self._book = book
+        self._wrapped: dict[str, Handler] = {}
         self._lock = threading.Lock()
 
     def intercept_service(
-        self, continuation: Callable[[Any], grpc.RpcMethodHandler[Any, Any] | None], details: Any
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: Callable[[Any], Handler | None], details: Any
+    ) -> Handler | None:
         method = details.method
-        try:
-            return self._wrapped[method]
-        except KeyError:
-            pass
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = continuation(details)
         if handler is None:  # unknown method: not cached, so random names cannot grow the dict
             return None
-        wrapped = _rewrap(handler, method, _map_errors_unary, _map_errors_stream)
+        wrapped = _rewrap(handler, _Guard(method, self._book))
         with self._lock:
             self._wrapped[method] = wrapped
         return wrapped

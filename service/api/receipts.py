@@ -9,6 +9,7 @@ import grpc
 
 from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc
 from service.api import convert
+from service.api.auth import current_principal
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine.calculate import calculate
@@ -57,6 +58,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
     ) -> receipt_pb2.CalculateResponse:
         now = self._clock()
         receipt_pb = request.receipt
+        current_principal().check_store(receipt_pb.store_id)
         member = resolve_member(self._cache, receipt_pb.member, "receipt.member")
         receipt = convert.receipt_to_model(receipt_pb, member, now)
         snapshot = self._cache.snapshot

@@ -11,7 +11,6 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,10 +27,12 @@ from loyalty.v1 import (
     receipt_pb2,
     receipt_pb2_grpc,
 )
-from service.api.interceptors import ErrorMappingInterceptor
+from service.api.auth import CredentialBook, ensure_dev_credentials
+from service.api.interceptors import CallInterceptor
 from service.api.receipts import ReceiptServicer
 from service.cache.state import BenefitCache
 from service.config import Settings
+from service.bootstrap import prepare_store
 from service.store import db
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class LoyaltyServer:
     health: health.HealthServicer
     store: Engine
     cache: BenefitCache
+    credentials: CredentialBook
     port: int
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -63,12 +65,8 @@ class LoyaltyServer:
     def prepare(self) -> None:
         """Migrate the store, load demo data if asked, load the cache; then SERVING."""
         started = time.perf_counter()
-        db.migrate(self.settings.database_url)
-        if self.settings.demo_data:
-            from service.demo import load_demo  # demo code is not needed in production
-
-            summary = load_demo(db.make_session_factory(self.store), now=datetime.now(UTC))
-            log.info("demo data: %s", summary)
+        prepare_store(self.settings, self.store)
+        self.credentials.reload()
         self.cache.reload_snapshot()
         self._set_serving(True)
         log.info("serving on port %d (ready in %.1f s)", self.port, time.perf_counter() - started)
@@ -99,14 +97,16 @@ class LoyaltyServer:
 def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     """A server bound to settings.address (port 0 picks a free one), not yet started."""
     store = db.make_engine(settings.database_url)
+    sessions = db.make_session_factory(store)
+    credentials = CredentialBook(sessions)
     cache = BenefitCache(
-        db.make_session_factory(store),
+        sessions,
         time_zone=settings.time_zone,
         member_capacity=settings.member_cache_size,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=[CallInterceptor(credentials)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -134,5 +134,5 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     port = server.add_insecure_port(settings.address)
     if port == 0:
         raise OSError(f"cannot bind {settings.address}")
-    loyalty = LoyaltyServer(settings, server, health_servicer, store, cache, port)
+    loyalty = LoyaltyServer(settings, server, health_servicer, store, cache, credentials, port)
     return loyalty, port

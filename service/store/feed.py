@@ -25,6 +25,7 @@ class EntityKind(enum.StrEnum):
     STORE = "store"
     OFFER = "offer"
     MEMBER = "member"
+    CREDENTIAL = "credential"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from service.config import Settings
 
@@ -39,3 +40,8 @@ def channel(demo_server: LoyaltyServer) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(f"127.0.0.1:{demo_server.port}") as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
         yield ch
+
+
+def auth(role: Role = Role.REGISTER) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying a development credential of this role (demo data only)."""
+    return (("authorization", f"Bearer {DEV_TOKENS[role]}"),)

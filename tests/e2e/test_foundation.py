@@ -16,12 +16,14 @@ from clients import register_cli
 from clients.receipt_format import load_receipt
 from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc
 from service.api.server import LoyaltyServer, create_server
-from tests.e2e.conftest import demo_settings
+from service.api.auth import DEV_TOKENS, Role
+from tests.e2e.conftest import auth, demo_settings
 
 
 def calculate(channel: grpc.Channel, receipt: receipt_pb2.Receipt) -> receipt_pb2.ReceiptResult:
     stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
-    return stub.Calculate(receipt_pb2.CalculateRequest(receipt=receipt), timeout=10).result
+    request = receipt_pb2.CalculateRequest(receipt=receipt)
+    return stub.Calculate(request, timeout=10, metadata=auth()).result
 
 
 def demo_receipt() -> receipt_pb2.Receipt:
@@ -133,7 +135,9 @@ def test_an_unspecified_channel_is_invalid_and_names_the_field(channel: grpc.Cha
 def test_register_client_prints_the_demo_receipt_as_a_cashier_reads_it(
     demo_server: LoyaltyServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = register_cli.main(["--target", f"127.0.0.1:{demo_server.port}", "--demo"])
+    target = f"127.0.0.1:{demo_server.port}"
+    token = DEV_TOKENS[Role.REGISTER]
+    code = register_cli.main(["--target", target, "--demo", "--token", token])
     printed = capsys.readouterr().out
     assert code == 0
     assert "TOTAL" in printed
