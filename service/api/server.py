@@ -27,12 +27,12 @@ from loyalty.v1 import (
     receipt_pb2,
     receipt_pb2_grpc,
 )
-from service.api.auth import CredentialBook, ensure_dev_credentials
+from service.api.auth import CredentialBook
 from service.api.interceptors import CallInterceptor
 from service.api.receipts import ReceiptServicer
+from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
 from service.config import Settings
-from service.bootstrap import prepare_store
 from service.store import db
 
 log = logging.getLogger(__name__)

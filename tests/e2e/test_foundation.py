@@ -15,8 +15,8 @@ from grpc_status import rpc_status
 from clients import register_cli
 from clients.receipt_format import load_receipt
 from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc
-from service.api.server import LoyaltyServer, create_server
 from service.api.auth import DEV_TOKENS, Role
+from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
 
 
