@@ -25,6 +25,7 @@ class Settings:
     member_cache_size: int = 200_000  # members kept in memory per process
     max_receipt_lines: int = 1000
     token_secret: str = "dev-only-change-me"  # signs confirmation tokens; same on every replica
+    sync_interval_s: float = 0.1  # how often each replica polls the change feed
     processes: int = 0  # server processes sharing the port; 0: one per core (1 on port 0)
     reuse_port: bool = False  # SO_REUSEPORT; set for the workers of a multi-process server
     pin_cpu: int = -1  # pin this process to a core; -1: no pinning

@@ -32,6 +32,7 @@ from service.api.interceptors import CallInterceptor
 from service.api.receipts import ReceiptServicer
 from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
+from service.cache.sync import ChangeFollower
 from service.config import Settings
 from service.store import db
 
@@ -54,6 +55,7 @@ class LoyaltyServer:
     store: Engine
     cache: BenefitCache
     credentials: CredentialBook
+    follower: ChangeFollower
     port: int
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -68,6 +70,7 @@ class LoyaltyServer:
         prepare_store(self.settings, self.store)
         self.credentials.reload()
         self.cache.reload_snapshot()
+        self.follower.start_from_current()
         self._set_serving(True)
         log.info("serving on port %d (ready in %.1f s)", self.port, time.perf_counter() - started)
 
@@ -79,6 +82,7 @@ class LoyaltyServer:
         self._set_serving(False)
         grace = self.settings.grace_period_s if grace is None else grace
         self.grpc_server.stop(grace).wait()
+        self.follower.stop()
         self.store.dispose()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -134,5 +138,13 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     port = server.add_insecure_port(settings.address)
     if port == 0:
         raise OSError(f"cannot bind {settings.address}")
-    loyalty = LoyaltyServer(settings, server, health_servicer, store, cache, credentials, port)
+    follower = ChangeFollower(
+        sessions,
+        cache,
+        on_credentials_changed=credentials.reload,
+        poll_interval_s=settings.sync_interval_s,
+    )
+    loyalty = LoyaltyServer(
+        settings, server, health_servicer, store, cache, credentials, follower, port
+    )
     return loyalty, port

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from sqlalchemy.orm import Session
 
 from service.engine.model import Member
@@ -22,7 +22,7 @@ from service.store import loader
 
 log = logging.getLogger(__name__)
 
-_ABSENT = object()  # cached "no such member", so unknown cards do not hit the store each time
+_ABSENT = object()  # cached "no such member id": asking again does not hit the store
 
 
 @dataclass
@@ -43,7 +43,11 @@ class BenefitCache:
         self._session_factory = session_factory
         self._time_zone = time_zone
         self._members: LRUCache[str, Any] = LRUCache(maxsize=member_capacity)
-        self._cards: LRUCache[str, Any] = LRUCache(maxsize=member_capacity)
+        # A card moved to another member by an import is seen within the TTL on every replica.
+        self._cards: TTLCache[str, str] = TTLCache(maxsize=member_capacity, ttl=60.0)
+        # Unknown cards are remembered briefly: a card issued by an import elsewhere is seen
+        # within seconds, and a register scanning an unknown card does not hit the store each time.
+        self._unknown_cards: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=5.0)
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self.stats = CacheStats()
@@ -86,13 +90,18 @@ class BenefitCache:
 
     def member_id_for_card(self, card_number: str) -> str | None:
         with self._lock:
-            cached = self._cards.get(card_number, None)
-        if cached is not None:
-            return None if cached is _ABSENT else cached
+            member_id = self._cards.get(card_number)
+            if member_id is not None:
+                return member_id
+            if card_number in self._unknown_cards:
+                return None
         with self._session_factory() as session:
             member_id = loader.member_id_for_card(session, card_number)
         with self._lock:
-            self._cards[card_number] = _ABSENT if member_id is None else member_id
+            if member_id is None:
+                self._unknown_cards[card_number] = True
+            else:
+                self._cards[card_number] = member_id
         return member_id
 
     def forget_member(self, member_id: str) -> None:

@@ -65,3 +65,19 @@ def changes_after(session: Session, position: int, limit: int = 1000) -> list[Ch
 def last_position(session: Session) -> int:
     """The highest position in the feed, 0 when it is empty."""
     return session.scalar(select(func.coalesce(func.max(ChangeFeedRow.position), 0))) or 0
+
+
+def changes_at(session: Session, positions: Iterable[int]) -> list[Change]:
+    """The changes at these positions that exist now (a follower re-reading its gaps)."""
+    wanted = list(positions)
+    if not wanted:
+        return []
+    feed = table_of(ChangeFeedRow)
+    found: list[Change] = []
+    for start in range(0, len(wanted), 500):
+        query = select(feed).where(feed.c.position.in_(wanted[start : start + 500]))
+        found += [
+            Change(r.position, r.entity_kind, r.entity_key, r.created_at)
+            for r in session.execute(query)
+        ]
+    return sorted(found, key=lambda c: c.position)
