@@ -1,4 +1,5 @@
-"""The call interceptor: authentication, roles and the error table, around every handler.
+"""The call interceptor: authentication, roles, the error table, metrics and the call log,
+around every handler.
 
 It wraps each method's handler once and caches the wrapper, so the per-call cost is a dict
 lookup plus the wrapper's own work (no new handler objects per call).
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from service.api.auth import CredentialBook, Principal, authorize, roles_for, set_current_principal
 from service.api.errors import status_for
+from service.api.metrics import CallMetrics, log_call
 
 Behavior = Callable[..., Any]
 if TYPE_CHECKING:
@@ -35,44 +38,67 @@ def _already_aborted(context: grpc.ServicerContext) -> bool:
 
 
 class _Guard:
-    """What runs before a handler of one method: who is calling, and may they."""
+    """What runs around every call of one method: who is calling and may they, the status an
+    exception becomes, and the call's metrics and log line."""
 
-    def __init__(self, method: str, book: CredentialBook) -> None:
+    def __init__(
+        self, method: str, book: CredentialBook, metrics: CallMetrics, log_calls: bool
+    ) -> None:
         self.method = method
         self.book = book
         self.allowed = roles_for(method)
+        self.record = metrics.recorder(method)
+        self.log_calls = log_calls
 
-    def admit(self, context: grpc.ServicerContext) -> None:
+    def admit(self, context: grpc.ServicerContext) -> str:
+        """Authenticate and authorize; returns the caller's name for the log."""
         principal: Principal | None = None
         if self.allowed is not None:
             principal = self.book.authenticate(_authorization(context))
             authorize(principal, self.method, self.allowed)
         set_current_principal(principal)
+        return principal.name if principal is not None else "-"
 
-    def fail(self, exc: Exception, context: grpc.ServicerContext) -> None:
+    def status(self, exc: Exception, context: grpc.ServicerContext) -> grpc.Status:
         if _already_aborted(context):
             raise exc
-        context.abort_with_status(status_for(exc, self.method))
+        return status_for(exc, self.method)
+
+    def done(self, code: grpc.StatusCode, started: float, caller: str) -> None:
+        seconds = perf_counter() - started
+        self.record(code, seconds)
+        if self.log_calls:
+            log_call(self.method, code, seconds, caller)
 
 
 def _unary(guard: _Guard, behavior: Behavior) -> Behavior:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
         try:
-            guard.admit(context)
+            caller = guard.admit(context)
             return behavior(request, context)
         except Exception as exc:
-            guard.fail(exc, context)
+            status = guard.status(exc, context)
+            code = status.code
+            context.abort_with_status(status)
+        finally:
+            guard.done(code, started, caller)
 
     return handle
 
 
 def _streaming(guard: _Guard, behavior: Behavior) -> Behavior:
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
         try:
-            guard.admit(context)
+            caller = guard.admit(context)
             yield from behavior(request, context)
         except Exception as exc:
-            guard.fail(exc, context)
+            status = guard.status(exc, context)
+            code = status.code
+            context.abort_with_status(status)
+        finally:
+            guard.done(code, started, caller)
 
     return handle
 
@@ -90,8 +116,10 @@ def _rewrap(handler: Handler, guard: _Guard) -> Handler:
 
 
 class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, book: CredentialBook) -> None:
+    def __init__(self, book: CredentialBook, metrics: CallMetrics, *, log_calls: bool) -> None:
         self._book = book
+        self._metrics = metrics
+        self._log_calls = log_calls
         self._wrapped: dict[str, Handler] = {}
         self._lock = threading.Lock()
 
@@ -105,7 +133,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler = continuation(details)
         if handler is None:  # unknown method: not cached, so random names cannot grow the dict
             return None
-        wrapped = _rewrap(handler, _Guard(method, self._book))
+        wrapped = _rewrap(handler, _Guard(method, self._book, self._metrics, self._log_calls))
         with self._lock:
             self._wrapped[method] = wrapped
         return wrapped

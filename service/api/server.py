@@ -29,6 +29,7 @@ from loyalty.v1 import (
 )
 from service.api.auth import CredentialBook
 from service.api.interceptors import CallInterceptor
+from service.api.metrics import CallMetrics, StatsCollector
 from service.api.receipts import ReceiptServicer
 from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
@@ -56,6 +57,7 @@ class LoyaltyServer:
     cache: BenefitCache
     credentials: CredentialBook
     follower: ChangeFollower
+    metrics: CallMetrics
     port: int
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -71,6 +73,8 @@ class LoyaltyServer:
         self.credentials.reload()
         self.cache.reload_snapshot()
         self.follower.start_from_current()
+        if self.settings.metrics_port:
+            self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
         self._set_serving(True)
         log.info("serving on port %d (ready in %.1f s)", self.port, time.perf_counter() - started)
 
@@ -103,6 +107,7 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     store = db.make_engine(settings.database_url)
     sessions = db.make_session_factory(store)
     credentials = CredentialBook(sessions)
+    metrics = CallMetrics()
     cache = BenefitCache(
         sessions,
         time_zone=settings.time_zone,
@@ -110,7 +115,7 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[CallInterceptor(credentials)],
+        interceptors=[CallInterceptor(credentials, metrics, log_calls=settings.log_calls)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -143,8 +148,24 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         cache,
         on_credentials_changed=credentials.reload,
         poll_interval_s=settings.sync_interval_s,
+        observe_delay=metrics.sync_delay.observe,
     )
+    metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
     loyalty = LoyaltyServer(
-        settings, server, health_servicer, store, cache, credentials, follower, port
+        settings, server, health_servicer, store, cache, credentials, follower, metrics, port
     )
     return loyalty, port
+
+
+def _cache_and_sync_stats(
+    cache: BenefitCache, follower: ChangeFollower
+) -> dict[str, tuple[str, float]]:
+    return {
+        "loyalty_cache_member_hits": ("counter", cache.stats.member_hits),
+        "loyalty_cache_member_misses": ("counter", cache.stats.member_misses),
+        "loyalty_cache_members": ("gauge", cache.cached_member_count()),
+        "loyalty_sync_changes_applied": ("counter", follower.stats.changes_applied),
+        "loyalty_sync_errors": ("counter", follower.stats.errors),
+        "loyalty_sync_open_gaps": ("gauge", follower.open_gaps),
+        "loyalty_sync_seconds_since_success": ("gauge", follower.seconds_since_success()),
+    }

@@ -63,6 +63,7 @@ class ChangeFollower:
         cache: BenefitCache,
         *,
         on_credentials_changed: Callable[[], None] = lambda: None,
+        observe_delay: Callable[[float], None] = lambda seconds: None,
         poll_interval_s: float = 0.1,
         gap_timeout_s: float = 30.0,
         batch_size: int = 5000,
@@ -70,6 +71,7 @@ class ChangeFollower:
         self._session_factory = session_factory
         self._cache = cache
         self._on_credentials_changed = on_credentials_changed
+        self._observe_delay = observe_delay
         self._poll_interval_s = poll_interval_s
         self._gap_timeout_s = gap_timeout_s
         self._batch_size = batch_size
@@ -175,7 +177,10 @@ class ChangeFollower:
             self._on_credentials_changed()
         applied_at = datetime.now(UTC)
         delays = self.stats.delays_s
-        delays.extend((applied_at - c.created_at).total_seconds() for c in changes)
+        for change in changes:
+            delay = (applied_at - change.created_at).total_seconds()
+            delays.append(delay)
+            self._observe_delay(delay)
         if len(delays) > self.MAX_DELAYS_KEPT:
             del delays[: len(delays) - self.MAX_DELAYS_KEPT]
         self.stats.changes_applied += len(changes)
