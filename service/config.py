@@ -28,6 +28,7 @@ class Settings:
     metrics_port: int = 0  # Prometheus metrics on this port (worker i: port + i); 0: off
     metrics_address: str = "127.0.0.1"
     log_calls: bool = True  # one JSON log line per call (logger service.calls)
+    bench_services: bool = False  # also serve the empty and echo services of `make bench`
     sync_interval_s: float = 0.1  # how often each replica polls the change feed
     processes: int = 0  # server processes sharing the port; 0: one per core (1 on port 0)
     reuse_port: bool = False  # SO_REUSEPORT; set for the workers of a multi-process server

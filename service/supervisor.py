@@ -47,6 +47,8 @@ def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[st
         "off",
         "--worker-name",
         f"worker-{index}",
+        "--metrics-port",
+        str(settings.metrics_port + index if settings.metrics_port else 0),
     ]
 
 

@@ -65,7 +65,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/loyalty.v1.NotificationService/AckMemberEvents": frozenset({_C, _B}),
 }
 BACK_OFFICE_PREFIX = "/loyalty.v1.BackOfficeService/"
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/loyalty.bench.")
 
 _current: ContextVar[Principal | None] = ContextVar("principal", default=None)
 

@@ -16,6 +16,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from loyalty.v1 import common_pb2, receipt_pb2
 from service.engine import model as m
+from service.engine.records import new_line
 from service.errors import InvalidArgument
 
 E = TypeVar("E", bound=enum.Enum)
@@ -74,7 +75,7 @@ def set_timestamp(stamp: timestamp_pb2.Timestamp, moment: datetime) -> None:
 
 def receipt_lines(receipt: receipt_pb2.Receipt) -> tuple[m.Line, ...]:
     return tuple(
-        m.Line(line.line_id, line.sku, line.quantity, line.price, line.amount)
+        new_line(line.line_id, line.sku, line.quantity, line.price, line.amount)
         for line in receipt.lines
     )
 
@@ -115,31 +116,40 @@ def fill_result(
     out.sale_time.FromDatetime(sale_time)
     if result.unknown_skus:
         out.unknown_skus.extend(result.unknown_skus)
-    mechanic = MECHANIC.to_proto
-    kind = BENEFIT_KIND.to_proto
-    for line in result.lines:
+    mechanic = _MECHANIC_BY_VALUE
+    kind = _KIND_BY_VALUE
+    for line in result.lines:  # zero fields are left unset: same bytes, less work
         pl = out.lines.add()
         pl.line_id = line.line_id
         pl.sku = line.sku
         pl.amount = line.amount
-        pl.discount = line.discount
         pl.paid = line.paid
-        pl.points = line.points
+        if line.discount:
+            pl.discount = line.discount
+        if line.points:
+            pl.points = line.points
         pl.known_sku = line.known_sku
         for benefit in line.benefits:
             pb = pl.benefits.add()
             pb.offer_id = benefit.offer_id
-            pb.mechanic = mechanic[benefit.mechanic]
-            pb.kind = kind[benefit.kind]
-            pb.discount = benefit.discount
-            pb.points = benefit.points
+            pb.mechanic = mechanic[benefit.mechanic._value_]
+            pb.kind = kind[benefit.kind._value_]
+            if benefit.discount:
+                pb.discount = benefit.discount
+            if benefit.points:
+                pb.points = benefit.points
             pb.text = benefit.text
         for rejected in line.rejected:
             pr = pl.rejected.add()
             pr.offer_id = rejected.offer_id
-            pr.mechanic = mechanic[rejected.mechanic]
+            pr.mechanic = mechanic[rejected.mechanic._value_]
             pr.reason = rejected.reason
             pr.discount = rejected.discount
+
+
+# Keyed by the enum's value: hashing a str is a C call, hashing an Enum member a Python one.
+_MECHANIC_BY_VALUE = {e._value_: n for e, n in MECHANIC.to_proto.items()}
+_KIND_BY_VALUE = {e._value_: n for e, n in BENEFIT_KIND.to_proto.items()}
 
 
 # --- shared pieces of back-office and member messages -----------------------------------------

@@ -28,8 +28,11 @@ from loyalty.v1 import (
     receipt_pb2_grpc,
 )
 from service.api.auth import CredentialBook
+from service.api.bench_services import bench_handlers
 from service.api.interceptors import CallInterceptor
+from service.api.members import MemberServicer
 from service.api.metrics import CallMetrics, StatsCollector
+from service.api.notifications import NotificationServicer
 from service.api.receipts import ReceiptServicer
 from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
@@ -124,14 +127,16 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     )
     receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(ReceiptServicer(settings, cache), server)
     member_pb2_grpc.add_MemberServiceServicer_to_server(
-        member_pb2_grpc.MemberServiceServicer(), server
+        MemberServicer(settings, cache, sessions), server
     )
     backoffice_pb2_grpc.add_BackOfficeServiceServicer_to_server(
         backoffice_pb2_grpc.BackOfficeServiceServicer(), server
     )
     notification_pb2_grpc.add_NotificationServiceServicer_to_server(
-        notification_pb2_grpc.NotificationServiceServicer(), server
+        NotificationServicer(sessions, is_stopping=lambda: loyalty._stopped.is_set()), server
     )
+    if settings.bench_services:
+        server.add_generic_rpc_handlers(bench_handlers())
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):

@@ -18,6 +18,7 @@ from typing import Any
 from service.engine.model import (
     AppliedBenefit,
     BenefitKind,
+    Line,
     LineResult,
     Mechanic,
     RejectedCandidate,
@@ -108,6 +109,27 @@ def _applied_benefit_constructor() -> Callable[..., AppliedBenefit]:
     return new_applied_benefit
 
 
+def _line_constructor() -> Callable[[str, str, int, int, int], Line]:
+    new = object.__new__
+    cls = Line
+    set_line_id, set_sku, set_quantity, set_price, set_amount = _slot_setters(
+        cls, ("line_id", "sku", "quantity", "price", "amount")
+    )
+
+    def new_line(line_id: str, sku: str, quantity: int, price: int, amount: int) -> Line:
+        line: Line = new(cls)
+        set_line_id(line, line_id)
+        set_sku(line, sku)
+        set_quantity(line, quantity)
+        set_price(line, price)
+        set_amount(line, amount)
+        return line
+
+    return new_line
+
+
+# Line(line_id, sku, quantity, price, amount): for translating requests on the hot path
+new_line = _line_constructor()
 # LineResult(line_id, sku, amount, discount, paid, points, benefits, known_sku, rejected)
 new_line_result = _line_result_constructor()
 # AppliedBenefit(offer_id, mechanic, kind, discount, points, text)

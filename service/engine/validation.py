@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from service.engine.model import PIECE_QUANTITY, Receipt, Unit
+from service.engine.model import PIECE_QUANTITY, Line, Product, Receipt, Unit
 from service.engine.snapshot import Snapshot
 from service.errors import InvalidArgument
 
@@ -40,38 +40,52 @@ def validate_receipt(
         raise InvalidArgument("sale_time", "more than 24 h ahead of server time")
 
     seen: set[str] = set()
+    product_of = snapshot.product
     for index, line in enumerate(receipt.lines):
-        path = f"lines[{index}]"
-        if not line.line_id:
-            raise InvalidArgument(f"{path}.line_id", "must not be empty")
-        if line.line_id in seen:
-            raise InvalidArgument(f"{path}.line_id", f"duplicate line id {line.line_id!r}")
-        seen.add(line.line_id)
-        if not line.sku:
-            raise InvalidArgument(f"{path}.sku", "must not be empty")
-        if line.quantity <= 0:
-            raise InvalidArgument(f"{path}.quantity", "must be positive")
-        if line.quantity > MAX_QUANTITY:
-            raise InvalidArgument(f"{path}.quantity", f"must not exceed {MAX_QUANTITY}")
-        product = snapshot.product(line.sku)
+        # One combined test on the hot path; the detailed check runs only for a bad line.
+        quantity, price, amount = line.quantity, line.price, line.amount
+        product = product_of(line.sku)
         if (
-            product is not None
-            and product.unit is Unit.PIECE
-            and line.quantity % PIECE_QUANTITY != 0
+            not line.line_id
+            or line.line_id in seen
+            or not line.sku
+            or not 0 < quantity <= MAX_QUANTITY
+            or not 0 <= price <= MAX_MONEY
+            or not 0 <= amount <= MAX_MONEY
+            or amount > -(-price * quantity // PIECE_QUANTITY)
+            or (
+                product is not None
+                and product.unit is Unit.PIECE
+                and quantity % PIECE_QUANTITY != 0
+            )
         ):
-            raise InvalidArgument(
-                f"{path}.quantity", "a product sold by the piece needs whole pieces (x1000)"
-            )
-        if line.price < 0:
-            raise InvalidArgument(f"{path}.price", "must not be negative")
-        if line.price > MAX_MONEY:
-            raise InvalidArgument(f"{path}.price", f"must not exceed {MAX_MONEY}")
-        if line.amount < 0:
-            raise InvalidArgument(f"{path}.amount", "must not be negative")
-        if line.amount > MAX_MONEY:
-            raise InvalidArgument(f"{path}.amount", f"must not exceed {MAX_MONEY}")
-        most = -(-line.price * line.quantity // PIECE_QUANTITY)  # rounded up
-        if line.amount > most:
-            raise InvalidArgument(
-                f"{path}.amount", "must not exceed price x quantity (rounded up to a minor unit)"
-            )
+            _raise_line_error(f"lines[{index}]", line, product, seen)
+        seen.add(line.line_id)
+
+
+def _raise_line_error(path: str, line: Line, product: Product | None, seen: set[str]) -> None:
+    if not line.line_id:
+        raise InvalidArgument(f"{path}.line_id", "must not be empty")
+    if line.line_id in seen:
+        raise InvalidArgument(f"{path}.line_id", f"duplicate line id {line.line_id!r}")
+    if not line.sku:
+        raise InvalidArgument(f"{path}.sku", "must not be empty")
+    if line.quantity <= 0:
+        raise InvalidArgument(f"{path}.quantity", "must be positive")
+    if line.quantity > MAX_QUANTITY:
+        raise InvalidArgument(f"{path}.quantity", f"must not exceed {MAX_QUANTITY}")
+    if product is not None and product.unit is Unit.PIECE and line.quantity % PIECE_QUANTITY:
+        raise InvalidArgument(
+            f"{path}.quantity", "a product sold by the piece needs whole pieces (x1000)"
+        )
+    if line.price < 0:
+        raise InvalidArgument(f"{path}.price", "must not be negative")
+    if line.price > MAX_MONEY:
+        raise InvalidArgument(f"{path}.price", f"must not exceed {MAX_MONEY}")
+    if line.amount < 0:
+        raise InvalidArgument(f"{path}.amount", "must not be negative")
+    if line.amount > MAX_MONEY:
+        raise InvalidArgument(f"{path}.amount", f"must not exceed {MAX_MONEY}")
+    raise InvalidArgument(
+        f"{path}.amount", "must not exceed price x quantity (rounded up to a minor unit)"
+    )

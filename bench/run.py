@@ -1,0 +1,392 @@
+"""`make bench`: the service against the physical limit beside it, in one run.
+
+    python -m bench.run [--rounds 5] [--seconds 5] [--members 100000]
+
+1. Scaled data (bench/scale_data.py): 10,000 products, 1,000 offers, 100,000 members.
+2. One server as `make run` starts it: one process per core sharing the port (SO_REUSEPORT),
+   each pinned to a core, with the bench's empty and echo services beside the real ones.
+3. Server-bound throughput with h2load (C, so the client does not eat the server's CPU):
+   64 calls in flight over 32 connections, in alternating rounds empty, calculate, echo, ...
+   The echo call carries Calculate's request bytes. gRPC statuses are counted on the server
+   (its metrics), since h2load only sees HTTP status 200.
+4. Client's-eye latency with a Python client: concurrency 1 (p50, p99) and 64 (p50, p99).
+5. The engine alone (bench/engine_bench.py).
+
+Writes bench/results.json and docs/benchmarks.md. Loopback only; bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.scale_data import ScaledData, build
+from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
+from service.store import db
+from service.store.credentials_repo import create_credential, credential_exists
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+REPORT = ROOT / "docs" / "benchmarks.md"
+TOKEN = "bench-register.bench-secret"
+CALCULATE = "/loyalty.v1.ReceiptService/Calculate"
+EMPTY = "/loyalty.bench.Empty/Call"
+ECHO = "/loyalty.bench.Echo/Call"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_ports_in_a_row(count: int, avoid: int) -> int:
+    """A base port such that base .. base + count - 1 are all free (one per worker)."""
+    for _ in range(100):
+        base = free_port()
+        ports = range(base, base + count)
+        if avoid in ports or base + count > 65535:
+            continue
+        try:
+            for port in ports:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free run of ports")
+
+
+def ensure_token(data: ScaledData) -> None:
+    engine = db.make_engine(f"sqlite:///{data.path}")
+    try:
+        with db.make_session_factory(engine).begin() as session:
+            credential_id, _, secret = TOKEN.partition(".")
+            if not credential_exists(session, credential_id):
+                create_credential(
+                    session,
+                    name=credential_id,
+                    role="REGISTER",
+                    credential_id=credential_id,
+                    secret=secret,
+                )
+    finally:
+        engine.dispose()
+
+
+def calculate_request(data: ScaledData, lines: int = 20) -> receipt_pb2.CalculateRequest:
+    request = receipt_pb2.CalculateRequest()
+    receipt = request.receipt
+    receipt.receipt_id, receipt.store_id, receipt.channel = "BENCH-1", "S001", 1
+    receipt.member.card_number = data.showcase_card
+    skus = list(data.showcase_skus[: lines // 2]) + list(data.other_skus)
+    for number, sku in enumerate(skus[:lines], start=1):
+        price = 1000 + 137 * number
+        receipt.lines.add(line_id=str(number), sku=sku, quantity=1000, price=price, amount=price)
+    return request
+
+
+def grpc_frame(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+class Server:
+    """`loyalty-server` with one process per core, as `make run` starts it."""
+
+    def __init__(self, data: ScaledData, processes: int) -> None:
+        self.port = free_port()
+        self.metrics_port = free_ports_in_a_row(processes, avoid=self.port)
+        self.processes = processes
+        command = [
+            sys.executable,
+            "-m",
+            "service.main",
+            "--address",
+            f"127.0.0.1:{self.port}",
+            "--database-url",
+            f"sqlite:///{data.path}",
+            "--processes",
+            str(processes),
+            "--bench-services",
+            "on",
+            "--log-calls",
+            "off",
+            "--log-level",
+            "WARNING",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--reflection",
+            "off",
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            self.stop()
+            raise RuntimeError(f"server did not start: {line!r}")
+
+    def status_counts(self, method: str) -> dict[str, float]:
+        """grpc-status counts of a method, summed over the worker processes."""
+        pattern = re.compile(
+            r'^loyalty_calls_total\{code="(\w+)",method="' + re.escape(method) + r'"\} (\S+)$'
+        )
+        counts: dict[str, float] = {}
+        for index in range(self.processes):
+            url = f"http://127.0.0.1:{self.metrics_port + index}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                for line in answer.read().decode().splitlines():
+                    found = pattern.match(line)
+                    if found:
+                        counts[found[1]] = counts.get(found[1], 0) + float(found[2])
+        return counts
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def h2load(port: int, method: str, body: Path, seconds: float) -> dict[str, float]:
+    """Server-bound throughput: 64 calls in flight over 32 connections."""
+    command = [
+        "h2load",
+        "-D",
+        str(int(seconds)),
+        "--warm-up-time=1",
+        "-c",
+        "32",
+        "-m",
+        "2",
+        "-t",
+        "1",
+        "-d",
+        str(body),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "-H",
+        f"authorization: Bearer {TOKEN}",
+        f"http://127.0.0.1:{port}{method}",
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(
+        r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", out
+    )
+    if not rps or not done:
+        raise RuntimeError(f"cannot read h2load output:\n{out}")
+    return {"rps": float(rps[1]), "succeeded": int(done[1]), "failed": int(done[2])}
+
+
+def server_rounds(
+    server: Server, bodies: dict[str, Path], rounds: int, seconds: float
+) -> dict[str, Any]:
+    runs: dict[str, list[float]] = {name: [] for name in bodies}
+    statuses: dict[str, dict[str, float]] = {}
+    methods = {"empty": EMPTY, "calculate": CALCULATE, "echo": ECHO}
+    before = {name: server.status_counts(methods[name]) for name in bodies}
+    for number in range(rounds):
+        for name, body in bodies.items():  # alternating: empty, calculate, echo, empty, ...
+            result = h2load(server.port, methods[name], body, seconds)
+            runs[name].append(result["rps"])
+            print(
+                f"  round {number + 1}/{rounds} {name:>9}: {result['rps']:8.0f} calls/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    for name in bodies:
+        after = server.status_counts(methods[name])
+        statuses[name] = {code: after.get(code, 0) - before[name].get(code, 0) for code in after}
+    return {
+        "runs": runs,
+        "medians": {k: statistics.median(v) for k, v in runs.items()},
+        "server_statuses": statuses,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency_c1(port: int, request: receipt_pb2.CalculateRequest, calls: int) -> dict[str, float]:
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+        for _ in range(100):
+            stub.Calculate(request, timeout=5, metadata=metadata)
+        samples = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            stub.Calculate(request, timeout=5, metadata=metadata)
+            samples.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": percentile(samples, 0.5), "p99_ms": percentile(samples, 0.99)}
+
+
+async def _latency_c64(
+    port: int, request: receipt_pb2.CalculateRequest, seconds: float
+) -> dict[str, float]:
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    samples: list[float] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                await stub.Calculate(request, timeout=10, metadata=metadata)
+                samples.append((time.perf_counter() - started) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(64)))
+    return {
+        "rps": len(samples) / seconds,
+        "p50_ms": percentile(samples, 0.5),
+        "p99_ms": percentile(samples, 0.99),
+    }
+
+
+def engine_figures() -> dict[str, float]:
+    import random
+
+    from bench.engine_bench import main_scenario
+
+    results: dict[str, float] = {}
+    main_scenario(results, random.Random(1))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "var" / "scaled.db")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    command = "make bench" if argv is None and len(sys.argv) == 1 else " ".join(sys.argv)
+    data = build(args.data, args.members)
+    ensure_token(data)
+    request = calculate_request(data)
+    payload = request.SerializeToString()
+    cores = len(os.sched_getaffinity(0))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "cores": cores,
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+        "receipt_lines": len(request.receipt.lines),
+        "request_bytes": len(payload),
+        "members": data.members,
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        bodies = {}
+        for name, message in (("empty", b""), ("calculate", payload), ("echo", payload)):
+            bodies[name] = Path(scratch) / f"{name}.bin"
+            bodies[name].write_bytes(grpc_frame(message))
+        print(f"server: {cores} processes, data {data.path}", file=sys.stderr)
+        server = Server(data, cores)
+        try:
+            answer = latency_c1(server.port, request, 1)  # also proves the call works
+            del answer
+            rounds = server_rounds(server, bodies, args.rounds, args.seconds)
+            c1 = latency_c1(server.port, request, 2000)
+            c64 = asyncio.run(_latency_c64(server.port, request, args.seconds))
+        finally:
+            server.stop()
+    medians = rounds["medians"]
+    results.update(
+        {
+            "empty_rps": round(medians["empty"]),
+            "echo_rps": round(medians["echo"]),
+            "calculate_rps": round(medians["calculate"]),
+            "calculate_to_empty_ratio": round(medians["calculate"] / medians["empty"], 3),
+            "echo_to_empty_ratio": round(medians["echo"] / medians["empty"], 3),
+            "rounds": rounds["runs"],
+            "server_statuses": rounds["server_statuses"],
+            "calculate_p50_ms_c1": round(c1["p50_ms"], 3),
+            "calculate_p99_ms_c1": round(c1["p99_ms"], 3),
+            "calculate_rps_c64_python_client": round(c64["rps"]),
+            "calculate_p50_ms_c64": round(c64["p50_ms"], 3),
+            "calculate_p99_ms_c64": round(c64["p99_ms"], 3),
+        }
+    )
+    print("engine alone ...", file=sys.stderr, flush=True)
+    engine = engine_figures()
+    results.update({k: v for k, v in engine.items() if k.startswith("engine_us")})
+    results["engine_applied_benefits_per_line"] = engine.get("applied_benefits_per_line_mean")
+    results["bench_seconds"] = round(time.perf_counter() - started)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_report(results)
+    print(
+        json.dumps({k: v for k, v in results.items() if not isinstance(v, dict | list)}, indent=2)
+    )
+    return 0
+
+
+def write_report(r: dict[str, Any]) -> None:
+    """The serving section of docs/benchmarks.md (other sections are kept as they are)."""
+    section = f"""<!-- serving: written by bench/run.py -->
+## Serving (`{r["command"]}`, {r["date"]})
+
+Machine: {r["cores"]} cores, Python {r["python"]}, grpcio {r["grpc"]}. Server: {r["cores"]}
+processes sharing the port (SO_REUSEPORT), one pinned to each core, SQLite store with
+{r["members"]:,} members, 10,000 products, 1,000 offers. Receipt: {r["receipt_lines"]} lines,
+member with individual offers ({r["request_bytes"]} bytes). Load: h2load on the same machine,
+64 calls in flight over 32 connections, {len(r["rounds"]["empty"])} alternating rounds
+(empty, calculate, echo), medians.
+
+| call | calls/s (median) | ratio to empty | rounds |
+|---|---|---|---|
+| empty | {r["empty_rps"]:,} | 1.00 | {", ".join(f"{x:.0f}" for x in r["rounds"]["empty"])} |
+| echo (Calculate's bytes) | {r["echo_rps"]:,} | {r["echo_to_empty_ratio"]:.2f} | {", ".join(f"{x:.0f}" for x in r["rounds"]["echo"])} |
+| Calculate | {r["calculate_rps"]:,} | **{r["calculate_to_empty_ratio"]:.2f}** | {", ".join(f"{x:.0f}" for x in r["rounds"]["calculate"])} |
+
+Server-side gRPC statuses in these rounds: {json.dumps(r["server_statuses"])}.
+
+Client's-eye latency (a Python client on the same 2 cores, so it also takes CPU from the
+server): concurrency 1: p50 **{r["calculate_p50_ms_c1"]} ms**, p99 {r["calculate_p99_ms_c1"]} ms;
+concurrency 64: {r["calculate_rps_c64_python_client"]:,} calls/s, p50 {r["calculate_p50_ms_c64"]} ms,
+p99 **{r["calculate_p99_ms_c64"]} ms**.
+
+Engine alone, median microseconds per receipt: 5 lines {r.get("engine_us_5_lines")},
+20 lines **{r.get("engine_us_20_lines")}**, 100 lines {r.get("engine_us_100_lines")}
+(heavy member: {r.get("engine_applied_benefits_per_line")} applied benefits per line).
+<!-- /serving -->"""
+    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
+    if "<!-- serving:" in text:
+        text = re.sub(r"<!-- serving:.*?<!-- /serving -->", lambda _m: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    REPORT.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
