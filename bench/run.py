@@ -353,6 +353,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_report(r: dict[str, Any]) -> None:
     """The serving section of docs/benchmarks.md (other sections are kept as they are)."""
+
+    def rounds(name: str) -> str:
+        return ", ".join(f"{x:.0f}" for x in r["rounds"][name])
+
+    c1 = f"p50 **{r['calculate_p50_ms_c1']} ms**, p99 {r['calculate_p99_ms_c1']} ms"
+    c64 = (
+        f"{r['calculate_rps_c64_python_client']:,} calls/s, p50 {r['calculate_p50_ms_c64']} ms,"
+        f" p99 **{r['calculate_p99_ms_c64']} ms**"
+    )
     section = f"""<!-- serving: written by bench/run.py -->
 ## Serving (`{r["command"]}`, {r["date"]})
 
@@ -365,16 +374,14 @@ member with individual offers ({r["request_bytes"]} bytes). Load: h2load on the 
 
 | call | calls/s (median) | ratio to empty | rounds |
 |---|---|---|---|
-| empty | {r["empty_rps"]:,} | 1.00 | {", ".join(f"{x:.0f}" for x in r["rounds"]["empty"])} |
-| echo (Calculate's bytes) | {r["echo_rps"]:,} | {r["echo_to_empty_ratio"]:.2f} | {", ".join(f"{x:.0f}" for x in r["rounds"]["echo"])} |
-| Calculate | {r["calculate_rps"]:,} | **{r["calculate_to_empty_ratio"]:.2f}** | {", ".join(f"{x:.0f}" for x in r["rounds"]["calculate"])} |
+| empty | {r["empty_rps"]:,} | 1.00 | {rounds("empty")} |
+| echo (Calculate's bytes) | {r["echo_rps"]:,} | {r["echo_to_empty_ratio"]:.2f} | {rounds("echo")} |
+| Calculate | {r["calculate_rps"]:,} | **{r["calculate_to_empty_ratio"]:.2f}** | {rounds("calculate")} |
 
 Server-side gRPC statuses in these rounds: {json.dumps(r["server_statuses"])}.
 
 Client's-eye latency (a Python client on the same 2 cores, so it also takes CPU from the
-server): concurrency 1: p50 **{r["calculate_p50_ms_c1"]} ms**, p99 {r["calculate_p99_ms_c1"]} ms;
-concurrency 64: {r["calculate_rps_c64_python_client"]:,} calls/s, p50 {r["calculate_p50_ms_c64"]} ms,
-p99 **{r["calculate_p99_ms_c64"]} ms**.
+server): concurrency 1: {c1}; concurrency 64: {c64}.
 
 Engine alone, median microseconds per receipt: 5 lines {r.get("engine_us_5_lines")},
 20 lines **{r.get("engine_us_20_lines")}**, 100 lines {r.get("engine_us_100_lines")}
