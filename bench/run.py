@@ -357,6 +357,7 @@ def write_report(r: dict[str, Any]) -> None:
     def rounds(name: str) -> str:
         return ", ".join(f"{x:.0f}" for x in r["rounds"][name])
 
+    ratio = r["calculate_to_empty_ratio"]
     c1 = f"p50 **{r['calculate_p50_ms_c1']} ms**, p99 {r['calculate_p99_ms_c1']} ms"
     c64 = (
         f"{r['calculate_rps_c64_python_client']:,} calls/s, p50 {r['calculate_p50_ms_c64']} ms,"
@@ -376,7 +377,7 @@ member with individual offers ({r["request_bytes"]} bytes). Load: h2load on the 
 |---|---|---|---|
 | empty | {r["empty_rps"]:,} | 1.00 | {rounds("empty")} |
 | echo (Calculate's bytes) | {r["echo_rps"]:,} | {r["echo_to_empty_ratio"]:.2f} | {rounds("echo")} |
-| Calculate | {r["calculate_rps"]:,} | **{r["calculate_to_empty_ratio"]:.2f}** | {rounds("calculate")} |
+| Calculate | {r["calculate_rps"]:,} | **{ratio:.2f}** | {rounds("calculate")} |
 
 Server-side gRPC statuses in these rounds: {json.dumps(r["server_statuses"])}.
 
