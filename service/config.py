@@ -28,6 +28,10 @@ class Settings:
     metrics_port: int = 0  # Prometheus metrics on this port (worker i: port + i); 0: off
     metrics_address: str = "127.0.0.1"
     log_calls: bool = True  # one JSON log line per call (logger service.calls)
+    max_concurrent_calls: int = 1000  # per process; more get RESOURCE_EXHAUSTED at once
+    tls_cert: str = ""  # PEM server certificate chain; empty: plain TCP
+    tls_key: str = ""  # PEM private key of tls_cert
+    tls_client_ca: str = ""  # PEM CA of client certificates: mutual TLS, client cert required
     bench_services: bool = False  # also serve the empty and echo services of `make bench`
     sync_interval_s: float = 0.1  # how often each replica polls the change feed
     processes: int = 0  # server processes sharing the port; 0: one per core (1 on port 0)
@@ -42,6 +46,10 @@ class Settings:
             raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
             raise ValueError(f"currency must be an ISO 4217 code, got {self.currency!r}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         if self.processes < 0:
             raise ValueError("processes must be >= 0")
         if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:

@@ -1,0 +1,74 @@
+"""`loyalty-credentials`: create, list and revoke API credentials in the store.
+
+    loyalty-credentials --database-url URL create --name till-17 --role REGISTER --store S001
+    loyalty-credentials --database-url URL list
+    loyalty-credentials --database-url URL revoke <credential id>
+
+A new credential's token is printed once; only its hash is stored. Every replica sees a
+new or revoked credential through the change feed within the sync delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from service.store import db
+from service.store.credentials_repo import (
+    ROLES,
+    create_credential,
+    load_credentials,
+    revoke_credential,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loyalty-credentials",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--database-url", default="sqlite:///var/loyalty.db")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="create a credential and print its token")
+    create.add_argument("--name", required=True, help="who holds it: a till, an app, a person")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        help="REGISTER only: a store it may act for (repeatable; none: any)",
+    )
+    commands.add_parser("list", help="list credentials (never their secrets)")
+    revoke = commands.add_parser("revoke", help="revoke a credential")
+    revoke.add_argument("credential_id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    db.migrate(args.database_url)
+    engine = db.make_engine(args.database_url)
+    try:
+        with db.make_session_factory(engine).begin() as session:
+            if args.command == "create":
+                token = create_credential(
+                    session, name=args.name, role=args.role, store_ids=tuple(args.store)
+                )
+                print(token)
+            elif args.command == "list":
+                for stored in sorted(load_credentials(session).values(), key=lambda c: c.id):
+                    state = "revoked" if stored.revoked else "active"
+                    stores = ",".join(sorted(stored.store_ids)) or "*"
+                    print(f"{stored.id}\t{stored.name}\t{stored.role}\t{stores}\t{state}")
+            elif not revoke_credential(session, args.credential_id):
+                print(f"no active credential {args.credential_id!r}", file=sys.stderr)
+                return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
