@@ -102,6 +102,14 @@ class PostgresCluster:
             "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
         )  # fmt: skip
 
+    def stop_server(self) -> None:
+        """Stop the server but keep its data (an outage); restart_server() brings it back."""
+        self._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.data_dir))
+
+    def restart_server(self) -> None:
+        """Start the stopped server again on the same port."""
+        self._pg_ctl_start()
+
     def close(self) -> None:
         """Stop the server (fast shutdown) if it runs, and remove the directory."""
         try:
