@@ -9,7 +9,7 @@ PROTOS := $(wildcard protos/loyalty/v1/*.proto)
 DATA_DIR ?= var
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin))
 
-.PHONY: run test proto lint typecheck buf-lint postgres tools bench clean venv
+.PHONY: run test proto lint typecheck buf-lint postgres tools bench h2load clean venv
 
 # --- install ---------------------------------------------------------------------------------
 
@@ -70,7 +70,15 @@ typecheck: venv
 buf-lint: tools
 	cd protos && ../tools/node_modules/.bin/buf lint
 
-bench: venv
+# h2load (Debian's nghttp2-client) drives the server-bound figures: a C client does not eat
+# the server's CPU the way a Python client does.
+h2load:
+	@command -v h2load >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nghttp2-client >/dev/null; }
+
+# Serving benchmark (h2load, alternating rounds against empty and echo), client latency, engine.
+bench: venv h2load
 	$(PY) -m bench.run
 
 clean:
