@@ -33,8 +33,11 @@ loyalty/.generated: $(PROTOS)
 # Python code from protos/ (never edited by hand, never committed).
 proto: loyalty/.generated
 
+# `npm install` rather than `npm ci`: the registry here lacks buf's binaries for other
+# platforms, which the lock file lists as optional and `npm ci` then refuses. Versions are
+# pinned in package.json and the lock file is left as it is (--no-save).
 tools/node_modules/.bin/buf: tools/package.json tools/package-lock.json
-	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	cd tools && npm install --no-audit --no-fund --no-save --loglevel=error
 	touch $@
 
 tools: tools/node_modules/.bin/buf

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,27 @@ def quantity_text(quantity: int) -> str:
     return f"{quantity / 1000:.3f}"
 
 
+def _scaled(text: str, places: int, what: str) -> int:
+    try:
+        value = Decimal(text.strip().replace(",", "."))
+    except InvalidOperation:
+        raise ValueError(f"{what} must be a number, got {text!r}") from None
+    scaled = value.scaleb(places)
+    if not value.is_finite() or scaled != scaled.to_integral_value():
+        raise ValueError(f"{what} takes at most {places} decimals, got {text!r}")
+    return int(scaled)
+
+
+def parse_quantity(text: str) -> int:
+    """A quantity as a person types it, in thousandths: "2" -> 2000, "0.753" -> 753."""
+    return _scaled(text, 3, "quantity")
+
+
+def parse_money(text: str) -> int:
+    """Money as a person types it, in minor units: "87.90" -> 8790, "88" -> 8800."""
+    return _scaled(text, 2, "price")
+
+
 def _row(left: str, right: str) -> str:
     room = WIDTH - len(right) - 1
     return f"{left[:room]:<{room}} {right}"
@@ -77,8 +99,11 @@ def format_receipt(
     result: receipt_pb2.ReceiptResult,
     names: Mapping[str, str] | None = None,
     title: str = "RECEIPT",
+    *,
+    show_line_ids: bool = False,
 ) -> str:
-    """The receipt as a cashier reads it: each line, its benefits beneath it, then totals."""
+    """The receipt as a cashier reads it: each line, its benefits beneath it, then totals.
+    With `show_line_ids` each line starts with its id (what `void` and `refund` take)."""
     names = names or {}
     requested = {line.line_id: line for line in receipt.lines}
     out: list[str] = [title.center(WIDTH), "=" * WIDTH]
@@ -90,6 +115,8 @@ def format_receipt(
         name = names.get(line.sku, line.sku)
         if not line.known_sku:
             name += " (unknown SKU)"
+        if show_line_ids:
+            name = f"{line.line_id:>3}  {name}"
         out.append(_row(name, money(line.amount)))
         if asked is not None:
             out.append(f"    {quantity_text(asked.quantity)} x {money(asked.price)}")
@@ -106,6 +133,34 @@ def format_receipt(
         out.append(_row("Bonus points", str(result.total_points)))
     if result.degraded:
         out.append("(calculated offline: member data may be stale)")
+    return "\n".join(out)
+
+
+def format_refund(
+    refund: receipt_pb2.RefundResponse,
+    skus: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> str:
+    """A refund slip: each refunded line (line id -> SKU in `skus`), what goes back, totals."""
+    skus, names = skus or {}, names or {}
+    again = " (already done: same result)" if refund.replayed else ""
+    out = [f"REFUND {refund.refund_id} of receipt {refund.receipt_id}{again}".center(WIDTH)]
+    out.append("=" * WIDTH)
+    for line in refund.lines:
+        sku = skus.get(line.line_id, "")
+        label = names.get(sku, sku) or f"line {line.line_id}"
+        out.append(_row(f"{line.line_id:>3}  {label}", money(line.paid)))
+        detail = f"    {quantity_text(line.quantity)} returned, amount {money(line.amount)}"
+        if line.discount:
+            detail += f", discount {money(line.discount)}"
+        out.append(detail)
+        if line.points:
+            out.append(_row("    Bonus points taken back", str(line.points)))
+    out.append("-" * WIDTH)
+    out.append(_row("PAID BACK", money(refund.total_paid)))
+    if refund.total_points:
+        out.append(_row("Bonus points taken back", str(refund.total_points)))
+    out.append(_row("Points balance", str(refund.points_balance)))
     return "\n".join(out)
 
 

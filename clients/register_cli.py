@@ -8,15 +8,13 @@ loyalty-register --card 2000000000001 --line SKU:QTY:PRICE --line ...
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
-
+from clients.client import LoyaltyError, add_connection_arguments, client_from_args
 from clients.receipt_format import format_receipt, load_receipt, receipt_from_dict
-from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
+from loyalty.v1 import receipt_pb2
 
 DEMO_RECEIPT = (
     Path(__file__).resolve().parent.parent / "service" / "demo_data" / "demo_receipt.json"
@@ -39,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--target", default="127.0.0.1:50051", help="host:port of the service")
-    parser.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
+    add_connection_arguments(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--demo", action="store_true", help="send the demo receipt")
     source.add_argument("--file", type=Path, help="a receipt in JSON")
@@ -55,11 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--explain", action="store_true", help="show offers that lost")
     parser.add_argument("--confirm", action="store_true", help="confirm (pay) after calculating")
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("LOYALTY_TOKEN", ""),
-        help="API credential of a REGISTER (default: $LOYALTY_TOKEN)",
-    )
     return parser
 
 
@@ -76,31 +68,19 @@ def _receipt_from_args(args: argparse.Namespace) -> tuple[receipt_pb2.Receipt, d
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     receipt, names = _receipt_from_args(args)
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
-    with grpc.insecure_channel(args.target) as channel:
-        stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+    with client_from_args(args) as client:
         try:
-            response = stub.Calculate(
-                receipt_pb2.CalculateRequest(receipt=receipt, explain=args.explain),
-                timeout=args.timeout,
-                metadata=metadata,
-            )
+            response = client.calculate(receipt, explain=args.explain)
             print(format_receipt(receipt, response.result, names))
             if args.confirm:
-                confirmed = stub.Confirm(
-                    receipt_pb2.ConfirmRequest(
-                        receipt=receipt, confirmation_token=response.confirmation_token
-                    ),
-                    timeout=args.timeout,
-                    metadata=metadata,
-                )
+                confirmed = client.confirm(receipt, response.confirmation_token)
                 print(
                     f"\nPAID. Receipt {receipt.receipt_id} confirmed"
                     f"{' (already confirmed)' if confirmed.replayed else ''};"
                     f" points balance {confirmed.points_balance}."
                 )
-        except grpc.RpcError as err:
-            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+        except LoyaltyError as err:
+            print(f"error: {err.describe()}", file=sys.stderr)
             return 1
     return 0
 
