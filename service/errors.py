@@ -69,3 +69,9 @@ class Unavailable(DomainError):
     """The store cannot be reached for a write; the caller may retry with the same id."""
 
     reason = "STORE_UNAVAILABLE"
+
+
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed; what the call was doing was rolled back."""
+
+    reason = "DEADLINE_EXCEEDED"

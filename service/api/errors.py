@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service import errors
+from service.deadline import remaining_seconds
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ STATUS_TABLE: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 
@@ -83,10 +85,17 @@ def _plain_status(code: grpc.StatusCode, message: str, reason: str) -> grpc.Stat
     )
 
 
+def _deadline_passed() -> bool:
+    left = remaining_seconds()
+    return left is not None and left <= 0
+
+
 def status_for(exc: BaseException, method: str) -> grpc.Status:
     """The status a caller gets for an exception raised by a handler."""
     if isinstance(exc, errors.DomainError):
         return domain_status(exc)
+    if isinstance(exc, OperationalError) and _deadline_passed():
+        return domain_status(errors.DeadlineExceeded("the call's deadline passed; rolled back"))
     if isinstance(exc, OperationalError | PoolTimeout) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):

@@ -14,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.deadline import check_deadline, remaining_seconds
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_POOL_SIZE = 10
@@ -48,7 +50,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         "pool_recycle": 1800,
     }
     options.update(kwargs)
-    return create_engine(url, **options)
+    engine = create_engine(url, **options)
+    _configure_postgres(engine)
+    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -66,7 +70,34 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        # A call's remaining time bounds how long this transaction waits for the write lock.
+        left = remaining_seconds()
+        wait_ms = SQLITE_BUSY_TIMEOUT_MS if left is None else _bounded_ms(left)
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms}")
         connection.exec_driver_sql("BEGIN")
+
+    event.listen(engine, "commit", _refuse_commit_past_deadline)
+
+
+def _bounded_ms(seconds_left: float) -> int:
+    return max(1, min(SQLITE_BUSY_TIMEOUT_MS, int(seconds_left * 1000)))
+
+
+def _refuse_commit_past_deadline(_connection: Any) -> None:
+    check_deadline("commit")
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A call's remaining time bounds every statement and lock wait of its transaction.
+        left = remaining_seconds()
+        if left is not None:
+            ms = _bounded_ms(left) if left > 0 else 1
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+
+    event.listen(engine, "commit", _refuse_commit_past_deadline)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
