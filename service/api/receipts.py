@@ -1,21 +1,38 @@
-"""ReceiptService: Calculate answers from memory; Confirm and Refund commit through the store."""
+"""ReceiptService: Calculate answers from memory; Confirm and Refund commit through the store.
+
+Calculate returns a signed confirmation token (service.api.tokens) carrying the result shown
+and the usage it would count, so Confirm on any replica commits exactly that, with nothing
+kept in one process's memory. Confirm and Refund run one transaction each in the store
+(service.store.receipt_repo), then drop the member from this replica's cache so it reads its
+own write at once. See docs/receipts.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import grpc
+from sqlalchemy.orm import Session
 
-from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc
+from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc, token_pb2
 from service.api import convert
 from service.api.auth import current_principal
+from service.api.tokens import TokenSigner
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine.calculate import calculate
-from service.engine.model import Member
+from service.engine.model import Member, Unit, UsageLimit
 from service.engine.validation import validate_receipt
 from service.errors import InvalidArgument, NotFound
+from service.store.receipt_repo import (
+    Confirmation,
+    UsageClaim,
+    confirm_fingerprint,
+    confirm_receipt,
+    refund_receipt,
+)
 
 Clock = Callable[[], datetime]
 
@@ -48,10 +65,20 @@ def resolve_member(
 
 
 class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
-    def __init__(self, settings: Settings, cache: BenefitCache, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: BenefitCache,
+        clock: Clock = utc_now,
+        *,
+        sessions: Callable[[], Session],
+    ) -> None:
         self._settings = settings
         self._cache = cache
         self._clock = clock
+        self._signer = TokenSigner(settings.token_secret)
+        self._time_zone = ZoneInfo(settings.time_zone)
+        self._sessions = sessions  # the store the cache reads is the one receipts go to
 
     def Calculate(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.CalculateRequest, context: grpc.ServicerContext
@@ -72,4 +99,109 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             currency=self._settings.currency,
             sale_time=receipt.sale_time,
         )
+        response.confirmation_token = self._signer.sign(receipt_pb, response.result, result.usage)
         return response
+
+    def Confirm(  # noqa: N802 - gRPC method name
+        self, request: receipt_pb2.ConfirmRequest, context: grpc.ServicerContext
+    ) -> receipt_pb2.ConfirmResponse:
+        receipt_pb = request.receipt
+        if not receipt_pb.receipt_id:
+            raise InvalidArgument("receipt.receipt_id", "required to confirm a receipt")
+        current_principal().check_store(receipt_pb.store_id)
+        payload = self._signer.verify(receipt_pb, request.confirmation_token)
+        result = payload.result
+        confirmation = Confirmation(
+            receipt=receipt_pb,
+            result=result,
+            usage=self._usage_claims(result.member_id, payload.usage),
+            fingerprint=confirm_fingerprint(receipt_pb),
+        )
+        response = confirm_receipt(
+            self._sessions, confirmation, time_zone=self._time_zone, now=self._clock()
+        )
+        if not response.replayed and result.member_id:
+            self._cache.forget_member(result.member_id)
+        return response
+
+    def Refund(  # noqa: N802 - gRPC method name
+        self, request: receipt_pb2.RefundRequest, context: grpc.ServicerContext
+    ) -> receipt_pb2.RefundResponse:
+        validate_refund(request)
+        current_principal().check_store(request.store_id)
+        snapshot = self._cache.snapshot
+
+        def is_piece(sku: str) -> bool:
+            product = snapshot.product(sku)
+            return product is not None and product.unit is Unit.PIECE
+
+        refunded = refund_receipt(
+            self._sessions,
+            request,
+            time_zone=self._time_zone,
+            is_piece=is_piece,
+            now=self._clock(),
+        )
+        if refunded.member_id:
+            self._cache.forget_member(refunded.member_id)
+        return refunded.response
+
+    def _usage_claims(
+        self, member_id: str, charges: Sequence[token_pb2.UsageCharge]
+    ) -> tuple[UsageClaim, ...]:
+        """The token's usage charges with each offer's current limit: the member's
+        personalized offers first, then the offers of the snapshot. If an offer is missing
+        from the cached member (imported on another replica since), the member is read
+        again once. A charge whose offer has no limit any more counts nothing."""
+        if not charges or not member_id:
+            return ()
+        member = self._cache.member(member_id)
+        limits = [self._limit_of(charge.offer_id, member) for charge in charges]
+        if None in limits and member is not None:
+            self._cache.forget_member(member_id)
+            member = self._cache.member(member_id)
+            limits = [self._limit_of(charge.offer_id, member) for charge in charges]
+        return tuple(
+            UsageClaim(c.offer_id, c.period_key, c.used, found[0].limit, found[0].unit, found[1])
+            for c, found in zip(charges, limits, strict=True)
+            if found is not None
+        )
+
+    def _limit_of(self, offer_id: str, member: Member | None) -> tuple[UsageLimit, str] | None:
+        if member is not None:
+            for personal in member.personal_offers:
+                if personal.offer_id == offer_id:
+                    limit = personal.usage_limit
+                    return None if limit is None else (limit, personal.name)
+        snapshot = self._cache.snapshot
+        offer = snapshot.offer(offer_id)
+        if offer is None:
+            favorite = snapshot.favorite_products_offer(offer_id)
+            offer = None if favorite is None else favorite.offer
+        if offer is None or offer.usage_limit is None:
+            return None
+        return offer.usage_limit, offer.name
+
+
+def validate_refund(request: receipt_pb2.RefundRequest) -> None:
+    """What can be checked without the receipt; the store checks the rest (known lines,
+    whole pieces, at most what is left)."""
+    if not request.refund_id:
+        raise InvalidArgument("refund_id", "required: the idempotency key of this refund")
+    if not request.receipt_id:
+        raise InvalidArgument("receipt_id", "required")
+    if request.full:
+        if request.lines:
+            raise InvalidArgument("lines", "must be empty for a full refund")
+        return
+    if not request.lines:
+        raise InvalidArgument("lines", "name the lines to refund, or set full")
+    seen: set[str] = set()
+    for index, line in enumerate(request.lines):
+        if not line.line_id:
+            raise InvalidArgument(f"lines[{index}].line_id", "must not be empty")
+        if line.line_id in seen:
+            raise InvalidArgument(f"lines[{index}].line_id", f"duplicate line {line.line_id!r}")
+        seen.add(line.line_id)
+        if line.quantity <= 0:
+            raise InvalidArgument(f"lines[{index}].quantity", "must be positive")

@@ -1,0 +1,246 @@
+"""Benchmark of confirming receipts: confirms per second with concurrent clients.
+
+    python -m bench.confirm_bench --out bench/confirm_results.json [--pg-url URL]
+
+What is measured: the store-level confirm (service.store.receipt_repo.confirm_receipt), called
+directly by N client threads (16 by default), each call with its own sessions, on a real SQLite
+file and a real PostgreSQL server (a throwaway cluster from tests/pg.py unless --pg-url is
+given). No gRPC, no token verification: those cost the same on every backend and are
+measured by the server's load tests. Each confirm is a realistic receipt of 5 lines for one of
+1,000 members: 10 benefits, one usage-limited offer (the conditional counter upsert), two
+offers giving points (ledger rows), the purchase history and the change feed, then the balance.
+
+Phases per backend, each bounded in time: `confirm` (new receipt ids) and `replay` (ids
+already confirmed: the stored response is returned). Numbers are only comparable on the same
+machine; the JSON keeps the machine's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from loyalty.v1 import common_pb2, receipt_pb2
+from service.engine.model import LimitUnit, Member
+from service.store.db import make_engine, make_session_factory, migrate
+from service.store.member_repo import save_members
+from service.store.receipt_repo import (
+    Confirmation,
+    UsageClaim,
+    confirm_fingerprint,
+    confirm_receipt,
+)
+
+ZONE = ZoneInfo("Europe/Moscow")
+MEMBERS = 1000
+LINES = 5
+
+
+def member_ids() -> list[str]:
+    return [f"BM{n:06d}" for n in range(MEMBERS)]
+
+
+def make_confirmation(receipt_id: str, member_id: str) -> Confirmation:
+    """A confirmed result as a verified token carries it: 5 lines, discounts and points."""
+    receipt = receipt_pb2.Receipt(receipt_id=receipt_id, store_id="S001")
+    receipt.channel = common_pb2.CHANNEL_POS
+    receipt.member.member_id = member_id
+    result = receipt_pb2.ReceiptResult(receipt_id=receipt_id, member_id=member_id, currency="RUB")
+    result.sale_time.FromDatetime(datetime.now(UTC))
+    for n in range(LINES):
+        quantity, amount = 1000 * (n % 3 + 1), 10_000 * (n + 1)
+        receipt.lines.add(line_id=str(n + 1), sku=f"SKU{n:04d}", quantity=quantity, price=amount)
+        receipt.lines[-1].amount = amount
+        discount = amount // 10
+        paid = amount - discount
+        points = (paid * 2 // 100, paid * 5 // 100)
+        line = result.lines.add(
+            line_id=str(n + 1),
+            sku=f"SKU{n:04d}",
+            amount=amount,
+            discount=discount,
+            paid=paid,
+            points=sum(points),
+            known_sku=True,
+        )
+        line.benefits.add(
+            offer_id="B-LIMITED" if n == 0 else "B-SALE",
+            mechanic=common_pb2.MECHANIC_ALL_BUYERS,
+            kind=common_pb2.BENEFIT_KIND_PERCENT,
+            discount=discount,
+        )
+        for offer_id, value in zip(("B-POINTS-2", "B-POINTS-5"), points, strict=True):
+            line.benefits.add(
+                offer_id=offer_id,
+                mechanic=common_pb2.MECHANIC_MEMBERS_ONLY,
+                kind=common_pb2.BENEFIT_KIND_BONUS_PERCENT,
+                points=value,
+            )
+        result.total_amount += amount
+        result.total_discount += discount
+        result.total_paid += paid
+        result.total_points += sum(points)
+    claim = UsageClaim("B-LIMITED", "OFFER", 1000, 10**15, LimitUnit.UNITS)
+    return Confirmation(receipt, result, (claim,), confirm_fingerprint(receipt))
+
+
+def run_phase(
+    call: Callable[[int, int], None], clients: int, seconds: float
+) -> dict[str, float | int]:
+    """`clients` threads call `call(client, n)` until `seconds` have passed."""
+    deadline = time.perf_counter() + seconds
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(clients + 1)
+
+    def client(index: int) -> None:
+        mine = latencies[index]
+        start.wait()
+        for n in itertools.count():
+            began = time.perf_counter()
+            if began >= deadline:
+                return
+            try:
+                call(index, n)
+            except BaseException as exc:  # reported, never hidden
+                errors.append(exc)
+                return
+            mine.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    if errors:
+        raise RuntimeError(f"{len(errors)} client(s) failed: {errors[0]!r}") from errors[0]
+    every = sorted(x for mine in latencies for x in mine)
+    count = len(every)
+    return {
+        "calls": count,
+        "seconds": round(elapsed, 2),
+        "per_second": round(count / elapsed, 1),
+        "p50_ms": round(statistics.median(every) * 1000, 2) if every else 0.0,
+        "p99_ms": round(every[int(count * 0.99) - 1] * 1000, 2) if count >= 100 else 0.0,
+    }
+
+
+def bench_backend(url: str, clients: int, seconds: float, replay_seconds: float) -> dict[str, Any]:
+    migrate(url)
+    engine = make_engine(url, pool_size=clients, max_overflow=4)
+    sessions = make_session_factory(engine)
+    try:
+        members = member_ids()
+        with sessions() as session:
+            save_members(session, [Member(m) for m in members])
+            session.commit()
+        done: list[list[tuple[str, str]]] = [[] for _ in range(clients)]
+
+        def confirm_new(client: int, n: int) -> None:
+            receipt_id = f"B-{client:02d}-{n:07d}"
+            member = members[(client * 7919 + n) % MEMBERS]
+            answer = confirm_receipt(
+                sessions, make_confirmation(receipt_id, member), time_zone=ZONE
+            )
+            assert not answer.replayed
+            done[client].append((receipt_id, member))
+
+        confirmed = run_phase(confirm_new, clients, seconds)
+        repeats = [
+            [make_confirmation(receipt_id, member) for receipt_id, member in mine[:200]]
+            for mine in done
+        ]
+
+        def confirm_again(client: int, n: int) -> None:
+            mine = repeats[client]
+            answer = confirm_receipt(sessions, mine[n % len(mine)], time_zone=ZONE)
+            assert answer.replayed
+
+        replayed = run_phase(confirm_again, clients, replay_seconds)
+        return {"confirm": confirmed, "replay": replayed}
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def postgres(url: str | None) -> Iterator[str]:
+    """The given PostgreSQL URL, or a new database on a throwaway cluster."""
+    if url:
+        yield url
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.pg import PostgresCluster
+
+    with PostgresCluster() as cluster:
+        yield cluster.create_database("confirm_bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="write the results here (JSON)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent client threads")
+    parser.add_argument("--seconds", type=float, default=20.0, help="confirm phase, per backend")
+    parser.add_argument("--replay-seconds", type=float, default=5.0)
+    parser.add_argument("--pg-url", help="PostgreSQL to use (default: a throwaway cluster)")
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
+    )
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {
+        "benchmark": "confirm_receipt (store level), threads calling it directly",
+        "clients": args.clients,
+        "lines_per_receipt": LINES,
+        "members": MEMBERS,
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "backends": {},
+    }
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in backends:
+        print(f"{backend}: {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
+        if backend == "sqlite":
+            with tempfile.TemporaryDirectory() as directory:
+                url = f"sqlite:///{Path(directory) / 'bench.db'}"
+                numbers = bench_backend(url, args.clients, args.seconds, args.replay_seconds)
+        else:
+            with postgres(args.pg_url) as url:
+                numbers = bench_backend(url, args.clients, args.seconds, args.replay_seconds)
+        results["backends"][backend] = numbers
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print_table(results)
+    return 0
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"\nconfirm_receipt, {results['clients']} concurrent clients (store level)")
+    print(f"{'backend':<12}{'phase':<9}{'calls':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for backend, phases in results["backends"].items():
+        for phase, n in phases.items():
+            print(
+                f"{backend:<12}{phase:<9}{n['calls']:>8}{n['per_second']:>10}"
+                f"{n['p50_ms']:>10}{n['p99_ms']:>10}"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The statements of the receipt lifecycle, built once per dialect.
+
+A confirm runs about ten statements; building a SQLAlchemy statement costs more than running
+it on a warm connection (and its cache key is computed anew for every new object), so each is
+built once, with bind parameters, and reused. They run on the transaction's connection.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.store.models import (
+    OfferUsageRow,
+    PointsLedgerRow,
+    PurchaseRow,
+    ReceiptBenefitRow,
+    ReceiptLineRow,
+    ReceiptRow,
+    RefundRow,
+)
+from service.store.sql import table_of
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptStatements:
+    # confirm
+    claim_receipt: Any  # INSERT receipt ON CONFLICT DO NOTHING RETURNING receipt_id
+    insert_lines: Any
+    insert_benefits: Any
+    add_usage_within_limit: Any  # upsert used += :used WHERE used + :used <= :usage_limit
+    insert_ledger: Any
+    add_history: Any  # upsert quantity += :quantity, amount += :amount
+    set_response: Any  # :b_receipt_id, :b_response
+    # refund
+    lock_receipt: Any  # no-op UPDATE of :b_receipt_id
+    take_back_usage: Any  # used -= :back, never below zero
+    # reads
+    stored_receipt: Any  # :b_receipt_id
+    stored_refund: Any  # :b_refund_id
+    balance: Any  # :b_member_id
+
+
+@functools.cache
+def statements(dialect: str) -> ReceiptStatements:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    receipts = table_of(ReceiptRow)
+    usage = table_of(OfferUsageRow)
+    history = table_of(PurchaseRow)
+    ledger = table_of(PointsLedgerRow)
+    refunds = table_of(RefundRow)
+
+    claim = insert(receipts).on_conflict_do_nothing(index_elements=["receipt_id"])
+    add_usage = insert(usage)
+    new = add_usage.excluded
+    add_usage = add_usage.on_conflict_do_update(
+        index_elements=["member_id", "offer_id", "period_key"],
+        set_={"used": usage.c.used + new.used, "updated_at": new.updated_at},
+        where=usage.c.used + new.used <= bindparam("usage_limit"),
+    )
+    add_history = insert(history)
+    add_history = add_history.on_conflict_do_update(
+        index_elements=["member_id", "month", "sku"],
+        set_={
+            "quantity": history.c.quantity + add_history.excluded.quantity,
+            "amount": history.c.amount + add_history.excluded.amount,
+        },
+    )
+    usage_key = (
+        usage.c.member_id == bindparam("b_member_id"),
+        usage.c.offer_id == bindparam("b_offer_id"),
+        usage.c.period_key == bindparam("b_period_key"),
+    )
+    back: Any = bindparam("back")
+    return ReceiptStatements(
+        claim_receipt=claim.returning(receipts.c.receipt_id),
+        insert_lines=table_of(ReceiptLineRow).insert(),
+        insert_benefits=table_of(ReceiptBenefitRow).insert(),
+        add_usage_within_limit=add_usage.returning(usage.c.used),
+        insert_ledger=ledger.insert(),
+        add_history=add_history,
+        set_response=update(receipts)
+        .where(receipts.c.receipt_id == bindparam("b_receipt_id"))
+        .values(response=bindparam("b_response")),
+        lock_receipt=update(receipts)
+        .where(receipts.c.receipt_id == bindparam("b_receipt_id"))
+        .values(store_id=receipts.c.store_id),
+        take_back_usage=update(usage)
+        .where(*usage_key)
+        .values(
+            used=case((usage.c.used > back, usage.c.used - back), else_=0),
+            updated_at=bindparam("b_updated_at"),
+        ),
+        stored_receipt=select(receipts.c.fingerprint, receipts.c.response).where(
+            receipts.c.receipt_id == bindparam("b_receipt_id")
+        ),
+        stored_refund=select(refunds.c.fingerprint, refunds.c.response).where(
+            refunds.c.refund_id == bindparam("b_refund_id")
+        ),
+        balance=select(func.coalesce(func.sum(ledger.c.points), 0)).where(
+            ledger.c.member_id == bindparam("b_member_id")
+        ),
+    )
+
+
+def statements_for(session: Session) -> ReceiptStatements:
+    return statements(session.get_bind().dialect.name)
+
+
+def add_to_history(
+    connection: Connection,
+    sql: ReceiptStatements,
+    member_id: str,
+    bought: Mapping[tuple[str, str], tuple[int, int]],
+) -> None:
+    """Add (sku, month) -> (quantity, amount) to a member's purchase history, like
+    member_repo.add_purchases, in SKU order so concurrent writers lock rows in one order."""
+    rows = [
+        {"member_id": member_id, "month": month, "sku": sku, "quantity": q, "amount": a}
+        for (sku, month), (q, a) in sorted(bought.items())
+    ]
+    if rows:
+        connection.execute(sql.add_history, rows)
