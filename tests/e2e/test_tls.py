@@ -118,9 +118,11 @@ def test_a_plaintext_client_cannot_talk_to_a_tls_server(tls_port: int) -> None:
 
 def test_mutual_tls_refuses_a_client_without_a_certificate(mtls_port: int, pki: Path) -> None:
     creds = grpc.ssl_channel_credentials(root_certificates=(pki / "ca.pem").read_bytes())
-    with grpc.secure_channel(f"127.0.0.1:{mtls_port}", creds) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
-            health_over(channel)
+    with (
+        grpc.secure_channel(f"127.0.0.1:{mtls_port}", creds) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        health_over(channel)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
