@@ -13,7 +13,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service import errors
@@ -94,6 +94,10 @@ def status_for(exc: BaseException, method: str) -> grpc.Status:
     """The status a caller gets for an exception raised by a handler."""
     if isinstance(exc, errors.DomainError):
         return domain_status(exc)
+    if isinstance(exc, DataError):  # a value the store cannot hold: too long, out of range
+        return domain_status(
+            errors.InvalidArgument("request", "a value is too long or out of range")
+        )
     if isinstance(exc, OperationalError) and _deadline_passed():
         return domain_status(errors.DeadlineExceeded("the call's deadline passed; rolled back"))
     if isinstance(exc, OperationalError | PoolTimeout) or (

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from service import errors
 from service.api.errors import STATUS_TABLE, status_for
@@ -82,3 +82,10 @@ def test_an_unexpected_error_is_internal_and_says_nothing_of_its_cause() -> None
     status = status_for(ValueError("/etc/passwd line 3"), "/m")
     assert status.code == grpc.StatusCode.INTERNAL
     assert status.details == "internal error"
+
+
+def test_a_value_the_store_cannot_hold_is_invalid_argument_without_sql() -> None:
+    exc = DataError("INSERT INTO products (name) VALUES (%s)", {}, Exception("value too long"))
+    status = status_for(exc, "/m")
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "INSERT" not in status.details
