@@ -1,0 +1,338 @@
+"""Customer-attribute import rows (SPEC 7.2-7.4), validated: one record per row of a file or
+of the ImportCustomerAttributes stream.
+
+A row is one of three kinds (the `type` column): a member profile, a member's favorite
+categories for one offer, or a member's personalized offer (or its revocation). The builders
+below take typed values (None for "not given") from any front end - the CSV / JSON Lines
+reader or the protobuf rows - check everything a row can be checked for without the store,
+and return a frozen record. A problem raises InvalidArgument naming the field by its file
+column name (`benefit_kind`, `group_ids[2]`), so a rejected row reads the same whichever way
+it came in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from service.engine.model import (
+    Benefit,
+    BenefitKind,
+    FavoriteCategoryTerms,
+    Frequency,
+    Gender,
+    LimitPeriod,
+    LimitUnit,
+    PersonalOffer,
+    Stacking,
+    UsageLimit,
+)
+from service.errors import InvalidArgument
+
+KEY_LENGTH = 64  # member, offer, group ids, SKUs, tags (store column width)
+CARD_LENGTH = 32
+NAME_LENGTH = 200
+MAX_BASIS_POINTS = 10_000
+MAX_MONEY = 10**12  # minor units per unit; anything above is absurd
+MAX_LIMIT = 10**12
+MAX_ITEMS = 1000  # SKUs, groups, cards or tags in one row
+
+
+class RowKind(enum.StrEnum):
+    """The `type` of a row."""
+
+    MEMBER_PROFILE = "member_profile"
+    FAVORITE_CATEGORIES = "favorite_categories"
+    PERSONAL_OFFER = "personal_offer"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberProfile:
+    """A member's profile; a non-empty card list is the member's whole set of active cards."""
+
+    member_id: str
+    card_numbers: tuple[str, ...] = ()
+    birth_date: date | None = None
+    gender: Gender | None = None
+    segment_tags: frozenset[str] = frozenset()
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FavoriteCategories:
+    """A member's terms for one favorite-categories offer; replaces earlier terms."""
+
+    member_id: str
+    terms: FavoriteCategoryTerms
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalOfferGrant:
+    """A member's personalized offer, upserted by (member, offer id); `offer` None revokes."""
+
+    member_id: str
+    offer_id: str
+    offer: PersonalOffer | None
+
+
+AttributeRecord = MemberProfile | FavoriteCategories | PersonalOfferGrant
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """Why a row was rejected: its line in the source, the field at fault (may be empty)."""
+
+    line_number: int
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRow:
+    """One row of a source: a valid record, or the reason it was rejected."""
+
+    line_number: int
+    record: AttributeRecord | None = None
+    error: RowError | None = None
+
+
+def rejected(line_number: int, error: InvalidArgument) -> ParsedRow:
+    return ParsedRow(line_number, error=RowError(line_number, error.field, error.description))
+
+
+# --- field checks ------------------------------------------------------------------------------
+
+
+def require_key(value: str | None, field: str, length: int = KEY_LENGTH) -> str:
+    if not value:
+        raise InvalidArgument(field, "required")
+    if len(value) > length:
+        raise InvalidArgument(field, f"at most {length} characters")
+    return value
+
+
+def require_name(value: str | None, field: str = "name") -> str:
+    if not value:
+        raise InvalidArgument(field, "required")
+    if len(value) > NAME_LENGTH:
+        raise InvalidArgument(field, f"at most {NAME_LENGTH} characters")
+    return value
+
+
+def key_list(
+    values: Sequence[str] | None, field: str, length: int = KEY_LENGTH, *, unique: bool = True
+) -> tuple[str, ...]:
+    """Ids in the given order; each non-empty and short enough, none twice (when unique)."""
+    if not values:
+        return ()
+    if len(values) > MAX_ITEMS:
+        raise InvalidArgument(field, f"at most {MAX_ITEMS} items")
+    distinct = tuple(dict.fromkeys(values))
+    if unique and len(distinct) != len(values):
+        seen: set[str] = set()
+        for index, value in enumerate(values):
+            if value in seen:
+                raise InvalidArgument(f"{field}[{index}]", f"{value!r} is listed twice")
+            seen.add(value)
+    for value in distinct:
+        if not value or len(value) > length:
+            require_key(value, f"{field}[{values.index(value)}]", length)
+    return distinct
+
+
+def check_benefit(
+    kind: BenefitKind | None,
+    value: int | None,
+    kind_field: str = "benefit_kind",
+    field: str = "benefit_value",
+) -> Benefit:
+    """A benefit's kind and value: percentages in (0, 10000] basis points, money per unit
+    positive (a fixed price may be 0) and below 10^12."""
+    if kind is None:
+        raise InvalidArgument(kind_field, "required")
+    if value is None:
+        raise InvalidArgument(field, "required")
+    if kind in (BenefitKind.PERCENT, BenefitKind.BONUS_PERCENT):
+        if not 0 < value <= MAX_BASIS_POINTS:
+            raise InvalidArgument(field, "basis points from 1 to 10000 (100 %)")
+    elif kind is BenefitKind.FIXED_PRICE:
+        if not 0 <= value <= MAX_MONEY:
+            raise InvalidArgument(field, "a price per unit from 0 to 10^12 minor units")
+    elif not 0 < value <= MAX_MONEY:
+        raise InvalidArgument(field, "minor units per unit from 1 to 10^12")
+    return Benefit(kind, value)
+
+
+def check_validity(valid_from: datetime | None, valid_to: datetime | None) -> None:
+    if valid_from is not None and valid_to is not None and valid_to <= valid_from:
+        raise InvalidArgument("valid_to", "must be after valid_from")
+
+
+def check_frequency(
+    frequency: Frequency | None, every_n_days: int | None, *, required: bool
+) -> tuple[Frequency, int]:
+    """The selection frequency and its N; without a frequency (allowed only where it does not
+    matter) MONTHLY, the model's default."""
+    n = every_n_days or 0
+    if frequency is None:
+        if required:
+            raise InvalidArgument("frequency", "required when acceptance_required is on")
+        frequency = Frequency.MONTHLY
+    if frequency is Frequency.EVERY_N_DAYS:
+        if not 1 <= n <= 3660:
+            raise InvalidArgument("every_n_days", "from 1 to 3660 for EVERY_N_DAYS")
+    elif n != 0:
+        raise InvalidArgument("every_n_days", "only for frequency EVERY_N_DAYS")
+    return frequency, n
+
+
+def check_priority(priority: int | None) -> int:
+    value = priority or 0
+    if not -(2**31) <= value < 2**31:
+        raise InvalidArgument("priority", "a 32-bit integer")
+    return value
+
+
+def require_stacking(stacking: Stacking | None) -> Stacking:
+    if stacking is None:
+        raise InvalidArgument("stacking", "required")
+    return stacking
+
+
+def check_usage_limit(
+    unit: LimitUnit | None, limit: int | None, period: LimitPeriod | None
+) -> UsageLimit | None:
+    """No limit when none of the three is given; otherwise unit and limit are required and
+    the period defaults to the whole offer."""
+    if unit is None and limit is None and period is None:
+        return None
+    if unit is None:
+        raise InvalidArgument("limit_unit", "required with a usage limit")
+    if limit is None:
+        raise InvalidArgument("limit_value", "required with a usage limit")
+    if not 0 < limit <= MAX_LIMIT:
+        raise InvalidArgument("limit_value", "from 1 to 10^12")
+    return UsageLimit(unit, limit, period or LimitPeriod.OFFER)
+
+
+# --- builders ----------------------------------------------------------------------------------
+
+
+def member_profile(
+    *,
+    member_id: str | None = None,
+    card_numbers: Sequence[str] | None = None,
+    birth_date: date | None = None,
+    gender: Gender | None = None,
+    segment_tags: Sequence[str] | None = None,
+    active: bool | None = None,
+) -> MemberProfile:
+    return MemberProfile(
+        member_id=require_key(member_id, "member_id"),
+        card_numbers=key_list(card_numbers, "card_numbers", CARD_LENGTH),
+        birth_date=birth_date,
+        gender=gender,
+        segment_tags=frozenset(key_list(segment_tags, "segment_tags", unique=False)),
+        active=True if active is None else active,
+    )
+
+
+def favorite_categories(
+    *,
+    member_id: str | None = None,
+    offer_id: str | None = None,
+    name: str | None = None,
+    group_ids: Sequence[str] | None = None,
+    benefit_kind: BenefitKind | None = None,
+    benefit_value: int | None = None,
+    valid_from: datetime | None = None,
+    valid_to: datetime | None = None,
+    max_count: int | None = None,
+    acceptance_required: bool | None = None,
+    frequency: Frequency | None = None,
+    every_n_days: int | None = None,
+    priority: int | None = None,
+    stacking: Stacking | None = None,
+) -> FavoriteCategories:
+    """Without acceptance every offered group applies and max_count defaults to their
+    number; with acceptance max_count (at least 1) and a frequency are required."""
+    member = require_key(member_id, "member_id")
+    offer = require_key(offer_id, "offer_id")
+    title = require_name(name)
+    groups = key_list(group_ids, "group_ids")
+    if not groups:
+        raise InvalidArgument("group_ids", "at least one category (product group) to offer")
+    benefit = check_benefit(benefit_kind, benefit_value)
+    check_validity(valid_from, valid_to)
+    acceptance = bool(acceptance_required)
+    if max_count is not None and max_count < 0:
+        raise InvalidArgument("max_count", "must not be negative")
+    if not max_count:
+        if acceptance:
+            raise InvalidArgument("max_count", "at least 1 when acceptance_required is on")
+        max_count = len(groups)
+    if max_count > MAX_ITEMS:
+        raise InvalidArgument("max_count", f"at most {MAX_ITEMS}")
+    chosen_frequency, n = check_frequency(frequency, every_n_days, required=acceptance)
+    terms = FavoriteCategoryTerms(
+        offer_id=offer,
+        name=title,
+        group_ids=groups,
+        benefit=benefit,
+        max_count=max_count,
+        acceptance_required=acceptance,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        frequency=chosen_frequency,
+        every_n_days=n,
+        priority=check_priority(priority),
+        stacking=require_stacking(stacking),
+    )
+    return FavoriteCategories(member, terms)
+
+
+def personal_offer(
+    *,
+    member_id: str | None = None,
+    offer_id: str | None = None,
+    revoke: bool | None = None,
+    name: str | None = None,
+    skus: Sequence[str] | None = None,
+    group_id: str | None = None,
+    benefit_kind: BenefitKind | None = None,
+    benefit_value: int | None = None,
+    valid_from: datetime | None = None,
+    valid_to: datetime | None = None,
+    limit_unit: LimitUnit | None = None,
+    limit_value: int | None = None,
+    limit_period: LimitPeriod | None = None,
+    priority: int | None = None,
+    stacking: Stacking | None = None,
+) -> PersonalOfferGrant:
+    """An offer on SKUs, a product group or both; a revocation needs only the two ids."""
+    member = require_key(member_id, "member_id")
+    offer = require_key(offer_id, "offer_id")
+    if revoke:
+        return PersonalOfferGrant(member, offer, None)
+    title = require_name(name)
+    sku_set = key_list(skus, "skus", unique=False)
+    group = require_key(group_id, "group_id") if group_id else None
+    if not sku_set and group is None:
+        raise InvalidArgument("skus", "give SKUs, a group_id, or both")
+    benefit = check_benefit(benefit_kind, benefit_value)
+    check_validity(valid_from, valid_to)
+    terms = PersonalOffer(
+        offer_id=offer,
+        name=title,
+        benefit=benefit,
+        skus=frozenset(sku_set),
+        group_id=group,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        usage_limit=check_usage_limit(limit_unit, limit_value, limit_period),
+        priority=check_priority(priority),
+        stacking=require_stacking(stacking),
+    )
+    return PersonalOfferGrant(member, offer, terms)

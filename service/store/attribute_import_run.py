@@ -1,0 +1,313 @@
+"""Running an attribute import: claim the import id, apply rows in batches, finish.
+
+    run = AttributeImport(sessions, "2026-03-crm", fingerprint=digest, on_batch=report)
+    start = run.begin()            # claims the id, or finds it DONE (replayed) or RUNNING
+    if not start.replayed:
+        outcome = run.run(source.rows(skip=start.skip))
+
+Idempotent by import id: an id already DONE changes nothing (replayed). Crash-safe and
+resumable: every batch is one transaction that also advances the import's progress
+(rows_applied + rows_rejected = rows of the source consumed), so after a crash or a kill the
+store holds whole batches only, and running the same import id again skips the rows already
+consumed and carries on. The progress update is the first statement of a batch and is
+conditional on the progress the run expects, so two runs of one import id cannot both apply a
+batch: the second is refused (ImportConflict). The last batch also marks the import DONE.
+
+A fingerprint (a digest of the source) is stored with the claim; running the same id with
+another fingerprint is refused, so a resume cannot skip rows of a different file.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from service.store.attribute_import_batch import BatchApplied, apply_batch
+from service.store.attribute_import_records import KEY_LENGTH, ParsedRow, RowError
+from service.store.import_repo import DONE, RUNNING, claim_import
+from service.store.models import ImportRow
+from service.store.sql import table_of, utc_now
+
+log = logging.getLogger(__name__)
+
+KIND = "customer_attributes"
+DEFAULT_BATCH_SIZE = 2000
+MAX_BATCH_SIZE = 50_000
+MAX_ERRORS = 1000  # rejected rows an outcome lists (all are counted)
+PREFETCH_BATCHES = 2  # batches read ahead while one is written
+
+
+class ImportConflict(FailedPrecondition):
+    """Another run of the same import id moved its progress first."""
+
+    reason = "IMPORT_RUNNING_ELSEWHERE"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportState:
+    """An import's bookkeeping row. While RUNNING, rows_total counts rows consumed so far."""
+
+    import_id: str
+    kind: str
+    status: str
+    fingerprint: str | None
+    rows_total: int
+    rows_applied: int
+    rows_rejected: int
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def consumed(self) -> int:
+        """Rows of the source already applied or rejected: where a resumed run goes on."""
+        return self.rows_applied + self.rows_rejected
+
+    @property
+    def done(self) -> bool:
+        return self.status == DONE
+
+
+@dataclass(frozen=True, slots=True)
+class ImportStart:
+    state: ImportState
+    replayed: bool  # already DONE: nothing to do
+    skip: int  # rows of the source to skip (a resumed import)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """Reported after each committed batch (for progress, rejects files, cache eviction)."""
+
+    rows: int
+    applied: BatchApplied
+    consumed: int  # rows of the source consumed so far, this batch included
+    last_line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    state: ImportState
+    errors: tuple[RowError, ...]  # the first MAX_ERRORS rejected rows of this run
+    replayed: bool
+    resumed_from: int  # rows skipped because an earlier run had applied them
+
+
+def load_import(session: Session, import_id: str) -> ImportState | None:
+    imports = table_of(ImportRow)
+    row = session.execute(select(imports).where(imports.c.import_id == import_id)).first()
+    if row is None:
+        return None
+    return ImportState(
+        import_id=row.import_id,
+        kind=row.kind,
+        status=row.status,
+        fingerprint=row.fingerprint,
+        rows_total=row.rows_total,
+        rows_applied=row.rows_applied,
+        rows_rejected=row.rows_rejected,
+        started_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+    )
+
+
+def check_import_id(import_id: str, field: str = "import_id") -> None:
+    if not import_id:
+        raise InvalidArgument(field, "required")
+    if len(import_id) > KEY_LENGTH:
+        raise InvalidArgument(field, f"at most {KEY_LENGTH} characters")
+
+
+class AttributeImport:
+    def __init__(
+        self,
+        sessions: Callable[[], Session],
+        import_id: str,
+        *,
+        fingerprint: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        clock: Callable[[], datetime] = utc_now,
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ) -> None:
+        check_import_id(import_id)
+        if fingerprint is not None and len(fingerprint) > KEY_LENGTH:
+            raise InvalidArgument("fingerprint", f"at most {KEY_LENGTH} characters")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be from 1 to {MAX_BATCH_SIZE}")
+        self.import_id = import_id
+        self._sessions = sessions
+        self._fingerprint = fingerprint or None
+        self._batch_size = batch_size
+        self._clock = clock
+        self._on_batch = on_batch
+        self._consumed = 0
+        self._skipped = 0
+        self._errors: list[RowError] = []
+
+    def begin(self) -> ImportStart:
+        """Claim the import id, or find where an earlier run of it got to."""
+        with self._sessions() as session:
+            claimed = claim_import(
+                session, self.import_id, KIND, fingerprint=self._fingerprint, now=self._clock()
+            )
+            state = load_import(session, self.import_id)
+            session.commit()
+        assert state is not None
+        if state.kind != KIND:
+            raise AlreadyExists(
+                f"import id {self.import_id!r} belongs to an import of {state.kind}",
+                reason="IMPORT_ID_REUSED",
+            )
+        if (
+            not claimed
+            and self._fingerprint is not None
+            and state.fingerprint is not None
+            and state.fingerprint != self._fingerprint
+        ):
+            raise AlreadyExists(
+                f"import id {self.import_id!r} was used for another source",
+                reason="IMPORT_ID_REUSED",
+            )
+        self._consumed = self._skipped = state.consumed
+        if not claimed:
+            log.info(
+                "import %s: %s, %d rows consumed before",
+                self.import_id,
+                state.status,
+                state.consumed,
+            )
+        return ImportStart(state, replayed=state.done, skip=0 if state.done else state.consumed)
+
+    def run(self, rows: Iterable[ParsedRow], *, prefetch: bool = True) -> ImportOutcome:
+        """Apply every row (the caller has skipped the rows begin() said to skip).
+
+        With `prefetch`, a reader thread reads and parses the next batches (at most
+        PREFETCH_BATCHES ahead, so memory stays flat) while this thread writes one."""
+        batches = _batches(rows, self._batch_size)
+        if prefetch:
+            batches = _prefetched(batches, PREFETCH_BATCHES)
+        pending: list[ParsedRow] | None = None
+        for batch in batches:  # hold one back: the last batch also finishes the import
+            if pending is not None:
+                self._commit(pending, final=False)
+            pending = batch
+        self._commit(pending or [], final=True)
+        with self._sessions() as session:
+            state = load_import(session, self.import_id)
+        assert state is not None
+        return ImportOutcome(state, tuple(self._errors), False, self._skipped)
+
+    def _commit(self, batch: list[ParsedRow], *, final: bool) -> None:
+        with self._sessions() as session:
+            now = self._clock()
+            self._lock(session, now)
+            applied = apply_batch(session, batch, import_id=self.import_id, now=now)
+            self._advance(session, len(batch), applied, now, final=final)
+            session.commit()
+        self._consumed += len(batch)
+        room = MAX_ERRORS - len(self._errors)
+        if room > 0:
+            self._errors.extend(applied.errors[:room])
+        if self._on_batch is not None and (batch or final):
+            last_line = batch[-1].line_number if batch else 0
+            self._on_batch(BatchReport(len(batch), applied, self._consumed, last_line))
+
+    def _lock(self, session: Session, now: datetime) -> None:
+        """First statement of a batch: holds the import's row until commit, and proves no
+        other run moved the progress since this run last did."""
+        imports = table_of(ImportRow)
+        result = session.execute(
+            update(imports)
+            .where(
+                imports.c.import_id == self.import_id,
+                imports.c.status == RUNNING,
+                imports.c.rows_applied + imports.c.rows_rejected == self._consumed,
+            )
+            .values(updated_at=now)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            session.rollback()
+            raise ImportConflict(
+                f"import {self.import_id!r} is being applied by another run; "
+                "run it again when that one has stopped to resume or see it done"
+            )
+
+    def _advance(
+        self, session: Session, rows: int, applied: BatchApplied, now: datetime, *, final: bool
+    ) -> None:
+        imports = table_of(ImportRow)
+        values = {
+            "rows_applied": imports.c.rows_applied + applied.applied,
+            "rows_rejected": imports.c.rows_rejected + len(applied.errors),
+            "rows_total": imports.c.rows_total + rows,
+            "updated_at": now,
+        }
+        if final:
+            values.update(status=DONE, finished_at=now)
+        session.execute(update(imports).where(imports.c.import_id == self.import_id).values(values))
+
+
+def _batches(rows: Iterable[ParsedRow], size: int) -> Iterator[list[ParsedRow]]:
+    batch: list[ParsedRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    error: BaseException | None = None
+
+
+def _prefetched(batches: Iterator[list[ParsedRow]], depth: int) -> Iterator[list[ParsedRow]]:
+    """The same batches, produced by a reader thread at most `depth` ahead. An error of the
+    reader is raised here; when the consumer stops early, the reader stops after its batch."""
+    handoff: queue.Queue[list[ParsedRow] | _End] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: list[ParsedRow] | _End) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_End())
+        except BaseException as error:  # handed to the consumer, raised there
+            put(_End(error))
+
+    reader = threading.Thread(target=read, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = handoff.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        stop.set()
+        # A reader waiting on a slow source (a client's stream) notices `stop` after its next
+        # row; it is a daemon thread, so do not hold the caller's answer for it.
+        reader.join(timeout=0.2)
