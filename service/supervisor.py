@@ -47,6 +47,8 @@ def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[st
         "off",
         "--worker-name",
         f"worker-{index}",
+        "--jobs-interval-s",  # the member jobs run in one worker only
+        str(settings.jobs_interval_s if index == 0 else 0),
         "--metrics-port",
         str(settings.metrics_port + index if settings.metrics_port else 0),
     ]

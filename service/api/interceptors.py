@@ -17,6 +17,7 @@ import grpc
 from service.api.auth import CredentialBook, Principal, authorize, roles_for, set_current_principal
 from service.api.errors import status_for
 from service.api.metrics import CallMetrics, log_call
+from service.deadline import set_call_deadline
 
 Behavior = Callable[..., Any]
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class _Guard:
 
     def admit(self, context: grpc.ServicerContext) -> str:
         """Authenticate and authorize; returns the caller's name for the log."""
+        set_call_deadline(context.time_remaining())
         principal: Principal | None = None
         if self.allowed is not None:
             principal = self.book.authenticate(_authorization(context))

@@ -72,6 +72,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         clock: Clock = utc_now,
         *,
         sessions: Callable[[], Session],
+        store_available: Callable[[], bool] = lambda: True,
     ) -> None:
         self._settings = settings
         self._cache = cache
@@ -79,6 +80,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         self._signer = TokenSigner(settings.token_secret)
         self._time_zone = ZoneInfo(settings.time_zone)
         self._sessions = sessions  # the store the cache reads is the one receipts go to
+        self._store_available = store_available
 
     def Calculate(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.CalculateRequest, context: grpc.ServicerContext
@@ -98,6 +100,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             member_id=member.id if member is not None else "",
             currency=self._settings.currency,
             sale_time=receipt.sale_time,
+            degraded=not self._store_available(),
         )
         response.confirmation_token = self._signer.sign(receipt_pb, response.result, result.usage)
         return response

@@ -28,6 +28,7 @@ from loyalty.v1 import (
     receipt_pb2_grpc,
 )
 from service.api.auth import CredentialBook
+from service.api.backoffice import BackOfficeServicer
 from service.api.bench_services import bench_handlers
 from service.api.interceptors import CallInterceptor
 from service.api.members import MemberServicer
@@ -38,6 +39,7 @@ from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
 from service.cache.sync import ChangeFollower
 from service.config import Settings
+from service.scheduler import JobScheduler
 from service.store import db
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ SERVICE_NAMES = (
     notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
 )
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Health of the store behind this replica: NOT_SERVING while it cannot be reached. The
+# service itself stays SERVING, since calculations for cached members keep working.
+STORE_HEALTH = "loyalty.v1.Store"
 
 
 @dataclass
@@ -61,6 +66,8 @@ class LoyaltyServer:
     credentials: CredentialBook
     follower: ChangeFollower
     metrics: CallMetrics
+    notifications: NotificationServicer
+    jobs: JobScheduler
     port: int
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -76,6 +83,7 @@ class LoyaltyServer:
         self.credentials.reload()
         self.cache.reload_snapshot()
         self.follower.start_from_current()
+        self.jobs.start()
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)
         self._set_serving(True)
@@ -87,9 +95,11 @@ class LoyaltyServer:
             return
         self._stopped.set()
         self._set_serving(False)
+        self.notifications.close()  # event streams end at their next poll
         grace = self.settings.grace_period_s if grace is None else grace
         self.grpc_server.stop(grace).wait()
         self.follower.stop()
+        self.jobs.stop()
         self.store.dispose()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -101,13 +111,14 @@ class LoyaltyServer:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *SERVICE_NAMES, STORE_HEALTH):
             self.health.set(name, status)
 
 
 def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     """A server bound to settings.address (port 0 picks a free one), not yet started."""
     store = db.make_engine(settings.database_url)
+    health_servicer = health.HealthServicer()
     sessions = db.make_session_factory(store)
     credentials = CredentialBook(sessions)
     metrics = CallMetrics()
@@ -118,6 +129,9 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
+        # Beyond this many calls in flight, new calls get RESOURCE_EXHAUSTED at once
+        # instead of queueing without end.
+        maximum_concurrent_rpcs=settings.max_concurrent_calls,
         interceptors=[CallInterceptor(credentials, metrics, log_calls=settings.log_calls)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -125,19 +139,34 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
             ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ],
     )
-    receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(ReceiptServicer(settings, cache), server)
+    follower = ChangeFollower(
+        sessions,
+        cache,
+        on_credentials_changed=credentials.reload,
+        poll_interval_s=settings.sync_interval_s,
+        observe_delay=metrics.sync_delay.observe,
+        on_store_state=lambda available: health_servicer.set(
+            STORE_HEALTH,
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        ),
+    )
+    receipts = ReceiptServicer(
+        settings, cache, sessions=sessions, store_available=lambda: follower.store_available
+    )
+    receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(receipts, server)
     member_pb2_grpc.add_MemberServiceServicer_to_server(
         MemberServicer(settings, cache, sessions), server
     )
     backoffice_pb2_grpc.add_BackOfficeServiceServicer_to_server(
-        backoffice_pb2_grpc.BackOfficeServiceServicer(), server
+        BackOfficeServicer(settings, cache, sessions), server
     )
-    notification_pb2_grpc.add_NotificationServiceServicer_to_server(
-        NotificationServicer(sessions, is_stopping=lambda: loyalty._stopped.is_set()), server
-    )
+    # Each event stream holds a worker thread: at most half of them, so calls still flow.
+    notifications = NotificationServicer(sessions, max_streams=max(1, settings.max_workers // 2))
+    notification_pb2_grpc.add_NotificationServiceServicer_to_server(notifications, server)
     if settings.bench_services:
         server.add_generic_rpc_handlers(bench_handlers())
-    health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -145,19 +174,23 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-    port = server.add_insecure_port(settings.address)
+    port = _bind(server, settings)
     if port == 0:
         raise OSError(f"cannot bind {settings.address}")
-    follower = ChangeFollower(
-        sessions,
-        cache,
-        on_credentials_changed=credentials.reload,
-        poll_interval_s=settings.sync_interval_s,
-        observe_delay=metrics.sync_delay.observe,
-    )
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
+    jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)
     loyalty = LoyaltyServer(
-        settings, server, health_servicer, store, cache, credentials, follower, metrics, port
+        settings,
+        server,
+        health_servicer,
+        store,
+        cache,
+        credentials,
+        follower,
+        metrics,
+        notifications,
+        jobs,
+        port,
     )
     return loyalty, port
 
@@ -174,3 +207,19 @@ def _cache_and_sync_stats(
         "loyalty_sync_open_gaps": ("gauge", follower.open_gaps),
         "loyalty_sync_seconds_since_success": ("gauge", follower.seconds_since_success()),
     }
+
+
+def _bind(server: grpc.Server, settings: Settings) -> int:
+    """Plain TCP, TLS (--tls-cert/--tls-key), or mutual TLS (also --tls-client-ca)."""
+    if not settings.tls_cert:
+        return server.add_insecure_port(settings.address)
+    with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
+        pair = (key.read(), cert.read())
+    client_ca = None
+    if settings.tls_client_ca:
+        with open(settings.tls_client_ca, "rb") as ca:
+            client_ca = ca.read()
+    credentials = grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+    return server.add_secure_port(settings.address, credentials)

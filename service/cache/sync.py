@@ -64,6 +64,7 @@ class ChangeFollower:
         *,
         on_credentials_changed: Callable[[], None] = lambda: None,
         observe_delay: Callable[[float], None] = lambda seconds: None,
+        on_store_state: Callable[[bool], None] = lambda available: None,
         poll_interval_s: float = 0.1,
         gap_timeout_s: float = 30.0,
         batch_size: int = 5000,
@@ -72,6 +73,9 @@ class ChangeFollower:
         self._cache = cache
         self._on_credentials_changed = on_credentials_changed
         self._observe_delay = observe_delay
+        self._on_store_state = on_store_state
+        # False while polls fail: calculations then say they used cached state only.
+        self.store_available = True
         self._poll_interval_s = poll_interval_s
         self._gap_timeout_s = gap_timeout_s
         self._batch_size = batch_size
@@ -114,11 +118,19 @@ class ChangeFollower:
             try:
                 self.poll_once()
                 backoff = self._poll_interval_s
+                self._set_store_available(True)
             except Exception:  # the store may be down: keep serving from memory, retry
                 self.stats.errors += 1
+                self._set_store_available(False)
                 log.warning("change feed poll failed; retrying in %.1f s", backoff, exc_info=True)
                 backoff = min(backoff * 2, 5.0)
             self._stop.wait(backoff)
+
+    def _set_store_available(self, available: bool) -> None:
+        if available != self.store_available:
+            self.store_available = available
+            log.warning("store %s", "reachable again" if available else "unreachable")
+            self._on_store_state(available)
 
     # --- one poll -------------------------------------------------------------------------------
 

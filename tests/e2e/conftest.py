@@ -21,6 +21,7 @@ def demo_settings(tmp_path: Path, **overrides: object) -> Settings:
         demo_data=True,
         grace_period_s=2.0,
         max_workers=8,
+        jobs_interval_s=0,  # member jobs off: tests that want their events run them
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

@@ -1,0 +1,50 @@
+"""Runs the member jobs (service/jobs.py: the list switch on the 1st, "selection allowed
+again") inside the server, every `interval_s`. The jobs are idempotent, so a second replica
+running them too writes nothing twice; a multi-process server runs them in one worker only."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.cache.state import BenefitCache
+from service.jobs import run_jobs
+
+log = logging.getLogger(__name__)
+
+
+class JobScheduler:
+    def __init__(
+        self, sessions: sessionmaker[Session], cache: BenefitCache, interval_s: float
+    ) -> None:
+        self._sessions = sessions
+        self._cache = cache
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        if self._interval_s <= 0:
+            return
+        self._thread = threading.Thread(target=self._loop, name="member-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                events = run_jobs(self._sessions, self._cache.snapshot, datetime.now(UTC))
+                self.runs += 1
+                if events:
+                    log.info("member jobs wrote %d events", events)
+            except Exception:  # the store may be down; try again next time
+                log.warning("member jobs failed", exc_info=True)
+            self._stop.wait(self._interval_s)
