@@ -110,7 +110,7 @@ def grpc_frame(message: bytes) -> bytes:
 class Server:
     """`loyalty-server` with one process per core, as `make run` starts it."""
 
-    def __init__(self, data: ScaledData, processes: int) -> None:
+    def __init__(self, data: ScaledData, processes: int, *extra: str) -> None:
         self.port = free_port()
         self.metrics_port = free_ports_in_a_row(processes, avoid=self.port)
         self.processes = processes
@@ -228,6 +228,118 @@ def server_rounds(
     }
 
 
+def histogram_quantiles(server: Server, name: str) -> dict[str, float]:
+    """p50 and p99 of a Prometheus histogram summed over the workers (bucket upper bounds)."""
+    pattern = re.compile(r"^" + name + r'_bucket\{le="([^"]+)"\} (\S+)$')
+    buckets: dict[float, float] = {}
+    for index in range(server.processes):
+        url = f"http://127.0.0.1:{server.metrics_port + index}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                found = pattern.match(line)
+                if found:
+                    bound = float("inf") if found[1] == "+Inf" else float(found[1])
+                    buckets[bound] = buckets.get(bound, 0) + float(found[2])
+    total = buckets.get(float("inf"), 0)
+    result = {"count": total}
+    for label, q in (("p50_s", 0.5), ("p99_s", 0.99)):
+        result[label] = next((b for b in sorted(buckets) if buckets[b] >= q * total), 0.0)
+    return result
+
+
+def write_member_changes(data: ScaledData, seconds: float, every_s: float = 0.02) -> int:
+    """Another replica's writes: member changes appended to the feed while load runs."""
+    from service.store.feed import EntityKind, append_changes
+
+    engine = db.make_engine(f"sqlite:///{data.path}")
+    sessions = db.make_session_factory(engine)
+    written, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with sessions.begin() as session:
+            append_changes(session, EntityKind.MEMBER, [f"B{1 + written % 1000 + 1000:07d}"])
+        written += 1
+        time.sleep(every_s)
+    engine.dispose()
+    return written
+
+
+def sync_delay_under_load(
+    server: Server, data: ScaledData, body: Path, seconds: int
+) -> dict[str, float]:
+    import threading
+
+    result: dict[str, float] = {}
+    writer = threading.Thread(
+        target=lambda: result.update(written=write_member_changes(data, seconds))
+    )
+    writer.start()
+    load = h2load(server.port, CALCULATE, body, seconds)
+    writer.join()
+    quantiles = histogram_quantiles(server, "loyalty_sync_delay_seconds")
+    return {
+        "changes": result.get("written", 0),
+        "applied": quantiles["count"],
+        "p50_ms": quantiles["p50_s"] * 1000,
+        "p99_ms": quantiles["p99_s"] * 1000,
+        "calculate_rps_meanwhile": load["rps"],
+    }
+
+
+def cold_and_warm_latency(
+    port: int, request: receipt_pb2.CalculateRequest, calls: int = 300
+) -> dict[str, float]:
+    """Concurrency 1: a different, never-seen member each call, then one cached member."""
+    from bench.scale_data import card_of
+
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    cold: list[float] = []
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+        for index in range(calls):
+            request.receipt.member.card_number = card_of(50_000 + index)
+            started = time.perf_counter()
+            stub.Calculate(request, timeout=5, metadata=metadata)
+            cold.append((time.perf_counter() - started) * 1000)
+    request.receipt.member.card_number = card_of(1)
+    warm = latency_c1(port, request, calls)
+    return {
+        "cold_p50_ms": percentile(cold, 0.5),
+        "cold_p99_ms": percentile(cold, 0.99),
+        "warm_p50_ms": warm["p50_ms"],
+        "warm_p99_ms": warm["p99_ms"],
+    }
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def preload_figures(data: ScaledData) -> dict[str, float]:
+    """Preload every member into a cache in this process: time and memory per member."""
+    import gc
+
+    from service.cache.state import BenefitCache
+
+    engine = db.make_engine(f"sqlite:///{data.path}")
+    cache = BenefitCache(
+        db.make_session_factory(engine), time_zone="Europe/Moscow", member_capacity=data.members
+    )
+    gc.collect()
+    before, started = rss_bytes(), time.perf_counter()
+    loaded = cache.preload_members()
+    seconds = time.perf_counter() - started
+    gc.collect()
+    per_member = (rss_bytes() - before) / max(loaded, 1)
+    engine.dispose()
+    return {
+        "members": loaded,
+        "seconds": round(seconds, 1),
+        "bytes_per_member": round(per_member),
+        "seconds_per_million_extrapolated": round(seconds * 1_000_000 / max(loaded, 1)),
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -319,8 +431,20 @@ def main(argv: list[str] | None = None) -> int:
             rounds = server_rounds(server, bodies, args.rounds, args.seconds)
             c1 = latency_c1(server.port, request, 2000)
             c64 = asyncio.run(_latency_c64(server.port, request, args.seconds))
+            print("cross-replica delay under load ...", file=sys.stderr, flush=True)
+            sync = sync_delay_under_load(server, data, bodies["calculate"], args.seconds * 2)
+            cold_warm = cold_and_warm_latency(server.port, calculate_request(data))
         finally:
             server.stop()
+        print("server: 1 process", file=sys.stderr, flush=True)
+        single = Server(data, 1)
+        try:
+            one = [
+                h2load(single.port, CALCULATE, bodies["calculate"], args.seconds)["rps"]
+                for _ in range(3)
+            ]
+        finally:
+            single.stop()
     medians = rounds["medians"]
     results.update(
         {
@@ -338,6 +462,20 @@ def main(argv: list[str] | None = None) -> int:
             "calculate_p99_ms_c64": round(c64["p99_ms"], 3),
         }
     )
+    results.update(
+        {
+            "calculate_rps_1_process": round(statistics.median(one)),
+            "calculate_rps_n_processes": round(medians["calculate"]),
+            "sync_delay_p50_ms": round(sync["p50_ms"], 1),
+            "sync_delay_p99_ms": round(sync["p99_ms"], 1),
+            "sync_changes_written": sync["changes"],
+            "sync_changes_applied": sync["applied"],
+            "calculate_rps_while_syncing": round(sync["calculate_rps_meanwhile"]),
+            **{f"calculate_{k}": round(v, 3) for k, v in cold_warm.items()},
+        }
+    )
+    print("preload ...", file=sys.stderr, flush=True)
+    results.update({f"preload_{k}": v for k, v in preload_figures(data).items()})
     print("engine alone ...", file=sys.stderr, flush=True)
     engine = engine_figures()
     results.update({k: v for k, v in engine.items() if k.startswith("engine_us")})
@@ -383,6 +521,22 @@ Server-side gRPC statuses in these rounds: {json.dumps(r["server_statuses"])}.
 
 Client's-eye latency (a Python client on the same 2 cores, so it also takes CPU from the
 server): concurrency 1: {c1}; concurrency 64: {c64}.
+
+Processes: Calculate {r["calculate_rps_1_process"]:,} calls/s with 1 process,
+{r["calculate_rps_n_processes"]:,} with {r["cores"]} (SO_REUSEPORT, pinned).
+Cold member (first call for a card, loaded from the store) p50 {r["calculate_cold_p50_ms"]} ms,
+p99 {r["calculate_cold_p99_ms"]} ms; warm p50 {r["calculate_warm_p50_ms"]} ms, p99
+{r["calculate_warm_p99_ms"]} ms (concurrency 1).
+
+Cross-replica delay (a change written to the store -> applied by each worker's follower),
+{r["sync_changes_written"]} changes while h2load drove Calculate at
+{r["calculate_rps_while_syncing"]:,} calls/s: p50 <= {r["sync_delay_p50_ms"]} ms, p99 <=
+{r["sync_delay_p99_ms"]} ms (histogram bucket bounds; {r["sync_changes_applied"]:.0f}
+applications over {r["cores"]} workers).
+
+Preload: {r["preload_members"]:,} members in {r["preload_seconds"]} s
+({r["preload_bytes_per_member"]:,} bytes of memory per cached member); 1,000,000 members
+would take about {r["preload_seconds_per_million_extrapolated"]} s (extrapolated, not run).
 
 Engine alone, median microseconds per receipt: 5 lines {r.get("engine_us_5_lines")},
 20 lines **{r.get("engine_us_20_lines")}**, 100 lines {r.get("engine_us_100_lines")}

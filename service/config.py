@@ -23,6 +23,7 @@ class Settings:
     grace_period_s: float = 10.0  # calls in flight get this long to finish on SIGTERM
     max_workers: int = 16  # threads serving calls in one process
     member_cache_size: int = 200_000  # members kept in memory per process
+    preload_members: bool = False  # load members into the cache at start (up to its size)
     max_receipt_lines: int = 1000
     token_secret: str = "dev-only-change-me"  # signs confirmation tokens; same on every replica
     metrics_port: int = 0  # Prometheus metrics on this port (worker i: port + i); 0: off

@@ -91,7 +91,10 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         member = resolve_member(self._cache, receipt_pb.member, "receipt.member")
         receipt = convert.receipt_to_model(receipt_pb, member, now)
         snapshot = self._cache.snapshot
-        validate_receipt(snapshot, receipt, now, max_lines=self._settings.max_receipt_lines)
+        try:
+            validate_receipt(snapshot, receipt, now, max_lines=self._settings.max_receipt_lines)
+        except InvalidArgument as error:  # the engine names fields of the receipt itself
+            raise InvalidArgument(f"receipt.{error.field}", error.description) from None
         result = calculate(snapshot, receipt, explain=request.explain)
         response = receipt_pb2.CalculateResponse()
         convert.fill_result(

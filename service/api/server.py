@@ -82,7 +82,11 @@ class LoyaltyServer:
         prepare_store(self.settings, self.store)
         self.credentials.reload()
         self.cache.reload_snapshot()
-        self.follower.start_from_current()
+        self.follower.start_from_current()  # before preloading: no change is missed
+        if self.settings.preload_members:
+            began = time.perf_counter()
+            count = self.cache.preload_members()
+            log.info("preloaded %d members in %.1f s", count, time.perf_counter() - began)
         self.jobs.start()
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_address, self.settings.metrics_port)

@@ -50,6 +50,7 @@ class BenefitCache:
         self._unknown_cards: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=5.0)
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._forgotten_during_preload: set[str] | None = None
         self.stats = CacheStats()
 
     # --- catalogue and offers ---------------------------------------------------------------
@@ -104,10 +105,37 @@ class BenefitCache:
                 self._cards[card_number] = member_id
         return member_id
 
+    def preload_members(self, batch_size: int = 2000) -> int:
+        """Load members into the cache up to its capacity (--preload-members), in batches of
+        a few indexed queries each; returns how many were loaded. Calls are served meanwhile:
+        a member not yet preloaded is loaded on first use as usual."""
+        loaded = 0
+        capacity = int(self._members.maxsize)
+        # A member changed while its batch was being read must not be cached stale: forgets
+        # during the preload are noted and applied again after each batch goes in.
+        self._forgotten_during_preload = set()
+        with self._session_factory() as session:
+            ids = loader.iter_member_ids(session, batch_size)
+            while loaded < capacity:
+                batch = [member_id for _, member_id in zip(range(batch_size), ids, strict=False)]
+                if not batch:
+                    break
+                members = loader.load_members(session, batch[: capacity - loaded])
+                with self._lock:
+                    for member_id, member in members.items():
+                        if member_id not in self._forgotten_during_preload:
+                            self._members[member_id] = member
+                loaded += len(members)
+        with self._lock:
+            self._forgotten_during_preload = None
+        return loaded
+
     def forget_member(self, member_id: str) -> None:
         """Drop a member so the next read loads fresh state (after a write or a change feed)."""
         with self._lock:
             self._members.pop(member_id, None)
+            if self._forgotten_during_preload is not None:
+                self._forgotten_during_preload.add(member_id)
 
     def forget_card(self, card_number: str) -> None:
         with self._lock:

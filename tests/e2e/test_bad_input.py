@@ -1,0 +1,423 @@
+"""Every kind of bad input to every RPC: a clear status naming the field, and nothing changes.
+
+Each case is one request that is wrong in one way. The store's fingerprint (row counts of
+every table and the last change-feed position) must be the same after every refused call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy import func, select
+
+from clients import register_cli
+from clients.receipt_format import load_receipt
+from loyalty.v1 import (
+    backoffice_pb2,
+    backoffice_pb2_grpc,
+    common_pb2,
+    member_pb2,
+    member_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+    receipt_pb2,
+    receipt_pb2_grpc,
+)
+from service.api.auth import Role
+from service.api.server import LoyaltyServer
+from service.store import db
+from service.store.models import Base
+from tests.e2e.conftest import auth
+
+CARD = "2000000000001"
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+
+
+def receipt(**change: Any) -> receipt_pb2.Receipt:
+    """The demo receipt with one thing changed; `lines` edits take a callable."""
+    base, _ = load_receipt(register_cli.DEMO_RECEIPT)
+    edit_lines = change.pop("lines", None)
+    for name, value in change.items():
+        setattr(base, name, value)
+    if edit_lines is not None:
+        edit_lines(base.lines)
+    return base
+
+
+def far_future(r: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
+    r.sale_time.seconds = 4_000_000_000
+    return r
+
+
+def unknown_card(r: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
+    r.member.card_number = "9" * 13
+    return r
+
+
+def set_line(index: int, **values: Any) -> Callable[[Any], None]:
+    def edit(lines: Any) -> None:
+        for name, value in values.items():
+            setattr(lines[index], name, value)
+
+    return edit
+
+
+def duplicate_first_line(lines: Any) -> None:
+    lines[1].line_id = lines[0].line_id
+
+
+def too_many_lines(lines: Any) -> None:
+    for number in range(1001):
+        lines.add(line_id=f"x{number}", sku="X", quantity=1000, price=1, amount=1)
+
+
+def calc(r: receipt_pb2.Receipt) -> receipt_pb2.CalculateRequest:
+    return receipt_pb2.CalculateRequest(receipt=r)
+
+
+def member(card: str = CARD) -> common_pb2.MemberIdentity:
+    return common_pb2.MemberIdentity(card_number=card)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    service: str
+    method: str
+    request: Any
+    code: grpc.StatusCode
+    field: str | None = None  # the BadRequest field, for INVALID_ARGUMENT
+    role: Role = Role.REGISTER
+
+
+R, M, B, N = "receipts", "members", "backoffice", "notifications"
+CS, OP, BO = Role.CUSTOMER_SERVICES, Role.OPERATOR, Role.BACK_OFFICE
+
+CASES = [
+    # --- receipts ---------------------------------------------------------------------------
+    Case(
+        "empty receipt",
+        R,
+        "Calculate",
+        calc(receipt(lines=lambda ls: ls.__delitem__(slice(None)))),
+        INVALID,
+        "receipt.lines",
+    ),  # noqa: E501
+    Case(
+        "unspecified channel", R, "Calculate", calc(receipt(channel=0)), INVALID, "receipt.channel"
+    ),  # noqa: E501
+    Case(
+        "negative quantity",
+        R,
+        "Calculate",
+        calc(receipt(lines=set_line(1, quantity=-1000))),
+        INVALID,
+        "receipt.lines[1].quantity",
+    ),  # noqa: E501
+    Case(
+        "piece goods in fractions",
+        R,
+        "Calculate",
+        calc(receipt(lines=set_line(1, quantity=1500))),
+        INVALID,
+        "receipt.lines[1].quantity",
+    ),  # noqa: E501
+    Case(
+        "absurd price",
+        R,
+        "Calculate",
+        calc(receipt(lines=set_line(1, price=10**15))),
+        INVALID,
+        "receipt.lines[1].price",
+    ),  # noqa: E501
+    Case(
+        "amount above price x quantity",
+        R,
+        "Calculate",
+        calc(receipt(lines=set_line(2, amount=10**6))),
+        INVALID,
+        "receipt.lines[2].amount",
+    ),  # noqa: E501
+    Case(
+        "duplicate line ids",
+        R,
+        "Calculate",
+        calc(receipt(lines=duplicate_first_line)),
+        INVALID,
+        "receipt.lines[1].line_id",
+    ),  # noqa: E501
+    Case(
+        "too many lines",
+        R,
+        "Calculate",
+        calc(receipt(lines=too_many_lines)),
+        INVALID,
+        "receipt.lines",
+    ),  # noqa: E501
+    Case(
+        "sale time far in the future",
+        R,
+        "Calculate",
+        calc(far_future(receipt())),
+        INVALID,
+        "receipt.sale_time",
+    ),  # noqa: E501
+    Case("unknown card", R, "Calculate", calc(unknown_card(receipt())), NOT_FOUND),
+    Case(
+        "confirm without a token",
+        R,
+        "Confirm",
+        receipt_pb2.ConfirmRequest(receipt=receipt()),
+        INVALID,
+        "confirmation_token",
+    ),  # noqa: E501
+    Case(
+        "confirm with a forged token",
+        R,
+        "Confirm",
+        receipt_pb2.ConfirmRequest(receipt=receipt(), confirmation_token=b"\x01" + b"0" * 40),
+        INVALID,
+        "confirmation_token",
+    ),  # noqa: E501
+    Case(
+        "refund without a refund id",
+        R,
+        "Refund",
+        receipt_pb2.RefundRequest(receipt_id="DEMO-0001", full=True),
+        INVALID,
+        "refund_id",
+    ),  # noqa: E501
+    Case(
+        "refund of an unknown receipt",
+        R,
+        "Refund",
+        receipt_pb2.RefundRequest(refund_id="RF-1", receipt_id="NOPE", full=True),
+        NOT_FOUND,
+    ),  # noqa: E501
+    # --- members ----------------------------------------------------------------------------
+    Case(
+        "lookup without a member",
+        M,
+        "GetMemberOffers",
+        member_pb2.GetMemberOffersRequest(),
+        INVALID,
+        "member",
+        CS,
+    ),  # noqa: E501
+    Case(
+        "lookup of an unknown card",
+        M,
+        "GetMemberOffers",
+        member_pb2.GetMemberOffersRequest(member=member("9" * 13)),
+        NOT_FOUND,
+        None,
+        CS,
+    ),  # noqa: E501
+    Case(
+        "a favorite not on the list",
+        M,
+        "SelectFavoriteProducts",
+        member_pb2.SelectFavoriteProductsRequest(
+            member=member(), offer_id="I-FAV-PRODUCTS", skus=["NOT-A-SKU"]
+        ),
+        INVALID,
+        None,
+        CS,
+    ),  # noqa: E501
+    Case(
+        "favorites of an unknown offer",
+        M,
+        "SelectFavoriteProducts",
+        member_pb2.SelectFavoriteProductsRequest(member=member(), offer_id="NOPE", skus=[]),
+        NOT_FOUND,
+        None,
+        CS,
+    ),  # noqa: E501
+    Case(
+        "categories of an unknown offer",
+        M,
+        "SelectFavoriteCategories",
+        member_pb2.SelectFavoriteCategoriesRequest(member=member(), offer_id="NOPE"),
+        NOT_FOUND,
+        None,
+        CS,
+    ),  # noqa: E501
+    Case(
+        "operator edit without an offer",
+        M,
+        "OperatorSetFavoriteProducts",
+        member_pb2.OperatorSetFavoriteProductsRequest(member=member()),
+        INVALID,
+        None,
+        OP,
+    ),  # noqa: E501
+    Case(
+        "audit of an unknown card",
+        M,
+        "ListFavoriteProductsAudit",
+        member_pb2.ListFavoriteProductsAuditRequest(member=member("9" * 13)),
+        NOT_FOUND,
+        None,
+        OP,
+    ),  # noqa: E501
+    # --- back office ------------------------------------------------------------------------
+    Case(
+        "category without an id",
+        B,
+        "UpsertCategories",
+        backoffice_pb2.UpsertCategoriesRequest(categories=[backoffice_pb2.Category(name="x")]),
+        INVALID,
+        "categories[0].id",
+        BO,
+    ),  # noqa: E501
+    Case(
+        "product with an unspecified unit",
+        B,
+        "UpsertProducts",
+        backoffice_pb2.UpsertProductsRequest(products=[backoffice_pb2.Product(sku="N1", name="n")]),
+        INVALID,
+        "products[0].unit",
+        BO,
+    ),  # noqa: E501
+    Case(
+        "group without an id",
+        B,
+        "UpsertProductGroups",
+        backoffice_pb2.UpsertProductGroupsRequest(groups=[backoffice_pb2.ProductGroup(name="g")]),
+        INVALID,
+        "groups[0].id",
+        BO,
+    ),  # noqa: E501
+    Case(
+        "list without an id",
+        B,
+        "UpsertProductLists",
+        backoffice_pb2.UpsertProductListsRequest(lists=[backoffice_pb2.ProductList(name="l")]),
+        INVALID,
+        "lists[0].id",
+        BO,
+    ),  # noqa: E501
+    Case(
+        "store in an unknown zone",
+        B,
+        "UpsertStores",
+        backoffice_pb2.UpsertStoresRequest(
+            stores=[backoffice_pb2.Store(id="S9", name="Mars", time_zone="Mars/Base")]
+        ),
+        INVALID,
+        "stores[0].time_zone",
+        BO,
+    ),  # noqa: E501
+    Case(
+        "offer without a level",
+        B,
+        "UpsertOffer",
+        backoffice_pb2.UpsertOfferRequest(
+            offer=backoffice_pb2.Offer(
+                id="O-X", name="x", benefit=common_pb2.Benefit(kind=1, value=100), stacking=1
+            )
+        ),
+        INVALID,
+        "offer.level",
+        BO,
+    ),  # noqa: E501
+    Case(
+        "favorite offer with no slots",
+        B,
+        "UpsertFavoriteProductsOffer",
+        backoffice_pb2.UpsertFavoriteProductsOfferRequest(
+            offer=backoffice_pb2.FavoriteProductsOffer(
+                offer=backoffice_pb2.Offer(
+                    id="F-X",
+                    name="x",
+                    level=4,
+                    benefit=common_pb2.Benefit(kind=1, value=100),
+                    stacking=1,
+                ),
+                slot_count=0,
+                list_source=1,
+                product_list_id="L-FAVORITES",
+                frequency=1,
+            )
+        ),
+        INVALID,
+        "offer.slot_count",
+        BO,
+    ),  # noqa: E501
+    Case(
+        "status of an unknown import",
+        B,
+        "GetImportStatus",
+        backoffice_pb2.GetImportStatusRequest(import_id="NOPE"),
+        NOT_FOUND,
+        None,
+        BO,
+    ),  # noqa: E501
+    Case(
+        "auto-fill of an unknown offer",
+        B,
+        "RunFavoriteAutofill",
+        backoffice_pb2.RunFavoriteAutofillRequest(offer_id="NOPE"),
+        NOT_FOUND,
+        None,
+        BO,
+    ),  # noqa: E501
+    # --- notifications ----------------------------------------------------------------------
+    Case(
+        "ack without a consumer",
+        N,
+        "AckMemberEvents",
+        notification_pb2.AckMemberEventsRequest(position=1),
+        INVALID,
+        "consumer",
+        CS,
+    ),  # noqa: E501
+]
+
+STUBS = {
+    R: receipt_pb2_grpc.ReceiptServiceStub,
+    M: member_pb2_grpc.MemberServiceStub,
+    B: backoffice_pb2_grpc.BackOfficeServiceStub,
+    N: notification_pb2_grpc.NotificationServiceStub,
+}
+
+
+def store_fingerprint(server: LoyaltyServer) -> dict[str, int]:
+    with db.make_session_factory(server.store)() as session:
+        return {
+            table.name: int(session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def bad_request_fields(err: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    fields: list[str] = []
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [v.field for v in bad.field_violations]
+    return fields
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gets_a_clear_status_and_changes_nothing(
+    demo_server: LoyaltyServer, channel: grpc.Channel, case: Case
+) -> None:
+    before = store_fingerprint(demo_server)
+    stub = STUBS[case.service](channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        getattr(stub, case.method)(case.request, timeout=10, metadata=auth(case.role))
+    assert caught.value.code() == case.code, caught.value.details()
+    if case.field is not None:
+        assert bad_request_fields(caught.value) == [case.field]
+    assert store_fingerprint(demo_server) == before
