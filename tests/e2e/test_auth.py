@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -105,3 +107,50 @@ def test_a_revoked_credential_stops_working(
         code_of(lambda: stub.Calculate(a_receipt(), timeout=5, metadata=metadata))
         == grpc.StatusCode.UNAUTHENTICATED
     )
+
+
+def _every_method() -> list[tuple[str, Any, frozenset[Role]]]:
+    from service.api.auth import roles_for
+    from tests.e2e.test_fuzz import METHODS
+
+    return [(path, method, roles_for(path) or frozenset()) for path, method, _role in METHODS]
+
+
+EVERY_METHOD = _every_method()
+
+
+def _call_with(channel: grpc.Channel, path: str, method: Any, metadata: Any) -> grpc.StatusCode:
+    from google.protobuf.message_factory import GetMessageClass
+
+    request = GetMessageClass(method.input_type)()
+    codec = (request.SerializeToString, GetMessageClass(method.output_type).FromString)
+    try:
+        if method.client_streaming:
+            channel.stream_unary(path, *codec)(iter([request]), timeout=5, metadata=metadata)
+        elif method.server_streaming:
+            for _ in channel.unary_stream(path, *codec)(request, timeout=1, metadata=metadata):
+                pass
+        else:
+            channel.unary_unary(path, *codec)(request, timeout=5, metadata=metadata)
+    except grpc.RpcError as err:
+        return err.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "allowed"), EVERY_METHOD, ids=[m[0] for m in EVERY_METHOD]
+)
+def test_every_method_refuses_a_missing_credential_and_every_role_not_its_own(
+    channel: grpc.Channel, path: str, method: Any, allowed: frozenset[Role]
+) -> None:
+    assert allowed, f"{path} has no role that may call it"
+    assert _call_with(channel, path, method, None) == grpc.StatusCode.UNAUTHENTICATED
+    for role in Role:
+        code = _call_with(channel, path, method, auth(role))
+        if role in allowed:
+            assert code not in {
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.PERMISSION_DENIED,
+            }, (role, code)
+        else:
+            assert code == grpc.StatusCode.PERMISSION_DENIED, (role, code)
