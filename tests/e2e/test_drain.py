@@ -21,7 +21,6 @@ from service.store import db
 from service.store.models import ReceiptRow
 from tests.e2e.conftest import auth
 
-
 # A call that reaches a server already shutting down is refused by gRPC itself, as UNAVAILABLE
 # or (racing the listener's close) CANCELLED; both are safe to retry with the same id.
 GOING_AWAY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
