@@ -21,6 +21,7 @@ from service.errors import InvalidArgument
 MAX_SALE_TIME_AHEAD = timedelta(hours=24)
 MAX_MONEY = 10**12  # minor units; anything above is absurd for one line
 MAX_QUANTITY = 10**9  # thousandths of a unit (a million units)
+MAX_ID_LENGTH = 64  # receipt, store, line ids and SKUs
 
 
 def validate_receipt(
@@ -38,6 +39,9 @@ def validate_receipt(
         raise InvalidArgument("sale_time", "must carry a time zone (UTC)")
     if sale_time - now > MAX_SALE_TIME_AHEAD:
         raise InvalidArgument("sale_time", "more than 24 h ahead of server time")
+    for name, value in (("receipt_id", receipt.receipt_id), ("store_id", receipt.store_id)):
+        if len(value) > MAX_ID_LENGTH:
+            raise InvalidArgument(name, f"at most {MAX_ID_LENGTH} characters")
 
     seen: set[str] = set()
     product_of = snapshot.product
@@ -49,6 +53,8 @@ def validate_receipt(
             not line.line_id
             or line.line_id in seen
             or not line.sku
+            or len(line.line_id) > MAX_ID_LENGTH
+            or len(line.sku) > MAX_ID_LENGTH
             or not 0 < quantity <= MAX_QUANTITY
             or not 0 <= price <= MAX_MONEY
             or not 0 <= amount <= MAX_MONEY
@@ -70,6 +76,9 @@ def _raise_line_error(path: str, line: Line, product: Product | None, seen: set[
         raise InvalidArgument(f"{path}.line_id", f"duplicate line id {line.line_id!r}")
     if not line.sku:
         raise InvalidArgument(f"{path}.sku", "must not be empty")
+    for name, value in (("line_id", line.line_id), ("sku", line.sku)):
+        if len(value) > MAX_ID_LENGTH:
+            raise InvalidArgument(f"{path}.{name}", f"at most {MAX_ID_LENGTH} characters")
     if line.quantity <= 0:
         raise InvalidArgument(f"{path}.quantity", "must be positive")
     if line.quantity > MAX_QUANTITY:

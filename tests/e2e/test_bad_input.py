@@ -172,6 +172,22 @@ CASES = [
     ),  # noqa: E501
     Case("unknown card", R, "Calculate", calc(unknown_card(receipt())), NOT_FOUND),
     Case(
+        "a SKU too long",
+        R,
+        "Calculate",
+        calc(receipt(lines=set_line(0, sku="9" * 65))),
+        INVALID,
+        "receipt.lines[0].sku",
+    ),  # noqa: E501
+    Case(
+        "a receipt id too long",
+        R,
+        "Calculate",
+        calc(receipt(receipt_id="R" * 65)),
+        INVALID,
+        "receipt.receipt_id",
+    ),  # noqa: E501
+    Case(
         "confirm without a token",
         R,
         "Confirm",

@@ -40,6 +40,8 @@ def test_a_good_receipt_passes() -> None:
         ({"line_id": ""}, "lines[1].line_id"),
         ({"line_id": "1"}, "lines[1].line_id"),  # duplicate
         ({"sku": ""}, "lines[1].sku"),
+        ({"sku": "S" * 65}, "lines[1].sku"),
+        ({"line_id": "L" * 65}, "lines[1].line_id"),
         ({"quantity": 0}, "lines[1].quantity"),
         ({"quantity": -1000}, "lines[1].quantity"),
         ({"quantity": 10**9 + 1000}, "lines[1].quantity"),
