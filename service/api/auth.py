@@ -42,6 +42,8 @@ class Principal:
     store_ids: frozenset[str] = frozenset()  # REGISTER: the stores it may act for; empty: any
 
     def check_store(self, store_id: str) -> None:
+        """May this caller act for the store? Also notes the store for the call log."""
+        _store.set(store_id)
         if self.store_ids and store_id not in self.store_ids:
             raise PermissionDenied(
                 f"credential {self.name!r} may not act for store {store_id!r}",
@@ -57,8 +59,9 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/loyalty.v1.ReceiptService/Confirm": frozenset({_R}),
     "/loyalty.v1.ReceiptService/Refund": frozenset({_R}),
     "/loyalty.v1.MemberService/GetMemberOffers": frozenset({_R, _C, _O}),
-    "/loyalty.v1.MemberService/SelectFavoriteProducts": frozenset({_C}),
-    "/loyalty.v1.MemberService/SelectFavoriteCategories": frozenset({_C}),
+    # An operator (CRM, call centre) can do what customer services do, and edit favorites.
+    "/loyalty.v1.MemberService/SelectFavoriteProducts": frozenset({_C, _O}),
+    "/loyalty.v1.MemberService/SelectFavoriteCategories": frozenset({_C, _O}),
     "/loyalty.v1.MemberService/OperatorSetFavoriteProducts": frozenset({_O}),
     "/loyalty.v1.MemberService/ListFavoriteProductsAudit": frozenset({_O}),
     "/loyalty.v1.NotificationService/StreamMemberEvents": frozenset({_C, _B}),
@@ -68,6 +71,12 @@ BACK_OFFICE_PREFIX = "/loyalty.v1.BackOfficeService/"
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/loyalty.bench.")
 
 _current: ContextVar[Principal | None] = ContextVar("principal", default=None)
+_store: ContextVar[str] = ContextVar("call_store", default="")
+
+
+def call_store() -> str:
+    """The store the current call acts for, once a handler has checked it ("" before)."""
+    return _store.get()
 
 
 def current_principal() -> Principal:
@@ -80,6 +89,7 @@ def current_principal() -> Principal:
 
 def set_current_principal(principal: Principal | None) -> None:
     _current.set(principal)
+    _store.set("")
 
 
 def roles_for(method: str) -> frozenset[Role] | None:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from service.api.auth import CredentialBook, Principal, authorize, roles_for, set_current_principal
+from service.api.auth import (
+    CredentialBook,
+    Principal,
+    authorize,
+    call_store,
+    roles_for,
+    set_current_principal,
+)
 from service.api.errors import status_for
 from service.api.metrics import CallMetrics, log_call
 from service.deadline import set_call_deadline
@@ -70,7 +77,7 @@ class _Guard:
         seconds = perf_counter() - started
         self.record(code, seconds)
         if self.log_calls:
-            log_call(self.method, code, seconds, caller)
+            log_call(self.method, code, seconds, caller, call_store())
 
 
 def _unary(guard: _Guard, behavior: Behavior) -> Behavior:

@@ -103,11 +103,14 @@ class StatsCollector(Collector):
                 yield GaugeMetricFamily(name, name.replace("_", " "), value=value)
 
 
-def log_call(method: str, code: grpc.StatusCode, seconds: float, caller: str) -> None:
-    """One JSON line per call: what, outcome, how long, who (a credential name, no secret)."""
-    call_log.info(
-        json.dumps(
-            {"method": method, "code": code.name, "ms": round(seconds * 1000, 3), "caller": caller},
-            separators=(",", ":"),
-        )
-    )
+def log_call(method: str, code: grpc.StatusCode, seconds: float, caller: str, store: str) -> None:
+    """One JSON line per call: what, outcome, how long, who (a credential name, never a
+    secret) and for which store (receipt calls; empty otherwise)."""
+    record = {
+        "method": method,
+        "code": code.name,
+        "ms": round(seconds * 1000, 3),
+        "caller": caller,
+        "store": store,
+    }
+    call_log.info(json.dumps(record, separators=(",", ":")))

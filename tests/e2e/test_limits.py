@@ -78,6 +78,7 @@ def test_each_call_logs_one_json_line_without_the_secret(
     assert line["method"] == "/loyalty.v1.ReceiptService/Calculate"
     assert line["code"] == "OK"
     assert line["caller"] == "dev-register"
+    assert line["store"] == "S001"
     assert line["ms"] > 0
     secret = DEV_TOKENS[Role.REGISTER].split(".")[1]
     assert all(secret not in r.getMessage() for r in caplog.records)
