@@ -28,7 +28,7 @@ class PostgresUnavailable(RuntimeError):
     """The cluster cannot be set up here; the message says why and what to do."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -76,7 +76,7 @@ class PostgresCluster:
             "--no-sync",
         )  # fmt: skip
         for attempt in range(START_ATTEMPTS):
-            self.port = _free_port()
+            self.port = free_port()
             try:
                 self._pg_ctl_start()
                 break

@@ -11,6 +11,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -115,8 +116,13 @@ class LoyaltyServer:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in ("", *SERVICE_NAMES, STORE_HEALTH):
-            self.health.set(name, status)
+        _set_health(self.health, status)
+
+
+def _set_health(servicer: health.HealthServicer, status: Any) -> None:
+    """The overall status, every loyalty service's and the store's, all at once."""
+    for name in ("", *SERVICE_NAMES, STORE_HEALTH):
+        servicer.set(name, status)
 
 
 def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
@@ -172,8 +178,7 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
     if settings.bench_services:
         server.add_generic_rpc_handlers(bench_handlers())
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if settings.reflection:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -28,18 +28,13 @@ from loyalty.v1 import common_pb2, receipt_pb2
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import demo_settings
+from tests.pg import free_port
 
 REGISTER = DEV_TOKENS[Role.REGISTER]
 
 
 def demo_receipt() -> receipt_pb2.Receipt:
     return load_receipt(DEMO_RECEIPT)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from clients import register_cli
 from clients.receipt_format import load_receipt
 from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc
 from service.api.auth import DEV_TOKENS, Role
-from service.api.server import LoyaltyServer, create_server
+from service.api.server import STORE_HEALTH, LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
 
 
@@ -44,11 +44,15 @@ def test_health_says_not_serving_before_the_store_is_prepared(tmp_path: Path) ->
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             stub = health_pb2_grpc.HealthStub(ch)
             before = stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            store_before = stub.Check(
+                health_pb2.HealthCheckRequest(service=STORE_HEALTH), timeout=5
+            ).status
             server.prepare()
             after = stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
     finally:
         server.stop(grace=0.5)
     assert before == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert store_before == health_pb2.HealthCheckResponse.NOT_SERVING
     assert after == health_pb2.HealthCheckResponse.SERVING
 
 

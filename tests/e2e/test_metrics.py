@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections.abc import Iterator
 
@@ -12,12 +11,7 @@ import pytest
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.pg import free_port
 
 
 @pytest.fixture(scope="module")
