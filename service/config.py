@@ -44,7 +44,7 @@ class Settings:
     def __post_init__(self) -> None:
         try:
             ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # "Europe": a directory
             raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
             raise ValueError(f"currency must be an ISO 4217 code, got {self.currency!r}")

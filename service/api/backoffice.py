@@ -111,7 +111,7 @@ def _time_zone(name: str, field: str) -> str | None:
         return None
     try:
         ZoneInfo(name)
-    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+    except (KeyError, ValueError, OSError):  # not found: KeyError; a directory: OSError
         raise InvalidArgument(field, f"unknown IANA time zone {name!r}") from None
     return name
 

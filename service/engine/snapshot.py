@@ -230,7 +230,7 @@ def build_snapshot(
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (KeyError, ValueError) as error:  # ZoneInfoNotFoundError is a KeyError
+    except (KeyError, ValueError, OSError) as error:  # a directory name: OSError
         raise ValueError(f"unknown time zone {name!r}") from error
 
 

@@ -333,6 +333,17 @@ CASES = [
         BO,
     ),  # noqa: E501
     Case(
+        "store in a zone directory, not a zone",
+        B,
+        "UpsertStores",
+        backoffice_pb2.UpsertStoresRequest(
+            stores=[backoffice_pb2.Store(id="S9", name="Europe", time_zone="Europe")]
+        ),
+        INVALID,
+        "stores[0].time_zone",
+        BO,
+    ),  # noqa: E501
+    Case(
         "offer without a level",
         B,
         "UpsertOffer",

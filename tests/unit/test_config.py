@@ -33,6 +33,7 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
     ("flags", "message"),
     [
         (["--time-zone", "Nowhere/City"], "unknown time zone"),
+        (["--time-zone", "America"], "unknown time zone"),  # a directory of zones
         (["--currency", "rubles"], "ISO 4217"),
         (["--max-workers", "0"], ">= 1"),
     ],
