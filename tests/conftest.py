@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.store.db import make_engine, make_session_factory, migrate
+from service.store.loader import iter_member_ids, load_member, load_members_from_rows
+from service.store.member_documents import members_without_document
 from tests.pg import PostgresCluster, PostgresUnavailable
 
 
@@ -65,12 +67,26 @@ def _session_factory(url: str) -> Iterator[sessionmaker[Session]]:
         engine.dispose()
 
 
+def assert_member_documents_current(url: str) -> None:
+    """Every member's document says what their rows say: whatever a test wrote, through
+    whichever writer, left no document stale (service.store.member_documents)."""
+    with _session_factory(url) as sessions, sessions() as session:
+        ids = list(iter_member_ids(session))
+        from_rows = load_members_from_rows(session, ids)
+        stale = [m for m in ids if load_member(session, m) != from_rows[m]]
+        missing = members_without_document(session, limit=10)
+    assert not stale, f"member documents differ from their rows: {stale[:10]}"
+    assert not missing, f"members without a document: {missing}"
+
+
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new, migrated database on each backend (SQLite file, PostgreSQL), as a URL."""
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, migrated database on each backend (SQLite file, PostgreSQL), as a URL. After
+    the test, every member document must still match its rows."""
     url = _new_database_url(request.param, request, tmp_path)
     migrate(url)
-    return url
+    yield url
+    assert_member_documents_current(url)
 
 
 @pytest.fixture
@@ -90,3 +106,4 @@ def shared_db(
     migrate(url)
     with _session_factory(url) as factory:
         yield factory
+    assert_member_documents_current(url)

@@ -51,14 +51,14 @@ def resolve_member(
     if which == "card_number":
         if not identity.card_number:
             raise InvalidArgument(f"{field}.card_number", "must not be empty")
-        member_id = cache.member_id_for_card(identity.card_number)
-        if member_id is None:
+        found = cache.member_for_card(identity.card_number)
+        if found is None:
             raise NotFound("no member has this card", reason="CARD_NOT_FOUND")
+        member = found[1]
     else:
-        member_id = identity.member_id
-        if not member_id:
+        if not identity.member_id:
             raise InvalidArgument(f"{field}.member_id", "must not be empty")
-    member = cache.member(member_id)
+        member = cache.member(identity.member_id)
     if member is None:
         raise NotFound("member not found", reason="MEMBER_NOT_FOUND")
     return member

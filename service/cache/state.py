@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +52,7 @@ class BenefitCache:
         self._unknown_cards: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=5.0)
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
-        self._forgotten_during_preload: set[str] | None = None
+        self._loads = _Loads(self._lock)
         self.stats = CacheStats()
 
     # --- catalogue and offers ---------------------------------------------------------------
@@ -75,6 +77,11 @@ class BenefitCache:
         return self._snapshot is not None
 
     # --- members ------------------------------------------------------------------------------
+    #
+    # A member read from the store while a change to them is being applied must not be cached
+    # with the state from before the change. Every forget advances a generation and notes it
+    # per member while loads are in flight; a load caches only members not forgotten since it
+    # began (see _Loads).
 
     def member(self, member_id: str) -> Member | None:
         with self._lock:  # an LRU read reorders entries: not safe without the lock
@@ -83,59 +90,64 @@ class BenefitCache:
             self.stats.member_hits += 1
             return None if cached is _ABSENT else cached
         self.stats.member_misses += 1
-        with self._session_factory() as session:
+        with self._loads.loading() as began, self._session_factory() as session:
             member = loader.load_member(session, member_id)
-        with self._lock:
-            self._members[member_id] = _ABSENT if member is None else member
+            self._keep(member_id, member, began)
         return member
 
-    def member_id_for_card(self, card_number: str) -> str | None:
+    def member_for_card(self, card_number: str) -> tuple[str, Member | None] | None:
+        """The member an active card belongs to, with their state (None: no such member);
+        None for an unknown card. A card and member both cold cost one indexed read."""
         with self._lock:
             member_id = self._cards.get(card_number)
-            if member_id is not None:
-                return member_id
-            if card_number in self._unknown_cards:
+            if member_id is None and card_number in self._unknown_cards:
                 return None
-        with self._session_factory() as session:
-            member_id = loader.member_id_for_card(session, card_number)
+        if member_id is not None:
+            return member_id, self.member(member_id)
+        with self._loads.loading() as began, self._session_factory() as session:
+            found = loader.load_member_by_card(session, card_number)
+            with self._lock:
+                if found is None:
+                    self._unknown_cards[card_number] = True
+                    return None
+                self._cards[card_number] = found[0]
+            member_id, member = found
+            with self._lock:
+                known = member_id in self._members
+            if known:  # warm already: keep the cached state, which sync keeps current
+                return member_id, self.member(member_id)
+            self.stats.member_misses += 1
+            self._keep(member_id, member, began)
+        return member_id, member
+
+    def _keep(self, member_id: str, member: Member | None, began: int) -> None:
         with self._lock:
-            if member_id is None:
-                self._unknown_cards[card_number] = True
-            else:
-                self._cards[card_number] = member_id
-        return member_id
+            if not self._loads.forgotten_since(member_id, began):
+                self._members[member_id] = _ABSENT if member is None else member
 
     def preload_members(self, batch_size: int = 2000) -> int:
-        """Load members into the cache up to its capacity (--preload-members), in batches of
-        a few indexed queries each; returns how many were loaded. Calls are served meanwhile:
-        a member not yet preloaded is loaded on first use as usual."""
+        """Load members into the cache up to its capacity (--preload-members), one query per
+        batch; returns how many were loaded. Calls are served meanwhile: a member not yet
+        preloaded is loaded on first use as usual."""
         loaded = 0
         capacity = int(self._members.maxsize)
-        # A member changed while its batch was being read must not be cached stale: forgets
-        # during the preload are noted and applied again after each batch goes in.
-        self._forgotten_during_preload = set()
-        with self._session_factory() as session:
-            ids = loader.iter_member_ids(session, batch_size)
-            while loaded < capacity:
-                batch = [member_id for _, member_id in zip(range(batch_size), ids, strict=False)]
-                if not batch:
-                    break
-                members = loader.load_members(session, batch[: capacity - loaded])
+        with self._loads.loading() as began, self._session_factory() as session:
+            for batch in loader.iter_members(session, batch_size):
+                kept = batch[: capacity - loaded]
                 with self._lock:
-                    for member_id, member in members.items():
-                        if member_id not in self._forgotten_during_preload:
-                            self._members[member_id] = member
-                loaded += len(members)
-        with self._lock:
-            self._forgotten_during_preload = None
+                    for member in kept:
+                        if not self._loads.forgotten_since(member.id, began):
+                            self._members[member.id] = member
+                loaded += len(kept)
+                if loaded >= capacity:
+                    break
         return loaded
 
     def forget_member(self, member_id: str) -> None:
         """Drop a member so the next read loads fresh state (after a write or a change feed)."""
         with self._lock:
             self._members.pop(member_id, None)
-            if self._forgotten_during_preload is not None:
-                self._forgotten_during_preload.add(member_id)
+            self._loads.forget(member_id)
 
     def forget_card(self, card_number: str) -> None:
         with self._lock:
@@ -143,3 +155,46 @@ class BenefitCache:
 
     def cached_member_count(self) -> int:
         return len(self._members)
+
+
+class _Loads:
+    """Which members were forgotten while store reads were in flight, by generation.
+
+    Only what a read still in flight could need is kept: when none is, nothing is.
+    Every method but loading() runs under the cache's lock."""
+
+    PRUNE_AT = 10_000
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._generation = 0
+        self._in_flight: Counter[int] = Counter()  # generation a read began at -> reads
+        self._forgotten: dict[str, int] = {}  # member id -> generation of the last forget
+
+    @contextmanager
+    def loading(self) -> Iterator[int]:
+        """Brackets a store read; yields the generation it began at."""
+        with self._lock:
+            began = self._generation
+            self._in_flight[began] += 1
+        try:
+            yield began
+        finally:
+            with self._lock:
+                self._in_flight[began] -= 1
+                if not self._in_flight[began]:
+                    del self._in_flight[began]
+                if not self._in_flight:
+                    self._forgotten.clear()
+
+    def forget(self, member_id: str) -> None:
+        if not self._in_flight:
+            return
+        self._generation += 1
+        self._forgotten[member_id] = self._generation
+        if len(self._forgotten) > self.PRUNE_AT:
+            oldest = min(self._in_flight)
+            self._forgotten = {m: g for m, g in self._forgotten.items() if g > oldest}
+
+    def forgotten_since(self, member_id: str, began: int) -> bool:
+        return self._forgotten.get(member_id, -1) > began

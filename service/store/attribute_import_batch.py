@@ -23,6 +23,7 @@ from service.store.attribute_import_records import ParsedRow, RowError
 from service.store.attribute_import_sql import BulkSql
 from service.store.attribute_import_state import BatchState
 from service.store.feed import EntityKind
+from service.store.member_documents import lock_members, refresh_documents
 from service.store.models import (
     CardRow,
     ChangeFeedRow,
@@ -78,6 +79,7 @@ def write_changes(session: Session, state: BatchState, *, import_id: str, now: d
     """Write what the state says changed; returns the number of outbox events."""
     sql = BulkSql(session)
     stamp = sql.time(now)
+    lock_members(session, state.touched_members)
     _write_profiles(sql, state, stamp)
     _write_cards(sql, state, stamp)
     _write_categories(sql, state, import_id, stamp)
@@ -85,6 +87,7 @@ def write_changes(session: Session, state: BatchState, *, import_id: str, now: d
     events = _write_events(sql, state, stamp)
     feed = [(str(EntityKind.MEMBER), member_id, stamp) for member_id in state.touched_members]
     sql.insert(CHANGE_FEED, ("entity_kind", "entity_key", "created_at"), feed)
+    refresh_documents(session, state.touched_members, now)
     return events
 
 

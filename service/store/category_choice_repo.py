@@ -25,7 +25,7 @@ from service.engine.selection import validate_category_choice
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
 from service.store.codec import attribute_from_row
 from service.store.favorites_repo import change_window, check_offer_open, refusal
-from service.store.feed import EntityKind, append_changes
+from service.store.member_documents import lock_members, member_changed
 from service.store.models import FavoriteCategoryAttributeRow, FavoriteCategoryChoiceRow
 from service.store.sql import insert_rows, table_of
 
@@ -72,6 +72,7 @@ def select_favorite_categories(
         raise InvalidArgument("offer_id", "must not be empty")
     attributes = table_of(FavoriteCategoryAttributeRow)
     key = (attributes.c.member_id == member_id, attributes.c.offer_id == offer_id)
+    lock_members(session, [member_id])
     claimed = session.execute(update(attributes).where(*key).values(version=attributes.c.version))
     if claimed.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(
@@ -117,6 +118,6 @@ def select_favorite_categories(
             FavoriteCategoryChoiceRow,
             [{"member_id": member_id, "offer_id": offer_id, "group_id": g} for g in sorted(chosen)],
         )
-        append_changes(session, EntityKind.MEMBER, [member_id], now)
+        member_changed(session, [member_id], now)
     chosen_terms = attribute_from_row(row, frozenset(chosen))
     return CategoryState(chosen_terms, last_change_at, row.version + 1)

@@ -6,19 +6,26 @@ Writers turn domain objects into dicts keyed by column name; readers turn select
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import date, datetime
 from typing import Any
 
 from service.engine.model import (
     Audience,
     Benefit,
+    BenefitKind,
     Channel,
     FavoriteCategoryTerms,
     FavoriteProductsOffer,
+    Frequency,
     Gender,
+    LimitPeriod,
+    LimitUnit,
+    Member,
     Offer,
     PersonalOffer,
     Schedule,
+    Stacking,
     TimeRange,
     UsageLimit,
 )
@@ -231,4 +238,115 @@ def personal_offer_from_row(row: Any) -> PersonalOffer:
         usage_limit=limit_from_row(row),
         priority=row.priority,
         stacking=row.stacking,
+    )
+
+
+# --- member documents ------------------------------------------------------------------------
+#
+# A member's whole state as one JSON text (service.store.member_documents keeps it current), so
+# loading a cold member is one indexed read. Keys are short: a million of them are read at
+# preload. Enums go by name, times as ISO 8601 with their UTC offset, absent values as null.
+# Changing this layout means raising MEMBER_DOCUMENT_FORMAT: documents of another format are
+# ignored by readers and rewritten by member_documents.backfill() at the next migrate.
+
+MEMBER_DOCUMENT_FORMAT = 1
+
+
+def _time_text(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _time_value(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _benefit_pair(benefit: Benefit) -> list[Any]:
+    return [benefit.kind.name, benefit.value]
+
+
+def _limit_triple(limit: UsageLimit | None) -> list[Any] | None:
+    return None if limit is None else [limit.unit.name, limit.limit, limit.period.name]
+
+
+def member_document(member: Member) -> str:
+    document = {
+        "active": member.active,
+        "birth": None if member.birth_date is None else member.birth_date.isoformat(),
+        "gender": None if member.gender is None else member.gender.name,
+        "tags": sorted(member.segment_tags),
+        "slots": {offer: sorted(skus) for offer, skus in sorted(member.favorite_slots.items())},
+        "categories": [_terms_document(t) for t in member.favorite_categories],
+        "personal": [_personal_document(o) for o in member.personal_offers],
+        "usage": [[offer, period, used] for (offer, period), used in sorted(member.usage.items())],
+    }
+    return json.dumps(document, separators=(",", ":"))
+
+
+def member_from_document(member_id: str, text: str) -> Member:
+    d = json.loads(text)
+    return Member(
+        id=member_id,
+        active=d["active"],
+        birth_date=None if d["birth"] is None else date.fromisoformat(d["birth"]),
+        gender=None if d["gender"] is None else Gender[d["gender"]],
+        segment_tags=frozenset(d["tags"]),
+        favorite_slots={offer: frozenset(skus) for offer, skus in d["slots"].items()},
+        favorite_categories=tuple(_terms_from_document(t) for t in d["categories"]),
+        personal_offers=tuple(_personal_from_document(o) for o in d["personal"]),
+        usage={(offer, period): used for offer, period, used in d["usage"]},
+    )
+
+
+def _terms_document(t: FavoriteCategoryTerms) -> list[Any]:
+    return [
+        t.offer_id, t.name, list(t.group_ids), _benefit_pair(t.benefit), t.max_count,
+        t.acceptance_required, sorted(t.chosen_group_ids), _time_text(t.valid_from),
+        _time_text(t.valid_to), t.frequency.name, t.every_n_days, t.priority, t.stacking.name,
+    ]  # fmt: skip
+
+
+def _terms_from_document(d: list[Any]) -> FavoriteCategoryTerms:
+    (offer_id, name, group_ids, (kind, value), max_count, acceptance, chosen, valid_from,
+     valid_to, frequency, every_n_days, priority, stacking) = d  # fmt: skip
+    return FavoriteCategoryTerms(
+        offer_id=offer_id,
+        name=name,
+        group_ids=tuple(group_ids),
+        benefit=Benefit(BenefitKind[kind], value),
+        max_count=max_count,
+        acceptance_required=acceptance,
+        chosen_group_ids=frozenset(chosen),
+        valid_from=_time_value(valid_from),
+        valid_to=_time_value(valid_to),
+        frequency=Frequency[frequency],
+        every_n_days=every_n_days,
+        priority=priority,
+        stacking=Stacking[stacking],
+    )
+
+
+def _personal_document(o: PersonalOffer) -> list[Any]:
+    return [
+        o.offer_id, o.name, _benefit_pair(o.benefit), sorted(o.skus), o.group_id,
+        _time_text(o.valid_from), _time_text(o.valid_to), _limit_triple(o.usage_limit),
+        o.priority, o.stacking.name,
+    ]  # fmt: skip
+
+
+def _personal_from_document(d: list[Any]) -> PersonalOffer:
+    (offer_id, name, (kind, value), skus, group_id, valid_from, valid_to, limit, priority,
+     stacking) = d  # fmt: skip
+    return PersonalOffer(
+        offer_id=offer_id,
+        name=name,
+        benefit=Benefit(BenefitKind[kind], value),
+        skus=frozenset(skus),
+        group_id=group_id,
+        valid_from=_time_value(valid_from),
+        valid_to=_time_value(valid_to),
+        usage_limit=None
+        if limit is None
+        else UsageLimit(LimitUnit[limit[0]], limit[1], LimitPeriod[limit[2]]),
+        priority=priority,
+        stacking=Stacking[stacking],
     )

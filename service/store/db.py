@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.deadline import check_deadline, remaining_seconds
+from service.store.member_documents import backfill
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -130,13 +131,17 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed."""
+    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed;
+    at head, also write the member documents that are missing or in an older format."""
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+        if revision == "head":
+            with Session(engine) as session:
+                backfill(session)
     finally:
         engine.dispose()
 

@@ -50,8 +50,8 @@ from service.engine.selection import (
 )
 from service.engine.snapshot import Snapshot
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
-from service.store.feed import EntityKind, append_changes
 from service.store.loader import iter_member_ids
+from service.store.member_documents import lock_members, member_changed
 from service.store.models import (
     AuditLogRow,
     FavoriteSelectionRow,
@@ -344,6 +344,7 @@ def _change(
 ) -> tuple[tuple[str | None, ...], FavoriteState]:
     check_offer_open(favorite.offer.valid_to, now)
     offer_id = favorite.offer.id
+    lock_members(session, [member_id])
     version, last_change_at = _lock_selections(session, offer_id, [member_id])[member_id]
     current = _slots(session, offer_id, [member_id]).get(member_id, {})
     before = _positions(favorite, current)
@@ -370,7 +371,7 @@ def _change(
     )
     _bump_version(session, member_id, offer_id, version, last_change_at)
     if changed:
-        append_changes(session, EntityKind.MEMBER, [member_id], now)
+        member_changed(session, [member_id], now)
     after = _slots(session, offer_id, [member_id]).get(member_id, {})
     state = FavoriteState(
         favorite, _positions(favorite, after), choices, last_change_at, version + 1
@@ -481,6 +482,7 @@ def _autofill_batch(
         outcome.slots_filled += len(added)
     if not changed:
         return
+    lock_members(session, changed)
     insert_rows(session, FavoriteSlotRow, new_rows)
     selections = table_of(FavoriteSelectionRow)
     session.execute(
@@ -488,7 +490,7 @@ def _autofill_batch(
         .where(selections.c.offer_id == offer_id, selections.c.member_id.in_(changed))
         .values(version=selections.c.version + 1)
     )
-    append_changes(session, EntityKind.MEMBER, changed, now)
+    member_changed(session, changed, now)
     add_events(session, events, now)
     outcome.members_updated += len(changed)
     outcome.member_ids += changed

@@ -26,8 +26,10 @@ from service.engine.model import (
     Store,
 )
 from service.store.codec import (
+    MEMBER_DOCUMENT_FORMAT,
     attribute_from_row,
     favorite_offer_from_rows,
+    member_from_document,
     offer_from_row,
     personal_offer_from_row,
 )
@@ -39,6 +41,7 @@ from service.store.models import (
     FavoriteProductsOfferRow,
     FavoriteSlotRow,
     GroupItemKind,
+    MemberDocumentRow,
     MemberRow,
     OfferRow,
     OfferUsageRow,
@@ -187,13 +190,95 @@ def member_id_for_card(session: Session, card_number: str) -> str | None:
     )
 
 
+# A member is read from their document (one row, see service.store.member_documents); one
+# without a document in the current format (not yet backfilled) is read from the per-member
+# tables instead, which costs 6 queries.
+
+_CARDS = table_of(CardRow)
+_MEMBERS = table_of(MemberRow)
+_DOCUMENTS = table_of(MemberDocumentRow)
+
+
+def _from_document(member_id: str, document_format: int | None, body: str | None) -> Member | None:
+    if document_format != MEMBER_DOCUMENT_FORMAT or body is None:
+        return None
+    return member_from_document(member_id, body)
+
+
+def load_member_by_card(session: Session, card_number: str) -> tuple[str, Member | None] | None:
+    """The member an active card belongs to, with their state, in one indexed read; None for
+    an unknown or blocked card."""
+    query = (
+        select(_CARDS.c.member_id, _DOCUMENTS.c.format, _DOCUMENTS.c.body)
+        .outerjoin(_DOCUMENTS, _DOCUMENTS.c.member_id == _CARDS.c.member_id)
+        .where(_CARDS.c.card_number == card_number, _CARDS.c.active.is_(True))
+    )
+    row = session.execute(query).first()
+    if row is None:
+        return None
+    member = _from_document(row.member_id, row.format, row.body)
+    if member is None:
+        member = load_member(session, row.member_id)
+    return row.member_id, member
+
+
 def load_member(session: Session, member_id: str) -> Member | None:
-    """One member with all individual terms, in at most 6 indexed queries."""
+    """One member with all individual terms (one indexed read); None for an unknown id."""
     return load_members(session, [member_id]).get(member_id)
 
 
 def load_members(session: Session, member_ids: Iterable[str]) -> dict[str, Member]:
-    """Members by id (unknown ids are left out): 6 queries per 500 members.
+    """Members by id from their documents, one query per 500 (unknown ids are left out)."""
+    ids = list(dict.fromkeys(member_ids))
+    members: dict[str, Member] = {}
+    for part in chunks(ids):
+        query = select(_DOCUMENTS.c.member_id, _DOCUMENTS.c.format, _DOCUMENTS.c.body).where(
+            _DOCUMENTS.c.member_id.in_(part)
+        )
+        for r in session.execute(query):
+            member = _from_document(r.member_id, r.format, r.body)
+            if member is not None:
+                members[r.member_id] = member
+        missing = [member_id for member_id in part if member_id not in members]
+        if missing:
+            members.update(load_members_from_rows(session, missing))
+    return members
+
+
+def iter_members(session: Session, batch_size: int = 1000) -> Iterator[list[Member]]:
+    """Every member in id order, a batch per query (keyset paging, no long cursor)."""
+    last: str | None = None
+    while True:
+        query = (
+            select(_MEMBERS.c.id, _DOCUMENTS.c.format, _DOCUMENTS.c.body)
+            .outerjoin(_DOCUMENTS, _DOCUMENTS.c.member_id == _MEMBERS.c.id)
+            .order_by(_MEMBERS.c.id)
+            .limit(batch_size)
+        )
+        if last is not None:
+            query = query.where(_MEMBERS.c.id > last)
+        rows = session.execute(query).all()
+        if not rows:
+            return
+        batch: list[Member] = []
+        missing: list[str] = []
+        for r in rows:
+            member = _from_document(r.id, r.format, r.body)
+            if member is None:
+                missing.append(r.id)
+            else:
+                batch.append(member)
+        if missing:
+            batch += load_members_from_rows(session, missing).values()
+        yield batch
+        if len(rows) < batch_size:
+            return
+        last = rows[-1].id
+
+
+def load_members_from_rows(session: Session, member_ids: Iterable[str]) -> dict[str, Member]:
+    """Members by id from the per-member tables, the source of truth: 6 queries per 500
+    members (unknown ids are left out). Documents are written from this.
 
     Favorite slots list only offers with at least one filled slot; favorite categories and
     personalized offers (not revoked) come ordered by offer id.

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from service.engine.model import Member
 from service.store.codec import attribute_row, personal_offer_row
 from service.store.feed import EntityKind, append_changes
+from service.store.member_documents import member_changed
 from service.store.models import (
     CardRow,
     FavoriteCategoryAttributeRow,
@@ -104,7 +105,7 @@ def _save_chunk(
             for (o, p), used in m.usage.items()
         ],
     )
-    append_changes(session, EntityKind.MEMBER, ids, at)
+    member_changed(session, ids, at)
 
 
 def _member_row(member: Member, at: datetime) -> dict[str, Any]:

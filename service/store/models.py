@@ -351,6 +351,19 @@ class OfferUsageRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class MemberDocumentRow(Base):
+    """A member's whole state (profile, slots, terms, personal offers, usage) as one JSON text,
+    rewritten by every write to that state in the same transaction, so a cold member is one
+    indexed read. `format` says which codec wrote it; readers skip other formats."""
+
+    __tablename__ = "member_documents"
+
+    member_id: Mapped[str] = mapped_column(String(KEY), _member_fk(), primary_key=True)
+    format: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class PurchaseRow(Base):
     """Confirmed, not refunded purchases of one SKU by one member in one local month."""
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import receipt_pb2
 from service.engine.model import LimitUnit
 from service.errors import FailedPrecondition
-from service.store.feed import EntityKind, append_changes
+from service.store.member_documents import lock_members, member_changed
 from service.store.receipt_records import (
     BENEFIT_KINDS,
     CHANNELS,
@@ -137,6 +137,7 @@ def _commit(
     balance = 0
     usage: tuple[CountedUsage, ...] = ()
     if member_id:
+        lock_members(session, [member_id])
         usage = _count_usage(connection, sql, member_id, confirmation.usage, at)
         _accrue_points(connection, sql, member_id, receipt_id, result, at)
         month = result.sale_time.ToDatetime(UTC).astimezone(time_zone).strftime("%Y-%m")
@@ -146,7 +147,7 @@ def _commit(
             quantity, paid = bought.get(key, (0, 0))
             bought[key] = (quantity + sent[line.line_id].quantity, paid + line.paid)
         add_to_history(connection, sql, member_id, bought)
-        append_changes(session, EntityKind.MEMBER, [member_id], at)
+        member_changed(session, [member_id], at)
         balance = points_balance(session, member_id)
     response = receipt_pb2.ConfirmResponse(points_balance=balance)
     response.result.CopyFrom(result)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import receipt_pb2
 from service.engine.model import PIECE_QUANTITY
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
-from service.store.feed import EntityKind, append_changes
+from service.store.member_documents import lock_members, member_changed
 from service.store.models import (
     ReceiptBenefitRow,
     ReceiptLineRow,
@@ -164,6 +164,7 @@ def _refund(
         ],
     )
     if member_id:
+        lock_members(session, [member_id])
         _, usage = decode_record(receipt.response)
         refunded_now = {r.line_no: r.quantity for r in refunds}
         _give_back_usage(session, member_id, usage, lines, refunded_now, at)
@@ -174,7 +175,7 @@ def _refund(
             quantity, paid = returned.get((r.sku, month), (0, 0))
             returned[(r.sku, month)] = (quantity - r.quantity, paid - r.paid)
         add_to_history(session.connection(), statements_for(session), member_id, returned)
-        append_changes(session, EntityKind.MEMBER, [member_id], at)
+        member_changed(session, [member_id], at)
     return Refunded(response, member_id)
 
 

@@ -12,6 +12,7 @@ import pytest
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from service.config import Settings
+from tests.conftest import assert_member_documents_current
 
 
 def demo_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -28,12 +29,16 @@ def demo_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoyaltyServer]:
-    server, _port = create_server(demo_settings(tmp_path_factory.mktemp("demo")))
+    """The demo server a module's tests share; after them, whatever the calls wrote left
+    every member document matching its rows."""
+    settings = demo_settings(tmp_path_factory.mktemp("demo"))
+    server, _port = create_server(settings)
     server.start()
     try:
         yield server
     finally:
         server.stop(grace=1.0)
+    assert_member_documents_current(settings.database_url)
 
 
 @pytest.fixture(scope="module")

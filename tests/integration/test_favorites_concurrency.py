@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from service.engine.model import Frequency, Member
 from service.errors import FailedPrecondition
 from service.store.category_choice_repo import select_favorite_categories
 from service.store.favorites_repo import load_favorite_states, run_autofill
+from service.store.loader import load_member, load_members_from_rows
 from tests.integration.test_favorites_fixtures import (
     TZ,
     add_members,
@@ -102,3 +103,32 @@ def test_concurrent_category_swaps_let_exactly_one_win(db):
     won, errors = race([lambda g=g: swap(g) for g in wanted])
     assert len(won) == 1, errors
     assert {getattr(e, "reason", None) for e in errors} == {"CHANGE_NOT_ALLOWED"}
+
+
+def test_a_member_changed_by_two_writers_at_once_has_a_document_with_both_changes(db):
+    """Products and categories of one member chosen at the same moment, round after round:
+    the member's document (what a cold load reads) always holds both choices."""
+    terms = category_terms(max_count=1, frequency=Frequency.DAILY)
+    add_members(db, Member("M1", favorite_categories=(terms,)))
+    snapshot = snapshot_with(favorite_offer(frequency=Frequency.DAILY, slots=1))
+    skus, groups = ["SKU01", "SKU02", "SKU03"], ["G-A", "G-B", "G-C"]
+    for day in range(9):
+        at = NOW + timedelta(days=day)
+        sku, group = skus[day % 3], groups[(day + 1) % 3]
+
+        def pick_categories(group: str = group, at: datetime = at) -> None:
+            with db() as session:
+                select_favorite_categories(session, "M1", "C-1", [group], at, TZ)
+                session.commit()
+
+        def pick_products(sku: str = sku, at: datetime = at) -> None:
+            choose(db, snapshot, [sku], at)
+
+        won, errors = race([pick_products, pick_categories])
+        assert sorted(won) == [0, 1], errors
+        with db() as session:
+            document = load_member(session, "M1")
+            assert document == load_members_from_rows(session, ["M1"])["M1"]
+        assert document is not None
+        assert document.favorite_slots == {"F-LIST": {sku}}
+        assert document.favorite_categories[0].chosen_group_ids == {group}

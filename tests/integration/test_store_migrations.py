@@ -9,11 +9,15 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, text
+from sqlalchemy.orm import Session
 
+from service.engine.model import Gender
 from service.store.db import alembic_config, current_revision, make_engine, migrate
+from service.store.loader import load_members
+from service.store.member_documents import members_without_document
 from service.store.models import Base, MemberRow
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def schema_differences(url: str, metadata: MetaData = Base.metadata) -> list[object]:
@@ -76,6 +80,39 @@ def test_migrating_again_is_harmless_and_data_survives(sqlite_url):
     with engine.connect() as connection:
         assert connection.execute(select(MemberRow.id)).scalars().all() == ["M1"]
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_upgrading_a_database_with_members_writes_their_documents(backend, request):
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    migrate(url, "0001")
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            MemberRow.__table__.insert(),
+            [
+                {
+                    "id": f"M{i}",
+                    "active": True,
+                    "segment_tags": [f"tag{i}"],
+                    "gender": "FEMALE",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(3)
+            ],  # fmt: skip
+        )
+    migrate(url)
+    with Session(engine) as session:
+        members = load_members(session, ["M0", "M1", "M2"])
+        assert members_without_document(session) == []
+    engine.dispose()
+    assert [(m.id, m.segment_tags, m.gender) for m in members.values()] == [
+        (f"M{i}", {f"tag{i}"}, Gender.FEMALE) for i in range(3)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,108 @@
+"""Member documents: each member's state kept as one row, so a cold member is one indexed read.
+
+The per-member tables (profile, favorite slots, category terms and choices, personal offers,
+usage) stay the source of truth; every transaction that writes them ends with member_changed(),
+which rewrites the members' documents from those rows and appends them to the change feed.
+
+Two writers of one member must not each write a document that misses the other's change. On
+PostgreSQL (READ COMMITTED) the rewrite first takes the member rows' locks, in id order: a second
+writer waits for the first to commit, and its reads then see the first one's rows. Single-member
+writers take the lock at their start (lock_members), before any other row lock, so the order of
+locks is the same everywhere. SQLite runs one writer at a time, so there is nothing to lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from service.store.codec import MEMBER_DOCUMENT_FORMAT, member_document
+from service.store.feed import EntityKind, append_changes
+from service.store.loader import load_members_from_rows
+from service.store.models import MemberDocumentRow, MemberRow
+from service.store.sql import chunks, table_of, upsert, utc_now
+
+MEMBERS = table_of(MemberRow)
+DOCUMENTS = table_of(MemberDocumentRow)
+
+
+def lock_members(session: Session, member_ids: Iterable[str]) -> None:
+    """Hold these members' row locks until the transaction ends (PostgreSQL), in id order."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for part in chunks(sorted(set(member_ids))):
+        query = select(MEMBERS.c.id).where(MEMBERS.c.id.in_(part)).order_by(MEMBERS.c.id)
+        # NO KEY UPDATE, the lock an UPDATE of the row takes: it does not conflict with the
+        # KEY SHARE locks that inserting rows referring to the member (receipts, usage) take,
+        # so two writers that both inserted such rows do not deadlock here.
+        session.execute(query.with_for_update(key_share=True)).all()
+
+
+def member_changed(
+    session: Session, member_ids: Iterable[str], now: datetime | None = None
+) -> None:
+    """The last step of a write to members' state: rewrite their documents, then tell the
+    replicas (change feed). Part of the caller's transaction."""
+    ids = list(dict.fromkeys(member_ids))
+    refresh_documents(session, ids, now)
+    append_changes(session, EntityKind.MEMBER, ids, now)
+
+
+def refresh_documents(
+    session: Session, member_ids: Iterable[str], now: datetime | None = None
+) -> int:
+    """Rewrite these members' documents from their rows (ids of no member are ignored);
+    returns how many were written."""
+    at = now or utc_now()
+    written = 0
+    for part in chunks(sorted(set(member_ids))):
+        lock_members(session, part)
+        members = load_members_from_rows(session, part)
+        rows = [
+            {
+                "member_id": member_id,
+                "format": MEMBER_DOCUMENT_FORMAT,
+                "body": member_document(member),
+                "updated_at": at,
+            }
+            for member_id, member in members.items()
+        ]
+        upsert(session, MemberDocumentRow, rows)
+        written += len(rows)
+    return written
+
+
+def members_without_document(
+    session: Session, after: str | None = None, limit: int = 500
+) -> Sequence[str]:
+    """Ids (in order, above `after`) of members with no document in the current format."""
+    query = (
+        select(MEMBERS.c.id)
+        .outerjoin(DOCUMENTS, DOCUMENTS.c.member_id == MEMBERS.c.id)
+        .where(
+            or_(
+                DOCUMENTS.c.member_id.is_(None),
+                DOCUMENTS.c.format != MEMBER_DOCUMENT_FORMAT,
+            )
+        )
+        .order_by(MEMBERS.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(MEMBERS.c.id > after)
+    return list(session.scalars(query))
+
+
+def backfill(session: Session, batch_size: int = 500) -> int:
+    """Write the missing and outdated documents, committing each batch (live writers may run
+    meanwhile: each batch locks its members like any writer). Returns how many were written."""
+    written = 0
+    last: str | None = None
+    while batch := members_without_document(session, last, batch_size):
+        written += refresh_documents(session, batch)
+        session.commit()
+        last = batch[-1]
+    return written
