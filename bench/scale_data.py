@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
+
 from bench.engine_bench import FAR_PAST, make_catalogue, make_favorites, make_offers
 from service.engine.model import (
     Audience,
@@ -44,6 +46,7 @@ from service.store.catalog_repo import (
     save_products,
     save_stores,
 )
+from service.store.codec import MEMBER_DOCUMENT_FORMAT
 from service.store.member_repo import save_members
 
 STORES = [Store(f"S{i:03d}", f"Store {i}") for i in range(1, 21)]
@@ -150,7 +153,14 @@ def fingerprint(members: int) -> str:
         Path(__file__).read_bytes()
         + Path(sys.modules["bench.engine_bench"].__file__ or "").read_bytes()
     )
-    return hashlib.sha256(source + str(members).encode()).hexdigest()[:16]
+    # A store written by older code (another schema, another member document format) is rebuilt.
+    layout = f"{members} {_head_revision()} {MEMBER_DOCUMENT_FORMAT}"
+    return hashlib.sha256(source + layout.encode()).hexdigest()[:16]
+
+
+def _head_revision() -> str:
+    scripts = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
+    return str(scripts.get_current_head())
 
 
 def build(out: Path, members: int) -> ScaledData:
