@@ -11,19 +11,21 @@ member. The caller commits.
 from __future__ import annotations
 
 import enum
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.engine.model import Member
 from service.errors import InvalidArgument
 from service.store.attribute_import_records import ParsedRow, RowError
 from service.store.attribute_import_sql import BulkSql
-from service.store.attribute_import_state import BatchState
+from service.store.attribute_import_state import BatchState, CategoryTerms, PersonalOfferState
 from service.store.feed import EntityKind
-from service.store.member_documents import lock_members, refresh_documents
+from service.store.member_documents import lock_members, patch_documents
 from service.store.models import (
     CardRow,
     ChangeFeedRow,
@@ -54,6 +56,9 @@ def apply_batch(
 ) -> BatchApplied:
     errors = [row.error for row in rows if row.error is not None]
     valid = [row for row in rows if row.record is not None]
+    # Member locks before the row locks BatchState.load takes, in the order every writer of
+    # member state takes them (service.store.member_documents).
+    lock_members(session, [row.record.member_id for row in valid if row.record is not None])
     state = BatchState.load(session, [row.record for row in valid if row.record is not None])
     applied = 0
     for row in valid:
@@ -79,7 +84,6 @@ def write_changes(session: Session, state: BatchState, *, import_id: str, now: d
     """Write what the state says changed; returns the number of outbox events."""
     sql = BulkSql(session)
     stamp = sql.time(now)
-    lock_members(session, state.touched_members)
     _write_profiles(sql, state, stamp)
     _write_cards(sql, state, stamp)
     _write_categories(sql, state, import_id, stamp)
@@ -87,7 +91,7 @@ def write_changes(session: Session, state: BatchState, *, import_id: str, now: d
     events = _write_events(sql, state, stamp)
     feed = [(str(EntityKind.MEMBER), member_id, stamp) for member_id in state.touched_members]
     sql.insert(CHANGE_FEED, ("entity_kind", "entity_key", "created_at"), feed)
-    refresh_documents(session, state.touched_members, now)
+    _write_documents(session, state, now)
     return events
 
 
@@ -231,6 +235,49 @@ def _write_personal_offers(sql: BulkSql, state: BatchState, import_id: str, stam
         ("revoked", "import_id", "updated_at"),
         ("member_id", "offer_id"),
         revoked,
+    )
+
+
+def _write_documents(session: Session, state: BatchState, now: datetime) -> None:
+    """The touched members' documents: each one's current document with what this batch
+    wrote applied, the same as reading their rows again (the test suite checks that)."""
+    categories: dict[str, list[CategoryTerms]] = defaultdict(list)
+    for key in state.changed_categories:
+        categories[key[0]].append(state.categories[key])
+    personal: dict[str, list[tuple[str, PersonalOfferState]]] = defaultdict(list)
+    for key in state.changed_personal:
+        personal[key[0]].append((key[1], state.personal[key]))
+
+    def patch(member: Member) -> Member:
+        profile = state.profiles.get(member.id)
+        if profile is not None:
+            member = replace(
+                member,
+                active=profile.active,
+                birth_date=profile.birth_date,
+                gender=profile.gender,
+                segment_tags=profile.segment_tags,
+            )
+        if member.id in categories:
+            terms = {t.offer_id: t for t in member.favorite_categories}
+            for current in categories[member.id]:
+                assert current.terms is not None
+                terms[current.terms.offer_id] = replace(
+                    current.terms, chosen_group_ids=current.chosen
+                )
+            member = replace(member, favorite_categories=tuple(terms[o] for o in sorted(terms)))
+        if member.id in personal:
+            offers = {o.offer_id: o for o in member.personal_offers}
+            for offer_id, grant in personal[member.id]:
+                if grant.offer is None or grant.revoked:
+                    offers.pop(offer_id, None)
+                else:
+                    offers[offer_id] = grant.offer
+            member = replace(member, personal_offers=tuple(offers[o] for o in sorted(offers)))
+        return member
+
+    patch_documents(
+        session, state.touched_members, patch, new_members=state.created_members, now=now
     )
 
 

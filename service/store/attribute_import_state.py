@@ -85,6 +85,7 @@ class Event:
 class BatchState:
     postgres: bool = False
     members: set[str] = field(default_factory=set)
+    stored_members: frozenset[str] = frozenset()  # the members that existed before the batch
     card_owner: dict[str, str] = field(default_factory=dict)
     card_active: dict[str, bool] = field(default_factory=dict)
     cards_of: dict[str, set[str]] = field(default_factory=dict)
@@ -98,6 +99,11 @@ class BatchState:
     changed_personal: dict[Key, None] = field(default_factory=dict)
     touched_members: dict[str, None] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+
+    @property
+    def created_members(self) -> set[str]:
+        """Members this batch created (by a profile row)."""
+        return self.members - self.stored_members
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class BatchState:
         for part in state._parts(member_ids):
             query = select(members.c.id).where(state._in(members.c.id, part))
             state.members.update(session.scalars(query))
+        state.stored_members = frozenset(state.members)
         state._load_cards(session, [r for r in batch if isinstance(r, MemberProfile)])
         state._load_categories(session, [r for r in batch if isinstance(r, FavoriteCategories)])
         state._load_personal(session, [r for r in batch if isinstance(r, PersonalOfferGrant)])

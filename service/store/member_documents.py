@@ -13,13 +13,14 @@ locks is the same everywhere. SQLite runs one writer at a time, so there is noth
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from service.store.codec import MEMBER_DOCUMENT_FORMAT, member_document
+from service.engine.model import Member
+from service.store.codec import MEMBER_DOCUMENT_FORMAT, member_document, member_from_document
 from service.store.feed import EntityKind, append_changes
 from service.store.loader import load_members_from_rows
 from service.store.models import MemberDocumentRow, MemberRow
@@ -61,18 +62,53 @@ def refresh_documents(
     for part in chunks(sorted(set(member_ids))):
         lock_members(session, part)
         members = load_members_from_rows(session, part)
-        rows = [
-            {
-                "member_id": member_id,
-                "format": MEMBER_DOCUMENT_FORMAT,
-                "body": member_document(member),
-                "updated_at": at,
-            }
-            for member_id, member in members.items()
-        ]
+        rows = [_document_row(member, at) for member in members.values()]
         upsert(session, MemberDocumentRow, rows)
         written += len(rows)
     return written
+
+
+def patch_documents(
+    session: Session,
+    member_ids: Iterable[str],
+    patch: Callable[[Member], Member],
+    *,
+    new_members: Container[str] = (),
+    now: datetime | None = None,
+) -> None:
+    """Rewrite these members' documents as `patch` applied to their current ones: for a writer
+    that knows exactly what it changed (a bulk import), cheaper than reading all their rows
+    again. A member in `new_members` (created by this transaction) starts from an empty state;
+    any other member without a current document is rebuilt from their rows."""
+    at = now or utc_now()
+    for part in chunks(sorted(set(member_ids))):
+        lock_members(session, part)
+        query = select(DOCUMENTS.c.member_id, DOCUMENTS.c.body).where(
+            DOCUMENTS.c.member_id.in_(part), DOCUMENTS.c.format == MEMBER_DOCUMENT_FORMAT
+        )
+        current = {
+            r.member_id: member_from_document(r.member_id, r.body) for r in session.execute(query)
+        }
+        rows, rebuild = [], []
+        for member_id in part:
+            base = current.get(member_id)
+            if base is None and member_id in new_members:
+                base = Member(member_id)
+            if base is None:
+                rebuild.append(member_id)
+            else:
+                rows.append(_document_row(patch(base), at))
+        upsert(session, MemberDocumentRow, rows)
+        refresh_documents(session, rebuild, at)
+
+
+def _document_row(member: Member, at: datetime) -> dict[str, object]:
+    return {
+        "member_id": member.id,
+        "format": MEMBER_DOCUMENT_FORMAT,
+        "body": member_document(member),
+        "updated_at": at,
+    }
 
 
 def members_without_document(
