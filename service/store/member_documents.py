@@ -13,10 +13,14 @@ locks is the same everywhere. SQLite runs one writer at a time, so there is noth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+import functools
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.engine.model import Member
@@ -24,10 +28,50 @@ from service.store.codec import MEMBER_DOCUMENT_FORMAT, member_document, member_
 from service.store.feed import EntityKind, append_changes
 from service.store.loader import load_members_from_rows
 from service.store.models import MemberDocumentRow, MemberRow
-from service.store.sql import chunks, table_of, upsert, utc_now
+from service.store.sql import chunks, table_of, utc_now
 
 MEMBERS = table_of(MemberRow)
 DOCUMENTS = table_of(MemberDocumentRow)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """Built once per dialect: a confirm runs them on every call, and building a statement
+    costs more than running it (see service.store.receipt_sql)."""
+
+    lock: Any  # :ids -> member ids, locked FOR NO KEY UPDATE on PostgreSQL
+    read: Any  # :ids -> (member_id, body) of current-format documents
+    write: Any  # upsert of (member_id, format, body, updated_at)
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    ids: Any = bindparam("ids", expanding=True)
+    lock = select(MEMBERS.c.id).where(MEMBERS.c.id.in_(ids)).order_by(MEMBERS.c.id)
+    insert = postgresql.insert(DOCUMENTS) if dialect == "postgresql" else sqlite.insert(DOCUMENTS)
+    new = insert.excluded
+    return _Statements(
+        # NO KEY UPDATE, the lock an UPDATE of the row takes: it does not conflict with the
+        # KEY SHARE locks that inserting rows referring to the member (receipts, usage) take,
+        # so two writers that both inserted such rows do not deadlock here.
+        lock=lock.with_for_update(key_share=True),
+        read=select(DOCUMENTS.c.member_id, DOCUMENTS.c.body).where(
+            DOCUMENTS.c.member_id.in_(ids), DOCUMENTS.c.format == MEMBER_DOCUMENT_FORMAT
+        ),
+        write=insert.on_conflict_do_update(
+            index_elements=[DOCUMENTS.c.member_id],
+            set_={"format": new.format, "body": new.body, "updated_at": new.updated_at},
+        ),
+    )
+
+
+def _sql(session: Session) -> _Statements:
+    return _statements(session.get_bind().dialect.name)
+
+
+def _write(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(_sql(session).write, rows)
 
 
 def lock_members(session: Session, member_ids: Iterable[str]) -> None:
@@ -35,11 +79,7 @@ def lock_members(session: Session, member_ids: Iterable[str]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     for part in chunks(sorted(set(member_ids))):
-        query = select(MEMBERS.c.id).where(MEMBERS.c.id.in_(part)).order_by(MEMBERS.c.id)
-        # NO KEY UPDATE, the lock an UPDATE of the row takes: it does not conflict with the
-        # KEY SHARE locks that inserting rows referring to the member (receipts, usage) take,
-        # so two writers that both inserted such rows do not deadlock here.
-        session.execute(query.with_for_update(key_share=True)).all()
+        session.execute(_sql(session).lock, {"ids": list(part)}).all()
 
 
 def member_changed(
@@ -62,9 +102,8 @@ def refresh_documents(
     for part in chunks(sorted(set(member_ids))):
         lock_members(session, part)
         members = load_members_from_rows(session, part)
-        rows = [_document_row(member, at) for member in members.values()]
-        upsert(session, MemberDocumentRow, rows)
-        written += len(rows)
+        _write(session, [_document_row(member, at) for member in members.values()])
+        written += len(members)
     return written
 
 
@@ -75,20 +114,19 @@ def patch_documents(
     *,
     new_members: Container[str] = (),
     now: datetime | None = None,
+    locked: bool = False,
 ) -> None:
     """Rewrite these members' documents as `patch` applied to their current ones: for a writer
     that knows exactly what it changed (a bulk import), cheaper than reading all their rows
     again. A member in `new_members` (created by this transaction) starts from an empty state;
-    any other member without a current document is rebuilt from their rows."""
+    any other member without a current document is rebuilt from their rows. `locked`: the
+    caller already holds these members' locks (lock_members), which saves a round trip."""
     at = now or utc_now()
     for part in chunks(sorted(set(member_ids))):
-        lock_members(session, part)
-        query = select(DOCUMENTS.c.member_id, DOCUMENTS.c.body).where(
-            DOCUMENTS.c.member_id.in_(part), DOCUMENTS.c.format == MEMBER_DOCUMENT_FORMAT
-        )
-        current = {
-            r.member_id: member_from_document(r.member_id, r.body) for r in session.execute(query)
-        }
+        if not locked:
+            lock_members(session, part)
+        found = session.execute(_sql(session).read, {"ids": list(part)})
+        current = {r.member_id: member_from_document(r.member_id, r.body) for r in found}
         rows, rebuild = [], []
         for member_id in part:
             base = current.get(member_id)
@@ -98,11 +136,29 @@ def patch_documents(
                 rebuild.append(member_id)
             else:
                 rows.append(_document_row(patch(base), at))
-        upsert(session, MemberDocumentRow, rows)
+        _write(session, rows)
         refresh_documents(session, rebuild, at)
 
 
-def _document_row(member: Member, at: datetime) -> dict[str, object]:
+def usage_changed(
+    session: Session,
+    member_id: str,
+    totals: Mapping[tuple[str, str], int],
+    now: datetime | None = None,
+) -> None:
+    """The last step of a write that changed only a member's usage counters (a confirm, a
+    refund), which holds the member's lock: `totals` are the counters' new values,
+    (offer id, period key) -> used."""
+    if totals:
+
+        def with_totals(member: Member) -> Member:
+            return replace(member, usage={**member.usage, **totals})
+
+        patch_documents(session, [member_id], with_totals, now=now, locked=True)
+    append_changes(session, EntityKind.MEMBER, [member_id], now)
+
+
+def _document_row(member: Member, at: datetime) -> dict[str, Any]:
     return {
         "member_id": member.id,
         "format": MEMBER_DOCUMENT_FORMAT,

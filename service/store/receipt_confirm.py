@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import receipt_pb2
 from service.engine.model import LimitUnit
 from service.errors import FailedPrecondition
-from service.store.member_documents import lock_members, member_changed
+from service.store.member_documents import lock_members, usage_changed
 from service.store.receipt_records import (
     BENEFIT_KINDS,
     CHANNELS,
@@ -138,7 +138,7 @@ def _commit(
     usage: tuple[CountedUsage, ...] = ()
     if member_id:
         lock_members(session, [member_id])
-        usage = _count_usage(connection, sql, member_id, confirmation.usage, at)
+        usage, totals = _count_usage(connection, sql, member_id, confirmation.usage, at)
         _accrue_points(connection, sql, member_id, receipt_id, result, at)
         month = result.sale_time.ToDatetime(UTC).astimezone(time_zone).strftime("%Y-%m")
         bought: dict[tuple[str, str], tuple[int, int]] = {}
@@ -147,7 +147,7 @@ def _commit(
             quantity, paid = bought.get(key, (0, 0))
             bought[key] = (quantity + sent[line.line_id].quantity, paid + line.paid)
         add_to_history(connection, sql, member_id, bought)
-        member_changed(session, [member_id], at)
+        usage_changed(session, member_id, totals, at)
         balance = points_balance(session, member_id)
     response = receipt_pb2.ConfirmResponse(points_balance=balance)
     response.result.CopyFrom(result)
@@ -208,12 +208,14 @@ def _count_usage(
     member_id: str,
     claims: Sequence[UsageClaim],
     at: datetime,
-) -> tuple[CountedUsage, ...]:
+) -> tuple[tuple[CountedUsage, ...], dict[tuple[str, str], int]]:
     """Add each claim to the member's counter, in one order (offer, period) so concurrent
     confirms lock counters alike; refuse if any would pass its limit. Each is one statement:
     INSERT the counter, or add to it only while used + claim <= limit; the row is locked
-    while the condition is checked, on PostgreSQL and SQLite alike."""
+    while the condition is checked, on PostgreSQL and SQLite alike. Returns what was counted
+    and the counters' new values."""
     counted = []
+    totals: dict[tuple[str, str], int] = {}
     for claim in sorted(claims, key=lambda c: (c.offer_id, c.period_key)):
         row = {
             "member_id": member_id,
@@ -223,9 +225,12 @@ def _count_usage(
             "updated_at": at,
             "usage_limit": claim.limit,
         }
-        if claim.used > claim.limit or (
-            connection.execute(sql.add_usage_within_limit, row).first() is None
-        ):
+        added = (
+            None
+            if claim.used > claim.limit
+            else connection.execute(sql.add_usage_within_limit, row).first()
+        )
+        if added is None:
             name = claim.name or claim.offer_id
             raise FailedPrecondition(
                 f"the usage limit of {name!r} was reached since the receipt was calculated; "
@@ -233,7 +238,8 @@ def _count_usage(
                 reason=USAGE_LIMIT_REACHED,
             )
         counted.append(CountedUsage(claim.offer_id, claim.period_key, claim.used, claim.unit))
-    return tuple(counted)
+        totals[(claim.offer_id, claim.period_key)] = added.used
+    return tuple(counted), totals
 
 
 def _accrue_points(

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import receipt_pb2
 from service.engine.model import PIECE_QUANTITY
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
-from service.store.member_documents import lock_members, member_changed
+from service.store.member_documents import lock_members, usage_changed
 from service.store.models import (
     ReceiptBenefitRow,
     ReceiptLineRow,
@@ -167,7 +167,7 @@ def _refund(
         lock_members(session, [member_id])
         _, usage = decode_record(receipt.response)
         refunded_now = {r.line_no: r.quantity for r in refunds}
-        _give_back_usage(session, member_id, usage, lines, refunded_now, at)
+        totals = _give_back_usage(session, member_id, usage, lines, refunded_now, at)
         _reverse_points(session, member_id, receipt_id, request.refund_id, points, at)
         month = receipt.sale_time.astimezone(time_zone).strftime("%Y-%m")
         returned: dict[tuple[str, str], tuple[int, int]] = {}
@@ -175,7 +175,7 @@ def _refund(
             quantity, paid = returned.get((r.sku, month), (0, 0))
             returned[(r.sku, month)] = (quantity - r.quantity, paid - r.paid)
         add_to_history(session.connection(), statements_for(session), member_id, returned)
-        member_changed(session, [member_id], at)
+        usage_changed(session, member_id, totals, at)
     return Refunded(response, member_id)
 
 
@@ -297,11 +297,12 @@ def _give_back_usage(
     lines: Sequence[ConfirmedLine],
     refunded_now: dict[int, int],
     at: datetime,
-) -> None:
+) -> dict[tuple[str, str], int]:
     """Lower the member's counters by what the refund gives back (never below zero), in one
-    order (offer, period) like the confirm."""
+    order (offer, period) like the confirm; returns the new values of those it lowered."""
     sql = statements_for(session)
     connection = session.connection()
+    totals: dict[tuple[str, str], int] = {}
     for counted in sorted(usage, key=lambda u: (u.offer_id, u.period_key)):
         back = usage_given_back(counted, lines, refunded_now)
         if back > 0:
@@ -310,7 +311,12 @@ def _give_back_usage(
                 "b_offer_id": counted.offer_id,
                 "b_period_key": counted.period_key,
             }
-            connection.execute(sql.take_back_usage, {**key, "back": back, "b_updated_at": at})
+            lowered = connection.execute(
+                sql.take_back_usage, {**key, "back": back, "b_updated_at": at}
+            ).first()
+            if lowered is not None:
+                totals[(counted.offer_id, counted.period_key)] = lowered.used
+    return totals
 
 
 def _reverse_points(

@@ -34,13 +34,14 @@ class ReceiptStatements:
     claim_receipt: Any  # INSERT receipt ON CONFLICT DO NOTHING RETURNING receipt_id
     insert_lines: Any
     insert_benefits: Any
-    add_usage_within_limit: Any  # upsert used += :used WHERE used + :used <= :usage_limit
+    add_usage_within_limit: Any  # upsert used += :used WHERE used + :used <= :usage_limit;
+    # RETURNING used
     insert_ledger: Any
     add_history: Any  # upsert quantity += :quantity, amount += :amount
     set_response: Any  # :b_receipt_id, :b_response
     # refund
     lock_receipt: Any  # no-op UPDATE of :b_receipt_id
-    take_back_usage: Any  # used -= :back, never below zero
+    take_back_usage: Any  # used -= :back, never below zero; RETURNING used
     # reads
     stored_receipt: Any  # :b_receipt_id
     stored_refund: Any  # :b_refund_id
@@ -96,7 +97,8 @@ def statements(dialect: str) -> ReceiptStatements:
         .values(
             used=case((usage.c.used > back, usage.c.used - back), else_=0),
             updated_at=bindparam("b_updated_at"),
-        ),
+        )
+        .returning(usage.c.used),
         stored_receipt=select(receipts.c.fingerprint, receipts.c.response).where(
             receipts.c.receipt_id == bindparam("b_receipt_id")
         ),

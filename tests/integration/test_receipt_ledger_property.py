@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.engine.model import LimitUnit, Member
 from service.engine.money import round_half_up
 from service.errors import FailedPrecondition
+from service.store.loader import load_member, load_members_from_rows
 from service.store.member_repo import save_member
 from service.store.receipt_repo import UsageClaim, confirm_receipt, refund_receipt
 from tests.integration.test_receipt_support import (
@@ -120,6 +121,8 @@ def check(sessions: sessionmaker[Session], model: Model) -> None:
     assert usage_of(sessions, member, "R") == model.receipts_used()
     history = {k: v for k, v in history_of(sessions, member).items()}
     assert history == {k: v for k, v in model.history().items() if k in history or v != (0, 0)}
+    with sessions() as session:  # the document a cold load reads says what the counters say
+        assert load_member(session, member) == load_members_from_rows(session, [member])[member]
 
 
 @settings(
