@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from service.engine.model import Member
 from service.store.codec import attribute_row, personal_offer_row
 from service.store.feed import EntityKind, append_changes
-from service.store.member_documents import member_changed
+from service.store.member_documents import lock_members, member_changed
 from service.store.models import (
     CardRow,
     FavoriteCategoryAttributeRow,
@@ -81,6 +81,7 @@ def _save_chunk(
     session: Session, members: Sequence[Member], cards: Mapping[str, Sequence[str]], at: datetime
 ) -> None:
     ids = [m.id for m in members]
+    lock_members(session, ids)  # existing members, in id order, before any other row lock
     upsert(session, MemberRow, [_member_row(m, at) for m in members], keep=["created_at"])
     upsert(
         session,
