@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import delete, event, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.engine.model import Benefit, BenefitKind, Frequency, Stacking
@@ -24,12 +24,14 @@ from service.store.attribute_import_run import (
     ImportOutcome,
     load_import,
 )
+from service.store.codec import member_from_document
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.loader import load_member, member_id_for_card
 from service.store.models import (
     CardRow,
     FavoriteCategoryAttributeRow,
     FavoriteCategoryChoiceRow,
+    MemberDocumentRow,
     PersonalOfferRow,
 )
 
@@ -235,6 +237,24 @@ def test_a_row_for_an_unknown_member_is_rejected_and_writes_nothing(db, importer
 def test_a_member_created_earlier_in_the_same_batch_can_take_attributes(db, importer):
     outcome = importer.run("I1", [profile("M1"), personal("M1")], batch_size=100)
     assert outcome.state.rows_applied == 2
+
+
+def test_an_import_writes_the_documents_a_cold_load_reads(db, importer):
+    """Documents are patched from what the batch wrote; a member whose document is missing
+    (written before documents existed) gets one rebuilt from their rows."""
+    importer.run("I1", [profile("M1", segment_tags=["old"]), profile("M2"), personal("M2")])
+    with db.begin() as session:
+        session.execute(delete(MemberDocumentRow).where(MemberDocumentRow.member_id == "M2"))
+    importer.run(
+        "I2",
+        [profile("M1", segment_tags=["new"]), categories("M1", ["G1"]), personal("M2", "P-TEA")],
+    )
+    with db() as session:
+        columns = (MemberDocumentRow.member_id, MemberDocumentRow.body)
+        documents = dict(session.execute(select(*columns)).all())
+        m1, m2 = (member_from_document(m, documents[m]) for m in ("M1", "M2"))
+    assert m1.segment_tags == {"new"} and [t.group_ids for t in m1.favorite_categories] == [("G1",)]
+    assert [o.offer_id for o in m2.personal_offers] == ["P-COFFEE", "P-TEA"]
 
 
 def test_a_card_of_another_member_rejects_the_whole_profile_row(db, importer):
