@@ -6,7 +6,10 @@ Writers turn domain objects into dicts keyed by column name; readers turn select
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -256,8 +259,33 @@ def _time_text(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+# Decoding shares what members have in common: ids, SKUs and names (interned), and equal
+# validity times, benefits and limits (one immutable object each). A million cached members
+# repeat the same few hundred offers and products.
+_intern = sys.intern
+
+
+def _interned(values: list[str]) -> Iterator[str]:
+    return map(_intern, values)
+
+
 def _time_value(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
+    return None if text is None else _shared_time(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_benefit(kind: str, value: int) -> Benefit:
+    return Benefit(BenefitKind[kind], value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_limit(unit: str, limit: int, period: str) -> UsageLimit:
+    return UsageLimit(LimitUnit[unit], limit, LimitPeriod[period])
 
 
 def _benefit_pair(benefit: Benefit) -> list[Any]:
@@ -289,11 +317,13 @@ def member_from_document(member_id: str, text: str) -> Member:
         active=d["active"],
         birth_date=None if d["birth"] is None else date.fromisoformat(d["birth"]),
         gender=None if d["gender"] is None else Gender[d["gender"]],
-        segment_tags=frozenset(d["tags"]),
-        favorite_slots={offer: frozenset(skus) for offer, skus in d["slots"].items()},
+        segment_tags=frozenset(_interned(d["tags"])),
+        favorite_slots={
+            _intern(offer): frozenset(_interned(skus)) for offer, skus in d["slots"].items()
+        },
         favorite_categories=tuple(_terms_from_document(t) for t in d["categories"]),
         personal_offers=tuple(_personal_from_document(o) for o in d["personal"]),
-        usage={(offer, period): used for offer, period, used in d["usage"]},
+        usage={(_intern(offer), _intern(period)): used for offer, period, used in d["usage"]},
     )
 
 
@@ -309,13 +339,13 @@ def _terms_from_document(d: list[Any]) -> FavoriteCategoryTerms:
     (offer_id, name, group_ids, (kind, value), max_count, acceptance, chosen, valid_from,
      valid_to, frequency, every_n_days, priority, stacking) = d  # fmt: skip
     return FavoriteCategoryTerms(
-        offer_id=offer_id,
-        name=name,
-        group_ids=tuple(group_ids),
-        benefit=Benefit(BenefitKind[kind], value),
+        offer_id=_intern(offer_id),
+        name=_intern(name),
+        group_ids=tuple(_interned(group_ids)),
+        benefit=_shared_benefit(kind, value),
         max_count=max_count,
         acceptance_required=acceptance,
-        chosen_group_ids=frozenset(chosen),
+        chosen_group_ids=frozenset(_interned(chosen)),
         valid_from=_time_value(valid_from),
         valid_to=_time_value(valid_to),
         frequency=Frequency[frequency],
@@ -337,16 +367,14 @@ def _personal_from_document(d: list[Any]) -> PersonalOffer:
     (offer_id, name, (kind, value), skus, group_id, valid_from, valid_to, limit, priority,
      stacking) = d  # fmt: skip
     return PersonalOffer(
-        offer_id=offer_id,
-        name=name,
-        benefit=Benefit(BenefitKind[kind], value),
-        skus=frozenset(skus),
-        group_id=group_id,
+        offer_id=_intern(offer_id),
+        name=_intern(name),
+        benefit=_shared_benefit(kind, value),
+        skus=frozenset(_interned(skus)),
+        group_id=None if group_id is None else _intern(group_id),
         valid_from=_time_value(valid_from),
         valid_to=_time_value(valid_to),
-        usage_limit=None
-        if limit is None
-        else UsageLimit(LimitUnit[limit[0]], limit[1], LimitPeriod[limit[2]]),
+        usage_limit=None if limit is None else _shared_limit(*limit),
         priority=priority,
         stacking=Stacking[stacking],
     )

@@ -107,3 +107,24 @@ def test_times_keep_their_instant_and_come_back_aware() -> None:
     member = Member("M1", personal_offers=(offer,))
     back = member_from_document("M1", member_document(member)).personal_offers[0]
     assert back.valid_from == start and back.valid_from.utcoffset() is not None
+
+
+def test_members_decoded_share_what_they_have_in_common() -> None:
+    """A million cached members repeat a few hundred offers: equal ids, SKUs, times and
+    benefits are one object each, not one per member (2.9 KB a member instead of 4.6)."""
+    start = datetime(2026, 11, 1, 21, 0, tzinfo=UTC)
+    offer = PersonalOffer(
+        "po-coffee", "Coffee", Benefit(BenefitKind.PERCENT, 1500), skus=frozenset({"SKU-1"}),
+        valid_from=start, usage_limit=UsageLimit(LimitUnit.RECEIPTS, 2, LimitPeriod.MONTH),
+    )  # fmt: skip
+    text = member_document(Member("M", personal_offers=(offer,), favorite_slots={"F": {"S"}}))
+    first, second = (member_from_document(m, text).personal_offers[0] for m in ("M1", "M2"))
+    assert first == second == offer
+    for a, b in [
+        (first.offer_id, second.offer_id),
+        (next(iter(first.skus)), next(iter(second.skus))),
+        (first.valid_from, second.valid_from),
+        (first.benefit, second.benefit),
+        (first.usage_limit, second.usage_limit),
+    ]:
+        assert a is b
