@@ -1,14 +1,16 @@
 """Member documents: each member's state kept as one row, so a cold member is one indexed read.
 
 The per-member tables (profile, favorite slots, category terms and choices, personal offers,
-usage) stay the source of truth; every transaction that writes them ends with member_changed(),
-which rewrites the members' documents from those rows and appends them to the change feed.
+usage) stay the source of truth. Every transaction that writes them ends by rewriting those
+members' documents and appending them to the change feed: member_changed() rebuilds them from
+the rows; a writer that knows exactly what it changed patches the current documents instead
+(patch_documents: a bulk import; usage_changed: a confirm or refund), which is much cheaper.
 
 Two writers of one member must not each write a document that misses the other's change. On
-PostgreSQL (READ COMMITTED) the rewrite first takes the member rows' locks, in id order: a second
-writer waits for the first to commit, and its reads then see the first one's rows. Single-member
-writers take the lock at their start (lock_members), before any other row lock, so the order of
-locks is the same everywhere. SQLite runs one writer at a time, so there is nothing to lock.
+PostgreSQL (READ COMMITTED) the rewrite holds the member rows' locks, in id order: a second
+writer waits for the first to commit, and its reads then see the first one's rows. Writers
+take the lock at their start (lock_members), before any other row lock, so the order of locks
+is the same everywhere. SQLite runs one writer at a time, so there is nothing to lock.
 """
 
 from __future__ import annotations
