@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from service.engine.model import (
@@ -198,6 +198,17 @@ _CARDS = table_of(CardRow)
 _MEMBERS = table_of(MemberRow)
 _DOCUMENTS = table_of(MemberDocumentRow)
 
+# Built once: a cold member is read on the calculation path, where building a statement would
+# cost more than running it.
+_BY_CARD = (
+    select(_CARDS.c.member_id, _DOCUMENTS.c.format, _DOCUMENTS.c.body)
+    .outerjoin(_DOCUMENTS, _DOCUMENTS.c.member_id == _CARDS.c.member_id)
+    .where(_CARDS.c.card_number == bindparam("card_number"), _CARDS.c.active.is_(True))
+)
+_BY_ID = select(_DOCUMENTS.c.member_id, _DOCUMENTS.c.format, _DOCUMENTS.c.body).where(
+    _DOCUMENTS.c.member_id.in_(bindparam("ids", expanding=True))
+)
+
 
 def _from_document(member_id: str, document_format: int | None, body: str | None) -> Member | None:
     if document_format != MEMBER_DOCUMENT_FORMAT or body is None:
@@ -208,12 +219,7 @@ def _from_document(member_id: str, document_format: int | None, body: str | None
 def load_member_by_card(session: Session, card_number: str) -> tuple[str, Member | None] | None:
     """The member an active card belongs to, with their state, in one indexed read; None for
     an unknown or blocked card."""
-    query = (
-        select(_CARDS.c.member_id, _DOCUMENTS.c.format, _DOCUMENTS.c.body)
-        .outerjoin(_DOCUMENTS, _DOCUMENTS.c.member_id == _CARDS.c.member_id)
-        .where(_CARDS.c.card_number == card_number, _CARDS.c.active.is_(True))
-    )
-    row = session.execute(query).first()
+    row = session.execute(_BY_CARD, {"card_number": card_number}).first()
     if row is None:
         return None
     member = _from_document(row.member_id, row.format, row.body)
@@ -232,10 +238,7 @@ def load_members(session: Session, member_ids: Iterable[str]) -> dict[str, Membe
     ids = list(dict.fromkeys(member_ids))
     members: dict[str, Member] = {}
     for part in chunks(ids):
-        query = select(_DOCUMENTS.c.member_id, _DOCUMENTS.c.format, _DOCUMENTS.c.body).where(
-            _DOCUMENTS.c.member_id.in_(part)
-        )
-        for r in session.execute(query):
+        for r in session.execute(_BY_ID, {"ids": list(part)}):
             member = _from_document(r.member_id, r.format, r.body)
             if member is not None:
                 members[r.member_id] = member
