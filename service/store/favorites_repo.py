@@ -443,6 +443,7 @@ def _autofill_batch(
 ) -> None:
     offer_id = favorite.offer.id
     count = favorite.slot_count
+    lock_members(session, member_ids)  # before the selection rows, as every member writer
     _lock_selections(session, offer_id, member_ids)
     stored = _slots(session, offer_id, member_ids)
     purchases: Mapping[str, list[tuple[str, int, int]]] = {}
@@ -482,7 +483,6 @@ def _autofill_batch(
         outcome.slots_filled += len(added)
     if not changed:
         return
-    lock_members(session, changed)
     insert_rows(session, FavoriteSlotRow, new_rows)
     selections = table_of(FavoriteSelectionRow)
     session.execute(
