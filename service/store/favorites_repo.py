@@ -60,7 +60,7 @@ from service.store.models import (
     PurchaseRow,
 )
 from service.store.outbox import EventType, add_events, lock_outbox
-from service.store.sql import chunks, insert_rows, table_of, upsert
+from service.store.sql import chunks, insert_rows, keyset_pages, table_of, upsert
 
 OPERATOR_EDIT = "OPERATOR_SET_FAVORITE_PRODUCTS"  # audit_log.action
 MAX_COMMENT = 1000
@@ -508,22 +508,13 @@ def _autofill_members(
 def members_who_bought(session: Session, month: str, batch_size: int = 1000) -> Iterator[str]:
     """Every member with a purchase (quantity > 0) in `month`, in id order, read by key."""
     history = table_of(PurchaseRow)
-    last: str | None = None
-    while True:
-        query = (
-            select(history.c.member_id)
-            .where(history.c.month == month, history.c.quantity > 0)
-            .group_by(history.c.member_id)
-            .order_by(history.c.member_id)
-            .limit(batch_size)
-        )
-        if last is not None:
-            query = query.where(history.c.member_id > last)
-        batch = list(session.scalars(query))
-        yield from batch
-        if len(batch) < batch_size:
-            return
-        last = batch[-1]
+    query = (
+        select(history.c.member_id)
+        .where(history.c.month == month, history.c.quantity > 0)
+        .group_by(history.c.member_id)
+    )
+    for rows in keyset_pages(session, query, history.c.member_id, batch_size):
+        yield from (r.member_id for r in rows)
 
 
 def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -55,7 +55,7 @@ from service.store.models import (
     PurchaseRow,
     StoreRow,
 )
-from service.store.sql import chunks, table_of
+from service.store.sql import chunks, keyset_pages, table_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,19 +250,10 @@ def load_members(session: Session, member_ids: Iterable[str]) -> dict[str, Membe
 
 def iter_members(session: Session, batch_size: int = 1000) -> Iterator[list[Member]]:
     """Every member in id order, a batch per query (keyset paging, no long cursor)."""
-    last: str | None = None
-    while True:
-        query = (
-            select(_MEMBERS.c.id, _DOCUMENTS.c.format, _DOCUMENTS.c.body)
-            .outerjoin(_DOCUMENTS, _DOCUMENTS.c.member_id == _MEMBERS.c.id)
-            .order_by(_MEMBERS.c.id)
-            .limit(batch_size)
-        )
-        if last is not None:
-            query = query.where(_MEMBERS.c.id > last)
-        rows = session.execute(query).all()
-        if not rows:
-            return
+    query = select(_MEMBERS.c.id, _DOCUMENTS.c.format, _DOCUMENTS.c.body).outerjoin(
+        _DOCUMENTS, _DOCUMENTS.c.member_id == _MEMBERS.c.id
+    )
+    for rows in keyset_pages(session, query, _MEMBERS.c.id, batch_size):
         batch: list[Member] = []
         missing: list[str] = []
         for r in rows:
@@ -274,9 +265,6 @@ def iter_members(session: Session, batch_size: int = 1000) -> Iterator[list[Memb
         if missing:
             batch += load_members_from_rows(session, missing).values()
         yield batch
-        if len(rows) < batch_size:
-            return
-        last = rows[-1].id
 
 
 def load_members_from_rows(session: Session, member_ids: Iterable[str]) -> dict[str, Member]:
@@ -344,17 +332,8 @@ def _owned_rows(
 
 def iter_member_ids(session: Session, batch_size: int = 1000) -> Iterator[str]:
     """Every member id in order, read in batches by key (no OFFSET, no long cursor)."""
-    members = table_of(MemberRow)
-    last: str | None = None
-    while True:
-        query = select(members.c.id).order_by(members.c.id).limit(batch_size)
-        if last is not None:
-            query = query.where(members.c.id > last)
-        batch = list(session.scalars(query))
-        yield from batch
-        if len(batch) < batch_size:
-            return
-        last = batch[-1]
+    for rows in keyset_pages(session, select(_MEMBERS.c.id), _MEMBERS.c.id, batch_size):
+        yield from (r.id for r in rows)
 
 
 def load_purchases(session: Session, member_id: str, month: str) -> tuple[PurchaseTotal, ...]:

@@ -30,7 +30,7 @@ from service.store.codec import MEMBER_DOCUMENT_FORMAT, member_document, member_
 from service.store.feed import EntityKind, append_changes
 from service.store.loader import load_members_from_rows
 from service.store.models import MemberDocumentRow, MemberRow
-from service.store.sql import chunks, table_of, utc_now
+from service.store.sql import chunks, keyset_pages, table_of, utc_now
 
 MEMBERS = table_of(MemberRow)
 DOCUMENTS = table_of(MemberDocumentRow)
@@ -169,34 +169,23 @@ def _document_row(member: Member, at: datetime) -> dict[str, Any]:
     }
 
 
-def members_without_document(
-    session: Session, after: str | None = None, limit: int = 500
-) -> Sequence[str]:
-    """Ids (in order, above `after`) of members with no document in the current format."""
-    query = (
-        select(MEMBERS.c.id)
-        .outerjoin(DOCUMENTS, DOCUMENTS.c.member_id == MEMBERS.c.id)
-        .where(
-            or_(
-                DOCUMENTS.c.member_id.is_(None),
-                DOCUMENTS.c.format != MEMBER_DOCUMENT_FORMAT,
-            )
-        )
-        .order_by(MEMBERS.c.id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(MEMBERS.c.id > after)
-    return list(session.scalars(query))
+_WITHOUT_DOCUMENT = (
+    select(MEMBERS.c.id)
+    .outerjoin(DOCUMENTS, DOCUMENTS.c.member_id == MEMBERS.c.id)
+    .where(or_(DOCUMENTS.c.member_id.is_(None), DOCUMENTS.c.format != MEMBER_DOCUMENT_FORMAT))
+)
+
+
+def members_without_document(session: Session, limit: int = 500) -> Sequence[str]:
+    """The first ids (in order) of members with no document in the current format."""
+    return list(session.scalars(_WITHOUT_DOCUMENT.order_by(MEMBERS.c.id).limit(limit)))
 
 
 def backfill(session: Session, batch_size: int = 500) -> int:
     """Write the missing and outdated documents, committing each batch (live writers may run
     meanwhile: each batch locks its members like any writer). Returns how many were written."""
     written = 0
-    last: str | None = None
-    while batch := members_without_document(session, last, batch_size):
-        written += refresh_documents(session, batch)
+    for rows in keyset_pages(session, _WITHOUT_DOCUMENT, MEMBERS.c.id, batch_size):
+        written += refresh_documents(session, [r.id for r in rows])
         session.commit()
-        last = batch[-1]
     return written

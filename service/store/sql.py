@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, delete
+from sqlalchemy import ColumnElement, Row, Select, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -23,6 +23,25 @@ def utc_now() -> datetime:
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def keyset_pages(
+    session: Session, query: Select[Any], key: ColumnElement[Any], page_size: int
+) -> Iterator[Sequence[Row[Any]]]:
+    """The rows of `query` in the order of `key`, a unique column selected first, one page
+    per statement, each starting after the last key of the one before: no OFFSET, and no
+    cursor held open between pages (a caller may commit between them)."""
+    last: Any = None
+    while True:
+        page = query.order_by(key).limit(page_size)
+        if last is not None:
+            page = page.where(key > last)
+        rows = session.execute(page).all()
+        if rows:
+            yield rows
+        if len(rows) < page_size:
+            return
+        last = rows[-1][0]
 
 
 def table_of(model: type[DeclarativeBase]) -> Table:
