@@ -276,8 +276,14 @@ def _write_documents(session: Session, state: BatchState, now: datetime) -> None
             member = replace(member, personal_offers=tuple(offers[o] for o in sorted(offers)))
         return member
 
+    # apply_batch locked the members that existed; the ones it created are its own rows.
     patch_documents(
-        session, state.touched_members, patch, new_members=state.created_members, now=now
+        session,
+        state.touched_members,
+        patch,
+        new_members=state.created_members,
+        now=now,
+        locked=True,
     )
 
 
