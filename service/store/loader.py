@@ -181,15 +181,6 @@ def _load_favorite_product_offers(session: Session) -> tuple[FavoriteProductsOff
 # --- members ----------------------------------------------------------------------------------
 
 
-def member_id_for_card(session: Session, card_number: str) -> str | None:
-    """The member an active card belongs to; None for an unknown or blocked card."""
-    return session.scalar(
-        select(CardRow.member_id).where(
-            CardRow.card_number == card_number, CardRow.active.is_(True)
-        )
-    )
-
-
 # A member is read from their document (one row, see service.store.member_documents); one
 # without a document in the current format (not yet backfilled) is read from the per-member
 # tables instead, which costs 6 queries.
@@ -224,7 +215,7 @@ def load_member_by_card(session: Session, card_number: str) -> tuple[str, Member
         return None
     member = _from_document(row.member_id, row.format, row.body)
     if member is None:
-        member = load_member(session, row.member_id)
+        member = load_members_from_rows(session, [row.member_id]).get(row.member_id)
     return row.member_id, member
 
 

@@ -26,9 +26,9 @@ from service.store.loader import (
     iter_member_ids,
     load_catalogue,
     load_member,
+    load_member_by_card,
     load_members,
     load_purchases,
-    member_id_for_card,
 )
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 10:00 in Moscow, a Monday
@@ -104,9 +104,9 @@ def test_two_concurrent_demo_loads_write_the_demo_once(db):
 def test_demo_cards_lead_to_their_members(db):
     load_demo(db, NOW)
     with db() as session:
-        assert member_id_for_card(session, "2000000000001") == SHOWCASE_MEMBER
-        assert member_id_for_card(session, "2000000001000") == "M001000"
-        assert member_id_for_card(session, "2000000001001") is None
+        assert load_member_by_card(session, "2000000000001")[0] == SHOWCASE_MEMBER
+        assert load_member_by_card(session, "2000000001000")[0] == "M001000"
+        assert load_member_by_card(session, "2000000001001") is None
 
 
 def test_the_showcase_members_history_slots_are_last_months_most_bought_products(db):
@@ -128,7 +128,7 @@ def test_the_showcase_receipt_shows_a_benefit_of_every_individual_mechanic(db):
     data = demo_receipt()
     with read_snapshot(db) as session:
         catalogue = load_catalogue(session)
-        member = load_member(session, member_id_for_card(session, data["card"]) or "")
+        _, member = load_member_by_card(session, data["card"]) or ("", None)
     snapshot = build_snapshot(**catalogue.as_kwargs(), program_time_zone="Europe/Moscow")
     fields = ("line_id", "sku", "quantity", "price", "amount")
     lines = tuple(Line(**{f: line[f] for f in fields}) for line in data["lines"])

@@ -26,7 +26,7 @@ from service.store.attribute_import_run import (
 )
 from service.store.codec import member_from_document
 from service.store.db import make_engine, make_session_factory, migrate
-from service.store.loader import load_member, member_id_for_card
+from service.store.loader import load_member, load_member_by_card
 from service.store.models import (
     CardRow,
     FavoriteCategoryAttributeRow,
@@ -206,7 +206,7 @@ def test_an_import_creates_members_with_cards_category_terms_and_personal_offers
     m2 = member(db, "M2")
     assert not m2.active and m2.birth_date.isoformat() == "1950-01-31"
     with db() as session:
-        assert member_id_for_card(session, "2000000000002") == "M1"
+        assert load_member_by_card(session, "2000000000002")[0] == "M1"
 
 
 def test_a_bad_row_is_rejected_alone_and_the_rows_around_it_apply(db, importer):
@@ -266,7 +266,7 @@ def test_a_card_of_another_member_rejects_the_whole_profile_row(db, importer):
     assert error.field == "card_numbers[1]" and "belongs to member 'M1'" in error.reason
     assert member(db, "M2") is None
     with db() as session:
-        assert member_id_for_card(session, "2000000000009") is None
+        assert load_member_by_card(session, "2000000000009") is None
 
 
 def test_a_new_card_list_blocks_the_cards_no_longer_listed_and_no_list_keeps_them(db, importer):

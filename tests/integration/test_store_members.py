@@ -17,9 +17,9 @@ from service.engine.model import (
 from service.store.loader import (
     iter_member_ids,
     load_member,
+    load_member_by_card,
     load_members,
     load_purchases,
-    member_id_for_card,
 )
 from service.store.member_repo import Purchase, add_purchase, add_purchases, save_member
 from service.store.models import (
@@ -77,9 +77,9 @@ def test_a_card_leads_to_its_member_and_an_unknown_or_blocked_card_to_nobody(db)
             update(CardRow).where(CardRow.card_number == "2000000000002").values(active=False)
         )
         session.commit()
-        assert member_id_for_card(session, "2000000000001") == "M1"
-        assert member_id_for_card(session, "2000000000002") is None
-        assert member_id_for_card(session, "2999999999999") is None
+        assert load_member_by_card(session, "2000000000001")[0] == "M1"
+        assert load_member_by_card(session, "2000000000002") is None
+        assert load_member_by_card(session, "2999999999999") is None
 
 
 def test_loading_a_member_takes_the_same_few_queries_however_much_they_have(db):
