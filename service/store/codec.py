@@ -249,8 +249,9 @@ def personal_offer_from_row(row: Any) -> PersonalOffer:
 # A member's whole state as one JSON text (service.store.member_documents keeps it current), so
 # loading a cold member is one indexed read. Keys are short: a million of them are read at
 # preload. Enums go by name, times as ISO 8601 with their UTC offset, absent values as null.
-# Changing this layout means raising MEMBER_DOCUMENT_FORMAT: documents of another format are
-# ignored by readers and rewritten by member_documents.backfill() at the next migrate.
+# Changing this layout means raising MEMBER_DOCUMENT_FORMAT and adding a migration revision
+# (it may change nothing else): readers ignore documents of another format, and db.migrate()
+# rewrites them with member_documents.backfill() when it applies a revision.
 
 MEMBER_DOCUMENT_FORMAT = 1
 

@@ -138,15 +138,19 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed;
-    at head, also write the member documents that are missing or in an older format."""
+    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed.
+    When that applied revisions up to head, also write the member documents that are missing
+    or in an older format: finding them scans every member (seconds for a million), so a
+    start with nothing to migrate skips it."""
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
-        if revision == "head":
+            after = MigrationContext.configure(connection).get_current_revision()
+        if revision == "head" and after != before:
             with Session(engine) as session:
                 backfill(session)
     finally:

@@ -166,3 +166,20 @@ def test_times_come_back_aware_in_utc_and_naive_times_are_refused(backend, reque
             {**row, "id": "M2", "created_at": datetime(2026, 3, 1, 12, 0)},
         )
     engine.dispose()
+
+
+def test_a_start_with_nothing_to_migrate_does_not_scan_for_missing_documents(sqlite_url):
+    """Finding members without a document scans them all; only an upgrade does it."""
+    migrate(sqlite_url, "0001")
+    engine = make_engine(sqlite_url)
+    now = datetime.now(UTC)
+    row = {"id": "M1", "active": True, "segment_tags": [], "created_at": now, "updated_at": now}
+    with engine.begin() as connection:
+        connection.execute(MemberRow.__table__.insert(), row)
+    migrate(sqlite_url)  # 0001 -> 0002: M1 gets its document
+    with engine.begin() as connection:
+        connection.execute(MemberRow.__table__.insert(), {**row, "id": "M2"})  # behind the API
+    migrate(sqlite_url)  # at head already
+    with Session(engine) as session:
+        assert members_without_document(session) == ["M2"]
+    engine.dispose()

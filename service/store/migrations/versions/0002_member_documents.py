@@ -4,9 +4,9 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-23
 
-Only the table: db.migrate() writes the documents of members that lack a current one after
-every upgrade (member_documents.backfill), with the code that reads them, so this revision does
-not depend on how a document is laid out.
+Only the table: db.migrate() writes the documents of members that lack a current one after an
+upgrade that applied revisions (member_documents.backfill), with the code that reads them, so
+this revision does not depend on how a document is laid out.
 """
 
 from __future__ import annotations
