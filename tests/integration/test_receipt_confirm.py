@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -42,13 +40,10 @@ from service.store.receipt_repo import (
     confirm_receipt,
     points_balance,
 )
-from tests.conftest import BACKENDS
 from tests.integration.test_receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
-    DemoTemplate,
     Register,
-    demo_template,
     history_of,
     ledger_sum,
     open_register,
@@ -58,18 +53,6 @@ from tests.integration.test_receipt_support import (
 )
 
 MOSCOW = ZoneInfo("Europe/Moscow")
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def template(request, tmp_path_factory) -> Iterator[DemoTemplate]:
-    with demo_template(request, tmp_path_factory) as made:
-        yield made
-
-
-@pytest.fixture
-def register(template: DemoTemplate, tmp_path: Path) -> Iterator[Register]:
-    with template.copy(tmp_path) as sessions:
-        yield open_register(sessions)
 
 
 def test_calculating_a_receipt_changes_nothing_a_member_can_see(register: Register) -> None:

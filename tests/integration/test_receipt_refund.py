@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,16 +24,12 @@ from service.errors import (
     PermissionDenied,
 )
 from service.store.receipt_repo import UsageClaim, confirm_receipt, refund_receipt
-from tests.conftest import BACKENDS
 from tests.integration.test_receipt_support import (
     SHOWCASE_MEMBER,
-    DemoTemplate,
     LineSpec,
     Register,
-    demo_template,
     history_of,
     ledger_sum,
-    open_register,
     refund_request,
     row_counts,
     showcase_receipt,
@@ -44,18 +38,6 @@ from tests.integration.test_receipt_support import (
 )
 
 MOSCOW = ZoneInfo("Europe/Moscow")
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def template(request, tmp_path_factory) -> Iterator[DemoTemplate]:
-    with demo_template(request, tmp_path_factory) as made:
-        yield made
-
-
-@pytest.fixture
-def register(template: DemoTemplate, tmp_path: Path) -> Iterator[Register]:
-    with template.copy(tmp_path) as sessions:
-        yield open_register(sessions)
 
 
 def confirmed(register: Register, receipt_id: str, **kw: bool) -> receipt_pb2.ConfirmResponse:
