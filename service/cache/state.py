@@ -90,9 +90,11 @@ class BenefitCache:
             self.stats.member_hits += 1
             return None if cached is _ABSENT else cached
         self.stats.member_misses += 1
-        with self._loads.loading() as began, self._session_factory() as session:
-            member = loader.load_member(session, member_id)
-            self._keep(member_id, member, began)
+        with self._loads.loading() as began:
+            with self._session_factory() as session:
+                member = loader.load_member(session, member_id)
+            with self._lock:
+                self._keep(member_id, member, began)
         return member
 
     def member_for_card(self, card_number: str) -> tuple[str, Member | None] | None:
@@ -104,26 +106,29 @@ class BenefitCache:
                 return None
         if member_id is not None:
             return member_id, self.member(member_id)
-        with self._loads.loading() as began, self._session_factory() as session:
-            found = loader.load_member_by_card(session, card_number)
+        with self._loads.loading() as began:
+            with self._session_factory() as session:
+                found = loader.load_member_by_card(session, card_number)
             with self._lock:
                 if found is None:
                     self._unknown_cards[card_number] = True
                     return None
-                self._cards[card_number] = found[0]
-            member_id, member = found
-            with self._lock:
-                known = member_id in self._members
-            if known:  # warm already: keep the cached state, which sync keeps current
-                return member_id, self.member(member_id)
-            self.stats.member_misses += 1
-            self._keep(member_id, member, began)
-        return member_id, member
+                member_id, member = found
+                self._cards[card_number] = member_id
+                cached = self._members.get(member_id, None)
+                if cached is None:
+                    self.stats.member_misses += 1
+                    self._keep(member_id, member, began)
+                    return found
+        # The member was warm already: the cached state, which sync keeps current, wins.
+        self.stats.member_hits += 1
+        return member_id, None if cached is _ABSENT else cached
 
     def _keep(self, member_id: str, member: Member | None, began: int) -> None:
-        with self._lock:
-            if not self._loads.forgotten_since(member_id, began):
-                self._members[member_id] = _ABSENT if member is None else member
+        """Cache what a load read, unless the member was forgotten since it began. Called
+        under the lock, while the load still counts as in flight."""
+        if not self._loads.forgotten_since(member_id, began):
+            self._members[member_id] = _ABSENT if member is None else member
 
     def preload_members(self, batch_size: int = 2000) -> int:
         """Load members into the cache up to its capacity (--preload-members), one query per
