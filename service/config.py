@@ -18,14 +18,28 @@ class Settings:
     time_zone: str = "Europe/Moscow"  # the program's zone: "day", "month", "00:00"
     currency: str = "RUB"  # ISO 4217, one per deployment
     log_level: str = "INFO"
-    reflection: bool = True  # on in development; switch off in production
-    demo_data: bool = False  # load the demo data set into an empty store on start
+    # Development mode: the built-in token secret is allowed and reflection is on. Implied
+    # by demo_data; never in production (a start without a real secret is refused).
+    development: bool = False
+    reflection: bool = False  # gRPC reflection; always on in development mode
+    demo_data: bool = False  # load the demo data set and dev credentials into an empty store
     grace_period_s: float = 10.0  # calls in flight get this long to finish on SIGTERM
     max_workers: int = 16  # threads serving calls in one process
     member_cache_size: int = 200_000  # members kept in memory per process
     preload_members: bool = False  # load members into the cache at start (up to its size)
     max_receipt_lines: int = 1000
-    token_secret: str = "dev-only-change-me"  # signs confirmation tokens; same on every replica
+    # Confirmation tokens (service/api/tokens.py): signed with the current key, verified
+    # with it and, until token_previous_until, with the previous one (key rotation). Secrets
+    # are at least 32 bytes, the same on every replica; read from a file, they never need to
+    # appear on a command line. docs/security.md has the rotation runbook.
+    token_secret: str = ""
+    token_secret_file: str = ""
+    token_key_id: str = "1"
+    token_previous_secret: str = ""
+    token_previous_secret_file: str = ""
+    token_previous_key_id: str = ""
+    token_previous_until: str = ""  # ISO 8601 time with offset: the previous key's end
+    token_ttl_s: float = 24 * 3600.0  # a token older than this is refused: calculate again
     metrics_port: int = 0  # Prometheus metrics on this port (worker i: port + i); 0: off
     metrics_address: str = "127.0.0.1"
     log_calls: bool = True  # one JSON log line per call (logger service.calls)
@@ -56,6 +70,17 @@ class Settings:
             raise ValueError("processes must be >= 0")
         if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:
             raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
+        if self.token_ttl_s <= 0:
+            raise ValueError("token_ttl_s must be > 0")
+
+    @property
+    def development_mode(self) -> bool:
+        """Development conveniences allowed: the built-in token secret, reflection."""
+        return self.development or self.demo_data
+
+    @property
+    def serves_reflection(self) -> bool:
+        return self.reflection or self.development_mode
 
 
 def _parse_bool(text: str) -> bool:

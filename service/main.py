@@ -54,9 +54,17 @@ def print_dev_credentials() -> None:
         print(f"  {role.value:<18} {token}", flush=True)
 
 
+def refuse_unsafe_start(settings: Settings) -> None:
+    """Raise (one line) before anything starts when the settings are unsafe to serve with."""
+    from service.api.tokens import signer_from_settings
+
+    signer_from_settings(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(argv)
+        refuse_unsafe_start(settings)
     except ValueError as exc:
         print(f"loyalty-server: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc, token_pb2
 from service.api import convert
 from service.api.auth import current_principal
-from service.api.tokens import TokenSigner
+from service.api.tokens import signer_from_settings
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine.calculate import calculate
@@ -77,7 +77,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         self._settings = settings
         self._cache = cache
         self._clock = clock
-        self._signer = TokenSigner(settings.token_secret)
+        self._signer = signer_from_settings(settings, clock)
         self._time_zone = ZoneInfo(settings.time_zone)
         self._sessions = sessions  # the store the cache reads is the one receipts go to
         self._store_available = store_available

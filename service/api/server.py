@@ -179,7 +179,7 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         server.add_generic_rpc_handlers(bench_handlers())
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
-    if settings.reflection:
+    if settings.serves_reflection:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )

@@ -1,21 +1,49 @@
 """Confirmation tokens: the result a customer was shown, signed so any replica can confirm it.
 
-A token is `version (1 byte) | HMAC-SHA256 (32 bytes) | ConfirmationTokenPayload`. Nothing
-about a calculation lives in one process's memory, and a result altered on the way (or a
-receipt whose content changed since the calculation) fails verification.
+A token is `version (1 byte) | key id length (1 byte) | key id | HMAC-SHA256 (32 bytes) |
+ConfirmationTokenPayload`, the MAC taken over everything but itself. Nothing about a
+calculation lives in one process's memory, and a result altered on the way (or a receipt
+whose content changed since the calculation) fails verification.
+
+Keys rotate without refusing tokens in flight: the current key signs; the previous one, named
+by its key id, still verifies until a configured time (docs/security.md, "Rotating the token
+key"). A token also expires (`token_ttl_s`, 24 h by default): the register calculates again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from loyalty.v1 import receipt_pb2, token_pb2
+from service.config import Settings
 from service.engine.model import UsageCharge
-from service.errors import InvalidArgument
+from service.errors import FailedPrecondition, InvalidArgument
 
-VERSION = b"\x01"
+log = logging.getLogger(__name__)
+
+VERSION = b"\x02"
 MAC_SIZE = 32
+MAX_KEY_ID = 16
+MIN_SECRET_BYTES = 32
+# Public, so it signs nothing outside development mode (docs/security.md).
+DEVELOPMENT_SECRET = "dev-only-change-me"
+DEFAULT_TTL = timedelta(hours=24)
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnsafeConfiguration(ValueError):
+    """The server refuses to start: the one line says what to set."""
 
 
 def receipt_fingerprint(receipt: receipt_pb2.Receipt, sale_time_seconds: int, nanos: int) -> bytes:
@@ -31,9 +59,37 @@ def receipt_fingerprint(receipt: receipt_pb2.Receipt, sale_time_seconds: int, na
     return hashlib.sha256(canonical.SerializeToString(deterministic=True)).digest()
 
 
+@dataclass(frozen=True)
+class TokenKey:
+    key_id: str
+    secret: str
+    until: datetime | None = None  # a previous key verifies until then; None: no end
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.key_id) <= MAX_KEY_ID or not self.key_id.isascii():
+            raise UnsafeConfiguration(f"a token key id is 1 to {MAX_KEY_ID} ASCII characters")
+
+    def mac_key(self) -> bytes:
+        return hashlib.sha256(b"loyalty-confirmation-token|" + self.secret.encode()).digest()
+
+
 class TokenSigner:
-    def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(b"loyalty-confirmation-token|" + secret.encode()).digest()
+    def __init__(
+        self,
+        current: TokenKey | str,
+        previous: Sequence[TokenKey] = (),
+        *,
+        ttl: timedelta = DEFAULT_TTL,
+        clock: Clock = _utc_now,
+    ) -> None:
+        if isinstance(current, str):
+            current = TokenKey("1", current)
+        self._current = current
+        self._header = VERSION + bytes([len(current.key_id)]) + current.key_id.encode()
+        self._mac_keys = {key.key_id: key.mac_key() for key in (*previous, current)}
+        self._until = {key.key_id: key.until for key in previous}
+        self._ttl = ttl
+        self._clock = clock
 
     def sign(
         self,
@@ -51,23 +107,34 @@ class TokenSigner:
             entry.offer_id = charge.offer_id
             entry.period_key = charge.period_key
             entry.used = charge.used
+        payload.expires_at.FromDatetime(self._clock() + self._ttl)
         body = payload.SerializeToString(deterministic=True)
-        return VERSION + hmac.digest(self._key, body, "sha256") + body
+        mac = hmac.digest(self._mac_keys[self._current.key_id], self._header + body, "sha256")
+        return self._header + mac + body
 
     def verify(
         self, receipt: receipt_pb2.Receipt, token: bytes
     ) -> token_pb2.ConfirmationTokenPayload:
-        """The payload, if the token is ours, unaltered and made for this very receipt."""
-        if len(token) <= 1 + MAC_SIZE or token[:1] != VERSION:
-            raise InvalidArgument("confirmation_token", "missing or malformed; calculate first")
-        mac, body = token[1 : 1 + MAC_SIZE], token[1 + MAC_SIZE :]
-        if not hmac.compare_digest(mac, hmac.digest(self._key, body, "sha256")):
+        """The payload, if the token is ours, unaltered, unexpired and made for this very
+        receipt."""
+        header, mac, body = _split(token)
+        key_id = header[2:].decode("ascii", errors="replace")
+        now = self._clock()
+        mac_key = self._mac_keys.get(key_id)
+        if mac_key is None or not hmac.compare_digest(
+            mac, hmac.digest(mac_key, header + body, "sha256")
+        ):
             raise InvalidArgument(
                 "confirmation_token",
                 "not signed by this service or altered",
                 reason="TOKEN_INVALID",
             )
+        until = self._until.get(key_id)
+        if until is not None and now > until:
+            raise _expired("its signing key was retired")
         payload = token_pb2.ConfirmationTokenPayload.FromString(body)
+        if now > payload.expires_at.ToDatetime(UTC):
+            raise _expired("it expired")
         expected = receipt_fingerprint(
             receipt, payload.result.sale_time.seconds, payload.result.sale_time.nanos
         )
@@ -80,3 +147,94 @@ class TokenSigner:
         if payload.result.receipt_id != receipt.receipt_id:
             raise InvalidArgument("confirmation_token", "made for another receipt id")
         return payload
+
+
+def _split(token: bytes) -> tuple[bytes, bytes, bytes]:
+    """(header, MAC, body) of a well-formed token; the header ends with the key id."""
+    if len(token) > 2 and token[:1] == VERSION:
+        id_end = 2 + token[1]
+        if 0 < token[1] <= MAX_KEY_ID and len(token) > id_end + MAC_SIZE:
+            return token[:id_end], token[id_end : id_end + MAC_SIZE], token[id_end + MAC_SIZE :]
+    raise InvalidArgument("confirmation_token", "missing or malformed; calculate first")
+
+
+def _expired(why: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the confirmation token is no longer valid ({why}); calculate the receipt again",
+        reason="TOKEN_EXPIRED",
+    )
+
+
+# --- from the settings ---------------------------------------------------------------------------
+
+
+def signer_from_settings(settings: Settings, clock: Clock = _utc_now) -> TokenSigner:
+    """The signer the settings describe; UnsafeConfiguration (one line) for a secret that
+    would let a register mint points: missing, the public development one, or short."""
+    secret = _secret(settings.token_secret, settings.token_secret_file, "token-secret")
+    if not secret and settings.development_mode:
+        log.warning("development mode: confirmation tokens signed with the public dev secret")
+        secret = DEVELOPMENT_SECRET
+    elif not settings.development_mode:
+        _require_strong(secret, "token-secret")
+    current = TokenKey(settings.token_key_id, secret)
+    return TokenSigner(
+        current, _previous_keys(settings), ttl=timedelta(seconds=settings.token_ttl_s), clock=clock
+    )
+
+
+def _previous_keys(settings: Settings) -> tuple[TokenKey, ...]:
+    secret = _secret(
+        settings.token_previous_secret, settings.token_previous_secret_file, "token-previous-secret"
+    )
+    if not secret:
+        return ()
+    if not settings.development_mode:
+        _require_strong(secret, "token-previous-secret")
+    if not settings.token_previous_key_id or not settings.token_previous_until:
+        raise UnsafeConfiguration(
+            "a previous token secret needs --token-previous-key-id and --token-previous-until"
+        )
+    if settings.token_previous_key_id == settings.token_key_id:
+        raise UnsafeConfiguration("the previous token key needs a key id of its own")
+    return (
+        TokenKey(settings.token_previous_key_id, secret, _until(settings.token_previous_until)),
+    )
+
+
+def _secret(value: str, path: str, flag: str) -> str:
+    if value and path:
+        raise UnsafeConfiguration(f"give --{flag} or --{flag}-file, not both")
+    if not path:
+        return value
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnsafeConfiguration(
+            f"cannot read --{flag}-file {path!r}: {exc.strerror or exc}"
+        ) from None
+
+
+def _require_strong(secret: str, flag: str) -> None:
+    if not secret:
+        raise UnsafeConfiguration(
+            f"no token secret: give --{flag}-file (or LOYALTY_{flag.upper().replace('-', '_')}"
+            f"_FILE) with at least {MIN_SECRET_BYTES} random bytes, the same on every replica;"
+            " --development allows a built-in one for local use"
+        )
+    if secret == DEVELOPMENT_SECRET:
+        raise UnsafeConfiguration(f"--{flag} is the public development secret")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise UnsafeConfiguration(f"--{flag} is shorter than {MIN_SECRET_BYTES} bytes")
+
+
+def _until(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise UnsafeConfiguration(
+            "--token-previous-until is an ISO 8601 time with an offset (2026-12-03T00:00:00Z)"
+        )
+    return moment

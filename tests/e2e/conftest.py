@@ -14,6 +14,9 @@ from service.api.server import LoyaltyServer, create_server
 from service.config import Settings
 from tests.conftest import assert_member_documents_current
 
+# A secret good enough for a production start (no demo data, no development mode).
+PRODUCTION_SECRET = "e2e-token-secret-of-32-bytes-or-more"
+
 
 def demo_settings(tmp_path: Path, **overrides: object) -> Settings:
     base = Settings(

@@ -17,7 +17,7 @@ from clients.receipt_format import load_receipt
 from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import STORE_HEALTH, LoyaltyServer, create_server
-from tests.e2e.conftest import auth, demo_settings
+from tests.e2e.conftest import PRODUCTION_SECRET, auth, demo_settings
 
 
 def calculate(channel: grpc.Channel, receipt: receipt_pb2.Receipt) -> receipt_pb2.ReceiptResult:
@@ -38,7 +38,9 @@ def test_health_says_serving_once_store_and_cache_are_ready(channel: grpc.Channe
 
 
 def test_health_says_not_serving_before_the_store_is_prepared(tmp_path: Path) -> None:
-    server, port = create_server(demo_settings(tmp_path, demo_data=False))
+    server, port = create_server(
+        demo_settings(tmp_path, demo_data=False, token_secret=PRODUCTION_SECRET)
+    )
     server.grpc_server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:

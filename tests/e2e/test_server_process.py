@@ -13,7 +13,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
-    env = {**os.environ, "LOYALTY_TIME_ZONE": "Europe/Moscow", "LOYALTY_LOG_LEVEL": "WARNING"}
+    secret = tmp_path / "token-secret"
+    secret.write_text("a production secret of 32+ bytes\n")
+    env = {
+        **os.environ,
+        "LOYALTY_TIME_ZONE": "Europe/Moscow",
+        "LOYALTY_LOG_LEVEL": "WARNING",
+        "LOYALTY_TOKEN_SECRET_FILE": str(secret),
+    }
     process = subprocess.Popen(
         [
             sys.executable,

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api.server import create_server
-from tests.e2e.conftest import demo_settings
+from tests.e2e.conftest import PRODUCTION_SECRET, demo_settings
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -78,6 +78,7 @@ def serving_port(tmp_path: Path, pki: Path, mutual: bool) -> Iterator[int]:
     settings = demo_settings(
         tmp_path,
         demo_data=False,
+        token_secret=PRODUCTION_SECRET,
         tls_cert=str(pki / "server.pem"),
         tls_key=str(pki / "server.key"),
         tls_client_ca=str(pki / "ca.pem") if mutual else "",

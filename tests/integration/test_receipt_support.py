@@ -44,7 +44,7 @@ Sessions = Callable[[], Session]
 SHOWCASE_MEMBER = "M000001"
 COFFEE_LINE = "6"  # the showcase's personalized offer P-COFFEE: 3 pieces per member, ever
 REGISTER = Principal("test-register", "test register", Role.REGISTER)
-SETTINGS = Settings(token_secret="test-secret", time_zone="Europe/Moscow")
+SETTINGS = Settings(token_secret="test-secret-of-at-least-32-bytes!", time_zone="Europe/Moscow")
 
 WRITTEN_TABLES = (
     ReceiptRow,
