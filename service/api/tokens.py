@@ -209,10 +209,10 @@ def _secret(value: str, path: str, flag: str) -> str:
         return value
     try:
         return Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UnsafeConfiguration(
-            f"cannot read --{flag}-file {path!r}: {exc.strerror or exc}"
-        ) from None
+    except OSError as exc:
+        raise UnsafeConfiguration(f"cannot read --{flag}-file {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UnsafeConfiguration(f"--{flag}-file {path!r} is not UTF-8 text") from None
 
 
 def _require_strong(secret: str, flag: str) -> None:
