@@ -53,6 +53,7 @@ from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc, receipt_pb2, rec
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 5.0
 TOKEN_ENV = "LOYALTY_TOKEN"
+TOKEN_FILE_ENV = "LOYALTY_TOKEN_FILE"
 
 _U = grpc.StatusCode.UNAVAILABLE
 _D = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -581,11 +582,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, role: str = "RE
     """--target, --token, --timeout and the TLS flags, for every client tool."""
     group = parser.add_argument_group("connection")
     group.add_argument("--target", default=DEFAULT_TARGET, help="host:port of the service")
-    group.add_argument(
-        "--token",
-        default=os.environ.get(TOKEN_ENV, ""),
-        help=f"API credential of a {role} (default: ${TOKEN_ENV})",
-    )
+    add_token_arguments(group, role)
     group.add_argument(
         "--timeout",
         type=float,
@@ -598,6 +595,35 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, role: str = "RE
     group.add_argument("--tls-server-name", help="name expected in the server's certificate")
 
 
+def add_token_arguments(group: Any, role: str) -> None:
+    """--token and --token-file: a credential need never appear on a command line."""
+    group.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV, ""),
+        help=f"API credential of a {role} (default: ${TOKEN_ENV})",
+    )
+    group.add_argument(
+        "--token-file",
+        type=read_token_file,
+        default=os.environ.get(TOKEN_FILE_ENV) or None,
+        help=f"read the credential from this file instead (default: ${TOKEN_FILE_ENV})",
+    )
+
+
+def read_token_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot read the credential from {path!r}: {exc}"
+        ) from None
+
+
+def token_from_args(args: argparse.Namespace) -> str:
+    """The credential from --token-file if given, else --token."""
+    return str(args.token_file) if args.token_file else str(args.token)
+
+
 def tls_from_args(args: argparse.Namespace) -> TlsConfig | None:
     if not (args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
         return None
@@ -606,5 +632,5 @@ def tls_from_args(args: argparse.Namespace) -> TlsConfig | None:
 
 def client_from_args(args: argparse.Namespace, **kwargs: Any) -> LoyaltyClient:
     return LoyaltyClient(
-        args.target, args.token, timeout=args.timeout, tls=tls_from_args(args), **kwargs
+        args.target, token_from_args(args), timeout=args.timeout, tls=tls_from_args(args), **kwargs
     )

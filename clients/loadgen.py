@@ -47,7 +47,14 @@ from typing import Any, TextIO
 import grpc
 
 from clients.catalogue import Shop, demo_shop, shop_from_store
-from clients.client import TlsConfig, bearer_metadata, channel_options, tls_from_args
+from clients.client import (
+    TlsConfig,
+    add_token_arguments,
+    bearer_metadata,
+    channel_options,
+    tls_from_args,
+    token_from_args,
+)
 from clients.load_receipts import ReceiptFactory, ReceiptMix
 from clients.load_report import DROPPED, Samples, render_html, summarize
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
@@ -429,9 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conn = parser.add_argument_group("connection")
     conn.add_argument("--target", default="127.0.0.1:50051", help="host:port of the service")
-    conn.add_argument(
-        "--token", default=os.environ.get("LOYALTY_TOKEN", ""), help="REGISTER credential"
-    )
+    add_token_arguments(conn, "REGISTER")
     conn.add_argument("--timeout", type=float, default=2.0, help="deadline of each call, s")
     conn.add_argument("--tls-ca", type=Path, help="PEM root certificate: use TLS")
     conn.add_argument("--tls-cert", type=Path, help="PEM client certificate (mutual TLS)")
@@ -480,7 +485,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     )
     return LoadConfig(
         target=args.target,
-        token=args.token,
+        token=token_from_args(args),
         duration_s=args.duration,
         # No idle process: a concurrency of 1 needs one process, whatever --processes says.
         processes=min(args.processes, args.concurrency) if args.concurrency > 0 else args.processes,

@@ -148,3 +148,28 @@ def test_register_client_prints_the_demo_receipt_as_a_cashier_reads_it(
     assert code == 0
     assert "TOTAL" in printed
     assert "Favorite" in printed or "favorite" in printed
+
+
+def test_register_client_reads_its_credential_from_a_file_named_in_the_environment(
+    demo_server: LoyaltyServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token_file = tmp_path / "register-token"
+    token_file.write_text(DEV_TOKENS[Role.REGISTER] + "\n")
+    monkeypatch.delenv("LOYALTY_TOKEN", raising=False)
+    monkeypatch.setenv("LOYALTY_TOKEN_FILE", str(token_file))
+    code = register_cli.main(["--target", f"127.0.0.1:{demo_server.port}", "--demo"])
+    assert code == 0
+    assert "TOTAL" in capsys.readouterr().out
+
+
+def test_register_client_with_an_unreadable_token_file_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        register_cli.main(["--demo", "--token-file", str(tmp_path / "missing")])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "cannot read the credential" in error and "Traceback" not in error
