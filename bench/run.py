@@ -84,6 +84,7 @@ def ensure_token(data: ScaledData) -> None:
                     session,
                     name=credential_id,
                     role="REGISTER",
+                    all_stores=True,
                     credential_id=credential_id,
                     secret=secret,
                 )

@@ -23,6 +23,11 @@ from service.store.credentials_repo import (
 )
 
 
+WARN_ALL_STORES = (
+    "warning: this REGISTER credential may act for every store; give tills --store instead"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loyalty-credentials",
@@ -38,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         action="append",
         default=[],
-        help="REGISTER only: a store it may act for (repeatable; none: any)",
+        help="REGISTER only: a store it may act for (repeatable); a register names its stores",
+    )
+    create.add_argument(
+        "--all-stores",
+        action="store_true",
+        help="REGISTER only: may act for every store of the chain (for a central checkout)",
     )
     commands.add_parser("list", help="list credentials (never their secrets)")
     revoke = commands.add_parser("revoke", help="revoke a credential")
@@ -54,8 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with db.make_session_factory(engine).begin() as session:
             if args.command == "create":
                 token = create_credential(
-                    session, name=args.name, role=args.role, store_ids=tuple(args.store)
+                    session,
+                    name=args.name,
+                    role=args.role,
+                    store_ids=tuple(args.store),
+                    all_stores=args.all_stores,
                 )
+                if args.all_stores:
+                    print(WARN_ALL_STORES, file=sys.stderr)
                 print(token)
             elif args.command == "list":
                 for stored in sorted(load_credentials(session).values(), key=lambda c: c.id):
@@ -65,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif not revoke_credential(session, args.credential_id):
                 print(f"no active credential {args.credential_id!r}", file=sys.stderr)
                 return 1
+    except ValueError as refused:  # nothing was written: the transaction rolled back
+        print(f"loyalty-credentials: {refused}", file=sys.stderr)
+        return 2
     finally:
         engine.dispose()
     return 0

@@ -164,6 +164,7 @@ def ensure_dev_credentials(session: Session) -> None:
                 session,
                 name=credential_id,
                 role=role.value,
+                all_stores=role is Role.REGISTER,
                 credential_id=credential_id,
                 secret=secret,
             )

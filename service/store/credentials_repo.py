@@ -42,13 +42,23 @@ def create_credential(
     name: str,
     role: str,
     store_ids: tuple[str, ...] = (),
+    all_stores: bool = False,
     credential_id: str | None = None,
     secret: str | None = None,
     now: datetime | None = None,
 ) -> str:
-    """Store a new credential and return its token (shown once, never stored)."""
+    """Store a new credential and return its token (shown once, never stored).
+
+    A REGISTER acts for the stores it names; one for every store must say so (`all_stores`),
+    so that a till's credential that leaks cannot act for the whole chain by an omission."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role == "REGISTER" and not store_ids and not all_stores:
+        raise ValueError("a REGISTER credential names its stores, or is for all stores explicitly")
+    if role != "REGISTER" and (store_ids or all_stores):
+        raise ValueError("only a REGISTER credential is bound to stores")
+    if store_ids and all_stores:
+        raise ValueError("name stores, or all stores, not both")
     credential_id = credential_id or secrets.token_hex(8)
     secret = secret or secrets.token_urlsafe(32)
     session.add(

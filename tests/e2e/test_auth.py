@@ -32,7 +32,13 @@ def code_of(call: object) -> grpc.StatusCode:
 
 def new_token(server: LoyaltyServer, role: str, stores: tuple[str, ...] = ()) -> str:
     with db.make_session_factory(server.store).begin() as session:
-        token = create_credential(session, name=f"test-{role}", role=role, store_ids=stores)
+        token = create_credential(
+            session,
+            name=f"test-{role}",
+            role=role,
+            store_ids=stores,
+            all_stores=role == "REGISTER" and not stores,
+        )
     server.credentials.reload()  # what the change-feed follower does on every replica
     return token
 

@@ -50,3 +50,29 @@ def test_a_created_credential_authenticates_until_it_is_revoked(
         book.authenticate(f"Bearer {token}")
     assert main(["--database-url", sqlite_url, "revoke", token.split(".")[0]]) == 1
     engine.dispose()
+
+
+def test_a_register_credential_without_stores_is_refused_unless_explicitly_for_all(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create = ["--database-url", sqlite_url, "create", "--name", "till-9", "--role", "REGISTER"]
+    assert main(create) == 2
+    refused = capsys.readouterr()
+    assert "names its stores" in refused.err and refused.out == ""
+    assert main([*create, "--all-stores"]) == 0
+    created = capsys.readouterr()
+    assert "may act for every store" in created.err
+    engine = db.make_engine(sqlite_url)
+    book = CredentialBook(db.make_session_factory(engine))
+    book.reload()
+    principal = book.authenticate(f"Bearer {created.out.strip()}")
+    engine.dispose()
+    assert principal.name == "till-9" and principal.store_ids == frozenset()
+    assert main(["--database-url", sqlite_url, "list"]) == 0
+    assert capsys.readouterr().out.count("till-9") == 1  # the refused one was never stored
+
+
+def test_stores_bind_registers_only(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    create = ["--database-url", sqlite_url, "create", "--name", "crm", "--role", "OPERATOR"]
+    assert main([*create, "--store", "S001"]) == 2
+    assert "only a REGISTER" in capsys.readouterr().err
