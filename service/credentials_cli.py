@@ -22,7 +22,6 @@ from service.store.credentials_repo import (
     revoke_credential,
 )
 
-
 WARN_ALL_STORES = (
     "warning: this REGISTER credential may act for every store; give tills --store instead"
 )
