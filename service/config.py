@@ -24,7 +24,11 @@ class Settings:
     reflection: bool = False  # gRPC reflection; always on in development mode
     demo_data: bool = False  # load the demo data set and dev credentials into an empty store
     grace_period_s: float = 10.0  # calls in flight get this long to finish on SIGTERM
-    max_workers: int = 16  # threads serving calls in one process
+    max_workers: int = 16  # threads serving unary calls in one process
+    # Streams (health Watch, reflection, event streams, imports) each hold a thread of their
+    # own while open: at most this many at once, and per connection, beyond max_workers.
+    max_streams: int = 8
+    max_streams_per_connection: int = 4
     member_cache_size: int = 200_000  # members kept in memory per process
     preload_members: bool = False  # load members into the cache at start (up to its size)
     max_receipt_lines: int = 1000
@@ -70,6 +74,8 @@ class Settings:
             raise ValueError("processes must be >= 0")
         if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:
             raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
+        if self.max_streams < 1 or self.max_streams_per_connection < 1:
+            raise ValueError("max_streams and max_streams_per_connection must be >= 1")
         if self.token_ttl_s <= 0:
             raise ValueError("token_ttl_s must be > 0")
 

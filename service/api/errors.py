@@ -85,6 +85,21 @@ def _plain_status(code: grpc.StatusCode, message: str, reason: str) -> grpc.Stat
     )
 
 
+def streams_exhausted_status(total: int, per_connection: int) -> grpc.Status:
+    """A stream beyond the server's stream budget (service/api/interceptors.py)."""
+    info = error_details_pb2.ErrorInfo(reason="TOO_MANY_STREAMS", domain=DOMAIN)
+    message = (
+        f"too many open streams (at most {total}, {per_connection} per connection);"
+        " close one or retry later"
+    )
+    details = [_pack(info), _pack(error_details_pb2.RetryInfo())]
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message=message, details=details
+        )
+    )
+
+
 def _deadline_passed() -> bool:
     left = remaining_seconds()
     return left is not None and left <= 0

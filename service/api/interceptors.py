@@ -1,8 +1,17 @@
 """The call interceptor: authentication, roles, the error table, metrics and the call log,
-around every handler.
+around every handler; and two guards that keep the server answering whatever it is sent.
 
 It wraps each method's handler once and caches the wrapper, so the per-call cost is a dict
 lookup plus the wrapper's own work (no new handler objects per call).
+
+- A body protobuf cannot parse is INVALID_ARGUMENT on `request`: grpc's own answer would be
+  INTERNAL with a traceback in the log for every bad body, even from a stranger.
+- Streams hold a worker thread for as long as they are open, and a stranger can open health
+  Watch streams without a credential and never read them. Streams therefore have a budget of
+  their own (`StreamBudget`: in total and per connection), and the server's pool has that
+  many threads beyond `max_workers`, so unary calls always keep `max_workers` threads. A
+  stream beyond the budget is RESOURCE_EXHAUSTED at once. Streams that need no credential
+  have half of the budget (`StreamBudgets`).
 """
 
 from __future__ import annotations
@@ -22,9 +31,10 @@ from service.api.auth import (
     roles_for,
     set_current_principal,
 )
-from service.api.errors import status_for
+from service.api.errors import status_for, streams_exhausted_status
 from service.api.metrics import CallMetrics, log_call
 from service.deadline import set_call_deadline
+from service.errors import InvalidArgument
 
 Behavior = Callable[..., Any]
 if TYPE_CHECKING:
@@ -80,12 +90,89 @@ class _Guard:
             log_call(self.method, code, seconds, caller, call_store())
 
 
-def _unary(guard: _Guard, behavior: Behavior) -> Behavior:
+class StreamBudget:
+    """How many streams may be open at once: in all, and on one connection (peer)."""
+
+    def __init__(self, total: int, per_connection: int) -> None:
+        self.total = total
+        self.per_connection = per_connection
+        self._open: dict[str, int] = {}
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def enter(self, peer: str) -> bool:
+        with self._lock:
+            on_peer = self._open.get(peer, 0)
+            if self._count >= self.total or on_peer >= self.per_connection:
+                return False
+            self._count += 1
+            self._open[peer] = on_peer + 1
+            return True
+
+    def leave(self, peer: str) -> None:
+        with self._lock:
+            self._count -= 1
+            left = self._open[peer] - 1
+            if left:
+                self._open[peer] = left
+            else:
+                del self._open[peer]
+
+    @property
+    def open_streams(self) -> int:
+        return self._count
+
+
+class StreamBudgets:
+    """Streams anyone may open (health Watch, reflection) get half of the stream threads, so
+    strangers cannot crowd out the event streams and imports of credentialed callers."""
+
+    def __init__(self, total: int, per_connection: int) -> None:
+        public = max(1, total // 2)
+        self.public = StreamBudget(public, per_connection)
+        self.authenticated = StreamBudget(max(1, total - public), per_connection)
+        self.threads = self.public.total + self.authenticated.total
+
+
+class _Undecodable:
+    """What the wrapped deserializer returns for a body protobuf cannot parse."""
+
+
+UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(body: bytes) -> Any:
+        try:
+            return deserialize(body)
+        except Exception:  # DecodeError, and whatever a malformed body makes protobuf raise
+            return UNDECODABLE
+
+    return parse
+
+
+def _checked(request: Any) -> Any:
+    if request is UNDECODABLE:
+        raise InvalidArgument("request", "the body is not a valid message of this method")
+    return request
+
+
+def _checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        yield _checked(request)
+
+
+def _unary(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Behavior:
+    check = _checked_stream if streamed_request else _checked
+
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
         try:
             caller = guard.admit(context)
-            return behavior(request, context)
+            return behavior(check(request), context)
         except Exception as exc:
             status = guard.status(exc, context)
             code = status.code
@@ -96,12 +183,14 @@ def _unary(guard: _Guard, behavior: Behavior) -> Behavior:
     return handle
 
 
-def _streaming(guard: _Guard, behavior: Behavior) -> Behavior:
+def _streaming(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Behavior:
+    check = _checked_stream if streamed_request else _checked
+
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
         try:
             caller = guard.admit(context)
-            yield from behavior(request, context)
+            yield from behavior(check(request), context)
         except Exception as exc:
             status = guard.status(exc, context)
             code = status.code
@@ -112,23 +201,63 @@ def _streaming(guard: _Guard, behavior: Behavior) -> Behavior:
     return handle
 
 
-def _rewrap(handler: Handler, guard: _Guard) -> Handler:
+def _budgeted(budget: StreamBudget, guard: _Guard, handle: Behavior, returns: bool) -> Behavior:
+    """A stream admitted within the budget, or RESOURCE_EXHAUSTED before any other work."""
+
+    def refuse(context: grpc.ServicerContext) -> None:
+        guard.done(grpc.StatusCode.RESOURCE_EXHAUSTED, perf_counter(), "-")
+        context.abort_with_status(streams_exhausted_status(budget.total, budget.per_connection))
+
+    def admitted_call(request: Any, context: grpc.ServicerContext) -> Any:
+        peer = context.peer()
+        if not budget.enter(peer):
+            refuse(context)
+        try:
+            return handle(request, context)
+        finally:
+            budget.leave(peer)
+
+    def admitted_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        peer = context.peer()
+        if not budget.enter(peer):
+            refuse(context)
+        try:
+            yield from handle(request, context)
+        finally:
+            budget.leave(peer)
+
+    return admitted_call if returns else admitted_stream
+
+
+def _rewrap(handler: Handler, guard: _Guard, budgets: StreamBudgets) -> Handler:
     h: Any = handler
-    codec = (h.request_deserializer, h.response_serializer)
+    budget = budgets.public if guard.allowed is None else budgets.authenticated
+    codec = (_tolerant(h.request_deserializer), h.response_serializer)
     if h.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_unary(guard, h.unary_unary), *codec)
+        return grpc.unary_unary_rpc_method_handler(_unary(guard, h.unary_unary, False), *codec)
     if h.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(_streaming(guard, h.unary_stream), *codec)
+        handle = _budgeted(budget, guard, _streaming(guard, h.unary_stream, False), False)
+        return grpc.unary_stream_rpc_method_handler(handle, *codec)
     if h.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(_unary(guard, h.stream_unary), *codec)
-    return grpc.stream_stream_rpc_method_handler(_streaming(guard, h.stream_stream), *codec)
+        handle = _budgeted(budget, guard, _unary(guard, h.stream_unary, True), True)
+        return grpc.stream_unary_rpc_method_handler(handle, *codec)
+    handle = _budgeted(budget, guard, _streaming(guard, h.stream_stream, True), False)
+    return grpc.stream_stream_rpc_method_handler(handle, *codec)
 
 
 class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, book: CredentialBook, metrics: CallMetrics, *, log_calls: bool) -> None:
+    def __init__(
+        self,
+        book: CredentialBook,
+        metrics: CallMetrics,
+        *,
+        log_calls: bool,
+        streams: StreamBudgets,
+    ) -> None:
         self._book = book
         self._metrics = metrics
         self._log_calls = log_calls
+        self._streams = streams
         self._wrapped: dict[str, Handler] = {}
         self._lock = threading.Lock()
 
@@ -142,7 +271,8 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler = continuation(details)
         if handler is None:  # unknown method: not cached, so random names cannot grow the dict
             return None
-        wrapped = _rewrap(handler, _Guard(method, self._book, self._metrics, self._log_calls))
+        guard = _Guard(method, self._book, self._metrics, self._log_calls)
+        wrapped = _rewrap(handler, guard, self._streams)
         with self._lock:
             self._wrapped[method] = wrapped
         return wrapped

@@ -31,7 +31,7 @@ from loyalty.v1 import (
 from service.api.auth import CredentialBook
 from service.api.backoffice import BackOfficeServicer
 from service.api.bench_services import bench_handlers
-from service.api.interceptors import CallInterceptor
+from service.api.interceptors import CallInterceptor, StreamBudgets
 from service.api.members import MemberServicer
 from service.api.metrics import CallMetrics, StatsCollector
 from service.api.notifications import NotificationServicer
@@ -137,12 +137,16 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         time_zone=settings.time_zone,
         member_capacity=settings.member_cache_size,
     )
+    streams = StreamBudgets(settings.max_streams, settings.max_streams_per_connection)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers),
+        # Streams get threads of their own beyond max_workers (service/api/interceptors.py).
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers + streams.threads),
         # Beyond this many calls in flight, new calls get RESOURCE_EXHAUSTED at once
         # instead of queueing without end.
         maximum_concurrent_rpcs=settings.max_concurrent_calls,
-        interceptors=[CallInterceptor(credentials, metrics, log_calls=settings.log_calls)],
+        interceptors=[
+            CallInterceptor(credentials, metrics, log_calls=settings.log_calls, streams=streams)
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
