@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.v1 import notification_pb2, notification_pb2_grpc
 from service.api import convert
+from service.api.auth import current_principal
 from service.errors import InvalidArgument, Unavailable
 from service.store.models import KEY
 from service.store.outbox import Event, ack_events, acked_position, check_consumer, events_after
@@ -103,7 +104,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         position = request.after_position
         if position == 0 and request.consumer:
             with self._sessions() as session:
-                position = acked_position(session, request.consumer)
+                position = acked_position(
+                    session, request.consumer, current_principal().credential_id
+                )
         self._enter()
         try:
             yield from self._follow(position, request.member_id or None, context)
@@ -129,6 +132,12 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> notification_pb2.AckMemberEventsResponse:
         check_consumer(request.consumer)
         with self._sessions() as session:
-            position = ack_events(session, request.consumer, request.position, datetime.now(UTC))
+            position = ack_events(
+                session,
+                request.consumer,
+                request.position,
+                datetime.now(UTC),
+                owner=current_principal().credential_id,
+            )
             session.commit()
         return notification_pb2.AckMemberEventsResponse(acked_position=position)

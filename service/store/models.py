@@ -521,6 +521,8 @@ class OutboxAckRow(Base):
     consumer: Mapped[str] = mapped_column(String(KEY), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The credential that created it (migration 0003); "" for the jobs' cursors.
+    owner: Mapped[str] = mapped_column(String(KEY), server_default="")
 
 
 class AuditLogRow(Base):

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, PermissionDenied
 from service.store.models import KEY, OutboxAckRow, OutboxRow
 from service.store.sql import insert_rows, table_of, upsert, utc_now
 
@@ -148,10 +148,19 @@ def check_consumer(consumer: str, field: str = "consumer", *, job: bool = False)
         raise InvalidArgument(field, f"names starting with {JOB_CONSUMER_PREFIX!r} are reserved")
 
 
-def acked_position(session: Session, consumer: str) -> int:
-    """The position a consumer has acknowledged; 0 when it never did."""
-    found = session.scalar(select(OutboxAckRow.position).where(OutboxAckRow.consumer == consumer))
-    return found or 0
+def acked_position(session: Session, consumer: str, owner: str | None = None) -> int:
+    """The position a consumer has acknowledged; 0 when it never did. With `owner`, only
+    the credential that owns the consumer may read it."""
+    found = session.execute(
+        select(OutboxAckRow.position, OutboxAckRow.owner).where(OutboxAckRow.consumer == consumer)
+    ).first()
+    if found is None:
+        return 0
+    if owner is not None and found.owner not in ("", owner):
+        raise PermissionDenied(
+            f"consumer {consumer[:32]!r} belongs to another credential", reason="NOT_YOUR_CONSUMER"
+        )
+    return int(found.position)
 
 
 def ack_events(
@@ -161,26 +170,38 @@ def ack_events(
     now: datetime | None = None,
     *,
     job: bool = False,
+    owner: str = "",
 ) -> int:
     """Record that `consumer` handled every event up to and including `position`; returns the
     consumer's position now. Monotonic: an older position leaves the stored one unchanged
     (acks may arrive out of order or be repeated). A position beyond the last event is refused
-    unless `job` (a job's cursor, which is not an outbox position)."""
+    unless `job` (a job's cursor, which is not an outbox position). The first ack makes
+    `owner` (a credential id) the consumer's owner; another owner's ack is PermissionDenied.
+    On a refusal the caller rolls back."""
     check_consumer(consumer, job=job)
     if position < 0:
         raise InvalidArgument("position", "must not be negative")
     acks = table_of(OutboxAckRow)
+    owned_by_caller = acks.c.owner.in_(("", owner))
     upsert(
         session,
         OutboxAckRow,
-        [{"consumer": consumer, "position": position, "updated_at": now or utc_now()}],
+        [
+            {
+                "consumer": consumer,
+                "position": position,
+                "updated_at": now or utc_now(),
+                "owner": owner,
+            }
+        ],
         on_conflict=lambda excluded: {
             "position": case(
-                (excluded.position > acks.c.position, excluded.position),
+                (owned_by_caller & (excluded.position > acks.c.position), excluded.position),
                 else_=acks.c.position,
-            )
+            ),
+            "owner": case((acks.c.owner == "", excluded.owner), else_=acks.c.owner),
         },
     )  # the write comes first: on SQLite it takes the write lock before any read
     if not job and position > last_event_position(session):
-        raise InvalidArgument("position", "is beyond the last event")  # the caller rolls back
-    return acked_position(session, consumer)
+        raise InvalidArgument("position", "is beyond the last event")
+    return acked_position(session, consumer, owner)

@@ -147,3 +147,17 @@ def test_stopping_the_server_ends_open_streams_at_once(tmp_path: Path):
         server.stop(grace=0.5)
     assert ended.wait(5)
     assert took < 3.0  # not the 10 s grace period
+
+
+def test_one_app_cannot_move_or_read_another_apps_consumer(channel, demo_server):
+    operator_edits(demo_server, channel, "M000501", 1)
+    newest = take(subscribe(channel, member_id="M000501"), 1)[-1].position
+    stub = events(channel)
+    ack = notification_pb2.AckMemberEventsRequest(consumer="crm-sync", position=newest)
+    stub.AckMemberEvents(ack, timeout=10, metadata=auth(Role.BACK_OFFICE))
+    with pytest.raises(grpc.RpcError) as moved:
+        stub.AckMemberEvents(ack, timeout=10, metadata=auth(Role.CUSTOMER_SERVICES))
+    assert moved.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as read:
+        next(iter(subscribe(channel, Role.CUSTOMER_SERVICES, consumer="crm-sync")))
+    assert read.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, PermissionDenied
 from service.store.outbox import (
     EventType,
     ack_events,
@@ -104,3 +104,20 @@ def test_a_bad_acknowledgement_is_invalid(db, consumer, position, field):
     with db() as session, pytest.raises(InvalidArgument) as caught:
         ack_events(session, consumer, position)
     assert caught.value.field == field
+
+
+def test_a_consumer_belongs_to_the_credential_that_created_it(db):
+    for member in ("M1", "M2", "M3"):
+        write(db, member)
+    with db() as session:
+        first, second, third = (e.position for e in events_after(session, 0))
+        assert ack_events(session, "push", second, owner="app-a") == second
+        session.commit()
+    with db() as session, pytest.raises(PermissionDenied, match="another credential"):
+        ack_events(session, "push", third, owner="app-b")  # cannot move it on
+    with db() as session, pytest.raises(PermissionDenied):
+        acked_position(session, "push", "app-b")  # nor read where it is
+    with db() as session:
+        assert acked_position(session, "push", "app-a") == second  # nothing moved
+        assert ack_events(session, "push", third, owner="app-a") == third
+        session.commit()

@@ -17,7 +17,7 @@ from service.store.loader import load_members
 from service.store.member_documents import members_without_document
 from service.store.models import Base, MemberRow
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def schema_differences(url: str, metadata: MetaData = Base.metadata) -> list[object]:
