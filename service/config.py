@@ -44,6 +44,10 @@ class Settings:
     token_previous_key_id: str = ""
     token_previous_until: str = ""  # ISO 8601 time with offset: the previous key's end
     token_ttl_s: float = 24 * 3600.0  # a token older than this is refused: calculate again
+    # Card numbers that name no member, per credential: this many at once, then this many a
+    # second; beyond, card lookups are RESOURCE_EXHAUSTED (service/api/lookup.py).
+    card_miss_burst: int = 30
+    card_miss_rate_per_s: float = 1.0
     metrics_port: int = 0  # Prometheus metrics on this port (worker i: port + i); 0: off
     metrics_address: str = "127.0.0.1"
     log_calls: bool = True  # one JSON log line per call (logger service.calls)
@@ -76,6 +80,8 @@ class Settings:
             raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
         if self.max_streams < 1 or self.max_streams_per_connection < 1:
             raise ValueError("max_streams and max_streams_per_connection must be >= 1")
+        if self.card_miss_burst < 1 or self.card_miss_rate_per_s <= 0:
+            raise ValueError("card_miss_burst must be >= 1 and card_miss_rate_per_s > 0")
         if self.token_ttl_s <= 0:
             raise ValueError("token_ttl_s must be > 0")
 

@@ -65,6 +65,16 @@ class PermissionDenied(DomainError):
     reason = "PERMISSION_DENIED"
 
 
+class TooManyRequests(DomainError):
+    """A caller over one of its rate limits; it may retry after `retry_after_s`."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after_s: float) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(DomainError):
     """The store cannot be reached for a write; the caller may retry with the same id."""
 

@@ -31,6 +31,7 @@ STATUS_TABLE: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.TooManyRequests: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
@@ -73,6 +74,10 @@ def domain_status(error: errors.DomainError) -> grpc.Status:
         details.append(_pack(failure))
     if isinstance(error, errors.Unavailable):
         details.append(_pack(error_details_pb2.RetryInfo()))
+    if isinstance(error, errors.TooManyRequests):
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(max(1, round(error.retry_after_s * 1000)))
+        details.append(_pack(retry))
     return rpc_status.to_status(
         status_pb2.Status(code=code.value[0], message=error.message, details=details)
     )

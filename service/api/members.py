@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
 from service.api import convert
 from service.api.auth import current_principal
-from service.api.receipts import resolve_member
+from service.api.lookup import MemberLookup
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine.eligibility import ReceiptContext, ineligibility_reason
@@ -286,16 +286,18 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         cache: BenefitCache,
         sessions: sessionmaker[Session],
         clock: Clock = utc_now,
+        members: MemberLookup | None = None,
     ) -> None:
         self._settings = settings
         self._cache = cache
+        self._members = members or MemberLookup.from_settings(cache, settings)
         self._sessions = sessions
         self._clock = clock
         self._general: tuple[Snapshot, list[GeneralOffer]] | None = None
         self._lock = threading.Lock()
 
     def _member(self, identity: common_pb2.MemberIdentity) -> Member:
-        member = resolve_member(self._cache, identity, "member")
+        member = self._members.resolve(identity, "member")
         if member is None:
             raise InvalidArgument("member", "a card number or a member id is required")
         return member

@@ -16,16 +16,17 @@ from zoneinfo import ZoneInfo
 import grpc
 from sqlalchemy.orm import Session
 
-from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc, token_pb2
+from loyalty.v1 import receipt_pb2, receipt_pb2_grpc, token_pb2
 from service.api import convert
 from service.api.auth import current_principal
+from service.api.lookup import MemberLookup
 from service.api.tokens import signer_from_settings
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine.calculate import calculate
 from service.engine.model import Member, Unit, UsageLimit
 from service.engine.validation import validate_receipt
-from service.errors import InvalidArgument, NotFound
+from service.errors import InvalidArgument
 from service.store.receipt_repo import (
     Confirmation,
     UsageClaim,
@@ -41,29 +42,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def resolve_member(
-    cache: BenefitCache, identity: common_pb2.MemberIdentity, field: str
-) -> Member | None:
-    """The member a card or member id names; None for an anonymous buyer (no identity)."""
-    which = identity.WhichOneof("id")
-    if which is None:
-        return None
-    if which == "card_number":
-        if not identity.card_number:
-            raise InvalidArgument(f"{field}.card_number", "must not be empty")
-        found = cache.member_for_card(identity.card_number)
-        if found is None:
-            raise NotFound("no member has this card", reason="CARD_NOT_FOUND")
-        member = found[1]
-    else:
-        if not identity.member_id:
-            raise InvalidArgument(f"{field}.member_id", "must not be empty")
-        member = cache.member(identity.member_id)
-    if member is None:
-        raise NotFound("member not found", reason="MEMBER_NOT_FOUND")
-    return member
-
-
 class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
     def __init__(
         self,
@@ -73,9 +51,11 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         *,
         sessions: Callable[[], Session],
         store_available: Callable[[], bool] = lambda: True,
+        members: MemberLookup | None = None,
     ) -> None:
         self._settings = settings
         self._cache = cache
+        self._members = members or MemberLookup.from_settings(cache, settings)
         self._clock = clock
         self._signer = signer_from_settings(settings, clock)
         self._time_zone = ZoneInfo(settings.time_zone)
@@ -88,7 +68,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         now = self._clock()
         receipt_pb = request.receipt
         current_principal().check_store(receipt_pb.store_id)
-        member = resolve_member(self._cache, receipt_pb.member, "receipt.member")
+        member = self._members.resolve(receipt_pb.member, "receipt.member")
         receipt = convert.receipt_to_model(receipt_pb, member, now)
         snapshot = self._cache.snapshot
         try:

@@ -32,6 +32,7 @@ from service.api.auth import CredentialBook
 from service.api.backoffice import BackOfficeServicer
 from service.api.bench_services import bench_handlers
 from service.api.interceptors import CallInterceptor, StreamBudgets
+from service.api.lookup import MemberLookup
 from service.api.members import MemberServicer
 from service.api.metrics import CallMetrics, StatsCollector
 from service.api.notifications import NotificationServicer
@@ -166,12 +167,17 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
             else health_pb2.HealthCheckResponse.NOT_SERVING,
         ),
     )
+    members = MemberLookup.from_settings(cache, settings)  # one miss budget per credential
     receipts = ReceiptServicer(
-        settings, cache, sessions=sessions, store_available=lambda: follower.store_available
+        settings,
+        cache,
+        sessions=sessions,
+        store_available=lambda: follower.store_available,
+        members=members,
     )
     receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(receipts, server)
     member_pb2_grpc.add_MemberServiceServicer_to_server(
-        MemberServicer(settings, cache, sessions), server
+        MemberServicer(settings, cache, sessions, members=members), server
     )
     backoffice_pb2_grpc.add_BackOfficeServiceServicer_to_server(
         BackOfficeServicer(settings, cache, sessions), server

@@ -10,11 +10,21 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from clients import register_cli
 from clients.receipt_format import load_receipt
-from loyalty.v1 import notification_pb2, notification_pb2_grpc, receipt_pb2, receipt_pb2_grpc
+from loyalty.v1 import (
+    common_pb2,
+    member_pb2,
+    member_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+    receipt_pb2,
+    receipt_pb2_grpc,
+)
 from service.api.auth import Role
 from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
@@ -22,6 +32,7 @@ from tests.e2e.test_lifecycle import refusal
 from tests.e2e.test_notifications import operator_edits
 
 WORKERS = 4
+DEMO_CARD = "2000000000001"
 
 
 @pytest.fixture
@@ -165,3 +176,41 @@ def test_an_undecodable_message_in_a_request_stream_is_invalid_argument(
     code, _reason, field = refusal(refused.value)
     assert (code, field) == (grpc.StatusCode.INVALID_ARGUMENT, "request")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_unknown_cards_tried_at_speed_are_resource_exhausted_with_retry_info(
+    tmp_path: Path,
+) -> None:
+    loyalty, port = create_server(
+        demo_settings(tmp_path, card_miss_burst=3, card_miss_rate_per_s=0.001)
+    )
+    loyalty.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            offers = member_pb2_grpc.MemberServiceStub(channel)
+
+            def look_up(card: str, role: Role = Role.REGISTER) -> grpc.StatusCode:
+                request = member_pb2.GetMemberOffersRequest(
+                    member=common_pb2.MemberIdentity(card_number=card)
+                )
+                try:
+                    offers.GetMemberOffers(request, timeout=5, metadata=auth(role))
+                except grpc.RpcError as refused:
+                    return refused.code()  # type: ignore[no-any-return]
+                return grpc.StatusCode.OK
+
+            misses = [look_up(f"99900000000{n:02d}") for n in range(3)]
+            assert misses == [grpc.StatusCode.NOT_FOUND] * 3
+            request = member_pb2.GetMemberOffersRequest(
+                member=common_pb2.MemberIdentity(card_number=DEMO_CARD)
+            )
+            with pytest.raises(grpc.RpcError) as limited:  # a real card too: no oracle
+                offers.GetMemberOffers(request, timeout=5, metadata=auth())
+            assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            status = rpc_status.from_call(limited.value)
+            assert status is not None
+            retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+            assert len(retry) == 1
+            assert look_up(DEMO_CARD, Role.CUSTOMER_SERVICES) == grpc.StatusCode.OK
+    finally:
+        loyalty.stop(grace=0.5)
