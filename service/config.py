@@ -29,6 +29,12 @@ class Settings:
     # own while open: at most this many at once, and per connection, beyond max_workers.
     max_streams: int = 8
     max_streams_per_connection: int = 4
+    # Calls that wait on the store (confirms, refunds, selections, back office) hold at most
+    # this many threads, beyond max_workers: a hung store cannot take Calculate's threads.
+    max_store_calls: int = 8
+    # The longest any database wait may take where no call deadline bounds it (the change
+    # follower's polls): a frozen store is noticed within about this long.
+    store_timeout_s: float = 2.0
     member_cache_size: int = 200_000  # members kept in memory per process
     preload_members: bool = False  # load members into the cache at start (up to its size)
     max_receipt_lines: int = 1000
@@ -78,6 +84,8 @@ class Settings:
             raise ValueError("processes must be >= 0")
         if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:
             raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
+        if self.max_store_calls < 1 or self.store_timeout_s <= 0:
+            raise ValueError("max_store_calls must be >= 1 and store_timeout_s > 0")
         if self.max_streams < 1 or self.max_streams_per_connection < 1:
             raise ValueError("max_streams and max_streams_per_connection must be >= 1")
         if self.card_miss_burst < 1 or self.card_miss_rate_per_s <= 0:

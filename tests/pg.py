@@ -7,9 +7,11 @@ the `postgres` user (runuser) and the directory is handed to that user.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -110,8 +112,32 @@ class PostgresCluster:
         """Start the stopped server again on the same port."""
         self._pg_ctl_start()
 
+    def freeze(self) -> None:
+        """SIGSTOP the postmaster and every backend: connections stay open, nothing answers
+        (a hung database, which no TCP timeout notices). thaw() must follow."""
+        self._frozen = self._server_pids()
+        for pid in self._frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in getattr(self, "_frozen", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = []
+
+    def _server_pids(self) -> list[int]:
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == postmaster:  # the parent pid
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
     def close(self) -> None:
         """Stop the server (fast shutdown) if it runs, and remove the directory."""
+        self.thaw()
         try:
             if (self.data_dir / "postmaster.pid").exists():
                 self._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.data_dir))

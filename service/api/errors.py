@@ -105,6 +105,21 @@ def streams_exhausted_status(total: int, per_connection: int) -> grpc.Status:
     )
 
 
+def store_busy_status(budget: int) -> grpc.Status:
+    """A store-bound call beyond its budget: the store is slow; retry with the same id."""
+    info = error_details_pb2.ErrorInfo(reason="STORE_BUSY", domain=DOMAIN)
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromMilliseconds(200)
+    message = f"the store is busy ({budget} calls waiting on it); retry with the same id"
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=grpc.StatusCode.UNAVAILABLE.value[0],
+            message=message,
+            details=[_pack(info), _pack(retry)],
+        )
+    )
+
+
 def _deadline_passed() -> bool:
     left = remaining_seconds()
     return left is not None and left <= 0

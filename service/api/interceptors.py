@@ -8,14 +8,18 @@ lookup plus the wrapper's own work (no new handler objects per call).
   INTERNAL with a traceback in the log for every bad body, even from a stranger.
 - Streams hold a worker thread for as long as they are open, and a stranger can open health
   Watch streams without a credential and never read them. Streams therefore have a budget of
-  their own (`StreamBudget`: in total and per connection), and the server's pool has that
+  their own (`Budget`: in total and per connection), and the server's pool has that
   many threads beyond `max_workers`, so unary calls always keep `max_workers` threads. A
   stream beyond the budget is RESOURCE_EXHAUSTED at once. Streams that need no credential
-  have half of the budget (`StreamBudgets`).
+  have half of the budget.
+- Unary calls that wait on the store (everything but Calculate and health) have a budget of
+  their own too: when the store hangs, they pile up there, and beyond it are UNAVAILABLE at
+  once, while Calculate keeps every one of `max_workers` threads (`Budgets`).
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from time import perf_counter
@@ -31,7 +35,7 @@ from service.api.auth import (
     roles_for,
     set_current_principal,
 )
-from service.api.errors import status_for, streams_exhausted_status
+from service.api.errors import status_for, store_busy_status, streams_exhausted_status
 from service.api.metrics import CallMetrics, log_call
 from service.deadline import set_call_deadline
 from service.errors import InvalidArgument
@@ -90,8 +94,9 @@ class _Guard:
             log_call(self.method, code, seconds, caller, call_store())
 
 
-class StreamBudget:
-    """How many streams may be open at once: in all, and on one connection (peer)."""
+class Budget:
+    """How many calls of one kind may hold a thread at once: in all, and on one connection
+    (peer)."""
 
     def __init__(self, total: int, per_connection: int) -> None:
         self.total = total
@@ -123,15 +128,34 @@ class StreamBudget:
         return self._count
 
 
-class StreamBudgets:
-    """Streams anyone may open (health Watch, reflection) get half of the stream threads, so
-    strangers cannot crowd out the event streams and imports of credentialed callers."""
+# The loyalty methods that answer from memory; every other one may wait on the store.
+FROM_MEMORY = frozenset({"/loyalty.v1.ReceiptService/Calculate"})
 
-    def __init__(self, total: int, per_connection: int) -> None:
-        public = max(1, total // 2)
-        self.public = StreamBudget(public, per_connection)
-        self.authenticated = StreamBudget(max(1, total - public), per_connection)
-        self.threads = self.public.total + self.authenticated.total
+
+def waits_on_store(method: str) -> bool:
+    return method.startswith("/loyalty.v1.") and method not in FROM_MEMORY
+
+
+class Budgets:
+    """The thread budgets beyond `max_workers`, which only calls from memory use:
+
+    - unary calls that wait on the store: `store_calls`, so a hung store cannot take
+      Calculate's threads;
+    - streams anyone may open (health Watch, reflection): half of `streams`, so strangers
+      cannot crowd out the event streams and imports of credentialed callers;
+    - credentialed streams: the other half."""
+
+    def __init__(self, streams: int, streams_per_connection: int, store_calls: int) -> None:
+        public = max(1, streams // 2)
+        self.public = Budget(public, streams_per_connection)
+        self.authenticated = Budget(max(1, streams - public), streams_per_connection)
+        self.store = Budget(store_calls, store_calls)
+        self.threads = self.public.total + self.authenticated.total + self.store.total
+
+    def refusal(self, budget: Budget) -> grpc.Status:
+        if budget is self.store:
+            return store_busy_status(budget.total)
+        return streams_exhausted_status(budget.total, budget.per_connection)
 
 
 class _Undecodable:
@@ -201,17 +225,15 @@ def _streaming(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Beh
     return handle
 
 
-def _budgeted(budget: StreamBudget, guard: _Guard, handle: Behavior, returns: bool) -> Behavior:
-    """A stream admitted within the budget, or RESOURCE_EXHAUSTED before any other work."""
-
-    def refuse(context: grpc.ServicerContext) -> None:
-        guard.done(grpc.StatusCode.RESOURCE_EXHAUSTED, perf_counter(), "-")
-        context.abort_with_status(streams_exhausted_status(budget.total, budget.per_connection))
+def _budgeted(budget: Budget, refusal: grpc.Status, guard: _Guard, handle: Behavior) -> Behavior:
+    """A call admitted within the budget, or refused before any other work."""
+    refused = refusal.code
 
     def admitted_call(request: Any, context: grpc.ServicerContext) -> Any:
         peer = context.peer()
         if not budget.enter(peer):
-            refuse(context)
+            guard.done(refused, perf_counter(), "-")
+            context.abort_with_status(refusal)
         try:
             return handle(request, context)
         finally:
@@ -220,28 +242,46 @@ def _budgeted(budget: StreamBudget, guard: _Guard, handle: Behavior, returns: bo
     def admitted_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         peer = context.peer()
         if not budget.enter(peer):
-            refuse(context)
+            guard.done(refused, perf_counter(), "-")
+            context.abort_with_status(refusal)
         try:
             yield from handle(request, context)
         finally:
             budget.leave(peer)
 
-    return admitted_call if returns else admitted_stream
+    return admitted_stream if inspect.isgeneratorfunction(handle) else admitted_call
 
 
-def _rewrap(handler: Handler, guard: _Guard, budgets: StreamBudgets) -> Handler:
+def _handle(guard: _Guard, h: Any) -> Behavior:
+    """The method's behaviour with the guard around it."""
+    if h.unary_unary:
+        return _unary(guard, h.unary_unary, False)
+    if h.unary_stream:
+        return _streaming(guard, h.unary_stream, False)
+    if h.stream_unary:
+        return _unary(guard, h.stream_unary, True)
+    return _streaming(guard, h.stream_stream, True)
+
+
+def _budget_of(guard: _Guard, h: Any, budgets: Budgets) -> Budget | None:
+    if h.request_streaming or h.response_streaming:
+        return budgets.public if guard.allowed is None else budgets.authenticated
+    return budgets.store if waits_on_store(guard.method) else None
+
+
+def _rewrap(handler: Handler, guard: _Guard, budgets: Budgets) -> Handler:
     h: Any = handler
-    budget = budgets.public if guard.allowed is None else budgets.authenticated
+    handle = _handle(guard, h)
+    budget = _budget_of(guard, h, budgets)
+    if budget is not None:
+        handle = _budgeted(budget, budgets.refusal(budget), guard, handle)
     codec = (_tolerant(h.request_deserializer), h.response_serializer)
     if h.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_unary(guard, h.unary_unary, False), *codec)
+        return grpc.unary_unary_rpc_method_handler(handle, *codec)
     if h.unary_stream:
-        handle = _budgeted(budget, guard, _streaming(guard, h.unary_stream, False), False)
         return grpc.unary_stream_rpc_method_handler(handle, *codec)
     if h.stream_unary:
-        handle = _budgeted(budget, guard, _unary(guard, h.stream_unary, True), True)
         return grpc.stream_unary_rpc_method_handler(handle, *codec)
-    handle = _budgeted(budget, guard, _streaming(guard, h.stream_stream, True), False)
     return grpc.stream_stream_rpc_method_handler(handle, *codec)
 
 
@@ -252,12 +292,12 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         metrics: CallMetrics,
         *,
         log_calls: bool,
-        streams: StreamBudgets,
+        budgets: Budgets,
     ) -> None:
         self._book = book
         self._metrics = metrics
         self._log_calls = log_calls
-        self._streams = streams
+        self._budgets = budgets
         self._wrapped: dict[str, Handler] = {}
         self._lock = threading.Lock()
 
@@ -272,7 +312,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:  # unknown method: not cached, so random names cannot grow the dict
             return None
         guard = _Guard(method, self._book, self._metrics, self._log_calls)
-        wrapped = _rewrap(handler, guard, self._streams)
+        wrapped = _rewrap(handler, guard, self._budgets)
         with self._lock:
             self._wrapped[method] = wrapped
         return wrapped

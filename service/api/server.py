@@ -31,7 +31,7 @@ from loyalty.v1 import (
 from service.api.auth import CredentialBook
 from service.api.backoffice import BackOfficeServicer
 from service.api.bench_services import bench_handlers
-from service.api.interceptors import CallInterceptor, StreamBudgets
+from service.api.interceptors import Budgets, CallInterceptor
 from service.api.lookup import MemberLookup
 from service.api.members import MemberServicer
 from service.api.metrics import CallMetrics, StatsCollector
@@ -138,15 +138,18 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         time_zone=settings.time_zone,
         member_capacity=settings.member_cache_size,
     )
-    streams = StreamBudgets(settings.max_streams, settings.max_streams_per_connection)
+    budgets = Budgets(
+        settings.max_streams, settings.max_streams_per_connection, settings.max_store_calls
+    )
     server = grpc.server(
-        # Streams get threads of their own beyond max_workers (service/api/interceptors.py).
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers + streams.threads),
+        # Streams and calls that wait on the store get threads of their own beyond
+        # max_workers, which calls from memory use (service/api/interceptors.py).
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers + budgets.threads),
         # Beyond this many calls in flight, new calls get RESOURCE_EXHAUSTED at once
         # instead of queueing without end.
         maximum_concurrent_rpcs=settings.max_concurrent_calls,
         interceptors=[
-            CallInterceptor(credentials, metrics, log_calls=settings.log_calls, streams=streams)
+            CallInterceptor(credentials, metrics, log_calls=settings.log_calls, budgets=budgets)
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -159,6 +162,7 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         cache,
         on_credentials_changed=credentials.reload,
         poll_interval_s=settings.sync_interval_s,
+        poll_timeout_s=settings.store_timeout_s,
         observe_delay=metrics.sync_delay.observe,
         on_store_state=lambda available: health_servicer.set(
             STORE_HEALTH,

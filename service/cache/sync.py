@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from service.cache.state import BenefitCache
+from service.deadline import set_call_deadline
 from service.store.feed import Change, EntityKind, changes_after, changes_at, last_position
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class ChangeFollower:
         observe_delay: Callable[[float], None] = lambda seconds: None,
         on_store_state: Callable[[bool], None] = lambda available: None,
         poll_interval_s: float = 0.1,
+        poll_timeout_s: float = 2.0,
         gap_timeout_s: float = 30.0,
         batch_size: int = 5000,
     ) -> None:
@@ -77,6 +79,7 @@ class ChangeFollower:
         # False while polls fail: calculations then say they used cached state only.
         self.store_available = True
         self._poll_interval_s = poll_interval_s
+        self._poll_timeout_s = poll_timeout_s
         self._gap_timeout_s = gap_timeout_s
         self._batch_size = batch_size
         self._highest = 0  # highest position applied
@@ -115,6 +118,9 @@ class ChangeFollower:
     def _run(self) -> None:
         backoff = self._poll_interval_s
         while not self._stop.is_set():
+            # A poll that gets no answer in time fails like one that cannot connect: a hung
+            # store turns NOT_SERVING as fast as a stopped one (service/store/watchdog.py).
+            set_call_deadline(self._poll_timeout_s)
             try:
                 self.poll_once()
                 backoff = self._poll_interval_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,16 +13,30 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.deadline import check_deadline, remaining_seconds
 from service.store.member_documents import backfill
+from service.store.watchdog import WATCHDOG
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 BUSY_TIMEOUT_STEP_MS = 100
 PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 20
+PG_POOL_TIMEOUT_S = 2.0
+PG_CONNECT_ARGS = {
+    "connect_timeout": 2,  # seconds; libpq's least
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 5000,  # ms: unacknowledged data this long means the peer is gone
+}
+# A connection idle longer than this is pinged when checked out (under the watchdog); one
+# used more recently is trusted, and if it is dead after all the call fails over as UNAVAILABLE.
+PG_PING_AFTER_IDLE_S = 5.0
 
 
 def normalize_url(url: str) -> str:
@@ -46,10 +61,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     options: dict[str, Any] = {
-        "pool_pre_ping": True,
         "pool_size": PG_POOL_SIZE,
         "max_overflow": PG_MAX_OVERFLOW,
         "pool_recycle": 1800,
+        # Bounds on every wait the client side can bound (docs/operations.md): a pool that
+        # is exhausted, a server that does not accept, a peer that is gone.
+        "pool_timeout": PG_POOL_TIMEOUT_S,
+        "connect_args": PG_CONNECT_ARGS,
     }
     options.update(kwargs)
     engine = create_engine(url, **options)
@@ -96,6 +114,22 @@ def _refuse_commit_past_deadline(_connection: Any) -> None:
 
 
 def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # Everything the connection does until checkin ends by the call's deadline, even
+        # when the server hangs (service/store/watchdog.py).
+        left = remaining_seconds()
+        if left is not None:
+            WATCHDOG.arm(id(record), dbapi_connection, time.monotonic() + max(left, 0.0))
+        idle = time.monotonic() - record.info.get("checked_in_at", time.monotonic())
+        if idle > PG_PING_AFTER_IDLE_S:
+            _ping(dbapi_connection)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        WATCHDOG.disarm(id(record))
+        record.info["checked_in_at"] = time.monotonic()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A call's remaining time bounds every statement and lock wait of its transaction.
@@ -106,6 +140,16 @@ def _configure_postgres(engine: Engine) -> None:
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
 
     event.listen(engine, "commit", _refuse_commit_past_deadline)
+
+
+def _ping(dbapi_connection: Any) -> None:
+    """Raise DisconnectionError for a dead connection: the pool then takes a new one."""
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception as exc:
+        raise DisconnectionError(str(exc)) from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
