@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -23,7 +24,11 @@ from tests.pg import PostgresCluster
 pytestmark = pytest.mark.postgres
 
 WORKERS = 4
-STUCK_CONFIRMS = 12  # three times the workers
+STUCK_CONFIRMS = 24  # more than every thread of the server (workers and budgets)
+# Confirms wait far longer than a calculation may take: without budgets of their own they
+# would hold every worker that long.
+CONFIRM_DEADLINE_S = 5.0
+CALCULATE_DEADLINE_S = 1.0
 
 
 @pytest.fixture
@@ -77,7 +82,7 @@ def test_a_frozen_database_leaves_calculations_and_health_answering(
 
         def calculate(sent: receipt_pb2.Receipt) -> receipt_pb2.CalculateResponse:
             request = receipt_pb2.CalculateRequest(receipt=sent)
-            return receipts.Calculate(request, timeout=2, metadata=auth())
+            return receipts.Calculate(request, timeout=CALCULATE_DEADLINE_S, metadata=auth())
 
         shown = {n: calculate(demo_receipt(f"HUNG-{n}")) for n in range(STUCK_CONFIRMS)}
         cluster.freeze()
@@ -88,7 +93,7 @@ def test_a_frozen_database_leaves_calculations_and_health_answering(
                         receipt=demo_receipt(f"HUNG-{n}"),
                         confirmation_token=answer.confirmation_token,
                     ),
-                    timeout=1,
+                    timeout=CONFIRM_DEADLINE_S,
                     metadata=auth(),
                 )
                 for n, answer in shown.items()
@@ -96,7 +101,7 @@ def test_a_frozen_database_leaves_calculations_and_health_answering(
             for n in range(3 * WORKERS):  # all while the confirms hang
                 assert calculate(demo_receipt(f"HUNG-CALC-{n}")).result.total_paid > 0
                 check = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=2
+                    health_pb2.HealthCheckRequest(), timeout=CALCULATE_DEADLINE_S
                 )
                 assert check.status == health_pb2.HealthCheckResponse.SERVING
             until(lambda: store_health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -118,3 +123,46 @@ def test_a_frozen_database_leaves_calculations_and_health_answering(
             metadata=auth(),
         )
         assert confirmed.result == shown[0].result
+
+
+def test_confirms_blocked_on_a_row_lock_leave_calculations_their_workers(
+    cluster: PostgresCluster, server: LoyaltyServer
+) -> None:
+    """The database answers, but a member row is locked by another transaction: the confirms
+    of that member wait for it, Calculate does not."""
+    shown_receipts = {n: demo_receipt(f"LOCKED-{n}") for n in range(STUCK_CONFIRMS)}
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        receipts = receipt_pb2_grpc.ReceiptServiceStub(channel)
+        shown = {
+            n: receipts.Calculate(
+                receipt_pb2.CalculateRequest(receipt=sent), timeout=5, metadata=auth()
+            )
+            for n, sent in shown_receipts.items()
+        }
+        member_id = shown[0].result.member_id
+        url = server.settings.database_url.replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(url, autocommit=False) as locker:
+            locker.execute("SELECT id FROM members WHERE id = %s FOR UPDATE", (member_id,))
+            stuck = [
+                receipts.Confirm.future(
+                    receipt_pb2.ConfirmRequest(
+                        receipt=shown_receipts[n], confirmation_token=answer.confirmation_token
+                    ),
+                    timeout=CONFIRM_DEADLINE_S,
+                    metadata=auth(),
+                )
+                for n, answer in shown.items()
+            ]
+            for n in range(3 * WORKERS):
+                request = receipt_pb2.CalculateRequest(receipt=demo_receipt(f"LOCKED-CALC-{n}"))
+                answer = receipts.Calculate(request, timeout=CALCULATE_DEADLINE_S, metadata=auth())
+                assert not answer.result.degraded  # the database answers
+            locker.rollback()
+        codes = [future.code() for future in stuck]
+        assert grpc.StatusCode.UNAVAILABLE in codes  # beyond the budget: refused at once
+        assert set(codes) <= {
+            grpc.StatusCode.OK,  # waited for the lock, then committed
+            grpc.StatusCode.FAILED_PRECONDITION,  # the member's limited offer is used up
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        }, codes
