@@ -17,6 +17,14 @@ program's time zone.
 
 Memory stays flat in the file size: the file is read line by line and rows are yielded one
 at a time; `bytes_read` tells how far the reader got, for progress.
+
+A row that cannot be read is rejected alone, with its line number and a short reason, and
+the reader goes on: a line that is not UTF-8, not JSON, not a JSON object, nested deeper than
+the decoder goes, a number of more than 64 digits (a JSON number may be an id) or NaN; a
+CSV record with a stray quote or the wrong number of columns. A row is at most
+MAX_ROW_BYTES (64 KiB, line break included; a CSV record counts all the lines it spans): a
+longer one is rejected, and read past in blocks of that size, so a line of gigabytes costs
+time but no memory.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import csv
 import enum
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -93,6 +102,11 @@ ALL_FIELDS: tuple[str, ...] = (
 )
 DEFAULT_STACKING = Stacking.EXCLUSIVE
 
+MAX_ROW_BYTES = 64 * 1024  # one row; 1,000 SKUs of 13 digits take a quarter of it
+ROW_TOO_LONG = "longer than 64 KiB"
+JSON_DIGITS = records.KEY_LENGTH  # a JSON number may be an id: "card_numbers": [2000000000001]
+INTEGER_DIGITS = 19  # every integer field fits in 64 bits
+
 _INTEGER = re.compile(r"^[+-]?\d{1,19}$")
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
@@ -136,12 +150,14 @@ def _text(value: Any, field: str) -> str | None:
 def _integer(value: Any, field: str) -> int | None:
     if type(value) is str:
         text = value.strip()
-        if text.isascii() and text.isdigit():
+        if len(text) <= INTEGER_DIGITS and text.isascii() and text.isdigit():
             return int(text)
         if not text:
             return None
         if _INTEGER.match(text):
             return int(text)
+        if text.lstrip("+-").isdigit():  # int() of thousands of digits is slow, or refused
+            raise InvalidArgument(field, f"an integer of at most {INTEGER_DIGITS} digits")
     elif value is None:
         return None
     elif type(value) is int:
@@ -331,7 +347,7 @@ class ValueParser:
                 if field not in allowed:
                     if field in self._by_field:
                         raise _foreign(field, kind)
-                    raise InvalidArgument(field, "unknown field")
+                    raise InvalidArgument(records.field_name(field), "unknown field")
                 value = self._by_field[field](raw, field)
                 if value is not None:
                     typed[field] = value
@@ -373,27 +389,102 @@ class ValueParser:
 # --- files -------------------------------------------------------------------------------------
 
 
-class _CountedLines:
-    """Text lines of a binary file, counting bytes read; lines that are not UTF-8 are decoded
-    with replacement characters and remembered, so their row can be rejected."""
+class _RowTooLong(Exception):
+    """The row being read went over MAX_ROW_BYTES; the reader has passed over the rest of it."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+
+class _CountedLines:
+    """Text lines of a binary file, counting bytes and lines read, each row bounded.
+
+    A line that is not UTF-8 is decoded with replacement characters and remembered
+    (`last_bad_line`), so its row can be rejected. A row longer than MAX_ROW_BYTES raises
+    _RowTooLong, once the rest of it has been read past in bounded blocks: the rest of the
+    line and, for CSV (`quoted`), while the row's double quotes do not pair up (a quoted
+    field goes on), the lines after. The caller says where each row starts (`start_row`).
+    """
+
+    def __init__(self, stream: IO[bytes], *, quoted: bool = False) -> None:
         self._stream = stream
+        self._quoted = quoted
         self.bytes_read = 0
         self.line_number = 0
-        self.bad_lines: set[int] = set()
+        self.last_bad_line = 0
+        self._row_bytes = 0
+        self._row_quotes = 0
+
+    def start_row(self) -> None:
+        self._row_bytes = self._row_quotes = 0
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self._stream:
+        return self
+
+    def __next__(self) -> str:
+        raw = self._stream.readline(MAX_ROW_BYTES + 1)
+        if not raw:
+            raise StopIteration
+        self.line_number += 1
+        self.bytes_read += len(raw)
+        self._row_bytes += len(raw)
+        if self._quoted:
+            self._row_quotes += raw.count(b'"')
+        if self._row_bytes > MAX_ROW_BYTES:
+            self._pass_over_row(raw)
+            raise _RowTooLong
+        if self.line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.last_bad_line = self.line_number
+            return raw.decode("utf-8", errors="replace")
+
+    def _pass_over_row(self, raw: bytes) -> None:
+        """Read to the end of the row that `raw` is part of, keeping nothing of it."""
+        while True:
+            line_ended = raw.endswith(b"\n")
+            if line_ended and not (self._quoted and self._row_quotes % 2):
+                return
+            raw = self._stream.readline(MAX_ROW_BYTES)
+            if not raw:
+                return
+            if line_ended:
+                self.line_number += 1
             self.bytes_read += len(raw)
-            self.line_number += 1
-            if self.line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError:
-                self.bad_lines.add(self.line_number)
-                yield raw.decode("utf-8", errors="replace")
+            if self._quoted:
+                self._row_quotes += raw.count(b'"')
+
+
+class _Unreadable(ValueError):
+    """A JSON line that the decoder refuses to turn into values."""
+
+
+def _json_integer(digits: str) -> int:
+    if len(digits.lstrip("-")) > JSON_DIGITS:
+        raise _Unreadable(f"a number of more than {JSON_DIGITS} digits")
+    return int(digits)
+
+
+def _json_constant(name: str) -> Any:
+    raise _Unreadable(f"not valid JSON: {name} is not a JSON value")
+
+
+# Python's decoder also takes NaN and Infinity, and ints of any length (slowly, then not at all)
+_JSON = json.JSONDecoder(parse_int=_json_integer, parse_constant=_json_constant)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """The object on a JSON line, or _Unreadable with the reason."""
+    try:
+        values = _JSON.decode(text)
+    except _Unreadable:
+        raise
+    except json.JSONDecodeError as error:
+        raise _Unreadable(f"not valid JSON: {error.msg}") from None
+    except RecursionError:  # the C decoder checks its depth: nothing is left half-done
+        raise _Unreadable("not valid JSON: nested too deeply") from None
+    if not isinstance(values, dict):
+        raise _Unreadable("each line must be a JSON object")
+    return values
 
 
 class AttributeFile:
@@ -413,11 +504,13 @@ class AttributeFile:
     def _read_header(self) -> list[str]:
         """The CSV header, checked before anything is imported (FileFormatError)."""
         with self.path.open("rb") as stream:
-            reader = csv.reader(_CountedLines(stream), strict=True)
+            reader = csv.reader(_CountedLines(stream, quoted=True), strict=True)
             try:
                 header = [name.strip().lower() for name in next(reader)]
             except StopIteration:
                 raise FileFormatError("the file is empty: a CSV file needs a header") from None
+            except _RowTooLong:
+                raise FileFormatError(f"line 1: the header is {ROW_TOO_LONG}") from None
             except csv.Error as error:
                 raise FileFormatError(f"line 1: {error}") from None
         check_header(header)
@@ -429,7 +522,7 @@ class AttributeFile:
 
     def rows(self, skip: int = 0) -> Iterator[ParsedRow]:
         with self.path.open("rb") as stream:
-            self._lines = _CountedLines(stream)
+            self._lines = _CountedLines(stream, quoted=self.format == CSV_FORMAT)
             if self.format == CSV_FORMAT:
                 yield from self._csv_rows(self._lines, skip)
             else:
@@ -440,27 +533,27 @@ class AttributeFile:
         next(reader, None)
         width = len(self.header)
         parse = self.parser.csv_row_parser(self.header)
-        last_line = reader.line_num
         while True:
-            start = last_line + 1
+            lines.start_row()
+            start = lines.line_number + 1
+            values: list[str] = []
             try:
                 values = next(reader)
+                problem = ""
             except StopIteration:
                 return
+            except _RowTooLong:
+                problem = ROW_TOO_LONG
             except csv.Error as error:  # a stray quote: this row only; the reader goes on
-                last_line = reader.line_num
-                if not skip:
-                    yield _reject(start, "", f"not valid CSV: {error}")
-                else:
-                    skip -= 1
-                continue
-            last_line = reader.line_num
-            if not values or (len(values) == 1 and not values[0].strip()):
-                continue
+                problem = f"not valid CSV: {error}"
+            if not problem and (not values or (len(values) == 1 and not values[0].strip())):
+                continue  # a blank line
             if skip:
                 skip -= 1
                 continue
-            if lines.bad_lines and any(n in lines.bad_lines for n in range(start, last_line + 1)):
+            if problem:
+                yield _reject(start, "", problem)
+            elif lines.last_bad_line >= start:
                 yield _reject(start, "", "not valid UTF-8")
             elif len(values) != width:
                 yield _reject(start, "", f"{len(values)} columns where the header has {width}")
@@ -469,33 +562,41 @@ class AttributeFile:
 
     def _jsonl_rows(self, lines: _CountedLines, skip: int) -> Iterator[ParsedRow]:
         parse = self.parser.parse_row
-        for text in lines:
-            if not text.strip():
+        while True:
+            lines.start_row()
+            try:
+                text: str | None = next(lines)
+            except StopIteration:
+                return
+            except _RowTooLong:
+                text = None
+            if text is not None and not text.strip():
                 continue
             if skip:
                 skip -= 1
                 continue
             number = lines.line_number
-            if number in lines.bad_lines:
+            if text is None:
+                yield _reject(number, "", ROW_TOO_LONG)
+            elif lines.last_bad_line == number:
                 yield _reject(number, "", "not valid UTF-8")
-                continue
-            try:
-                values = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield _reject(number, "", f"not valid JSON: {error.msg}")
-                continue
-            if not isinstance(values, dict):
-                yield _reject(number, "", "each line must be a JSON object")
-                continue
-            yield parse(values, number)
+            else:
+                try:
+                    values = _json_object(text)
+                except _Unreadable as error:
+                    yield _reject(number, "", str(error))
+                else:
+                    yield parse(values, number)
 
 
 def check_header(header: list[str]) -> None:
     known = set(ALL_FIELDS)
     unknown = [name for name in header if name not in known]
     if unknown:
-        raise FileFormatError(f"unknown columns: {', '.join(unknown)}")
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+        shown = ", ".join(records.field_name(name) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise FileFormatError(f"unknown columns: {shown}{more}")
+    duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
         raise FileFormatError(f"columns named twice: {', '.join(duplicates)}")
     for required in ("type", "member_id"):
