@@ -13,7 +13,8 @@ fields of the row's kind. A field that does not belong to the row's kind must be
 Values: integers as digits; booleans true/false (also 1/0, yes/no); enums by name, with or
 without the proto prefix (PERCENT or BENEFIT_KIND_PERCENT); dates YYYY-MM-DD; times ISO 8601
 with an offset (2026-03-01T00:00:00+03:00, or Z), or a bare date meaning 00:00 in the
-program's time zone.
+program's time zone; in UTC from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z (what a
+datetime holds: 0001-01-01 in Moscow is before that).
 
 Memory stays flat in the file size: the file is read line by line and rows are yielded one
 at a time; `bytes_read` tells how far the reader got, for progress.
@@ -325,14 +326,17 @@ class ValueParser:
             return None
         try:
             if len(text) == 10:
-                local = datetime.combine(date.fromisoformat(text), time(0), tzinfo=self.zone)
-                return local.astimezone(UTC)
-            moment = datetime.fromisoformat(text)
+                moment = datetime.combine(date.fromisoformat(text), time(0), tzinfo=self.zone)
+            else:
+                moment = datetime.fromisoformat(text)
         except ValueError:
             raise InvalidArgument(field, f"must be an ISO 8601 time, not {text!r}") from None
         if moment.tzinfo is None:
             raise InvalidArgument(field, "needs a UTC offset (Z or +03:00), or give a date only")
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # the offset takes it before year 1 or after 9999 in UTC
+            raise InvalidArgument(field, f"must be a time {records.TIME_RANGE}") from None
 
     def parse_row(self, values: Mapping[str, Any], line_number: int) -> ParsedRow:
         """A raw row (field -> raw value, e.g. a JSON object) as a record, or as the reason

@@ -40,6 +40,8 @@ MAX_MONEY = 10**12  # minor units per unit; anything above is absurd
 MAX_LIMIT = 10**12
 MAX_ITEMS = 1000  # SKUs, groups, cards or tags in one row
 QUOTE_LENGTH = 32  # characters of a sender's value that a rejection quotes
+# What a protobuf Timestamp allows and a datetime holds, in UTC (sub-microseconds dropped)
+TIME_RANGE = "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
 
 # Control characters (NUL, which PostgreSQL text cannot hold; ESC, which a receipt printer
 # obeys) and lone surrogates (which are not UTF-8) in no id and no name.
