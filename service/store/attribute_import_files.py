@@ -121,7 +121,7 @@ def format_of(path: Path, given: str | None = None) -> str:
     """The format named, or the one the file name says (.csv; .jsonl, .ndjson, .json)."""
     if given:
         if given not in FORMATS:
-            raise FileFormatError(f"unknown format {given!r}: use csv or jsonl")
+            raise FileFormatError(f"unknown format {records.quoted(given)}: use csv or jsonl")
         return given
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz",)]
     if suffixes and suffixes[-1] == ".csv":
@@ -163,7 +163,7 @@ def _integer(value: Any, field: str) -> int | None:
         return None
     elif type(value) is int:
         return value
-    raise InvalidArgument(field, f"must be an integer, not {value!r}")
+    raise InvalidArgument(field, f"must be an integer, not {records.quoted(value)}")
 
 
 _BOOLEANS = {text: True for text in _TRUE} | {text: False for text in _FALSE}
@@ -180,7 +180,7 @@ def _boolean(value: Any, field: str) -> bool | None:
             return found
         if not value.strip():
             return None
-    raise InvalidArgument(field, f"must be true or false, not {value!r}")
+    raise InvalidArgument(field, f"must be true or false, not {records.quoted(value)}")
 
 
 def _list(value: Any, field: str) -> list[str] | None:
@@ -210,7 +210,9 @@ def _date(value: Any, field: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidArgument(field, f"must be a date YYYY-MM-DD, not {text!r}") from None
+        raise InvalidArgument(
+            field, f"must be a date YYYY-MM-DD, not {records.quoted(text)}"
+        ) from None
 
 
 def _cached(parse: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
@@ -246,7 +248,7 @@ def _enum_parser(enum_class: type[E], prefix: str) -> Callable[[Any, str], E | N
             return None
         found = names.get(text.upper())
         if found is None:
-            raise InvalidArgument(field, f"must be one of {choices}, not {text!r}")
+            raise InvalidArgument(field, f"must be one of {choices}, not {records.quoted(text)}")
         return found
 
     return parse
@@ -265,7 +267,8 @@ def _kind(value: Any) -> RowKind:
     found = _KINDS.get(text.lower())
     if found is None:
         raise InvalidArgument(
-            "type", f"{text!r} is not member_profile, favorite_categories or personal_offer"
+            "type",
+            f"{records.quoted(text)} is not member_profile, favorite_categories or personal_offer",
         )
     return found
 
@@ -330,7 +333,9 @@ class ValueParser:
             else:
                 moment = datetime.fromisoformat(text)
         except ValueError:
-            raise InvalidArgument(field, f"must be an ISO 8601 time, not {text!r}") from None
+            raise InvalidArgument(
+                field, f"must be an ISO 8601 time, not {records.quoted(text)}"
+            ) from None
         if moment.tzinfo is None:
             raise InvalidArgument(field, "needs a UTC offset (Z or +03:00), or give a date only")
         try:

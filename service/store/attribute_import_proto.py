@@ -84,7 +84,9 @@ def _birth_date(text: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidArgument("birth_date", f"must be a date YYYY-MM-DD, not {text!r}") from None
+        raise InvalidArgument(
+            "birth_date", f"must be a date YYYY-MM-DD, not {records.quoted(text)}"
+        ) from None
 
 
 # --- proto -> record ---------------------------------------------------------------------------

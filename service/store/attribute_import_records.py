@@ -115,7 +115,7 @@ def quoted(value: object) -> str:
     lone surrogates escaped) of at most its first QUOTE_LENGTH characters, … when cut."""
     if isinstance(value, str):
         shown = repr(value[:QUOTE_LENGTH])
-        return shown + "…" if len(value) > QUOTE_LENGTH else shown
+        return shown[:-1] + "…" + shown[-1] if len(value) > QUOTE_LENGTH else shown
     shown = repr(value)
     return shown[:QUOTE_LENGTH] + "…" if len(shown) > QUOTE_LENGTH else shown
 
@@ -166,7 +166,7 @@ def key_list(
         seen: set[str] = set()
         for index, value in enumerate(values):
             if value in seen:
-                raise InvalidArgument(f"{field}[{index}]", f"{value!r} is listed twice")
+                raise InvalidArgument(f"{field}[{index}]", f"{quoted(value)} is listed twice")
             seen.add(value)
     for value in distinct:
         if not value or len(value) > length or not value.isprintable():

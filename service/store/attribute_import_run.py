@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from service.store.attribute_import_batch import BatchApplied, apply_batch
-from service.store.attribute_import_records import KEY_LENGTH, ParsedRow, RowError
+from service.store.attribute_import_records import KEY_LENGTH, ParsedRow, RowError, quoted
 from service.store.import_repo import DONE, RUNNING, claim_import
 from service.store.models import ImportRow
 from service.store.sql import table_of, utc_now
@@ -164,7 +164,7 @@ class AttributeImport:
         assert state is not None
         if state.kind != KIND:
             raise AlreadyExists(
-                f"import id {self.import_id!r} belongs to an import of {state.kind}",
+                f"import id {quoted(self.import_id)} belongs to an import of {state.kind}",
                 reason="IMPORT_ID_REUSED",
             )
         if (
@@ -174,7 +174,7 @@ class AttributeImport:
             and state.fingerprint != self._fingerprint
         ):
             raise AlreadyExists(
-                f"import id {self.import_id!r} was used for another source",
+                f"import id {quoted(self.import_id)} was used for another source",
                 reason="IMPORT_ID_REUSED",
             )
         self._consumed = self._skipped = state.consumed
@@ -237,7 +237,7 @@ class AttributeImport:
         if getattr(result, "rowcount", 0) != 1:
             session.rollback()
             raise ImportConflict(
-                f"import {self.import_id!r} is being applied by another run; "
+                f"import {quoted(self.import_id)} is being applied by another run; "
                 "run it again when that one has stopped to resume or see it done"
             )
 

@@ -100,6 +100,17 @@ def test_rows_with_times_no_datetime_holds_are_rejected_and_the_import_goes_on(s
     ]
 
 
+def test_a_rejects_file_quotes_only_a_short_prefix_of_what_the_file_said(store, tmp_path):
+    stranger = "M" * 64  # a valid id, of nobody
+    source = jsonl(tmp_path / "rows.jsonl", [{**ROWS[3], "member_id": stranger}])
+    rejects = tmp_path / "rejects.csv"
+    run_cli("--database-url", store, "--import-id", "I1", "--rejects", str(rejects), str(source))
+    with rejects.open() as f:
+        (listed,) = list(csv.DictReader(f))
+    assert listed["field"] == "member_id"
+    assert "M" * 32 + "…" in listed["reason"] and "M" * 33 not in listed["reason"]
+
+
 def test_a_second_run_of_the_same_import_says_replayed_and_changes_nothing(store, tmp_path):
     source = jsonl(tmp_path / "rows.jsonl", ROWS[:2])
     assert run_cli("--database-url", store, "--import-id", "I1", str(source))[0] == 0

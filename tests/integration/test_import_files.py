@@ -215,6 +215,68 @@ def test_each_kind_of_bad_row_is_rejected_alone_with_its_line_and_reason(write, 
     assert reason in bad.error.reason
 
 
+LONG = "x" * 1000
+QUOTING_ROWS = [
+    ({"type": LONG, "member_id": "M1"}, "type"),
+    ({**PROFILE, "gender": LONG}, "gender"),
+    ({**PROFILE, "active": LONG}, "active"),
+    ({**PROFILE, "birth_date": LONG}, "birth_date"),
+    ({**PROFILE, "card_numbers": [LONG, LONG]}, "card_numbers[1]"),
+    ({**CATEGORIES, "group_ids": ["G1", LONG, LONG]}, "group_ids[2]"),
+    ({**CATEGORIES, "benefit_value": LONG}, "benefit_value"),
+    ({**CATEGORIES, "valid_from": LONG}, "valid_from"),
+    ({**CATEGORIES, "frequency": LONG}, "frequency"),
+    ({**PERSONAL, "stacking": LONG}, "stacking"),
+    ({**PERSONAL, "limit_unit": LONG}, "limit_unit"),
+]
+
+
+def assert_quotes_a_prefix(text: str) -> None:
+    """A message quotes at most 32 characters of what the sender sent, and says it cut it."""
+    assert "x" * 33 not in text and "x" * 32 + "…" in text, text[:200]
+    assert len(text) <= 120, text[:200]
+
+
+@pytest.mark.parametrize(("row", "field"), QUOTING_ROWS)
+def test_a_rejection_quotes_only_a_short_prefix_of_a_long_value(write, row, field):
+    (parsed,) = read(write([row]))
+    assert parsed.error.field == field
+    assert_quotes_a_prefix(parsed.error.reason)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {**CATEGORIES, "benefit_value": [LONG] * 10},
+        {**PROFILE, "active": {"answer": LONG}},
+        {**PROFILE, "gender": 10**60},
+    ],
+)
+def test_a_json_value_of_the_wrong_type_is_quoted_short_too(tmp_path, row):
+    (parsed,) = read(write_jsonl(tmp_path / "rows.jsonl", [row]))
+    assert parsed.error is not None and len(parsed.error.reason) <= 100
+
+
+def test_a_made_up_field_name_is_reported_short(tmp_path):
+    (parsed,) = read(write_jsonl(tmp_path / "rows.jsonl", [{**PROFILE, LONG: 1}]))
+    assert parsed.error.reason == "unknown field"
+    assert_quotes_a_prefix(parsed.error.field)
+    path = tmp_path / "rows.csv"
+    path.write_text(f"type,member_id,{LONG}\n")
+    with pytest.raises(FileFormatError) as refused:
+        AttributeFile(path, ZONE)
+    assert_quotes_a_prefix(str(refused.value))
+
+
+def test_a_protobuf_row_is_quoted_short_too():
+    row = backoffice_pb2.AttributeRow(
+        member_profile=backoffice_pb2.MemberProfileRow(member_id="M1", birth_date=LONG)
+    )
+    parsed = row_from_proto(row, 1)
+    assert parsed.error.field == "birth_date"
+    assert_quotes_a_prefix(parsed.error.reason)
+
+
 def test_times_at_the_ends_of_what_a_datetime_holds_are_kept_and_survive_protobuf(write):
     row = {**PERSONAL, "valid_from": "0001-01-01T00:00:00Z"}
     row["valid_to"] = "9999-12-31T23:59:59.999999+00:00"
