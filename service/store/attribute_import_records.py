@@ -112,10 +112,16 @@ def rejected(line_number: int, error: InvalidArgument) -> ParsedRow:
 
 def quoted(value: object) -> str:
     """A sender's value as a rejection shows it: a Python literal (control characters and
-    lone surrogates escaped) of at most its first QUOTE_LENGTH characters, … when cut."""
+    lone surrogates escaped) of at most its first QUOTE_LENGTH characters, … when cut. A JSON
+    array or object is named, not printed: its repr could be long, or nested deeper than
+    repr() may recurse."""
     if isinstance(value, str):
         shown = repr(value[:QUOTE_LENGTH])
         return shown[:-1] + "…" + shown[-1] if len(value) > QUOTE_LENGTH else shown
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
     shown = repr(value)
     return shown[:QUOTE_LENGTH] + "…" if len(shown) > QUOTE_LENGTH else shown
 

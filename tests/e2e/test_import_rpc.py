@@ -257,6 +257,30 @@ def test_a_stream_that_does_not_start_with_the_header_is_invalid(channel):
     assert violations == ["header"]
 
 
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        (bo.ImportHeader(import_id="E2E-IMPORT-\x00"), "header.import_id"),
+        (bo.ImportHeader(import_id="E2E-IMPORT-\x1b[2J"), "header.import_id"),
+    ],
+)
+def test_an_import_id_with_control_characters_is_invalid(channel, header, field):
+    requests = iter([bo.ImportCustomerAttributesRequest(header=header)])
+    with pytest.raises(grpc.RpcError) as raised:
+        back_office(channel).ImportCustomerAttributes(
+            requests, timeout=10, metadata=auth(Role.BACK_OFFICE)
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(raised.value)
+    violations = [
+        v.field
+        for detail in status.details
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR)
+        for v in _unpack(detail).field_violations
+    ]
+    assert violations == [field]
+
+
 def _unpack(detail) -> error_details_pb2.BadRequest:
     bad_request = error_details_pb2.BadRequest()
     detail.Unpack(bad_request)

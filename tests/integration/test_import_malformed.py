@@ -303,3 +303,17 @@ def test_an_interrupted_import_of_a_malformed_file_resumes_to_done(db_url, tmp_p
     finally:
         engine.dispose()
     assert member_ids(db_url) == {f"M{n}" for n in range(len(JSONL_CASES) + 1)}
+
+
+def test_values_nested_to_the_decoders_limit_are_rejected_without_being_printed(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = [profile("M0")]
+    for depth in range(900, 1001, 2):
+        nested = "[" * depth + "]" * depth
+        lines.append(offer_with(f'"priority": {nested}'))
+        lines.append(f'{{"type": "member_profile", "member_id": "M", "active": {nested}}}'.encode())
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rows = read(path)
+    assert len(rows) == len(lines) and rows[0].error is None
+    for row in rows[1:]:
+        assert row.error is not None and "[[" not in row.error.reason, row.error.reason
