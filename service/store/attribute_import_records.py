@@ -7,7 +7,8 @@ below take typed values (None for "not given") from any front end - the CSV / JS
 reader or the protobuf rows - check everything a row can be checked for without the store,
 and return a frozen record. A problem raises InvalidArgument naming the field by its file
 column name (`benefit_kind`, `group_ids[2]`), so a rejected row reads the same whichever way
-it came in.
+it came in. Ids, names, tags, SKUs and card numbers hold no control characters and no lone
+surrogates; a reason quotes at most QUOTE_LENGTH characters of a value (`quoted`).
 """
 
 from __future__ import annotations
