@@ -13,10 +13,19 @@ fields of the row's kind. A field that does not belong to the row's kind must be
 Values: integers as digits; booleans true/false (also 1/0, yes/no); enums by name, with or
 without the proto prefix (PERCENT or BENEFIT_KIND_PERCENT); dates YYYY-MM-DD; times ISO 8601
 with an offset (2026-03-01T00:00:00+03:00, or Z), or a bare date meaning 00:00 in the
-program's time zone.
+program's time zone; in UTC from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z (what a
+datetime holds: 0001-01-01 in Moscow is before that).
 
 Memory stays flat in the file size: the file is read line by line and rows are yielded one
 at a time; `bytes_read` tells how far the reader got, for progress.
+
+A row that cannot be read is rejected alone, with its line number and a short reason, and
+the reader goes on: a line that is not UTF-8, not JSON, not a JSON object, nested deeper than
+the decoder goes, a number of more than 64 digits (a JSON number may be an id) or NaN; a
+CSV record with a stray quote or the wrong number of columns. A row is at most
+MAX_ROW_BYTES (64 KiB, line break included; a CSV record counts all the lines it spans): a
+longer one is rejected, and read past in blocks of that size, so a line of gigabytes costs
+time but no memory.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import csv
 import enum
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -93,6 +103,11 @@ ALL_FIELDS: tuple[str, ...] = (
 )
 DEFAULT_STACKING = Stacking.EXCLUSIVE
 
+MAX_ROW_BYTES = 64 * 1024  # one row; 1,000 SKUs of 13 digits take a quarter of it
+ROW_TOO_LONG = "longer than 64 KiB"
+JSON_DIGITS = records.KEY_LENGTH  # a JSON number may be an id: "card_numbers": [2000000000001]
+INTEGER_DIGITS = 19  # every integer field fits in 64 bits
+
 _INTEGER = re.compile(r"^[+-]?\d{1,19}$")
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
@@ -106,7 +121,7 @@ def format_of(path: Path, given: str | None = None) -> str:
     """The format named, or the one the file name says (.csv; .jsonl, .ndjson, .json)."""
     if given:
         if given not in FORMATS:
-            raise FileFormatError(f"unknown format {given!r}: use csv or jsonl")
+            raise FileFormatError(f"unknown format {records.quoted(given)}: use csv or jsonl")
         return given
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz",)]
     if suffixes and suffixes[-1] == ".csv":
@@ -136,17 +151,19 @@ def _text(value: Any, field: str) -> str | None:
 def _integer(value: Any, field: str) -> int | None:
     if type(value) is str:
         text = value.strip()
-        if text.isascii() and text.isdigit():
+        if len(text) <= INTEGER_DIGITS and text.isascii() and text.isdigit():
             return int(text)
         if not text:
             return None
         if _INTEGER.match(text):
             return int(text)
+        if text.lstrip("+-").isdigit():  # int() of thousands of digits is slow, or refused
+            raise InvalidArgument(field, f"an integer of at most {INTEGER_DIGITS} digits")
     elif value is None:
         return None
     elif type(value) is int:
         return value
-    raise InvalidArgument(field, f"must be an integer, not {value!r}")
+    raise InvalidArgument(field, f"must be an integer, not {records.quoted(value)}")
 
 
 _BOOLEANS = {text: True for text in _TRUE} | {text: False for text in _FALSE}
@@ -163,7 +180,7 @@ def _boolean(value: Any, field: str) -> bool | None:
             return found
         if not value.strip():
             return None
-    raise InvalidArgument(field, f"must be true or false, not {value!r}")
+    raise InvalidArgument(field, f"must be true or false, not {records.quoted(value)}")
 
 
 def _list(value: Any, field: str) -> list[str] | None:
@@ -193,7 +210,9 @@ def _date(value: Any, field: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidArgument(field, f"must be a date YYYY-MM-DD, not {text!r}") from None
+        raise InvalidArgument(
+            field, f"must be a date YYYY-MM-DD, not {records.quoted(text)}"
+        ) from None
 
 
 def _cached(parse: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
@@ -229,7 +248,7 @@ def _enum_parser(enum_class: type[E], prefix: str) -> Callable[[Any, str], E | N
             return None
         found = names.get(text.upper())
         if found is None:
-            raise InvalidArgument(field, f"must be one of {choices}, not {text!r}")
+            raise InvalidArgument(field, f"must be one of {choices}, not {records.quoted(text)}")
         return found
 
     return parse
@@ -248,7 +267,8 @@ def _kind(value: Any) -> RowKind:
     found = _KINDS.get(text.lower())
     if found is None:
         raise InvalidArgument(
-            "type", f"{text!r} is not member_profile, favorite_categories or personal_offer"
+            "type",
+            f"{records.quoted(text)} is not member_profile, favorite_categories or personal_offer",
         )
     return found
 
@@ -309,14 +329,19 @@ class ValueParser:
             return None
         try:
             if len(text) == 10:
-                local = datetime.combine(date.fromisoformat(text), time(0), tzinfo=self.zone)
-                return local.astimezone(UTC)
-            moment = datetime.fromisoformat(text)
+                moment = datetime.combine(date.fromisoformat(text), time(0), tzinfo=self.zone)
+            else:
+                moment = datetime.fromisoformat(text)
         except ValueError:
-            raise InvalidArgument(field, f"must be an ISO 8601 time, not {text!r}") from None
+            raise InvalidArgument(
+                field, f"must be an ISO 8601 time, not {records.quoted(text)}"
+            ) from None
         if moment.tzinfo is None:
             raise InvalidArgument(field, "needs a UTC offset (Z or +03:00), or give a date only")
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # the offset takes it before year 1 or after 9999 in UTC
+            raise InvalidArgument(field, f"must be a time {records.TIME_RANGE}") from None
 
     def parse_row(self, values: Mapping[str, Any], line_number: int) -> ParsedRow:
         """A raw row (field -> raw value, e.g. a JSON object) as a record, or as the reason
@@ -331,7 +356,7 @@ class ValueParser:
                 if field not in allowed:
                     if field in self._by_field:
                         raise _foreign(field, kind)
-                    raise InvalidArgument(field, "unknown field")
+                    raise InvalidArgument(records.field_name(field), "unknown field")
                 value = self._by_field[field](raw, field)
                 if value is not None:
                     typed[field] = value
@@ -373,27 +398,102 @@ class ValueParser:
 # --- files -------------------------------------------------------------------------------------
 
 
-class _CountedLines:
-    """Text lines of a binary file, counting bytes read; lines that are not UTF-8 are decoded
-    with replacement characters and remembered, so their row can be rejected."""
+class _RowTooLong(Exception):
+    """The row being read went over MAX_ROW_BYTES; the reader has passed over the rest of it."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+
+class _CountedLines:
+    """Text lines of a binary file, counting bytes and lines read, each row bounded.
+
+    A line that is not UTF-8 is decoded with replacement characters and remembered
+    (`last_bad_line`), so its row can be rejected. A row longer than MAX_ROW_BYTES raises
+    _RowTooLong, once the rest of it has been read past in bounded blocks: the rest of the
+    line and, for CSV (`quoted`), while the row's double quotes do not pair up (a quoted
+    field goes on), the lines after. The caller says where each row starts (`start_row`).
+    """
+
+    def __init__(self, stream: IO[bytes], *, quoted: bool = False) -> None:
         self._stream = stream
+        self._quoted = quoted
         self.bytes_read = 0
         self.line_number = 0
-        self.bad_lines: set[int] = set()
+        self.last_bad_line = 0
+        self._row_bytes = 0
+        self._row_quotes = 0
+
+    def start_row(self) -> None:
+        self._row_bytes = self._row_quotes = 0
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self._stream:
+        return self
+
+    def __next__(self) -> str:
+        raw = self._stream.readline(MAX_ROW_BYTES + 1)
+        if not raw:
+            raise StopIteration
+        self.line_number += 1
+        self.bytes_read += len(raw)
+        self._row_bytes += len(raw)
+        if self._quoted:
+            self._row_quotes += raw.count(b'"')
+        if self._row_bytes > MAX_ROW_BYTES:
+            self._pass_over_row(raw)
+            raise _RowTooLong
+        if self.line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.last_bad_line = self.line_number
+            return raw.decode("utf-8", errors="replace")
+
+    def _pass_over_row(self, raw: bytes) -> None:
+        """Read to the end of the row that `raw` is part of, keeping nothing of it."""
+        while True:
+            line_ended = raw.endswith(b"\n")
+            if line_ended and not (self._quoted and self._row_quotes % 2):
+                return
+            raw = self._stream.readline(MAX_ROW_BYTES)
+            if not raw:
+                return
+            if line_ended:
+                self.line_number += 1
             self.bytes_read += len(raw)
-            self.line_number += 1
-            if self.line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError:
-                self.bad_lines.add(self.line_number)
-                yield raw.decode("utf-8", errors="replace")
+            if self._quoted:
+                self._row_quotes += raw.count(b'"')
+
+
+class _Unreadable(ValueError):
+    """A JSON line that the decoder refuses to turn into values."""
+
+
+def _json_integer(digits: str) -> int:
+    if len(digits.lstrip("-")) > JSON_DIGITS:
+        raise _Unreadable(f"a number of more than {JSON_DIGITS} digits")
+    return int(digits)
+
+
+def _json_constant(name: str) -> Any:
+    raise _Unreadable(f"not valid JSON: {name} is not a JSON value")
+
+
+# Python's decoder also takes NaN and Infinity, and ints of any length (slowly, then not at all)
+_JSON = json.JSONDecoder(parse_int=_json_integer, parse_constant=_json_constant)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """The object on a JSON line, or _Unreadable with the reason."""
+    try:
+        values = _JSON.decode(text)
+    except _Unreadable:
+        raise
+    except json.JSONDecodeError as error:
+        raise _Unreadable(f"not valid JSON: {error.msg}") from None
+    except RecursionError:  # the C decoder checks its depth: nothing is left half-done
+        raise _Unreadable("not valid JSON: nested too deeply") from None
+    if not isinstance(values, dict):
+        raise _Unreadable("each line must be a JSON object")
+    return values
 
 
 class AttributeFile:
@@ -413,11 +513,13 @@ class AttributeFile:
     def _read_header(self) -> list[str]:
         """The CSV header, checked before anything is imported (FileFormatError)."""
         with self.path.open("rb") as stream:
-            reader = csv.reader(_CountedLines(stream), strict=True)
+            reader = csv.reader(_CountedLines(stream, quoted=True), strict=True)
             try:
                 header = [name.strip().lower() for name in next(reader)]
             except StopIteration:
                 raise FileFormatError("the file is empty: a CSV file needs a header") from None
+            except _RowTooLong:
+                raise FileFormatError(f"line 1: the header is {ROW_TOO_LONG}") from None
             except csv.Error as error:
                 raise FileFormatError(f"line 1: {error}") from None
         check_header(header)
@@ -429,7 +531,7 @@ class AttributeFile:
 
     def rows(self, skip: int = 0) -> Iterator[ParsedRow]:
         with self.path.open("rb") as stream:
-            self._lines = _CountedLines(stream)
+            self._lines = _CountedLines(stream, quoted=self.format == CSV_FORMAT)
             if self.format == CSV_FORMAT:
                 yield from self._csv_rows(self._lines, skip)
             else:
@@ -440,27 +542,27 @@ class AttributeFile:
         next(reader, None)
         width = len(self.header)
         parse = self.parser.csv_row_parser(self.header)
-        last_line = reader.line_num
         while True:
-            start = last_line + 1
+            lines.start_row()
+            start = lines.line_number + 1
+            values: list[str] = []
             try:
                 values = next(reader)
+                problem = ""
             except StopIteration:
                 return
+            except _RowTooLong:
+                problem = ROW_TOO_LONG
             except csv.Error as error:  # a stray quote: this row only; the reader goes on
-                last_line = reader.line_num
-                if not skip:
-                    yield _reject(start, "", f"not valid CSV: {error}")
-                else:
-                    skip -= 1
-                continue
-            last_line = reader.line_num
-            if not values or (len(values) == 1 and not values[0].strip()):
-                continue
+                problem = f"not valid CSV: {error}"
+            if not problem and (not values or (len(values) == 1 and not values[0].strip())):
+                continue  # a blank line
             if skip:
                 skip -= 1
                 continue
-            if lines.bad_lines and any(n in lines.bad_lines for n in range(start, last_line + 1)):
+            if problem:
+                yield _reject(start, "", problem)
+            elif lines.last_bad_line >= start:
                 yield _reject(start, "", "not valid UTF-8")
             elif len(values) != width:
                 yield _reject(start, "", f"{len(values)} columns where the header has {width}")
@@ -469,33 +571,41 @@ class AttributeFile:
 
     def _jsonl_rows(self, lines: _CountedLines, skip: int) -> Iterator[ParsedRow]:
         parse = self.parser.parse_row
-        for text in lines:
-            if not text.strip():
+        while True:
+            lines.start_row()
+            try:
+                text: str | None = next(lines)
+            except StopIteration:
+                return
+            except _RowTooLong:
+                text = None
+            if text is not None and not text.strip():
                 continue
             if skip:
                 skip -= 1
                 continue
             number = lines.line_number
-            if number in lines.bad_lines:
+            if text is None:
+                yield _reject(number, "", ROW_TOO_LONG)
+            elif lines.last_bad_line == number:
                 yield _reject(number, "", "not valid UTF-8")
-                continue
-            try:
-                values = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield _reject(number, "", f"not valid JSON: {error.msg}")
-                continue
-            if not isinstance(values, dict):
-                yield _reject(number, "", "each line must be a JSON object")
-                continue
-            yield parse(values, number)
+            else:
+                try:
+                    values = _json_object(text)
+                except _Unreadable as error:
+                    yield _reject(number, "", str(error))
+                else:
+                    yield parse(values, number)
 
 
 def check_header(header: list[str]) -> None:
     known = set(ALL_FIELDS)
     unknown = [name for name in header if name not in known]
     if unknown:
-        raise FileFormatError(f"unknown columns: {', '.join(unknown)}")
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+        shown = ", ".join(records.field_name(name) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise FileFormatError(f"unknown columns: {shown}{more}")
+    duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
         raise FileFormatError(f"columns named twice: {', '.join(duplicates)}")
     for required in ("type", "member_id"):

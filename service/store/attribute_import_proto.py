@@ -5,6 +5,8 @@ field either way (`benefit_kind`, `valid_to`, `limit_unit`). On the wire UNSPECI
 are rejected where a file may leave the value empty (stacking; the period of a usage limit);
 the selection frequency may stay UNSPECIFIED only when acceptance is off (it does not
 matter then). A row's line_number 0 means "its position in the stream" (the first row is 1).
+A Timestamp outside its valid range (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z,
+nanos 0 to 999,999,999) rejects its row, naming the field; the rest of the stream goes on.
 
 Outgoing rows (loyalty-import --target) carry every value explicitly; a row the file reader
 rejected is sent as an AttributeRow with only its line number, which the server counts as
@@ -14,7 +16,7 @@ rejected, so the server's counts match the file.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from loyalty.v1 import backoffice_pb2, common_pb2
@@ -41,6 +43,11 @@ from service.store.attribute_import_records import (
 E = TypeVar("E", bound=enum.Enum)
 AttributeRow = backoffice_pb2.AttributeRow
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
+LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_NANOS = 999_999_999
+
 
 def _enum(enum_map: EnumMap[E], number: int, field: str) -> E | None:
     if number == 0:
@@ -59,10 +66,16 @@ def _required_enum(enum_map: EnumMap[E], number: int, field: str) -> E:
 
 
 def _moment(validity: common_pb2.Validity, field: str) -> datetime | None:
+    """A Timestamp within its own valid range (which a datetime holds), to the microsecond."""
     if not validity.HasField(field):
         return None
     stamp = getattr(validity, field)
-    return datetime.fromtimestamp(stamp.seconds, UTC).replace(microsecond=stamp.nanos // 1000)
+    if not FIRST_SECOND <= stamp.seconds <= LAST_SECOND:
+        raise InvalidArgument(field, f"must be a time {records.TIME_RANGE}")
+    if not 0 <= stamp.nanos <= MAX_NANOS:
+        raise InvalidArgument(field, "nanos must be from 0 to 999999999")
+    # From the epoch by timedelta: fromtimestamp() refuses the first years on some platforms.
+    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
 
 
 def _birth_date(text: str) -> date | None:
@@ -71,7 +84,9 @@ def _birth_date(text: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InvalidArgument("birth_date", f"must be a date YYYY-MM-DD, not {text!r}") from None
+        raise InvalidArgument(
+            "birth_date", f"must be a date YYYY-MM-DD, not {records.quoted(text)}"
+        ) from None
 
 
 # --- proto -> record ---------------------------------------------------------------------------

@@ -7,12 +7,14 @@ below take typed values (None for "not given") from any front end - the CSV / JS
 reader or the protobuf rows - check everything a row can be checked for without the store,
 and return a frozen record. A problem raises InvalidArgument naming the field by its file
 column name (`benefit_kind`, `group_ids[2]`), so a rejected row reads the same whichever way
-it came in.
+it came in. Ids, names, tags, SKUs and card numbers hold no control characters and no lone
+surrogates; a reason quotes at most QUOTE_LENGTH characters of a value (`quoted`).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -38,6 +40,13 @@ MAX_BASIS_POINTS = 10_000
 MAX_MONEY = 10**12  # minor units per unit; anything above is absurd
 MAX_LIMIT = 10**12
 MAX_ITEMS = 1000  # SKUs, groups, cards or tags in one row
+QUOTE_LENGTH = 32  # characters of a sender's value that a rejection quotes
+# What a protobuf Timestamp allows and a datetime holds, in UTC (sub-microseconds dropped)
+TIME_RANGE = "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+
+# Control characters (NUL, which PostgreSQL text cannot hold; ESC, which a receipt printer
+# obeys) and lone surrogates (which are not UTF-8) in no id and no name.
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class RowKind(enum.StrEnum):
@@ -102,7 +111,35 @@ def rejected(line_number: int, error: InvalidArgument) -> ParsedRow:
     return ParsedRow(line_number, error=RowError(line_number, error.field, error.description))
 
 
+def quoted(value: object) -> str:
+    """A sender's value as a rejection shows it: a Python literal (control characters and
+    lone surrogates escaped) of at most its first QUOTE_LENGTH characters, … when cut. A JSON
+    array or object is named, not printed: its repr could be long, or nested deeper than
+    repr() may recurse."""
+    if isinstance(value, str):
+        shown = repr(value[:QUOTE_LENGTH])
+        return shown[:-1] + "…" + shown[-1] if len(value) > QUOTE_LENGTH else shown
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    shown = repr(value)
+    return shown[:QUOTE_LENGTH] + "…" if len(shown) > QUOTE_LENGTH else shown
+
+
+def field_name(name: str) -> str:
+    """A field name the sender made up (an unknown key or column), fit to report."""
+    if len(name) <= QUOTE_LENGTH and name.isprintable():
+        return name
+    return quoted(name)
+
+
 # --- field checks ------------------------------------------------------------------------------
+
+
+def check_text(value: str, field: str) -> None:
+    if not value.isprintable() and _UNSAFE_TEXT.search(value):  # isprintable: the fast path
+        raise InvalidArgument(field, "must not contain control characters or lone surrogates")
 
 
 def require_key(value: str | None, field: str, length: int = KEY_LENGTH) -> str:
@@ -110,6 +147,7 @@ def require_key(value: str | None, field: str, length: int = KEY_LENGTH) -> str:
         raise InvalidArgument(field, "required")
     if len(value) > length:
         raise InvalidArgument(field, f"at most {length} characters")
+    check_text(value, field)
     return value
 
 
@@ -118,6 +156,7 @@ def require_name(value: str | None, field: str = "name") -> str:
         raise InvalidArgument(field, "required")
     if len(value) > NAME_LENGTH:
         raise InvalidArgument(field, f"at most {NAME_LENGTH} characters")
+    check_text(value, field)
     return value
 
 
@@ -134,10 +173,10 @@ def key_list(
         seen: set[str] = set()
         for index, value in enumerate(values):
             if value in seen:
-                raise InvalidArgument(f"{field}[{index}]", f"{value!r} is listed twice")
+                raise InvalidArgument(f"{field}[{index}]", f"{quoted(value)} is listed twice")
             seen.add(value)
     for value in distinct:
-        if not value or len(value) > length:
+        if not value or len(value) > length or not value.isprintable():
             require_key(value, f"{field}[{values.index(value)}]", length)
     return distinct
 

@@ -29,9 +29,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from service.errors import AlreadyExists, FailedPrecondition
 from service.store.attribute_import_batch import BatchApplied, apply_batch
-from service.store.attribute_import_records import KEY_LENGTH, ParsedRow, RowError
+from service.store.attribute_import_records import ParsedRow, RowError, quoted, require_key
 from service.store.import_repo import DONE, RUNNING, claim_import
 from service.store.models import ImportRow
 from service.store.sql import table_of, utc_now
@@ -121,10 +121,7 @@ def load_import(session: Session, import_id: str) -> ImportState | None:
 
 
 def check_import_id(import_id: str, field: str = "import_id") -> None:
-    if not import_id:
-        raise InvalidArgument(field, "required")
-    if len(import_id) > KEY_LENGTH:
-        raise InvalidArgument(field, f"at most {KEY_LENGTH} characters")
+    require_key(import_id, field)
 
 
 class AttributeImport:
@@ -139,8 +136,8 @@ class AttributeImport:
         on_batch: Callable[[BatchReport], None] | None = None,
     ) -> None:
         check_import_id(import_id)
-        if fingerprint is not None and len(fingerprint) > KEY_LENGTH:
-            raise InvalidArgument("fingerprint", f"at most {KEY_LENGTH} characters")
+        if fingerprint:
+            require_key(fingerprint, "fingerprint")
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be from 1 to {MAX_BATCH_SIZE}")
         self.import_id = import_id
@@ -164,7 +161,7 @@ class AttributeImport:
         assert state is not None
         if state.kind != KIND:
             raise AlreadyExists(
-                f"import id {self.import_id!r} belongs to an import of {state.kind}",
+                f"import id {quoted(self.import_id)} belongs to an import of {state.kind}",
                 reason="IMPORT_ID_REUSED",
             )
         if (
@@ -174,7 +171,7 @@ class AttributeImport:
             and state.fingerprint != self._fingerprint
         ):
             raise AlreadyExists(
-                f"import id {self.import_id!r} was used for another source",
+                f"import id {quoted(self.import_id)} was used for another source",
                 reason="IMPORT_ID_REUSED",
             )
         self._consumed = self._skipped = state.consumed
@@ -237,7 +234,7 @@ class AttributeImport:
         if getattr(result, "rowcount", 0) != 1:
             session.rollback()
             raise ImportConflict(
-                f"import {self.import_id!r} is being applied by another run; "
+                f"import {quoted(self.import_id)} is being applied by another run; "
                 "run it again when that one has stopped to resume or see it done"
             )
 

@@ -41,6 +41,7 @@ from service.store.attribute_import_records import (
     FavoriteCategories,
     MemberProfile,
     PersonalOfferGrant,
+    quoted,
 )
 from service.store.attribute_import_sql import IDS_PER_READ, in_ids, is_postgres
 from service.store.models import (
@@ -222,7 +223,8 @@ class BatchState:
     def _require_member(self, member_id: str) -> None:
         if member_id not in self.members:
             raise InvalidArgument(
-                "member_id", f"unknown member {member_id!r}: import a member_profile row first"
+                "member_id",
+                f"unknown member {quoted(member_id)}: import a member_profile row first",
             )
 
     def _apply_profile(self, profile: MemberProfile) -> None:

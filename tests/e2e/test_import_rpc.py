@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -116,6 +117,64 @@ def test_rows_streamed_through_the_rpc_apply_and_the_next_calculate_sees_them(ch
     assert offers_on_the_line(calculate(channel, "E2E-M1", "E2E-R1"))["P-E2E"] == 8945
 
 
+FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
+LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def dated_offer(offer_id: str, line_number: int, **validity: Timestamp) -> bo.AttributeRow:
+    row = personal_offer("E2E-M10", offer_id, 2000)
+    row.line_number = line_number
+    row.personal_offer.validity.CopyFrom(c.Validity(**validity))
+    return row
+
+
+def test_a_row_with_a_time_no_datetime_holds_is_rejected_alone_and_the_rest_applies(channel):
+    nul_name = dated_offer("P-NUL", 7)
+    nul_name.personal_offer.name = "Buckwheat\x00"
+    answer = send(
+        channel,
+        "E2E-IMPORT-10",
+        profile("E2E-M10"),
+        dated_offer("P-YEAR-0", 2, valid_from=Timestamp(seconds=FIRST_SECOND - 1)),
+        dated_offer("P-YEAR-10000", 3, valid_to=Timestamp(seconds=LAST_SECOND + 1)),
+        dated_offer("P-FAR", 4, valid_to=Timestamp(seconds=2**62)),
+        dated_offer("P-NANOS", 5, valid_from=Timestamp(seconds=0, nanos=-1)),
+        dated_offer("P-NANOS-2", 6, valid_to=Timestamp(seconds=0, nanos=10**9)),
+        nul_name,
+        dated_offer(
+            "P-E2E10",
+            8,
+            valid_from=Timestamp(seconds=FIRST_SECOND),
+            valid_to=Timestamp(seconds=LAST_SECOND, nanos=999_999_999),
+        ),
+    )
+    assert (answer.status.state, answer.status.rows_applied, answer.status.rows_rejected) == (
+        "DONE",
+        2,
+        6,
+    )
+    assert [(e.line_number, e.field) for e in answer.errors] == [
+        (2, "valid_from"),
+        (3, "valid_to"),
+        (4, "valid_to"),
+        (5, "valid_from"),
+        (6, "valid_to"),
+        (7, "name"),
+    ]
+    assert all(len(e.reason) < 100 for e in answer.errors)
+    assert offers_on_the_line(calculate(channel, "E2E-M10", "E2E-R10"))["P-E2E10"] == 3578
+    lookup = member_pb2_grpc.MemberServiceStub(channel).GetMemberOffers(
+        member_pb2.GetMemberOffersRequest(member=c.MemberIdentity(member_id="E2E-M10")),
+        timeout=10,
+        metadata=auth(Role.CUSTOMER_SERVICES),
+    )
+    (offer,) = [o for o in lookup.personal_offers if o.offer_id == "P-E2E10"]
+    assert (offer.validity.valid_from.seconds, offer.validity.valid_to.seconds) == (
+        FIRST_SECOND,
+        LAST_SECOND,
+    )
+
+
 def test_a_member_seen_before_the_import_gets_the_new_terms_at_once(channel):
     send(channel, "E2E-IMPORT-2", profile("E2E-M2"))
     assert "P-E2E2" not in offers_on_the_line(calculate(channel, "E2E-M2", "E2E-R2"))  # cached now
@@ -196,6 +255,30 @@ def test_a_stream_that_does_not_start_with_the_header_is_invalid(channel):
         for v in _unpack(detail).field_violations
     ]
     assert violations == ["header"]
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        (bo.ImportHeader(import_id="E2E-IMPORT-\x00"), "header.import_id"),
+        (bo.ImportHeader(import_id="E2E-IMPORT-\x1b[2J"), "header.import_id"),
+    ],
+)
+def test_an_import_id_with_control_characters_is_invalid(channel, header, field):
+    requests = iter([bo.ImportCustomerAttributesRequest(header=header)])
+    with pytest.raises(grpc.RpcError) as raised:
+        back_office(channel).ImportCustomerAttributes(
+            requests, timeout=10, metadata=auth(Role.BACK_OFFICE)
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(raised.value)
+    violations = [
+        v.field
+        for detail in status.details
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR)
+        for v in _unpack(detail).field_violations
+    ]
+    assert violations == [field]
 
 
 def _unpack(detail) -> error_details_pb2.BadRequest:

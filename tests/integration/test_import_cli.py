@@ -74,6 +74,43 @@ def test_an_import_prints_a_summary_writes_rejects_and_exits_one_for_rejected_ro
     assert "unknown member 'M9'" in listed[1]["reason"]
 
 
+def test_rows_with_times_no_datetime_holds_are_rejected_and_the_import_goes_on(store, tmp_path):
+    offer = {**ROWS[1], "offer_id": "P-FAR"}
+    source = jsonl(tmp_path / "rows.jsonl", [
+        ROWS[0],
+        {**offer, "valid_from": "0001-01-01"},  # 00:00 in Moscow is in year 0 in UTC
+        {**offer, "valid_to": "9999-12-31T23:30:00-01:00"},
+        {**offer, "valid_from": "99999-01-01"},
+        {**ROWS[0], "birth_date": "0000-12-31"},
+        {**offer, "valid_from": "0001-01-01T00:00:00Z", "valid_to": "9999-12-31T23:59:59Z"},
+    ])  # fmt: skip
+    rejects = tmp_path / "rejects.csv"
+    code, out, err = run_cli(
+        "--database-url", store, "--import-id", "I1", "--rejects", str(rejects), str(source)
+    )
+    assert code == importer.EXIT_REJECTS, err
+    assert "import I1: DONE" in out and "applied 2, rejected 4" in out
+    with rejects.open() as f:
+        listed = [(r["line_number"], r["field"]) for r in csv.DictReader(f)]
+    assert listed == [
+        ("2", "valid_from"),
+        ("3", "valid_to"),
+        ("4", "valid_from"),
+        ("5", "birth_date"),
+    ]
+
+
+def test_a_rejects_file_quotes_only_a_short_prefix_of_what_the_file_said(store, tmp_path):
+    stranger = "M" * 64  # a valid id, of nobody
+    source = jsonl(tmp_path / "rows.jsonl", [{**ROWS[3], "member_id": stranger}])
+    rejects = tmp_path / "rejects.csv"
+    run_cli("--database-url", store, "--import-id", "I1", "--rejects", str(rejects), str(source))
+    with rejects.open() as f:
+        (listed,) = list(csv.DictReader(f))
+    assert listed["field"] == "member_id"
+    assert "M" * 32 + "…" in listed["reason"] and "M" * 33 not in listed["reason"]
+
+
 def test_a_second_run_of_the_same_import_says_replayed_and_changes_nothing(store, tmp_path):
     source = jsonl(tmp_path / "rows.jsonl", ROWS[:2])
     assert run_cli("--database-url", store, "--import-id", "I1", str(source))[0] == 0

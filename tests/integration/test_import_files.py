@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from loyalty.v1 import backoffice_pb2, common_pb2
 from service.engine.model import (
@@ -157,6 +158,8 @@ def test_without_acceptance_every_offered_group_counts_and_max_count_defaults_to
     assert terms.frequency is Frequency.MONTHLY
 
 
+TIME_RANGE = "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+
 BAD_ROWS = [
     ({"type": "member", "member_id": "M1"}, "type", "is not member_profile"),
     ({"type": "member_profile"}, "member_id", "required"),
@@ -187,6 +190,17 @@ BAD_ROWS = [
     ({**PERSONAL, "stacking": "BOTH"}, "stacking", "must be one of EXCLUSIVE | COMBINABLE"),
     ({**PERSONAL, "benefit_kind": "FIXED_PRICE", "benefit_value": -1}, "benefit_value", "price"),
     ({**REVOKE, "offer_id": None}, "offer_id", "required"),
+    # times a datetime cannot hold: rejected with the field, never an OverflowError
+    ({**CATEGORIES, "valid_from": "99999-01-01"}, "valid_from", "must be an ISO 8601 time"),
+    ({**CATEGORIES, "valid_from": "0000-12-31"}, "valid_from", "must be an ISO 8601 time"),
+    ({**CATEGORIES, "valid_from": "0001-01-01"}, "valid_from", TIME_RANGE),  # Moscow: +2:30
+    ({**CATEGORIES, "valid_from": "0001-01-01T02:59:59+03:00"}, "valid_from", TIME_RANGE),
+    ({**CATEGORIES, "valid_to": "9999-12-31T23:30:00-01:00"}, "valid_to", TIME_RANGE),
+    ({**PERSONAL, "valid_from": 99999999999999}, "valid_from", "must be an ISO 8601 time"),
+    ({**PERSONAL, "valid_to": "+10000-01-01T00:00:00Z"}, "valid_to", "must be an ISO 8601 time"),
+    ({**PROFILE, "birth_date": "0000-12-31"}, "birth_date", "must be a date YYYY-MM-DD"),
+    ({**PROFILE, "birth_date": "10000-01-01"}, "birth_date", "must be a date YYYY-MM-DD"),
+    ({**PROFILE, "birth_date": 99999999}, "birth_date", "must be a date YYYY-MM-DD"),
 ]
 
 
@@ -199,6 +213,78 @@ def test_each_kind_of_bad_row_is_rejected_alone_with_its_line_and_reason(write, 
     assert bad.error.line_number == good.line_number + 1 == bad.line_number
     assert bad.error.field == field
     assert reason in bad.error.reason
+
+
+LONG = "x" * 1000
+QUOTING_ROWS = [
+    ({"type": LONG, "member_id": "M1"}, "type"),
+    ({**PROFILE, "gender": LONG}, "gender"),
+    ({**PROFILE, "active": LONG}, "active"),
+    ({**PROFILE, "birth_date": LONG}, "birth_date"),
+    ({**PROFILE, "card_numbers": [LONG, LONG]}, "card_numbers[1]"),
+    ({**CATEGORIES, "group_ids": ["G1", LONG, LONG]}, "group_ids[2]"),
+    ({**CATEGORIES, "benefit_value": LONG}, "benefit_value"),
+    ({**CATEGORIES, "valid_from": LONG}, "valid_from"),
+    ({**CATEGORIES, "frequency": LONG}, "frequency"),
+    ({**PERSONAL, "stacking": LONG}, "stacking"),
+    ({**PERSONAL, "limit_unit": LONG}, "limit_unit"),
+]
+
+
+def assert_quotes_a_prefix(text: str) -> None:
+    """A message quotes at most 32 characters of what the sender sent, and says it cut it."""
+    assert "x" * 33 not in text and "x" * 32 + "…" in text, text[:200]
+    assert len(text) <= 120, text[:200]
+
+
+@pytest.mark.parametrize(("row", "field"), QUOTING_ROWS)
+def test_a_rejection_quotes_only_a_short_prefix_of_a_long_value(write, row, field):
+    (parsed,) = read(write([row]))
+    assert parsed.error.field == field
+    assert_quotes_a_prefix(parsed.error.reason)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {**CATEGORIES, "benefit_value": [LONG] * 10},
+        {**PROFILE, "active": {"answer": LONG}},
+        {**PROFILE, "gender": 10**60},
+    ],
+)
+def test_a_json_value_of_the_wrong_type_is_quoted_short_too(tmp_path, row):
+    (parsed,) = read(write_jsonl(tmp_path / "rows.jsonl", [row]))
+    assert parsed.error is not None and len(parsed.error.reason) <= 100
+
+
+def test_a_made_up_field_name_is_reported_short(tmp_path):
+    (parsed,) = read(write_jsonl(tmp_path / "rows.jsonl", [{**PROFILE, LONG: 1}]))
+    assert parsed.error.reason == "unknown field"
+    assert_quotes_a_prefix(parsed.error.field)
+    path = tmp_path / "rows.csv"
+    path.write_text(f"type,member_id,{LONG}\n")
+    with pytest.raises(FileFormatError) as refused:
+        AttributeFile(path, ZONE)
+    assert_quotes_a_prefix(str(refused.value))
+
+
+def test_a_protobuf_row_is_quoted_short_too():
+    row = backoffice_pb2.AttributeRow(
+        member_profile=backoffice_pb2.MemberProfileRow(member_id="M1", birth_date=LONG)
+    )
+    parsed = row_from_proto(row, 1)
+    assert parsed.error.field == "birth_date"
+    assert_quotes_a_prefix(parsed.error.reason)
+
+
+def test_times_at_the_ends_of_what_a_datetime_holds_are_kept_and_survive_protobuf(write):
+    row = {**PERSONAL, "valid_from": "0001-01-01T00:00:00Z"}
+    row["valid_to"] = "9999-12-31T23:59:59.999999+00:00"
+    (parsed,) = read(write([row]))
+    offer = parsed.record.offer
+    assert offer.valid_from == datetime(1, 1, 1, tzinfo=UTC)
+    assert offer.valid_to == datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert row_from_proto(row_to_proto(parsed), 1) == parsed
 
 
 def test_a_json_line_that_is_not_an_object_or_not_json_is_rejected_with_its_line(tmp_path):
@@ -317,3 +403,77 @@ def test_a_protobuf_row_names_the_fields_as_the_file_columns_and_refuses_unspeci
     row.personal_offer.validity.valid_from.FromDatetime(datetime(2026, 3, 2, tzinfo=UTC))
     row.personal_offer.validity.valid_to.FromDatetime(datetime(2026, 3, 1, tzinfo=UTC))
     assert row_from_proto(row, 3).error.field == "valid_to"
+
+
+def offer_row(**validity: Timestamp) -> backoffice_pb2.AttributeRow:
+    return backoffice_pb2.AttributeRow(
+        personal_offer=backoffice_pb2.PersonalOfferRow(
+            member_id="M1",
+            offer_id="P1",
+            name="x",
+            skus=["S1"],
+            benefit=common_pb2.Benefit(kind=common_pb2.BENEFIT_KIND_PERCENT, value=100),
+            stacking=common_pb2.STACKING_EXCLUSIVE,
+            validity=common_pb2.Validity(**validity),
+        )
+    )
+
+
+def categories_row(**validity: Timestamp) -> backoffice_pb2.AttributeRow:
+    return backoffice_pb2.AttributeRow(
+        favorite_categories=backoffice_pb2.FavoriteCategoriesRow(
+            member_id="M1",
+            offer_id="C1",
+            name="x",
+            group_ids=["G1"],
+            benefit=common_pb2.Benefit(kind=common_pb2.BENEFIT_KIND_PERCENT, value=100),
+            stacking=common_pb2.STACKING_EXCLUSIVE,
+            validity=common_pb2.Validity(**validity),
+        )
+    )
+
+
+FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
+LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+OUT_OF_RANGE = [
+    (FIRST_SECOND - 1, 0),
+    (LAST_SECOND + 1, 0),
+    (2**62, 0),
+    (2**63 - 1, 0),
+    (-(2**63), 0),
+    (0, -1),
+    (0, 1_000_000_000),
+    (LAST_SECOND, 2**31 - 1),
+]
+
+
+@pytest.mark.parametrize("make_row", [offer_row, categories_row], ids=["offer", "categories"])
+@pytest.mark.parametrize("field", ["valid_from", "valid_to"])
+@pytest.mark.parametrize(("seconds", "nanos"), OUT_OF_RANGE)
+def test_a_protobuf_time_a_datetime_cannot_hold_rejects_the_row_naming_the_field(
+    make_row, field, seconds, nanos
+):
+    stamp = Timestamp(seconds=seconds, nanos=nanos)
+    parsed = row_from_proto(make_row(**{field: stamp}), 4)
+    assert parsed.record is None
+    assert (parsed.error.line_number, parsed.error.field) == (4, field)
+    assert len(parsed.error.reason) < 100
+
+
+@pytest.mark.parametrize("make_row", [offer_row, categories_row], ids=["offer", "categories"])
+def test_protobuf_times_at_the_ends_of_the_range_are_kept(make_row):
+    first = Timestamp(seconds=FIRST_SECOND)
+    last = Timestamp(seconds=LAST_SECOND, nanos=999_999_999)
+    parsed = row_from_proto(make_row(valid_from=first, valid_to=last), 1)
+    assert parsed.error is None
+    terms = parsed.record.offer if make_row is offer_row else parsed.record.terms
+    assert terms.valid_from == datetime(1, 1, 1, tzinfo=UTC)
+    assert terms.valid_to == datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("birth_date", ["0000-12-31", "10000-01-01", "99999-01-01", "1980-02-30"])
+def test_a_protobuf_birth_date_out_of_range_rejects_the_row(birth_date):
+    row = backoffice_pb2.AttributeRow(
+        member_profile=backoffice_pb2.MemberProfileRow(member_id="M1", birth_date=birth_date)
+    )
+    assert row_from_proto(row, 2).error.field == "birth_date"
