@@ -34,6 +34,7 @@ from typing import IO, TextIO
 import grpc
 from sqlalchemy.exc import SQLAlchemyError
 
+from clients.client import add_token_arguments, token_from_args
 from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
 from service.config import Settings
 from service.errors import DomainError
@@ -290,7 +291,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--database-url", help="write straight to this store")
     where.add_argument("--target", help="stream through the server at host:port")
-    parser.add_argument("--token", help="BACK_OFFICE credential (id.secret) for --target")
+    add_token_arguments(parser, "BACK_OFFICE")
     parser.add_argument("--format", choices=("csv", "jsonl"), help="default: by file name")
     parser.add_argument("--rejects", type=Path, help="write rejected rows to this CSV file")
     parser.add_argument(
@@ -311,8 +312,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     parser.add_argument("--no-fingerprint", action="store_true", help="do not hash the file")
     args = parser.parse_args(argv)
+    args.token = token_from_args(args)
     if args.target and not args.token:
-        parser.error("--target needs --token")
+        parser.error("--target needs --token or --token-file")
     return args
 
 

@@ -33,6 +33,9 @@ PG_CONNECT_ARGS = {
     "keepalives_interval": 2,
     "keepalives_count": 3,
     "tcp_user_timeout": 5000,  # ms: unacknowledged data this long means the peer is gone
+    # Times travel as UTC: in another session zone, psycopg cannot read back a time within
+    # hours of year 1 or 9999 (which a Timestamp may carry).
+    "options": "-c TimeZone=UTC",
 }
 # A connection idle longer than this is pinged when checked out (under the watchdog); one
 # used more recently is trusted, and if it is dead after all the call fails over as UNAVAILABLE.
