@@ -25,6 +25,7 @@ class Settings:
     member_cache_size: int = 200_000  # members kept in memory per process
     preload_members: bool = False  # load members into the cache at start (up to its size)
     max_receipt_lines: int = 1000
+    max_sale_time_age_s: float = 72 * 3600.0  # registers that were offline send late
     token_secret: str = "dev-only-change-me"  # signs confirmation tokens; same on every replica
     metrics_port: int = 0  # Prometheus metrics on this port (worker i: port + i); 0: off
     metrics_address: str = "127.0.0.1"
@@ -56,6 +57,8 @@ class Settings:
             raise ValueError("processes must be >= 0")
         if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:
             raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
+        if not self.max_sale_time_age_s > 0:
+            raise ValueError("max_sale_time_age_s must be > 0")
 
 
 def _parse_bool(text: str) -> bool:

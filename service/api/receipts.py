@@ -10,7 +10,7 @@ own write at once. See docs/receipts.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -81,6 +81,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         self._time_zone = ZoneInfo(settings.time_zone)
         self._sessions = sessions  # the store the cache reads is the one receipts go to
         self._store_available = store_available
+        self._max_sale_time_age = timedelta(seconds=settings.max_sale_time_age_s)
 
     def Calculate(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.CalculateRequest, context: grpc.ServicerContext
@@ -92,7 +93,13 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         receipt = convert.receipt_to_model(receipt_pb, member, now)
         snapshot = self._cache.snapshot
         try:
-            validate_receipt(snapshot, receipt, now, max_lines=self._settings.max_receipt_lines)
+            validate_receipt(
+                snapshot,
+                receipt,
+                now,
+                max_lines=self._settings.max_receipt_lines,
+                max_sale_time_age=self._max_sale_time_age,
+            )
         except InvalidArgument as error:  # the engine names fields of the receipt itself
             raise InvalidArgument(f"receipt.{error.field}", error.description) from None
         result = calculate(snapshot, receipt, explain=request.explain)
@@ -123,8 +130,13 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             usage=self._usage_claims(result.member_id, payload.usage),
             fingerprint=confirm_fingerprint(receipt_pb),
         )
+        now = self._clock()
         response = confirm_receipt(
-            self._sessions, confirmation, time_zone=self._time_zone, now=self._clock()
+            self._sessions,
+            confirmation,
+            time_zone=self._time_zone,
+            now=now,
+            oldest_sale_time=now - self._max_sale_time_age,
         )
         if not response.replayed and result.member_id:
             self._cache.forget_member(result.member_id)

@@ -2,8 +2,8 @@
 
 Raises service.errors.InvalidArgument with the path of the field at fault
 ("lines[2].quantity"). Checked, in this order: the receipt (lines present, not too many,
-sale time aware and at most 24 h ahead of server time), then each line in request order
-(line_id, sku, quantity, price, amount).
+sale time aware, at most 24 h ahead of server time and at most `max_sale_time_age` behind
+it), then each line in request order (line_id, sku, quantity, price, amount).
 
 Amount against price: the amount may be below price x quantity (the register's own
 discount); it may exceed the exact price x quantity / 1000 only by rounding, that is it may
@@ -19,13 +19,19 @@ from service.engine.snapshot import Snapshot
 from service.errors import InvalidArgument
 
 MAX_SALE_TIME_AHEAD = timedelta(hours=24)
+MAX_SALE_TIME_AGE = timedelta(hours=72)  # the default of Settings.max_sale_time_age_s
 MAX_MONEY = 10**12  # minor units; anything above is absurd for one line
 MAX_QUANTITY = 10**9  # thousandths of a unit (a million units)
 MAX_ID_LENGTH = 64  # receipt, store, line ids and SKUs
 
 
 def validate_receipt(
-    snapshot: Snapshot, receipt: Receipt, now: datetime, *, max_lines: int = 1000
+    snapshot: Snapshot,
+    receipt: Receipt,
+    now: datetime,
+    *,
+    max_lines: int = 1000,
+    max_sale_time_age: timedelta = MAX_SALE_TIME_AGE,
 ) -> None:
     """Raise InvalidArgument for the first thing wrong with the receipt; return if valid."""
     if now.tzinfo is None:
@@ -34,11 +40,7 @@ def validate_receipt(
         raise InvalidArgument("lines", "a receipt needs at least one line")
     if len(receipt.lines) > max_lines:
         raise InvalidArgument("lines", f"at most {max_lines} lines per receipt")
-    sale_time = receipt.sale_time
-    if sale_time.tzinfo is None or sale_time.utcoffset() is None:
-        raise InvalidArgument("sale_time", "must carry a time zone (UTC)")
-    if sale_time - now > MAX_SALE_TIME_AHEAD:
-        raise InvalidArgument("sale_time", "more than 24 h ahead of server time")
+    check_sale_time(receipt.sale_time, now, max_sale_time_age)
     for name, value in (("receipt_id", receipt.receipt_id), ("store_id", receipt.store_id)):
         if len(value) > MAX_ID_LENGTH:
             raise InvalidArgument(name, f"at most {MAX_ID_LENGTH} characters")
@@ -67,6 +69,21 @@ def validate_receipt(
         ):
             _raise_line_error(f"lines[{index}]", line, product, seen)
         seen.add(line.line_id)
+
+
+def check_sale_time(sale_time: datetime, now: datetime, max_age: timedelta) -> None:
+    """An aware sale time from `max_age` before `now` to 24 h after it. A late receipt would
+    otherwise get benefits (and limits, points) of a past that is over."""
+    if sale_time.tzinfo is None or sale_time.utcoffset() is None:
+        raise InvalidArgument("sale_time", "must carry a time zone (UTC)")
+    if sale_time - now > MAX_SALE_TIME_AHEAD:
+        raise InvalidArgument("sale_time", "more than 24 h ahead of server time")
+    if now - sale_time > max_age:
+        raise InvalidArgument("sale_time", f"more than {hours(max_age)} before server time")
+
+
+def hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} h"
 
 
 def _raise_line_error(path: str, line: Line, product: Product | None, seen: set[str]) -> None:

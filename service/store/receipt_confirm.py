@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.v1 import receipt_pb2
 from service.engine.model import LimitUnit
-from service.errors import FailedPrecondition
+from service.errors import FailedPrecondition, InvalidArgument
 from service.store.member_documents import lock_members, usage_changed
 from service.store.receipt_records import (
     BENEFIT_KINDS,
@@ -78,11 +78,14 @@ def confirm_receipt(
     *,
     time_zone: ZoneInfo,
     now: datetime | None = None,
+    oldest_sale_time: datetime | None = None,
 ) -> receipt_pb2.ConfirmResponse:
     """Commit the receipt once and return the response; a repeat returns the stored one.
 
-    Raises AlreadyExists (same id, other content) and FailedPrecondition (a usage limit used
-    up since the calculation); database errors propagate after a rollback."""
+    Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used
+    up since the calculation) and InvalidArgument (a sale time before `oldest_sale_time`:
+    the token is too old; a repeat is still answered); database errors propagate after a
+    rollback."""
     receipt_id = confirmation.result.receipt_id
     at = now or utc_now()
     with sessions() as session:
@@ -94,12 +97,20 @@ def confirm_receipt(
                 if stored is None:
                     raise RuntimeError(f"receipt {receipt_id!r} is claimed but not stored")
                 return replay_confirm(stored, confirmation.fingerprint)
+            _check_sale_time(confirmation.result, oldest_sale_time)
             response = _commit(session, confirmation, time_zone, at)
             session.commit()
         except BaseException:
             session.rollback()
             raise
     return response
+
+
+def _check_sale_time(result: receipt_pb2.ReceiptResult, oldest: datetime | None) -> None:
+    if oldest is not None and result.sale_time.ToDatetime(UTC) < oldest:
+        raise InvalidArgument(
+            "receipt.sale_time", "older than the window for late receipts: not confirmed"
+        )
 
 
 def _claim_receipt(session: Session, confirmation: Confirmation, at: datetime) -> bool:

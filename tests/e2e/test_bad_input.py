@@ -6,6 +6,7 @@ every table and the last change-feed position) must be the same after every refu
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,16 @@ def receipt(**change: Any) -> receipt_pb2.Receipt:
 def far_future(r: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
     r.sale_time.seconds = 4_000_000_000
     return r
+
+
+def sold_at(seconds: int, nanos: int = 0) -> receipt_pb2.Receipt:
+    r = receipt()
+    r.sale_time.seconds, r.sale_time.nanos = seconds, nanos
+    return r
+
+
+def days_ago(days: float) -> int:
+    return int(time.time() - days * 86400)
 
 
 def unknown_card(r: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
@@ -170,6 +181,15 @@ CASES = [
         INVALID,
         "receipt.sale_time",
     ),  # noqa: E501
+    Case("sale time in 1970", R, "Calculate", calc(sold_at(0)), INVALID, "receipt.sale_time"),
+    Case(
+        "sale time four days back",
+        R,
+        "Calculate",
+        calc(sold_at(days_ago(4))),
+        INVALID,
+        "receipt.sale_time",
+    ),
     Case("unknown card", R, "Calculate", calc(unknown_card(receipt())), NOT_FOUND),
     Case(
         "a SKU too long",
