@@ -54,6 +54,7 @@ MAX_SLOTS = 100
 MAX_AGE = 150
 MAX_BIRTHDAY_WINDOW = 183
 MINUTES_PER_DAY = 1440
+MAX_EVERY_N_DAYS = 3660  # ten years, as the attribute import: next_allowed stays in the calendar
 GENERAL_LEVELS = (m.Level.ALL_BUYERS, m.Level.MEMBERS_ONLY, m.Level.TARGET_AUDIENCE)
 
 
@@ -246,8 +247,9 @@ def _audience(offer: backoffice_pb2.Offer, level: m.Level, path: str) -> m.Audie
 def _validity(offer: backoffice_pb2.Offer, path: str) -> tuple[datetime | None, datetime | None]:
     if not offer.HasField("validity"):
         return None, None
-    valid_from = convert.optional_datetime(offer.validity, "valid_from")
-    valid_to = convert.optional_datetime(offer.validity, "valid_to")
+    field = f"{path}.validity"
+    valid_from = convert.optional_datetime(offer.validity, "valid_from", f"{field}.valid_from")
+    valid_to = convert.optional_datetime(offer.validity, "valid_to", f"{field}.valid_to")
     if valid_from is not None and valid_to is not None and valid_to <= valid_from:
         raise InvalidArgument(f"{path}.validity.valid_to", "must be after valid_from")
     return valid_from, valid_to
@@ -328,8 +330,10 @@ def favorite_offer_to_model(
         raise InvalidArgument(f"{path}.product_list_id", "only for LIST_SOURCE_PREDEFINED")
     frequency = convert.FREQUENCY.parse(f.frequency, f"{path}.frequency")
     if frequency is m.Frequency.EVERY_N_DAYS:
-        if f.every_n_days < 1:
-            raise InvalidArgument(f"{path}.every_n_days", "at least 1 for EVERY_N_DAYS")
+        if not 1 <= f.every_n_days <= MAX_EVERY_N_DAYS:
+            raise InvalidArgument(
+                f"{path}.every_n_days", f"from 1 to {MAX_EVERY_N_DAYS} for EVERY_N_DAYS"
+            )
     elif f.every_n_days != 0:
         raise InvalidArgument(f"{path}.every_n_days", "only for SELECTION_FREQUENCY_EVERY_N_DAYS")
     return m.FavoriteProductsOffer(

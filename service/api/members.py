@@ -41,6 +41,7 @@ from service.engine.model import (
 from service.engine.rules import Rule, rule_for_offer
 from service.engine.snapshot import Snapshot
 from service.engine.usage import local_date, period_key
+from service.engine.validation import check_instant
 from service.errors import InvalidArgument
 from service.store.category_choice_repo import (
     effective_choice,
@@ -319,6 +320,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         self, request: member_pb2.GetMemberOffersRequest, context: grpc.ServicerContext
     ) -> member_pb2.GetMemberOffersResponse:
         at = convert.optional_datetime(request, "at") or self._clock()
+        check_instant(at, "at")
         channel = convert.CHANNEL.parse_optional(request.channel, "channel")
         if request.store_id:
             current_principal().check_store(request.store_id)

@@ -121,6 +121,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         receipt_pb = request.receipt
         if not receipt_pb.receipt_id:
             raise InvalidArgument("receipt.receipt_id", "required to confirm a receipt")
+        convert.optional_datetime(receipt_pb, "sale_time", "receipt.sale_time")  # in range
         current_principal().check_store(receipt_pb.store_id)
         payload = self._signer.verify(receipt_pb, request.confirmation_token)
         result = payload.result

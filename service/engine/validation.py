@@ -12,7 +12,7 @@ not exceed that value rounded up to a whole minor unit.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from service.engine.model import PIECE_QUANTITY, Line, Product, Receipt, Unit
 from service.engine.snapshot import Snapshot
@@ -20,6 +20,10 @@ from service.errors import InvalidArgument
 
 MAX_SALE_TIME_AHEAD = timedelta(hours=24)
 MAX_SALE_TIME_AGE = timedelta(hours=72)  # the default of Settings.max_sale_time_age_s
+# Instants whose local dates the engine reads (a sale time, a lookup's moment) keep a day clear
+# of each end of the calendar: every zone's local date (UTC-12 to UTC+14) then exists.
+EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_INSTANT = datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=UTC)
 MAX_MONEY = 10**12  # minor units; anything above is absurd for one line
 MAX_QUANTITY = 10**9  # thousandths of a unit (a million units)
 MAX_ID_LENGTH = 64  # receipt, store, line ids and SKUs
@@ -76,10 +80,17 @@ def check_sale_time(sale_time: datetime, now: datetime, max_age: timedelta) -> N
     otherwise get benefits (and limits, points) of a past that is over."""
     if sale_time.tzinfo is None or sale_time.utcoffset() is None:
         raise InvalidArgument("sale_time", "must carry a time zone (UTC)")
+    check_instant(sale_time, "sale_time")
     if sale_time - now > MAX_SALE_TIME_AHEAD:
         raise InvalidArgument("sale_time", "more than 24 h ahead of server time")
     if now - sale_time > max_age:
         raise InvalidArgument("sale_time", f"more than {hours(max_age)} before server time")
+
+
+def check_instant(moment: datetime, field: str) -> None:
+    """An aware instant the engine can read local dates from (see EARLIEST_INSTANT)."""
+    if not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
+        raise InvalidArgument(field, "must be from 0001-01-02 to 9999-12-30 (UTC)")
 
 
 def hours(span: timedelta) -> str:

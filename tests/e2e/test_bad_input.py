@@ -429,6 +429,257 @@ CASES = [
     ),  # noqa: E501
 ]
 
+EVERY_N_DAYS_CASES = [
+    Case(
+        "favorite offer changed every 2**31-1 days",  # next_allowed would leave the calendar
+        B,
+        "UpsertFavoriteProductsOffer",
+        backoffice_pb2.UpsertFavoriteProductsOfferRequest(
+            offer=backoffice_pb2.FavoriteProductsOffer(
+                offer=backoffice_pb2.Offer(
+                    id="F-X",
+                    name="x",
+                    level=common_pb2.LEVEL_INDIVIDUAL,
+                    benefit=common_pb2.Benefit(kind=1, value=100),
+                    stacking=1,
+                ),
+                slot_count=3,
+                list_source=common_pb2.LIST_SOURCE_PREDEFINED,
+                product_list_id="L-FAVORITES",
+                frequency=common_pb2.SELECTION_FREQUENCY_EVERY_N_DAYS,
+                every_n_days=2**31 - 1,
+            )
+        ),
+        INVALID,
+        "offer.every_n_days",
+        BO,
+    ),
+]
+
+# --- every Timestamp of every request, outside google.protobuf.Timestamp's range ----------
+
+NOW_S = int(time.time())
+BAD_STAMPS = {
+    "a second before year 1": (-62135596801, 0),
+    "2**62 seconds": (2**62, 0),
+    "a second after year 9999": (253402300800, 0),
+    "negative nanos": (NOW_S, -1),
+    "a whole second of nanos": (NOW_S, 10**9),
+}
+
+
+def offer(**fields: Any) -> backoffice_pb2.Offer:
+    """A valid offer of level ALL_BUYERS, with fields changed."""
+    base = backoffice_pb2.Offer(
+        id="O-BAD-INPUT",
+        name="Bad input",
+        level=common_pb2.LEVEL_ALL_BUYERS,
+        benefit=common_pb2.Benefit(kind=common_pb2.BENEFIT_KIND_PERCENT, value=100),
+        stacking=common_pb2.STACKING_COMBINABLE,
+    )
+    for name, value in fields.items():
+        setattr(base, name, value)
+    return base
+
+
+def favorite_offer(**fields: Any) -> backoffice_pb2.FavoriteProductsOffer:
+    return backoffice_pb2.FavoriteProductsOffer(
+        offer=offer(id="F-BAD-INPUT", level=common_pb2.LEVEL_INDIVIDUAL, **fields),
+        slot_count=3,
+        list_source=common_pb2.LIST_SOURCE_PREDEFINED,
+        product_list_id="L-FAVORITES",
+        frequency=common_pb2.SELECTION_FREQUENCY_WEEKLY,
+    )
+
+
+def audience_offer() -> backoffice_pb2.Offer:
+    audience = backoffice_pb2.Audience(segment_tags=["vip"])
+    return offer(level=common_pb2.LEVEL_TARGET_AUDIENCE, audience=audience)
+
+
+# (service, method, a valid request, role): requests that are good but for the field a case
+# makes bad; the favorite offer's unknown SKUs or members keep the calls from writing.
+GOOD = {
+    "Calculate": (R, calc(receipt()), Role.REGISTER),
+    "Confirm": (R, receipt_pb2.ConfirmRequest(receipt=receipt()), Role.REGISTER),
+    "Refund": (
+        R,
+        receipt_pb2.RefundRequest(
+            refund_id="RF-BAD",
+            receipt_id="NOPE",
+            store_id="S001",
+            lines=[receipt_pb2.RefundLine(line_id="1", quantity=1000)],
+        ),
+        Role.REGISTER,
+    ),
+    "GetMemberOffers": (
+        M,
+        member_pb2.GetMemberOffersRequest(member=member(), store_id="S001"),
+        CS,
+    ),
+    "SelectFavoriteProducts": (
+        M,
+        member_pb2.SelectFavoriteProductsRequest(
+            member=member(), offer_id="I-FAV-PRODUCTS", skus=["NOT-ON-THE-LIST"]
+        ),
+        CS,
+    ),
+    "SelectFavoriteCategories": (
+        M,
+        member_pb2.SelectFavoriteCategoriesRequest(
+            member=member(), offer_id="I-FAV-CATEGORIES", group_ids=["G-NOT-OFFERED"]
+        ),
+        CS,
+    ),
+    "OperatorSetFavoriteProducts": (
+        M,
+        member_pb2.OperatorSetFavoriteProductsRequest(
+            member=member(), offer_id="I-FAV-PRODUCTS", skus=["NOT-ON-THE-LIST"], comment="c"
+        ),
+        OP,
+    ),
+    "ListFavoriteProductsAudit": (
+        M,
+        member_pb2.ListFavoriteProductsAuditRequest(member=member(), offer_id="I-FAV-PRODUCTS"),
+        OP,
+    ),
+    "UpsertCategories": (
+        B,
+        backoffice_pb2.UpsertCategoriesRequest(
+            categories=[backoffice_pb2.Category(id="C-X", name="x", parent_id="C-X")]
+        ),
+        BO,
+    ),
+    "UpsertProducts": (
+        B,
+        backoffice_pb2.UpsertProductsRequest(
+            products=[backoffice_pb2.Product(sku="N1", name="n", category_ids=["C-1"])]
+        ),
+        BO,
+    ),
+    "UpsertProductGroups": (
+        B,
+        backoffice_pb2.UpsertProductGroupsRequest(
+            groups=[
+                backoffice_pb2.ProductGroup(
+                    id="G-X",
+                    name="g",
+                    skus=["X"],
+                    category_ids=["C"],
+                    excluded_skus=["Y"],
+                    excluded_category_ids=["D"],
+                ),
+                backoffice_pb2.ProductGroup(id="G-X", name="twice"),
+            ]
+        ),
+        BO,
+    ),
+    "UpsertProductLists": (
+        B,
+        backoffice_pb2.UpsertProductListsRequest(
+            lists=[
+                backoffice_pb2.ProductList(id="L-X", name="l", skus=["X"]),
+                backoffice_pb2.ProductList(id="L-X", name="twice"),
+            ]
+        ),
+        BO,
+    ),
+    "UpsertStores": (
+        B,
+        backoffice_pb2.UpsertStoresRequest(
+            stores=[
+                backoffice_pb2.Store(id="S-X", name="s", time_zone="Europe/Moscow"),
+                backoffice_pb2.Store(id="S-X", name="twice"),
+            ]
+        ),
+        BO,
+    ),
+    "UpsertOffer": (B, backoffice_pb2.UpsertOfferRequest(offer=offer(stacking=0)), BO),
+    "UpsertFavoriteProductsOffer": (
+        B,
+        backoffice_pb2.UpsertFavoriteProductsOfferRequest(offer=favorite_offer(stacking=0)),
+        BO,
+    ),
+    "ImportCustomerAttributes": (
+        B,
+        backoffice_pb2.ImportCustomerAttributesRequest(
+            header=backoffice_pb2.ImportHeader(import_id="", source="s", fingerprint="f")
+        ),
+        BO,
+    ),
+    "GetImportStatus": (B, backoffice_pb2.GetImportStatusRequest(import_id="NOPE"), BO),
+    "RunFavoriteAutofill": (
+        B,
+        backoffice_pb2.RunFavoriteAutofillRequest(offer_id="NOPE", member_ids=["M-NONE"]),
+        BO,
+    ),
+    "StreamMemberEvents": (
+        N,
+        notification_pb2.StreamMemberEventsRequest(
+            after_position=-1, member_id="M000001", consumer="c"
+        ),
+        CS,
+    ),
+    "AckMemberEvents": (N, notification_pb2.AckMemberEventsRequest(consumer="c"), CS),
+}
+
+# The Timestamp fields of the requests (the attribute import's rows aside).
+TIMESTAMP_FIELDS = {
+    "Calculate": ["receipt.sale_time"],
+    "Confirm": ["receipt.sale_time"],
+    "GetMemberOffers": ["at"],
+    "UpsertOffer": ["offer.validity.valid_from", "offer.validity.valid_to"],
+    "UpsertFavoriteProductsOffer": [
+        "offer.offer.validity.valid_from",
+        "offer.offer.validity.valid_to",
+    ],
+}
+TIMESTAMP_GOOD = {  # UpsertOffer: a valid offer, so only the time can be wrong
+    "UpsertOffer": backoffice_pb2.UpsertOfferRequest(offer=offer()),
+    "UpsertFavoriteProductsOffer": backoffice_pb2.UpsertFavoriteProductsOfferRequest(
+        offer=favorite_offer()
+    ),
+}
+
+
+def edited(request: Any, path: str, edit: Callable[[Any, str], None]) -> Any:
+    """A copy of the request with the field at `path` ("offer.store_ids[0]") edited."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    *parents, last = path.split(".")
+    target = copy
+    for name in parents:
+        name, _, index = name.partition("[")
+        target = getattr(target, name)
+        if index:
+            target = target[int(index.rstrip("]"))]
+    edit(target, last)
+    return copy
+
+
+def set_stamp(seconds: int, nanos: int) -> Callable[[Any, str], None]:
+    def edit(message: Any, name: str) -> None:
+        stamp = getattr(message, name)
+        stamp.seconds, stamp.nanos = seconds, nanos
+
+    return edit
+
+
+def timestamp_cases() -> list[Case]:
+    cases = []
+    for method, paths in TIMESTAMP_FIELDS.items():
+        service, request, role = GOOD[method]
+        request = TIMESTAMP_GOOD.get(method, request)
+        for path in paths:
+            for what, (seconds, nanos) in BAD_STAMPS.items():
+                bad = edited(request, path, set_stamp(seconds, nanos))
+                name = f"{method} {path}: {what}"
+                cases.append(Case(name, service, method, bad, INVALID, path, role))
+    return cases
+
+
+TIMESTAMP_CASES = timestamp_cases()
+
 STUBS = {
     R: receipt_pb2_grpc.ReceiptServiceStub,
     M: member_pb2_grpc.MemberServiceStub,
@@ -456,15 +707,31 @@ def bad_request_fields(err: grpc.RpcError) -> list[str]:
     return fields
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def send(channel: grpc.Channel, case: Case) -> None:
+    """One call; a client stream sends the one request, a server stream is read to its end."""
+    call = getattr(STUBS[case.service](channel), case.method)
+    metadata = auth(case.role)
+    if case.method == "ImportCustomerAttributes":
+        call(iter([case.request]), timeout=10, metadata=metadata)
+    elif case.method == "StreamMemberEvents":
+        for _ in call(case.request, timeout=10, metadata=metadata):
+            pass
+    else:
+        call(case.request, timeout=10, metadata=metadata)
+
+
+ALL_CASES = CASES + EVERY_N_DAYS_CASES + TIMESTAMP_CASES
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.name for c in ALL_CASES])
 def test_bad_input_gets_a_clear_status_and_changes_nothing(
     demo_server: LoyaltyServer, channel: grpc.Channel, case: Case
 ) -> None:
     before = store_fingerprint(demo_server)
-    stub = STUBS[case.service](channel)
     with pytest.raises(grpc.RpcError) as caught:
-        getattr(stub, case.method)(case.request, timeout=10, metadata=auth(case.role))
+        send(channel, case)
     assert caught.value.code() == case.code, caught.value.details()
     if case.field is not None:
         assert bad_request_fields(caught.value) == [case.field]
+    assert len(caught.value.details() or "") < 300
     assert store_fingerprint(demo_server) == before

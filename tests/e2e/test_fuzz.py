@@ -38,6 +38,15 @@ INTS = st.one_of(
     st.integers(-3, 3000), st.sampled_from([-(2**63), 2**63 - 1, 10**12, 999, 1000, 753])
 )
 
+# Timestamps in and out of google.protobuf.Timestamp's range (0001-01-01 to 9999-12-31).
+FIRST, LAST = -62_135_596_800, 253_402_300_799
+SECONDS = st.one_of(
+    st.integers(0, 4_000_000_000),
+    st.sampled_from([FIRST - 1, FIRST, FIRST + 86_400, LAST - 86_400, LAST, LAST + 1, 2**62]),
+    st.integers(-(2**63), 2**63 - 1),
+)
+NANOS = st.one_of(st.just(0), st.integers(-(2**31), 2**31 - 1))
+
 SCALARS = {
     FieldDescriptor.TYPE_STRING: TEXT,
     FieldDescriptor.TYPE_BYTES: st.binary(max_size=64),
@@ -82,8 +91,9 @@ def _values(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any] | None
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         if field.message_type.full_name == "google.protobuf.Timestamp":
             return st.builds(
-                lambda s: GetMessageClass(field.message_type)(seconds=s),
-                st.integers(0, 4_000_000_000),
+                lambda s, n: GetMessageClass(field.message_type)(seconds=s, nanos=n),
+                SECONDS,
+                NANOS,
             )
         return None if depth >= 3 else messages(field.message_type, depth + 1)
     return SCALARS.get(field.type)

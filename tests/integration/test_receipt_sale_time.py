@@ -46,7 +46,7 @@ def refused_field(call: object, *args: object) -> str:
 
 
 def test_the_window_is_72_hours_by_default() -> None:
-    assert WINDOW == timedelta(hours=72)
+    assert timedelta(seconds=SETTINGS.max_sale_time_age_s) == timedelta(hours=72)
 
 
 def test_a_receipt_from_the_edge_of_the_window_is_calculated_an_older_one_refused(
@@ -96,3 +96,19 @@ def test_a_confirmed_receipt_is_still_replayed_after_the_window(register: Regist
     again = till.confirm(receipt, token)
     assert again.replayed
     assert again.result == first.result
+
+
+def test_at_the_end_of_the_calendar_a_sale_time_is_refused_by_name_not_crashed(
+    register: Register,
+) -> None:
+    """A clock a day before 9999-12-31: local dates of a sale time 24 h ahead would not
+    exist, so such a sale time is refused like any other out of range."""
+    clock = Clock(datetime(9999, 12, 30, 0, 0, tzinfo=UTC))
+    till = clocked(register, clock)
+    receipt = sold_at("R-END", clock.now + timedelta(hours=23))
+    assert till.confirm(receipt).result.sale_time.ToDatetime(UTC) == receipt.sale_time.ToDatetime(
+        UTC
+    )
+    clock.now = datetime(9999, 12, 30, 12, 0, tzinfo=UTC)
+    late = sold_at("R-END-2", clock.now + timedelta(hours=23))
+    assert refused_field(till.calculate, late) == "receipt.sale_time"

@@ -26,9 +26,7 @@ def check(
     max_sale_time_age: timedelta = timedelta(hours=72),
 ) -> None:
     receipt = Receipt("r", sale_time, tuple(lines))
-    validate_receipt(
-        SNAP, receipt, NOW, max_lines=max_lines, max_sale_time_age=max_sale_time_age
-    )
+    validate_receipt(SNAP, receipt, NOW, max_lines=max_lines, max_sale_time_age=max_sale_time_age)
 
 
 def refused_field(*lines: Line, **kwargs: object) -> str:
