@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
+from service import limits
 from service.api import convert
 from service.api.auth import current_principal
 from service.api.receipts import resolve_member
@@ -43,6 +44,7 @@ from service.engine.snapshot import Snapshot
 from service.engine.usage import local_date, period_key
 from service.engine.validation import check_instant
 from service.errors import InvalidArgument
+from service.limits import check_each, check_length
 from service.store.category_choice_repo import (
     effective_choice,
     last_category_changes,
@@ -322,6 +324,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         at = convert.optional_datetime(request, "at") or self._clock()
         check_instant(at, "at")
         channel = convert.CHANNEL.parse_optional(request.channel, "channel")
+        check_length(request.store_id, limits.ID, "store_id")
         if request.store_id:
             current_principal().check_store(request.store_id)
         member = self._member(request.member)
@@ -358,6 +361,8 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def SelectFavoriteProducts(  # noqa: N802 - gRPC method name
         self, request: member_pb2.SelectFavoriteProductsRequest, context: grpc.ServicerContext
     ) -> member_pb2.SelectFavoriteProductsResponse:
+        check_length(request.offer_id, limits.ID, "offer_id")
+        check_each(request.skus, limits.ID, "skus")
         now = self._clock()
         member = self._member(request.member)
         snapshot = self._cache.snapshot
@@ -376,6 +381,9 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         request: member_pb2.OperatorSetFavoriteProductsRequest,
         context: grpc.ServicerContext,
     ) -> member_pb2.OperatorSetFavoriteProductsResponse:
+        check_length(request.offer_id, limits.ID, "offer_id")
+        check_each(request.skus, limits.ID, "skus")
+        check_length(request.comment, limits.COMMENT, "comment")
         now = self._clock()
         actor = current_principal().name
         member = self._member(request.member)
@@ -405,6 +413,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     ) -> member_pb2.ListFavoriteProductsAuditResponse:
         if request.limit < 0:
             raise InvalidArgument("limit", "must not be negative")
+        check_length(request.offer_id, limits.ID, "offer_id")
         limit = min(request.limit or DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT)
         member = self._member(request.member)
         with self._sessions() as session:
@@ -419,6 +428,8 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def SelectFavoriteCategories(  # noqa: N802 - gRPC method name
         self, request: member_pb2.SelectFavoriteCategoriesRequest, context: grpc.ServicerContext
     ) -> member_pb2.SelectFavoriteCategoriesResponse:
+        check_length(request.offer_id, limits.ID, "offer_id")
+        check_each(request.group_ids, limits.ID, "group_ids")
         now = self._clock()
         member = self._member(request.member)
         snapshot = self._cache.snapshot

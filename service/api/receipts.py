@@ -17,6 +17,7 @@ import grpc
 from sqlalchemy.orm import Session
 
 from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc, token_pb2
+from service import limits
 from service.api import convert
 from service.api.auth import current_principal
 from service.api.tokens import TokenSigner
@@ -26,6 +27,7 @@ from service.engine.calculate import calculate
 from service.engine.model import Member, Unit, UsageLimit
 from service.engine.validation import validate_receipt
 from service.errors import InvalidArgument, NotFound
+from service.limits import check_length
 from service.store.receipt_repo import (
     Confirmation,
     UsageClaim,
@@ -41,6 +43,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def check_identity(identity: common_pb2.MemberIdentity, field: str) -> None:
+    check_length(identity.card_number, limits.CARD, f"{field}.card_number")
+    check_length(identity.member_id, limits.ID, f"{field}.member_id")
+
+
+def check_receipt_ids(receipt: receipt_pb2.Receipt) -> None:
+    """The receipt's ids and its buyer, before a store or member is looked up by them; the
+    engine checks the lines (validation.validate_receipt)."""
+    check_length(receipt.receipt_id, limits.ID, "receipt.receipt_id")
+    check_length(receipt.store_id, limits.ID, "receipt.store_id")
+    check_identity(receipt.member, "receipt.member")
+
+
+def check_receipt_lines(receipt: receipt_pb2.Receipt) -> None:
+    for index, line in enumerate(receipt.lines):
+        check_length(line.line_id, limits.ID, f"receipt.lines[{index}].line_id")
+        check_length(line.sku, limits.ID, f"receipt.lines[{index}].sku")
+
+
 def resolve_member(
     cache: BenefitCache, identity: common_pb2.MemberIdentity, field: str
 ) -> Member | None:
@@ -48,6 +69,7 @@ def resolve_member(
     which = identity.WhichOneof("id")
     if which is None:
         return None
+    check_identity(identity, field)
     if which == "card_number":
         if not identity.card_number:
             raise InvalidArgument(f"{field}.card_number", "must not be empty")
@@ -88,6 +110,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
     ) -> receipt_pb2.CalculateResponse:
         now = self._clock()
         receipt_pb = request.receipt
+        check_receipt_ids(receipt_pb)
         current_principal().check_store(receipt_pb.store_id)
         member = resolve_member(self._cache, receipt_pb.member, "receipt.member")
         receipt = convert.receipt_to_model(receipt_pb, member, now)
@@ -121,6 +144,8 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         receipt_pb = request.receipt
         if not receipt_pb.receipt_id:
             raise InvalidArgument("receipt.receipt_id", "required to confirm a receipt")
+        check_receipt_ids(receipt_pb)
+        check_receipt_lines(receipt_pb)
         convert.optional_datetime(receipt_pb, "sale_time", "receipt.sale_time")  # in range
         current_principal().check_store(receipt_pb.store_id)
         payload = self._signer.verify(receipt_pb, request.confirmation_token)
@@ -209,6 +234,8 @@ def validate_refund(request: receipt_pb2.RefundRequest) -> None:
         raise InvalidArgument("refund_id", "required: the idempotency key of this refund")
     if not request.receipt_id:
         raise InvalidArgument("receipt_id", "required")
+    for field in ("refund_id", "receipt_id", "store_id"):
+        check_length(getattr(request, field), limits.ID, field)
     if request.full:
         if request.lines:
             raise InvalidArgument("lines", "must be empty for a full refund")
@@ -219,8 +246,11 @@ def validate_refund(request: receipt_pb2.RefundRequest) -> None:
     for index, line in enumerate(request.lines):
         if not line.line_id:
             raise InvalidArgument(f"lines[{index}].line_id", "must not be empty")
+        check_length(line.line_id, limits.ID, f"lines[{index}].line_id")
         if line.line_id in seen:
-            raise InvalidArgument(f"lines[{index}].line_id", f"duplicate line {line.line_id!r}")
+            raise InvalidArgument(
+                f"lines[{index}].line_id", f"duplicate line {limits.quote(line.line_id)}"
+            )
         seen.add(line.line_id)
         if line.quantity <= 0:
             raise InvalidArgument(f"lines[{index}].quantity", "must be positive")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from service import limits
 from service.engine.model import PIECE_QUANTITY, Line, Product, Receipt, Unit
 from service.engine.snapshot import Snapshot
 from service.errors import InvalidArgument
@@ -26,7 +27,7 @@ EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
 LATEST_INSTANT = datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=UTC)
 MAX_MONEY = 10**12  # minor units; anything above is absurd for one line
 MAX_QUANTITY = 10**9  # thousandths of a unit (a million units)
-MAX_ID_LENGTH = 64  # receipt, store, line ids and SKUs
+MAX_ID_LENGTH = limits.ID  # receipt, store, line ids and SKUs
 
 
 def validate_receipt(
@@ -101,7 +102,7 @@ def _raise_line_error(path: str, line: Line, product: Product | None, seen: set[
     if not line.line_id:
         raise InvalidArgument(f"{path}.line_id", "must not be empty")
     if line.line_id in seen:
-        raise InvalidArgument(f"{path}.line_id", f"duplicate line id {line.line_id!r}")
+        raise InvalidArgument(f"{path}.line_id", f"duplicate line id {limits.quote(line.line_id)}")
     if not line.sku:
         raise InvalidArgument(f"{path}.sku", "must not be empty")
     for name, value in (("line_id", line.line_id), ("sku", line.sku)):

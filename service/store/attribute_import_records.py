@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from service import limits
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -31,9 +32,9 @@ from service.engine.model import (
 )
 from service.errors import InvalidArgument
 
-KEY_LENGTH = 64  # member, offer, group ids, SKUs, tags (store column width)
-CARD_LENGTH = 32
-NAME_LENGTH = 200
+KEY_LENGTH = limits.ID  # member, offer, group ids, SKUs, tags (store column width)
+CARD_LENGTH = limits.CARD
+NAME_LENGTH = limits.NAME
 MAX_BASIS_POINTS = 10_000
 MAX_MONEY = 10**12  # minor units per unit; anything above is absurd
 MAX_LIMIT = 10**12

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import receipt_pb2
 from service.engine.model import LimitUnit
 from service.errors import FailedPrecondition, InvalidArgument
+from service.limits import NAME, quote
 from service.store.member_documents import lock_members, usage_changed
 from service.store.receipt_records import (
     BENEFIT_KINDS,
@@ -244,8 +245,8 @@ def _count_usage(
         if added is None:
             name = claim.name or claim.offer_id
             raise FailedPrecondition(
-                f"the usage limit of {name!r} was reached since the receipt was calculated; "
-                "calculate the receipt again",
+                f"the usage limit of {quote(name, NAME)} was reached since the receipt was "
+                "calculated; calculate the receipt again",
                 reason=USAGE_LIMIT_REACHED,
             )
         counted.append(CountedUsage(claim.offer_id, claim.period_key, claim.used, claim.unit))

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty.v1 import backoffice_pb2, member_pb2, notification_pb2, receipt_pb2
+from service import limits
 from service.api.auth import Role
 from service.api.server import LoyaltyServer
 from tests.e2e.conftest import auth
@@ -26,13 +27,15 @@ SERVICES = {
     notification_pb2.DESCRIPTOR.services_by_name["NotificationService"]: Role.CUSTOMER_SERVICES,
 }
 OPERATOR_METHODS = {"OperatorSetFavoriteProducts", "ListFavoriteProductsAudit"}
-NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+# RESOURCE_EXHAUSTED: what a client sees for a status whose trailer is too long.
+NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 # Values that break naive code: empty, huge, negative, unicode, the demo's real ids.
 TEXT = st.one_of(
     st.sampled_from(["", "S001", "M000001", "2000000000001", "MILK-001", "FAV-PREDEFINED"]),
     st.text(max_size=12),
     st.text(min_size=300, max_size=400),
+    st.just("9" * 20_000),  # far above every limit: refused, not stored, logged or echoed
 )
 INTS = st.one_of(
     st.integers(-3, 3000), st.sampled_from([-(2**63), 2**63 - 1, 10**12, 999, 1000, 753])
@@ -146,5 +149,6 @@ def test_no_generated_request_gets_unknown_or_internal(
             call(channel, path, method, request, role)
         except grpc.RpcError as err:
             assert err.code() not in NEVER, f"{path}: {err.code()} {err.details()}"
+            assert len(err.details() or "") <= limits.MESSAGE, path
 
     one_request()
