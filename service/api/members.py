@@ -14,13 +14,15 @@ transaction makes every other replica drop it too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import grpc
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
@@ -43,7 +45,7 @@ from service.engine.rules import Rule, rule_for_offer
 from service.engine.snapshot import Snapshot
 from service.engine.usage import local_date, period_key
 from service.engine.validation import check_instant
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, NotFound
 from service.limits import check_each, check_length
 from service.store.category_choice_repo import (
     effective_choice,
@@ -60,6 +62,7 @@ from service.store.favorites_repo import (
     operator_set_favorite_products,
     select_favorite_products,
 )
+from service.store.member_repo import member_exists
 from service.store.models import PointsLedgerRow
 
 Clock = Callable[[], datetime]
@@ -316,6 +319,21 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def _forget(self, member_id: str) -> None:
         self._cache.forget_member(member_id)
 
+    @contextmanager
+    def _member_write(self, member_id: str) -> Iterator[Session]:
+        """A session for a write of the member's state. A member deleted from the store since
+        this replica cached them is NOT_FOUND (the foreign keys of their rows refuse the
+        write) and forgotten, so the next lookup says so too."""
+        with self._sessions() as session:
+            try:
+                yield session
+            except IntegrityError:
+                session.rollback()
+                if member_exists(session, member_id):
+                    raise
+                self._forget(member_id)
+                raise NotFound("member not found", reason="MEMBER_NOT_FOUND") from None
+
     # --- lookup -----------------------------------------------------------------------------
 
     def GetMemberOffers(  # noqa: N802 - gRPC method name
@@ -366,7 +384,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         now = self._clock()
         member = self._member(request.member)
         snapshot = self._cache.snapshot
-        with self._sessions() as session:
+        with self._member_write(member.id) as session:
             state = select_favorite_products(
                 session, snapshot, member.id, request.offer_id, _slot_skus(request.skus), now
             )
@@ -388,7 +406,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         actor = current_principal().name
         member = self._member(request.member)
         snapshot = self._cache.snapshot
-        with self._sessions() as session:
+        with self._member_write(member.id) as session:
             edit = operator_set_favorite_products(
                 session,
                 snapshot,
@@ -433,7 +451,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         now = self._clock()
         member = self._member(request.member)
         snapshot = self._cache.snapshot
-        with self._sessions() as session:
+        with self._member_write(member.id) as session:
             state = select_favorite_categories(
                 session,
                 member.id,

@@ -26,9 +26,10 @@ from service.config import Settings
 from service.engine.calculate import calculate
 from service.engine.model import Member, Unit, UsageLimit
 from service.engine.validation import validate_receipt
-from service.errors import InvalidArgument, NotFound
+from service.errors import FailedPrecondition, InvalidArgument, NotFound
 from service.limits import check_length
 from service.store.receipt_repo import (
+    MEMBER_NOT_FOUND,
     Confirmation,
     UsageClaim,
     confirm_fingerprint,
@@ -157,13 +158,18 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             fingerprint=confirm_fingerprint(receipt_pb),
         )
         now = self._clock()
-        response = confirm_receipt(
-            self._sessions,
-            confirmation,
-            time_zone=self._time_zone,
-            now=now,
-            oldest_sale_time=now - self._max_sale_time_age,
-        )
+        try:
+            response = confirm_receipt(
+                self._sessions,
+                confirmation,
+                time_zone=self._time_zone,
+                now=now,
+                oldest_sale_time=now - self._max_sale_time_age,
+            )
+        except FailedPrecondition as refused:
+            if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it
+                self._cache.forget_member(result.member_id)
+            raise
         if not response.replayed and result.member_id:
             self._cache.forget_member(result.member_id)
         return response
