@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "LOYALTY_"
+MAX_SALE_TIME_AGE_S = 3660 * 86400.0  # more is a typo; inf would overflow the datetime arithmetic
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class Settings:
             raise ValueError("processes must be >= 0")
         if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:
             raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
-        if not self.max_sale_time_age_s > 0:
-            raise ValueError("max_sale_time_age_s must be > 0")
+        if not 0 < self.max_sale_time_age_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
+            raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
 
 
 def _parse_bool(text: str) -> bool:
