@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "LOYALTY_"
+MAX_SALE_TIME_AGE_S = 3660 * 86400.0  # more is a typo; inf would overflow the datetime arithmetic
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Settings:
     member_cache_size: int = 200_000  # members kept in memory per process
     preload_members: bool = False  # load members into the cache at start (up to its size)
     max_receipt_lines: int = 1000
+    max_sale_time_age_s: float = 72 * 3600.0  # registers that were offline send late
     # Confirmation tokens (service/api/tokens.py): signed with the current key, verified
     # with it and, until token_previous_until, with the previous one (key rotation). Secrets
     # are at least 32 bytes, the same on every replica; read from a file, they never need to
@@ -90,8 +92,10 @@ class Settings:
             raise ValueError("max_streams and max_streams_per_connection must be >= 1")
         if self.card_miss_burst < 1 or self.card_miss_rate_per_s <= 0:
             raise ValueError("card_miss_burst must be >= 1 and card_miss_rate_per_s > 0")
-        if self.token_ttl_s <= 0:
-            raise ValueError("token_ttl_s must be > 0")
+        if not 0 < self.token_ttl_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
+            raise ValueError("token_ttl_s must be > 0 (and at most ten years)")
+        if not 0 < self.max_sale_time_age_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
+            raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
 
     @property
     def development_mode(self) -> bool:

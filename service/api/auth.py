@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from service.errors import PermissionDenied, Unauthenticated
+from service.limits import quote
 from service.store.credentials_repo import (
     StoredCredential,
     create_credential,
@@ -46,7 +47,7 @@ class Principal:
         _store.set(store_id)
         if self.store_ids and store_id not in self.store_ids:
             raise PermissionDenied(
-                f"credential {self.name!r} may not act for store {store_id!r}",
+                f"credential {quote(self.name)} may not act for store {quote(store_id)}",
                 reason="STORE_NOT_ALLOWED",
             )
 

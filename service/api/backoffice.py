@@ -20,18 +20,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
+from service import limits
 from service.api import convert
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine import model as m
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
+from service.limits import check_length, quote
 from service.store import catalog_repo, favorites_repo
 from service.store.attribute_import_proto import row_from_proto
 from service.store.attribute_import_records import (
-    KEY_LENGTH,
     MAX_LIMIT,
     MAX_MONEY,
-    NAME_LENGTH,
     ParsedRow,
     check_benefit,
 )
@@ -54,6 +54,7 @@ MAX_SLOTS = 100
 MAX_AGE = 150
 MAX_BIRTHDAY_WINDOW = 183
 MINUTES_PER_DAY = 1440
+MAX_EVERY_N_DAYS = 3660  # ten years, as the attribute import: next_allowed stays in the calendar
 GENERAL_LEVELS = (m.Level.ALL_BUYERS, m.Level.MEMBERS_ONLY, m.Level.TARGET_AUDIENCE)
 
 
@@ -67,17 +68,13 @@ def utc_now() -> datetime:
 def _key(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "must not be empty")
-    if len(value) > KEY_LENGTH:
-        raise InvalidArgument(field, f"at most {KEY_LENGTH} characters")
-    return value
+    return check_length(value, limits.ID, field)
 
 
 def _name(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "must not be empty")
-    if len(value) > NAME_LENGTH:
-        raise InvalidArgument(field, f"at most {NAME_LENGTH} characters")
-    return value
+    return check_length(value, limits.NAME, field)
 
 
 def _keys(values: Iterable[str], field: str, *, unique: bool = False) -> tuple[str, ...]:
@@ -86,7 +83,7 @@ def _keys(values: Iterable[str], field: str, *, unique: bool = False) -> tuple[s
     for index, value in enumerate(values):
         _key(value, f"{field}[{index}]")
         if value in seen and unique:
-            raise InvalidArgument(f"{field}[{index}]", f"{value!r} is listed twice")
+            raise InvalidArgument(f"{field}[{index}]", f"{quote(value)} is listed twice")
         seen[value] = None
     return tuple(seen)
 
@@ -96,7 +93,7 @@ def _distinct_ids(ids: Sequence[str], field: str, what: str = "id") -> None:
     seen: set[str] = set()
     for index, item_id in enumerate(ids):
         if item_id in seen:
-            raise InvalidArgument(f"{field}[{index}].{what}", f"{item_id!r} appears twice")
+            raise InvalidArgument(f"{field}[{index}].{what}", f"{quote(item_id)} appears twice")
         seen.add(item_id)
 
 
@@ -109,10 +106,11 @@ def _money(value: int, field: str) -> int:
 def _time_zone(name: str, field: str) -> str | None:
     if not name:
         return None
+    check_length(name, limits.ZONE, field)
     try:
         ZoneInfo(name)
     except (KeyError, ValueError, OSError):  # not found: KeyError; a directory: OSError
-        raise InvalidArgument(field, f"unknown IANA time zone {name!r}") from None
+        raise InvalidArgument(field, f"unknown IANA time zone {quote(name)}") from None
     return name
 
 
@@ -140,7 +138,7 @@ def check_category_tree(
             if parent in seen:
                 raise InvalidArgument(
                     f"categories[{index}].parent_id",
-                    f"{category.parent_id!r} would make a cycle in the category tree",
+                    f"{quote(category.parent_id or '')} would make a cycle in the category tree",
                 )
             seen.add(parent)
             parent = parents.get(parent)
@@ -246,8 +244,9 @@ def _audience(offer: backoffice_pb2.Offer, level: m.Level, path: str) -> m.Audie
 def _validity(offer: backoffice_pb2.Offer, path: str) -> tuple[datetime | None, datetime | None]:
     if not offer.HasField("validity"):
         return None, None
-    valid_from = convert.optional_datetime(offer.validity, "valid_from")
-    valid_to = convert.optional_datetime(offer.validity, "valid_to")
+    field = f"{path}.validity"
+    valid_from = convert.optional_datetime(offer.validity, "valid_from", f"{field}.valid_from")
+    valid_to = convert.optional_datetime(offer.validity, "valid_to", f"{field}.valid_to")
     if valid_from is not None and valid_to is not None and valid_to <= valid_from:
         raise InvalidArgument(f"{path}.validity.valid_to", "must be after valid_from")
     return valid_from, valid_to
@@ -285,8 +284,7 @@ def offer_to_model(offer: backoffice_pb2.Offer, path: str, levels: Sequence[m.Le
         convert.CHANNEL.parse(channel, f"{path}.channels[{index}]")
         for index, channel in enumerate(offer.channels)
     )
-    if len(offer.text) > NAME_LENGTH:
-        raise InvalidArgument(f"{path}.text", f"at most {NAME_LENGTH} characters")
+    check_length(offer.text, limits.NAME, f"{path}.text")
     return m.Offer(
         id=offer_id,
         name=name,
@@ -328,8 +326,10 @@ def favorite_offer_to_model(
         raise InvalidArgument(f"{path}.product_list_id", "only for LIST_SOURCE_PREDEFINED")
     frequency = convert.FREQUENCY.parse(f.frequency, f"{path}.frequency")
     if frequency is m.Frequency.EVERY_N_DAYS:
-        if f.every_n_days < 1:
-            raise InvalidArgument(f"{path}.every_n_days", "at least 1 for EVERY_N_DAYS")
+        if not 1 <= f.every_n_days <= MAX_EVERY_N_DAYS:
+            raise InvalidArgument(
+                f"{path}.every_n_days", f"from 1 to {MAX_EVERY_N_DAYS} for EVERY_N_DAYS"
+            )
     elif f.every_n_days != 0:
         raise InvalidArgument(f"{path}.every_n_days", "only for SELECTION_FREQUENCY_EVERY_N_DAYS")
     return m.FavoriteProductsOffer(
@@ -505,7 +505,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
             query = select(favorites.c.offer_id).where(favorites.c.offer_id == offer.id)
             if session.execute(query).first() is not None:
                 raise FailedPrecondition(
-                    f"offer {offer.id!r} is a favorite-products offer: "
+                    f"offer {quote(offer.id)} is a favorite-products offer: "
                     "use UpsertFavoriteProductsOffer",
                     reason="OFFER_KIND_MISMATCH",
                 )
@@ -538,7 +538,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
             ).scalar()
             if level is not None:
                 raise FailedPrecondition(
-                    f"offer {offer_id!r} is an offer of level {level.name}: use UpsertOffer, "
+                    f"offer {quote(offer_id)} is an offer of level {level.name}: use UpsertOffer, "
                     "or another id",
                     reason="OFFER_KIND_MISMATCH",
                 )
@@ -564,8 +564,8 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
             raise InvalidArgument("header", "the first message must carry the import header")
         header = first.header
         check_import_id(header.import_id, "header.import_id")
-        if len(header.fingerprint) > KEY_LENGTH:
-            raise InvalidArgument("header.fingerprint", f"at most {KEY_LENGTH} characters")
+        check_length(header.fingerprint, limits.ID, "header.fingerprint")
+        check_length(header.source, limits.NAME, "header.source")
         run = AttributeImport(
             self._sessions,
             header.import_id,
@@ -581,9 +581,9 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
             response.replayed = True
             return response
         log.info(
-            "import %s from %r: %s",
+            "import %s from %s: %s",
             header.import_id,
-            header.source,
+            quote(header.source),
             f"resuming after {start.skip} rows" if start.skip else "started",
         )
         outcome = run.run(_stream_rows(messages, start.skip))
@@ -614,6 +614,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
     ) -> backoffice_pb2.RunFavoriteAutofillResponse:
         """Fill empty slots (SPEC 7.1 auto-fill), one transaction per batch of members, so a
         run over millions of members holds no long transaction and shows each batch at once."""
+        check_length(request.offer_id, limits.ID, "offer_id")
         ids = list(_keys(request.member_ids, "member_ids"))
         snapshot = self._cache.snapshot
         favorite = favorites_repo.favorite_offer(snapshot, request.offer_id)
@@ -668,7 +669,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
         with self._sessions() as session:
             state = load_import(session, request.import_id)
         if state is None:
-            raise NotFound(f"no import {request.import_id!r}", reason="IMPORT_NOT_FOUND")
+            raise NotFound(f"no import {quote(request.import_id)}", reason="IMPORT_NOT_FOUND")
         response = backoffice_pb2.GetImportStatusResponse()
         fill_import_status(response.status, state)
         return response

@@ -8,7 +8,7 @@ which is the cheapest way to fill a message in Python protobuf.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from google.protobuf import timestamp_pb2
@@ -58,12 +58,29 @@ LIMIT_PERIOD = EnumMap(common_pb2.UsageLimitPeriod, m.LimitPeriod, "USAGE_LIMIT_
 # --- time --------------------------------------------------------------------------------------
 
 
-def timestamp_to_datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
-    return datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, UTC)
+# google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_SECONDS = -62_135_596_800
+MAX_SECONDS = 253_402_300_799
+MAX_NANOS = 999_999_999
 
 
-def optional_datetime(message: Any, field: str) -> datetime | None:
-    return timestamp_to_datetime(getattr(message, field)) if message.HasField(field) else None
+def to_datetime(stamp: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """The instant as an aware UTC datetime (to the microsecond, truncated, as protobuf's
+    ToDatetime); INVALID_ARGUMENT naming `field` outside the range a Timestamp may hold."""
+    if not MIN_SECONDS <= stamp.seconds <= MAX_SECONDS:
+        raise InvalidArgument(field, "must be from 0001-01-01 to 9999-12-31 (UTC)")
+    if not 0 <= stamp.nanos <= MAX_NANOS:
+        raise InvalidArgument(field, f"nanos must be from 0 to {MAX_NANOS}")
+    return EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+
+
+def optional_datetime(message: Any, name: str, field: str | None = None) -> datetime | None:
+    """The Timestamp field `name` of the message, None when unset; `field` is its path in the
+    request (default: the name)."""
+    if not message.HasField(name):
+        return None
+    return to_datetime(getattr(message, name), field or name)
 
 
 def set_timestamp(stamp: timestamp_pb2.Timestamp, moment: datetime) -> None:
@@ -85,7 +102,7 @@ def receipt_to_model(
 ) -> m.Receipt:
     """The receipt as the engine sees it; the member is resolved by the caller."""
     channel = CHANNEL.parse(receipt.channel, "receipt.channel")
-    sale_time = timestamp_to_datetime(receipt.sale_time) if receipt.HasField("sale_time") else now
+    sale_time = optional_datetime(receipt, "sale_time", "receipt.sale_time") or now
     return m.Receipt(
         receipt_id=receipt.receipt_id,
         sale_time=sale_time,

@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service import errors
 from service.deadline import remaining_seconds
+from service.limits import MESSAGE, shorten
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,10 @@ def _pack(message: object) -> any_pb2.Any:
 
 
 def domain_status(error: errors.DomainError) -> grpc.Status:
+    """The status of a domain error. Its texts are cut to MESSAGE characters: the status
+    travels in the trailer, and one past its limit turns into RESOURCE_EXHAUSTED."""
     code = _code_of(error)
+    message = shorten(error.message, MESSAGE)
     metadata: dict[str, str] = {}
     if isinstance(error, errors.FailedPrecondition) and error.next_allowed is not None:
         metadata["next_allowed"] = error.next_allowed.isoformat()
@@ -62,13 +66,13 @@ def domain_status(error: errors.DomainError) -> grpc.Status:
         bad_request = error_details_pb2.BadRequest()
         violation = bad_request.field_violations.add()
         violation.field = error.field
-        violation.description = error.description
+        violation.description = shorten(error.description, MESSAGE)
         details.append(_pack(bad_request))
     if isinstance(error, errors.FailedPrecondition):
         failure = error_details_pb2.PreconditionFailure()
         entry = failure.violations.add()
         entry.type = error.reason
-        entry.description = error.message
+        entry.description = message
         if error.next_allowed is not None:
             entry.subject = f"next_allowed={error.next_allowed.isoformat()}"
         details.append(_pack(failure))
@@ -79,7 +83,7 @@ def domain_status(error: errors.DomainError) -> grpc.Status:
         retry.retry_delay.FromMilliseconds(max(1, round(error.retry_after_s * 1000)))
         details.append(_pack(retry))
     return rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=error.message, details=details)
+        status_pb2.Status(code=code.value[0], message=message, details=details)
     )
 
 

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from cachetools import LRUCache
 
 from loyalty.v1 import common_pb2
+from service import limits
 from service.api.auth import current_principal
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine.model import Member
 from service.errors import InvalidArgument, NotFound, TooManyRequests
+from service.limits import check_length
 
 # Buckets kept at once; a credential beyond it is forgotten with a full bucket, which a
 # stranger cannot exploit: only authenticated credentials reach a lookup.
@@ -61,6 +63,11 @@ class MissLimiter:
         return min(float(self.burst), tokens + (now - at) * self.per_second) if at else tokens
 
 
+def check_identity(identity: common_pb2.MemberIdentity, field: str) -> None:
+    check_length(identity.card_number, limits.CARD, f"{field}.card_number")
+    check_length(identity.member_id, limits.ID, f"{field}.member_id")
+
+
 class MemberLookup:
     def __init__(self, cache: BenefitCache, misses: MissLimiter) -> None:
         self._cache = cache
@@ -76,6 +83,7 @@ class MemberLookup:
         which = identity.WhichOneof("id")
         if which is None:
             return None
+        check_identity(identity, field)
         if which == "card_number":
             member = self._by_card(identity.card_number, f"{field}.card_number")
         else:

@@ -14,16 +14,19 @@ transaction makes every other replica drop it too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import grpc
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
+from service import limits
 from service.api import convert
 from service.api.auth import current_principal
 from service.api.lookup import MemberLookup
@@ -41,7 +44,9 @@ from service.engine.model import (
 from service.engine.rules import Rule, rule_for_offer
 from service.engine.snapshot import Snapshot
 from service.engine.usage import local_date, period_key
-from service.errors import InvalidArgument
+from service.engine.validation import check_instant
+from service.errors import InvalidArgument, NotFound
+from service.limits import check_each, check_length
 from service.store.category_choice_repo import (
     effective_choice,
     last_category_changes,
@@ -57,6 +62,7 @@ from service.store.favorites_repo import (
     operator_set_favorite_products,
     select_favorite_products,
 )
+from service.store.member_repo import member_exists
 from service.store.models import PointsLedgerRow
 
 Clock = Callable[[], datetime]
@@ -315,13 +321,30 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def _forget(self, member_id: str) -> None:
         self._cache.forget_member(member_id)
 
+    @contextmanager
+    def _member_write(self, member_id: str) -> Iterator[Session]:
+        """A session for a write of the member's state. A member deleted from the store since
+        this replica cached them is NOT_FOUND (the foreign keys of their rows refuse the
+        write) and forgotten, so the next lookup says so too."""
+        with self._sessions() as session:
+            try:
+                yield session
+            except IntegrityError:
+                session.rollback()
+                if member_exists(session, member_id):
+                    raise
+                self._forget(member_id)
+                raise NotFound("member not found", reason="MEMBER_NOT_FOUND") from None
+
     # --- lookup -----------------------------------------------------------------------------
 
     def GetMemberOffers(  # noqa: N802 - gRPC method name
         self, request: member_pb2.GetMemberOffersRequest, context: grpc.ServicerContext
     ) -> member_pb2.GetMemberOffersResponse:
         at = convert.optional_datetime(request, "at") or self._clock()
+        check_instant(at, "at")
         channel = convert.CHANNEL.parse_optional(request.channel, "channel")
+        check_length(request.store_id, limits.ID, "store_id")
         if request.store_id:
             current_principal().check_store(request.store_id)
         member = self._member(request.member)
@@ -358,10 +381,12 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def SelectFavoriteProducts(  # noqa: N802 - gRPC method name
         self, request: member_pb2.SelectFavoriteProductsRequest, context: grpc.ServicerContext
     ) -> member_pb2.SelectFavoriteProductsResponse:
+        check_length(request.offer_id, limits.ID, "offer_id")
+        check_each(request.skus, limits.ID, "skus")
         now = self._clock()
         member = self._member(request.member)
         snapshot = self._cache.snapshot
-        with self._sessions() as session:
+        with self._member_write(member.id) as session:
             state = select_favorite_products(
                 session, snapshot, member.id, request.offer_id, _slot_skus(request.skus), now
             )
@@ -376,11 +401,14 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         request: member_pb2.OperatorSetFavoriteProductsRequest,
         context: grpc.ServicerContext,
     ) -> member_pb2.OperatorSetFavoriteProductsResponse:
+        check_length(request.offer_id, limits.ID, "offer_id")
+        check_each(request.skus, limits.ID, "skus")
+        check_length(request.comment, limits.COMMENT, "comment")
         now = self._clock()
         actor = current_principal().name
         member = self._member(request.member)
         snapshot = self._cache.snapshot
-        with self._sessions() as session:
+        with self._member_write(member.id) as session:
             edit = operator_set_favorite_products(
                 session,
                 snapshot,
@@ -405,6 +433,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     ) -> member_pb2.ListFavoriteProductsAuditResponse:
         if request.limit < 0:
             raise InvalidArgument("limit", "must not be negative")
+        check_length(request.offer_id, limits.ID, "offer_id")
         limit = min(request.limit or DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT)
         member = self._member(request.member)
         with self._sessions() as session:
@@ -419,10 +448,12 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def SelectFavoriteCategories(  # noqa: N802 - gRPC method name
         self, request: member_pb2.SelectFavoriteCategoriesRequest, context: grpc.ServicerContext
     ) -> member_pb2.SelectFavoriteCategoriesResponse:
+        check_length(request.offer_id, limits.ID, "offer_id")
+        check_each(request.group_ids, limits.ID, "group_ids")
         now = self._clock()
         member = self._member(request.member)
         snapshot = self._cache.snapshot
-        with self._sessions() as session:
+        with self._member_write(member.id) as session:
             state = select_favorite_categories(
                 session,
                 member.id,

@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from service.limits import QUOTE, shorten
+
 call_log = logging.getLogger("service.calls")
 
 LATENCY_BUCKETS = (
@@ -105,12 +107,13 @@ class StatsCollector(Collector):
 
 def log_call(method: str, code: grpc.StatusCode, seconds: float, caller: str, store: str) -> None:
     """One JSON line per call: what, outcome, how long, who (a credential name, never a
-    secret) and for which store (receipt calls; empty otherwise)."""
+    secret) and for which store (receipt calls; empty otherwise), at most a short prefix of
+    it: the store id is the caller's, and a long one must not make every line long."""
     record = {
         "method": method,
         "code": code.name,
         "ms": round(seconds * 1000, 3),
         "caller": caller,
-        "store": store,
+        "store": shorten(store, QUOTE),
     }
     call_log.info(json.dumps(record, separators=(",", ":")))

@@ -21,10 +21,11 @@ import grpc
 from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.v1 import notification_pb2, notification_pb2_grpc
+from service import limits
 from service.api import convert
 from service.api.auth import current_principal
 from service.errors import InvalidArgument, Unavailable
-from service.store.models import KEY
+from service.limits import check_length
 from service.store.outbox import Event, ack_events, acked_position, check_consumer, events_after
 
 POLL_INTERVAL_S = 0.15
@@ -99,8 +100,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             raise InvalidArgument("after_position", "must not be negative")
         if request.consumer:
             check_consumer(request.consumer)
-        if len(request.member_id) > KEY:
-            raise InvalidArgument("member_id", f"at most {KEY} characters")
+        check_length(request.member_id, limits.ID, "member_id")
         position = request.after_position
         if position == 0 and request.consumer:
             with self._sessions() as session:

@@ -10,24 +10,27 @@ own write at once. See docs/receipts.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import grpc
 from sqlalchemy.orm import Session
 
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc, token_pb2
+from service import limits
 from service.api import convert
 from service.api.auth import current_principal
-from service.api.lookup import MemberLookup
+from service.api.lookup import MemberLookup, check_identity
 from service.api.tokens import signer_from_settings
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.engine.calculate import calculate
 from service.engine.model import Member, Unit, UsageLimit
 from service.engine.validation import validate_receipt
-from service.errors import InvalidArgument
+from service.errors import FailedPrecondition, InvalidArgument
+from service.limits import check_length
 from service.store.receipt_repo import (
+    MEMBER_NOT_FOUND,
     Confirmation,
     UsageClaim,
     confirm_fingerprint,
@@ -40,6 +43,20 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def check_receipt_ids(receipt: receipt_pb2.Receipt) -> None:
+    """The receipt's ids and its buyer, before a store or member is looked up by them; the
+    engine checks the lines (validation.validate_receipt)."""
+    check_length(receipt.receipt_id, limits.ID, "receipt.receipt_id")
+    check_length(receipt.store_id, limits.ID, "receipt.store_id")
+    check_identity(receipt.member, "receipt.member")
+
+
+def check_receipt_lines(receipt: receipt_pb2.Receipt) -> None:
+    for index, line in enumerate(receipt.lines):
+        check_length(line.line_id, limits.ID, f"receipt.lines[{index}].line_id")
+        check_length(line.sku, limits.ID, f"receipt.lines[{index}].sku")
 
 
 class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
@@ -61,18 +78,26 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         self._time_zone = ZoneInfo(settings.time_zone)
         self._sessions = sessions  # the store the cache reads is the one receipts go to
         self._store_available = store_available
+        self._max_sale_time_age = timedelta(seconds=settings.max_sale_time_age_s)
 
     def Calculate(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.CalculateRequest, context: grpc.ServicerContext
     ) -> receipt_pb2.CalculateResponse:
         now = self._clock()
         receipt_pb = request.receipt
+        check_receipt_ids(receipt_pb)
         current_principal().check_store(receipt_pb.store_id)
         member = self._members.resolve(receipt_pb.member, "receipt.member")
         receipt = convert.receipt_to_model(receipt_pb, member, now)
         snapshot = self._cache.snapshot
         try:
-            validate_receipt(snapshot, receipt, now, max_lines=self._settings.max_receipt_lines)
+            validate_receipt(
+                snapshot,
+                receipt,
+                now,
+                max_lines=self._settings.max_receipt_lines,
+                max_sale_time_age=self._max_sale_time_age,
+            )
         except InvalidArgument as error:  # the engine names fields of the receipt itself
             raise InvalidArgument(f"receipt.{error.field}", error.description) from None
         result = calculate(snapshot, receipt, explain=request.explain)
@@ -94,6 +119,9 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         receipt_pb = request.receipt
         if not receipt_pb.receipt_id:
             raise InvalidArgument("receipt.receipt_id", "required to confirm a receipt")
+        check_receipt_ids(receipt_pb)
+        check_receipt_lines(receipt_pb)
+        convert.optional_datetime(receipt_pb, "sale_time", "receipt.sale_time")  # in range
         current_principal().check_store(receipt_pb.store_id)
         payload = self._signer.verify(receipt_pb, request.confirmation_token)
         result = payload.result
@@ -103,9 +131,19 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             usage=self._usage_claims(result.member_id, payload.usage),
             fingerprint=confirm_fingerprint(receipt_pb),
         )
-        response = confirm_receipt(
-            self._sessions, confirmation, time_zone=self._time_zone, now=self._clock()
-        )
+        now = self._clock()
+        try:
+            response = confirm_receipt(
+                self._sessions,
+                confirmation,
+                time_zone=self._time_zone,
+                now=now,
+                oldest_sale_time=now - self._max_sale_time_age,
+            )
+        except FailedPrecondition as refused:
+            if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it
+                self._cache.forget_member(result.member_id)
+            raise
         if not response.replayed and result.member_id:
             self._cache.forget_member(result.member_id)
         return response
@@ -176,6 +214,8 @@ def validate_refund(request: receipt_pb2.RefundRequest) -> None:
         raise InvalidArgument("refund_id", "required: the idempotency key of this refund")
     if not request.receipt_id:
         raise InvalidArgument("receipt_id", "required")
+    for field in ("refund_id", "receipt_id", "store_id"):
+        check_length(getattr(request, field), limits.ID, field)
     if request.full:
         if request.lines:
             raise InvalidArgument("lines", "must be empty for a full refund")
@@ -186,8 +226,11 @@ def validate_refund(request: receipt_pb2.RefundRequest) -> None:
     for index, line in enumerate(request.lines):
         if not line.line_id:
             raise InvalidArgument(f"lines[{index}].line_id", "must not be empty")
+        check_length(line.line_id, limits.ID, f"lines[{index}].line_id")
         if line.line_id in seen:
-            raise InvalidArgument(f"lines[{index}].line_id", f"duplicate line {line.line_id!r}")
+            raise InvalidArgument(
+                f"lines[{index}].line_id", f"duplicate line {limits.quote(line.line_id)}"
+            )
         seen.add(line.line_id)
         if line.quantity <= 0:
             raise InvalidArgument(f"lines[{index}].quantity", "must be positive")

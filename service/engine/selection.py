@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from service.engine.model import Frequency
 from service.errors import InvalidArgument
+from service.limits import quote
 
 # --- change frequency -------------------------------------------------------------------------
 
@@ -110,9 +111,9 @@ def validate_favorite_selection(
         if not sku:
             raise InvalidArgument(f"slots[{index}]", "an empty SKU; use no value for an empty slot")
         if sku not in allowed:
-            raise InvalidArgument(f"slots[{index}]", f"{sku!r} is not on the member's list")
+            raise InvalidArgument(f"slots[{index}]", f"{quote(sku)} is not on the member's list")
         if sku in seen:
-            raise InvalidArgument(f"slots[{index}]", f"{sku!r} is already in another slot")
+            raise InvalidArgument(f"slots[{index}]", f"{quote(sku)} is already in another slot")
         seen.add(sku)
     slots = tuple(new_slots) + (None,) * (slot_count - len(new_slots))
     replaces = False
@@ -193,9 +194,9 @@ def validate_category_choice(
     seen: set[str] = set()
     for index, group_id in enumerate(chosen):
         if group_id not in offered:
-            raise InvalidArgument(f"chosen_group_ids[{index}]", f"{group_id!r} is not offered")
+            raise InvalidArgument(f"chosen_group_ids[{index}]", f"{quote(group_id)} is not offered")
         if group_id in seen:
-            raise InvalidArgument(f"chosen_group_ids[{index}]", f"{group_id!r} chosen twice")
+            raise InvalidArgument(f"chosen_group_ids[{index}]", f"{quote(group_id)} chosen twice")
         seen.add(group_id)
     return frozenset(seen)
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from service import limits
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -32,15 +33,16 @@ from service.engine.model import (
     UsageLimit,
 )
 from service.errors import InvalidArgument
+from service.limits import quote
 
-KEY_LENGTH = 64  # member, offer, group ids, SKUs, tags (store column width)
-CARD_LENGTH = 32
-NAME_LENGTH = 200
+KEY_LENGTH = limits.ID  # member, offer, group ids, SKUs, tags (store column width)
+CARD_LENGTH = limits.CARD
+NAME_LENGTH = limits.NAME
 MAX_BASIS_POINTS = 10_000
 MAX_MONEY = 10**12  # minor units per unit; anything above is absurd
 MAX_LIMIT = 10**12
 MAX_ITEMS = 1000  # SKUs, groups, cards or tags in one row
-QUOTE_LENGTH = 32  # characters of a sender's value that a rejection quotes
+QUOTE_LENGTH = limits.QUOTE  # characters of a sender's value that a rejection quotes
 # What a protobuf Timestamp allows and a datetime holds, in UTC (sub-microseconds dropped)
 TIME_RANGE = "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
 
@@ -117,8 +119,7 @@ def quoted(value: object) -> str:
     array or object is named, not printed: its repr could be long, or nested deeper than
     repr() may recurse."""
     if isinstance(value, str):
-        shown = repr(value[:QUOTE_LENGTH])
-        return shown[:-1] + "…" + shown[-1] if len(value) > QUOTE_LENGTH else shown
+        return quote(value, QUOTE_LENGTH)
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from service.engine.model import FavoriteCategoryTerms
 from service.engine.selection import validate_category_choice
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
+from service.limits import quote
 from service.store.codec import attribute_from_row
 from service.store.favorites_repo import change_window, check_offer_open, refusal
 from service.store.member_documents import lock_members, member_changed
@@ -76,7 +77,8 @@ def select_favorite_categories(
     claimed = session.execute(update(attributes).where(*key).values(version=attributes.c.version))
     if claimed.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(
-            f"the member has no favorite-categories offer {offer_id!r}", reason="OFFER_NOT_FOUND"
+            f"the member has no favorite-categories offer {quote(offer_id)}",
+            reason="OFFER_NOT_FOUND",
         )
     row = session.execute(select(attributes).where(*key).with_for_update()).one()
     choices = table_of(FavoriteCategoryChoiceRow)

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from service import limits
 from service.engine.model import FavoriteProductsOffer, Frequency, ListSource, Offer
 from service.engine.selection import (
     SlotSelection,
@@ -50,6 +51,7 @@ from service.engine.selection import (
 )
 from service.engine.snapshot import Snapshot
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
+from service.limits import quote
 from service.store.loader import iter_member_ids
 from service.store.member_documents import lock_members, member_changed
 from service.store.models import (
@@ -63,7 +65,7 @@ from service.store.outbox import EventType, add_events, lock_outbox
 from service.store.sql import chunks, insert_rows, keyset_pages, table_of, upsert
 
 OPERATOR_EDIT = "OPERATOR_SET_FAVORITE_PRODUCTS"  # audit_log.action
-MAX_COMMENT = 1000
+MAX_COMMENT = limits.COMMENT
 AUTOFILL_BATCH = 500  # members locked, read and written together
 
 
@@ -190,7 +192,7 @@ def favorite_offer(snapshot: Snapshot, offer_id: str) -> FavoriteProductsOffer:
         raise InvalidArgument("offer_id", "must not be empty")
     favorite = snapshot.favorite_products_offer(offer_id)
     if favorite is None:
-        raise NotFound(f"no favorite-products offer {offer_id!r}", reason="OFFER_NOT_FOUND")
+        raise NotFound(f"no favorite-products offer {quote(offer_id)}", reason="OFFER_NOT_FOUND")
     return favorite
 
 

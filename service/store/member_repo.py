@@ -52,6 +52,12 @@ class Purchase:
     amount: int
 
 
+def member_exists(session: Session, member_id: str) -> bool:
+    members = table_of(MemberRow)
+    found = session.execute(select(members.c.id).where(members.c.id == member_id)).first()
+    return found is not None
+
+
 def save_member(
     session: Session,
     member: Member,

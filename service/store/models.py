@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service import limits
 from service.engine.model import (
     BenefitKind,
     Channel,
@@ -57,8 +58,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-KEY = 64  # length of ids, SKUs, offer and member ids
-NAME = 200
+KEY = limits.ID  # ids, SKUs, offer and member ids
+NAME = limits.NAME
 ENUM_LENGTH = 24
 
 # Autoincrementing BIGINT; SQLite only autoincrements INTEGER PRIMARY KEY.
@@ -160,7 +161,7 @@ class StoreRow(Base):
 
     id: Mapped[str] = mapped_column(String(KEY), primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME))
-    time_zone: Mapped[str | None] = mapped_column(String(KEY))
+    time_zone: Mapped[str | None] = mapped_column(String(limits.ZONE))
 
 
 # --- offers ------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ class MemberRow(Base):
 class CardRow(Base):
     __tablename__ = "cards"
 
-    card_number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    card_number: Mapped[str] = mapped_column(String(limits.CARD), primary_key=True)
     member_id: Mapped[str] = mapped_column(String(KEY), _member_fk(), index=True)
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

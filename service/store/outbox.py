@@ -29,6 +29,7 @@ from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidArgument, PermissionDenied
+from service.limits import quote
 from service.store.models import KEY, OutboxAckRow, OutboxRow
 from service.store.sql import insert_rows, table_of, upsert, utc_now
 
@@ -158,7 +159,7 @@ def acked_position(session: Session, consumer: str, owner: str | None = None) ->
         return 0
     if owner is not None and found.owner not in ("", owner):
         raise PermissionDenied(
-            f"consumer {consumer[:32]!r} belongs to another credential", reason="NOT_YOUR_CONSUMER"
+            f"consumer {quote(consumer)} belongs to another credential", reason="NOT_YOUR_CONSUMER"
         )
     return int(found.position)
 

@@ -24,12 +24,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalty.v1 import receipt_pb2
 from service.engine.model import LimitUnit
-from service.errors import FailedPrecondition
+from service.errors import FailedPrecondition, InvalidArgument
+from service.limits import NAME, quote
 from service.store.member_documents import lock_members, usage_changed
+from service.store.member_repo import member_exists
 from service.store.receipt_records import (
     BENEFIT_KINDS,
     CHANNELS,
@@ -46,6 +49,7 @@ from service.store.sql import utc_now
 Sessions = Callable[[], Session]
 
 USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
+MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +82,14 @@ def confirm_receipt(
     *,
     time_zone: ZoneInfo,
     now: datetime | None = None,
+    oldest_sale_time: datetime | None = None,
 ) -> receipt_pb2.ConfirmResponse:
     """Commit the receipt once and return the response; a repeat returns the stored one.
 
-    Raises AlreadyExists (same id, other content) and FailedPrecondition (a usage limit used
-    up since the calculation); database errors propagate after a rollback."""
+    Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used
+    up since the calculation; MEMBER_NOT_FOUND, the member deleted since) and InvalidArgument
+    (a sale time before `oldest_sale_time`: the token is too old; a repeat is still
+    answered); database errors propagate after a rollback."""
     receipt_id = confirmation.result.receipt_id
     at = now or utc_now()
     with sessions() as session:
@@ -94,12 +101,34 @@ def confirm_receipt(
                 if stored is None:
                     raise RuntimeError(f"receipt {receipt_id!r} is claimed but not stored")
                 return replay_confirm(stored, confirmation.fingerprint)
+            _check_sale_time(confirmation.result, oldest_sale_time)
             response = _commit(session, confirmation, time_zone, at)
             session.commit()
+        except IntegrityError:
+            session.rollback()
+            _refuse_if_member_gone(session, confirmation.result.member_id)
+            raise
         except BaseException:
             session.rollback()
             raise
     return response
+
+
+def _refuse_if_member_gone(session: Session, member_id: str) -> None:
+    """A member deleted from the store since the calculation: the receipt's foreign key
+    refused the claim. The register must calculate again (and hears there is no member)."""
+    if member_id and not member_exists(session, member_id):
+        raise FailedPrecondition(
+            "the member of this receipt no longer exists; calculate the receipt again",
+            reason=MEMBER_NOT_FOUND,
+        )
+
+
+def _check_sale_time(result: receipt_pb2.ReceiptResult, oldest: datetime | None) -> None:
+    if oldest is not None and result.sale_time.ToDatetime(UTC) < oldest:
+        raise InvalidArgument(
+            "receipt.sale_time", "older than the window for late receipts: not confirmed"
+        )
 
 
 def _claim_receipt(session: Session, confirmation: Confirmation, at: datetime) -> bool:
@@ -233,8 +262,8 @@ def _count_usage(
         if added is None:
             name = claim.name or claim.offer_id
             raise FailedPrecondition(
-                f"the usage limit of {name!r} was reached since the receipt was calculated; "
-                "calculate the receipt again",
+                f"the usage limit of {quote(name, NAME)} was reached since the receipt was "
+                "calculated; calculate the receipt again",
                 reason=USAGE_LIMIT_REACHED,
             )
         counted.append(CountedUsage(claim.offer_id, claim.period_key, claim.used, claim.unit))

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import common_pb2, receipt_pb2, token_pb2
 from service.engine.model import BenefitKind, Channel, LimitUnit, Mechanic
 from service.errors import AlreadyExists
+from service.limits import quote
 from service.store.receipt_shares import CountedUsage
 from service.store.receipt_sql import statements_for
 
@@ -104,7 +105,7 @@ def replay_confirm(stored: StoredReceipt, fingerprint: str) -> receipt_pb2.Confi
     """The first response to this receipt id, if the request is the same; else refused."""
     if stored.fingerprint != fingerprint:
         raise AlreadyExists(
-            f"receipt {stored.receipt_id!r} was already confirmed with other content; "
+            f"receipt {quote(stored.receipt_id)} was already confirmed with other content; "
             "a new receipt needs a new receipt id",
             reason="RECEIPT_ID_REUSED",
         )
@@ -132,7 +133,7 @@ def stored_refund(session: Session, refund_id: str) -> StoredRefund | None:
 def replay_refund(stored: StoredRefund, fingerprint: str) -> receipt_pb2.RefundResponse:
     if stored.fingerprint != fingerprint:
         raise AlreadyExists(
-            f"refund {stored.refund_id!r} was already made with other content; "
+            f"refund {quote(stored.refund_id)} was already made with other content; "
             "a new refund needs a new refund id",
             reason="REFUND_ID_REUSED",
         )

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import receipt_pb2
 from service.engine.model import PIECE_QUANTITY
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
+from service.limits import quote
 from service.store.member_documents import lock_members, usage_changed
 from service.store.models import (
     ReceiptBenefitRow,
@@ -117,7 +118,7 @@ def _refund(
 ) -> Refunded:
     receipt_id = request.receipt_id
     if not _lock_receipt(session, receipt_id):
-        raise NotFound(f"no confirmed receipt {receipt_id!r}", reason=RECEIPT_NOT_FOUND)
+        raise NotFound(f"no confirmed receipt {quote(receipt_id)}", reason=RECEIPT_NOT_FOUND)
     stored = stored_refund(session, request.refund_id)
     if stored is not None:  # committed while this one waited for the lock
         return Refunded(replay_refund(stored, fingerprint))
@@ -237,7 +238,7 @@ def _wanted(
         wanted = [(line, line.left) for line in lines if line.left > 0]
         if not wanted:
             raise FailedPrecondition(
-                f"receipt {request.receipt_id!r} is already refunded in full",
+                f"receipt {quote(request.receipt_id)} is already refunded in full",
                 reason=NOTHING_LEFT_TO_REFUND,
             )
         return wanted
@@ -248,12 +249,12 @@ def _wanted(
         if line is None:
             raise InvalidArgument(
                 f"lines[{index}].line_id",
-                f"receipt {request.receipt_id!r} has no line {asked.line_id!r}",
+                f"receipt {quote(request.receipt_id)} has no line {quote(asked.line_id)}",
             )
         quantity = asked.quantity
         if quantity > line.left:
             raise FailedPrecondition(
-                f"line {line.line_id!r}: {_units(line.left)} left to refund, "
+                f"line {quote(line.line_id)}: {_units(line.left)} left to refund, "
                 f"{_units(quantity)} asked",
                 reason=REFUND_EXCEEDS_PURCHASE,
             )

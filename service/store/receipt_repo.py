@@ -14,6 +14,7 @@ receipt_records (stored responses, fingerprints, balance).
 from __future__ import annotations
 
 from service.store.receipt_confirm import (
+    MEMBER_NOT_FOUND,
     USAGE_LIMIT_REACHED,
     Confirmation,
     UsageClaim,
@@ -33,6 +34,7 @@ from service.store.receipt_refund import (
 )
 
 __all__ = [
+    "MEMBER_NOT_FOUND",
     "NOTHING_LEFT_TO_REFUND",
     "RECEIPT_NOT_FOUND",
     "REFUND_EXCEEDS_PURCHASE",

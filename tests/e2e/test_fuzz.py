@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty.v1 import backoffice_pb2, member_pb2, notification_pb2, receipt_pb2
+from service import limits
 from service.api.auth import Role
 from service.api.server import LoyaltyServer
 from tests.e2e.conftest import auth
@@ -26,17 +27,28 @@ SERVICES = {
     notification_pb2.DESCRIPTOR.services_by_name["NotificationService"]: Role.CUSTOMER_SERVICES,
 }
 OPERATOR_METHODS = {"OperatorSetFavoriteProducts", "ListFavoriteProductsAudit"}
-NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+# RESOURCE_EXHAUSTED: what a client sees for a status whose trailer is too long.
+NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 # Values that break naive code: empty, huge, negative, unicode, the demo's real ids.
 TEXT = st.one_of(
     st.sampled_from(["", "S001", "M000001", "2000000000001", "MILK-001", "FAV-PREDEFINED"]),
     st.text(max_size=12),
     st.text(min_size=300, max_size=400),
+    st.just("9" * 20_000),  # far above every limit: refused, not stored, logged or echoed
 )
 INTS = st.one_of(
     st.integers(-3, 3000), st.sampled_from([-(2**63), 2**63 - 1, 10**12, 999, 1000, 753])
 )
+
+# Timestamps in and out of google.protobuf.Timestamp's range (0001-01-01 to 9999-12-31).
+FIRST, LAST = -62_135_596_800, 253_402_300_799
+SECONDS = st.one_of(
+    st.integers(0, 4_000_000_000),
+    st.sampled_from([FIRST - 1, FIRST, FIRST + 86_400, LAST - 86_400, LAST, LAST + 1, 2**62]),
+    st.integers(-(2**63), 2**63 - 1),
+)
+NANOS = st.one_of(st.just(0), st.integers(-(2**31), 2**31 - 1))
 
 SCALARS = {
     FieldDescriptor.TYPE_STRING: TEXT,
@@ -82,8 +94,9 @@ def _values(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any] | None
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         if field.message_type.full_name == "google.protobuf.Timestamp":
             return st.builds(
-                lambda s: GetMessageClass(field.message_type)(seconds=s),
-                st.integers(0, 4_000_000_000),
+                lambda s, n: GetMessageClass(field.message_type)(seconds=s, nanos=n),
+                SECONDS,
+                NANOS,
             )
         return None if depth >= 3 else messages(field.message_type, depth + 1)
     return SCALARS.get(field.type)
@@ -136,5 +149,6 @@ def test_no_generated_request_gets_unknown_or_internal(
             call(channel, path, method, request, role)
         except grpc.RpcError as err:
             assert err.code() not in NEVER, f"{path}: {err.code()} {err.details()}"
+            assert len(err.details() or "") <= limits.MESSAGE, path
 
     one_request()

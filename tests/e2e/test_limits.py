@@ -11,10 +11,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import func, select
 
 from loyalty.v1 import notification_pb2, notification_pb2_grpc, receipt_pb2, receipt_pb2_grpc
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
+from service.store import db
+from service.store.models import RefundRow
 from tests.e2e.conftest import auth, demo_settings
 
 
@@ -82,3 +85,40 @@ def test_each_call_logs_one_json_line_without_the_secret(
     assert line["ms"] > 0
     secret = DEV_TOKENS[Role.REGISTER].split(".")[1]
     assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+def test_a_megabyte_store_id_is_refused_by_name_and_logged_as_a_short_prefix(
+    channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = small_receipt("LOG-LONG")
+    request.receipt.store_id = "S" * 2**20
+    stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+    with caplog.at_level(logging.INFO, logger="service.calls"):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Calculate(request, timeout=10, metadata=auth())
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            threading.Event().wait(0.02)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(caught.value.details() or "") < 300
+    lines = [r.getMessage() for r in caplog.records if r.name == "service.calls"]
+    assert lines and all(len(line) < 300 for line in lines)
+
+
+def test_a_megabyte_refund_id_is_refused_and_not_stored(
+    demo_server: LoyaltyServer, channel: grpc.Channel
+) -> None:
+    stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+    sale = small_receipt("LIMIT-REFUND")
+    token = stub.Calculate(sale, timeout=10, metadata=auth()).confirmation_token
+    confirm = receipt_pb2.ConfirmRequest(receipt=sale.receipt, confirmation_token=token)
+    stub.Confirm(confirm, timeout=10, metadata=auth())
+    refund = receipt_pb2.RefundRequest(
+        refund_id="F" * 2**20, receipt_id="LIMIT-REFUND", full=True, store_id="S001"
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Refund(refund, timeout=10, metadata=auth())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(caught.value.details() or "") < 300
+    with db.make_session_factory(demo_server.store)() as session:
+        assert session.scalar(select(func.count()).select_from(RefundRow)) == 0

@@ -36,6 +36,9 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
         (["--time-zone", "America"], "unknown time zone"),  # a directory of zones
         (["--currency", "rubles"], "ISO 4217"),
         (["--max-workers", "0"], ">= 1"),
+        (["--max-sale-time-age-s", "0"], "max_sale_time_age_s must be > 0"),
+        (["--max-sale-time-age-s", "nan"], "max_sale_time_age_s must be > 0"),
+        (["--max-sale-time-age-s", "inf"], "max_sale_time_age_s must be > 0"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(flags: list[str], message: str) -> None:

@@ -19,8 +19,14 @@ def good_line(**fields: object) -> Line:
     return Line(**values)  # type: ignore[arg-type]
 
 
-def check(*lines: Line, sale_time: datetime = NOW, max_lines: int = 1000) -> None:
-    validate_receipt(SNAP, Receipt("r", sale_time, tuple(lines)), NOW, max_lines=max_lines)
+def check(
+    *lines: Line,
+    sale_time: datetime = NOW,
+    max_lines: int = 1000,
+    max_sale_time_age: timedelta = timedelta(hours=72),
+) -> None:
+    receipt = Receipt("r", sale_time, tuple(lines))
+    validate_receipt(SNAP, receipt, NOW, max_lines=max_lines, max_sale_time_age=max_sale_time_age)
 
 
 def refused_field(*lines: Line, **kwargs: object) -> str:
@@ -80,7 +86,19 @@ def test_a_receipt_without_lines_or_with_too_many_is_refused() -> None:
 def test_a_sale_time_more_than_24_hours_ahead_is_refused() -> None:
     check(good_line(), sale_time=NOW + timedelta(hours=24))
     assert refused_field(good_line(), sale_time=NOW + timedelta(hours=24, seconds=1)) == "sale_time"
-    check(good_line(), sale_time=NOW - timedelta(days=30))  # late receipts are fine
+    # late receipts are fine, within the window for late receipts
+    check(good_line(), sale_time=NOW - timedelta(days=30), max_sale_time_age=timedelta(days=30))
+
+
+def test_a_sale_time_older_than_the_window_is_refused() -> None:
+    check(good_line(), sale_time=NOW - timedelta(hours=72))
+    assert refused_field(good_line(), sale_time=NOW - timedelta(hours=72, seconds=1)) == (
+        "sale_time"
+    )
+    short = timedelta(minutes=5)
+    check(good_line(), sale_time=NOW - short, max_sale_time_age=short)
+    old = NOW - short - timedelta(microseconds=1)
+    assert refused_field(good_line(), sale_time=old, max_sale_time_age=short) == "sale_time"
 
 
 def test_a_naive_sale_time_is_refused() -> None:
