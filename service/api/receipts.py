@@ -123,7 +123,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         check_receipt_lines(receipt_pb)
         convert.optional_datetime(receipt_pb, "sale_time", "receipt.sale_time")  # in range
         current_principal().check_store(receipt_pb.store_id)
-        payload = self._signer.verify(receipt_pb, request.confirmation_token)
+        payload, stale = self._signer.open(receipt_pb, request.confirmation_token)
         result = payload.result
         confirmation = Confirmation(
             receipt=receipt_pb,
@@ -132,13 +132,23 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             fingerprint=confirm_fingerprint(receipt_pb),
         )
         now = self._clock()
+
+        def admit_new() -> None:
+            """What only a replay may skip: the token's age and the window for late sales."""
+            if stale is not None:
+                raise stale
+            if result.sale_time.ToDatetime(UTC) < now - self._max_sale_time_age:
+                raise InvalidArgument(
+                    "receipt.sale_time", "older than the window for late receipts: not confirmed"
+                )
+
         try:
             response = confirm_receipt(
                 self._sessions,
                 confirmation,
                 time_zone=self._time_zone,
                 now=now,
-                oldest_sale_time=now - self._max_sale_time_age,
+                admit_new=admit_new,
             )
         except FailedPrecondition as refused:
             if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it

@@ -107,7 +107,7 @@ class TokenSigner:
             entry.offer_id = charge.offer_id
             entry.period_key = charge.period_key
             entry.used = charge.used
-        payload.expires_at.FromDatetime(self._clock() + self._ttl)
+        payload.expires_at.FromDatetime(_expiry(self._clock(), self._ttl))
         body = payload.SerializeToString(deterministic=True)
         mac = hmac.digest(self._mac_keys[self._current.key_id], self._header + body, "sha256")
         return self._header + mac + body
@@ -117,9 +117,19 @@ class TokenSigner:
     ) -> token_pb2.ConfirmationTokenPayload:
         """The payload, if the token is ours, unaltered, unexpired and made for this very
         receipt."""
+        payload, stale = self.open(receipt, token)
+        if stale is not None:
+            raise stale
+        return payload
+
+    def open(
+        self, receipt: receipt_pb2.Receipt, token: bytes
+    ) -> tuple[token_pb2.ConfirmationTokenPayload, FailedPrecondition | None]:
+        """The payload of a token that is ours, unaltered and made for this very receipt, and
+        why it may no longer commit anything new (expired, or its key retired), if so: a
+        confirm already made is still answered with such a token."""
         header, mac, body = _split(token)
         key_id = header[2:].decode("ascii", errors="replace")
-        now = self._clock()
         mac_key = self._mac_keys.get(key_id)
         if mac_key is None or not hmac.compare_digest(
             mac, hmac.digest(mac_key, header + body, "sha256")
@@ -129,12 +139,7 @@ class TokenSigner:
                 "not signed by this service or altered",
                 reason="TOKEN_INVALID",
             )
-        until = self._until.get(key_id)
-        if until is not None and now > until:
-            raise _expired("its signing key was retired")
         payload = token_pb2.ConfirmationTokenPayload.FromString(body)
-        if now > payload.expires_at.ToDatetime(UTC):
-            raise _expired("it expired")
         expected = receipt_fingerprint(
             receipt, payload.result.sale_time.seconds, payload.result.sale_time.nanos
         )
@@ -146,7 +151,26 @@ class TokenSigner:
             )
         if payload.result.receipt_id != receipt.receipt_id:
             raise InvalidArgument("confirmation_token", "made for another receipt id")
-        return payload
+        return payload, self._staleness(key_id, payload)
+
+    def _staleness(
+        self, key_id: str, payload: token_pb2.ConfirmationTokenPayload
+    ) -> FailedPrecondition | None:
+        now = self._clock()
+        until = self._until.get(key_id)
+        if until is not None and now > until:
+            return _expired("its signing key was retired")
+        if now > payload.expires_at.ToDatetime(UTC):
+            return _expired("it expired")
+        return None
+
+
+def _expiry(now: datetime, ttl: timedelta) -> datetime:
+    """now + ttl, or the last moment a datetime holds for a clock near year 9999."""
+    try:
+        return now + ttl
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _split(token: bytes) -> tuple[bytes, bytes, bytes]:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.v1 import receipt_pb2
 from service.engine.model import LimitUnit
-from service.errors import FailedPrecondition, InvalidArgument
+from service.errors import FailedPrecondition
 from service.limits import NAME, quote
 from service.store.member_documents import lock_members, usage_changed
 from service.store.member_repo import member_exists
@@ -82,14 +82,16 @@ def confirm_receipt(
     *,
     time_zone: ZoneInfo,
     now: datetime | None = None,
-    oldest_sale_time: datetime | None = None,
+    admit_new: Callable[[], None] = lambda: None,
 ) -> receipt_pb2.ConfirmResponse:
     """Commit the receipt once and return the response; a repeat returns the stored one.
 
-    Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used
-    up since the calculation; MEMBER_NOT_FOUND, the member deleted since) and InvalidArgument
-    (a sale time before `oldest_sale_time`: the token is too old; a repeat is still
-    answered); database errors propagate after a rollback."""
+    `admit_new` runs once the receipt id is claimed, before anything new is written: it
+    raises to refuse a confirm that would commit (a token too old, a sale time out of the
+    window), while a repeat of a committed one is still answered. Raises AlreadyExists (same
+    id, other content) and FailedPrecondition (a usage limit used up since the calculation;
+    MEMBER_NOT_FOUND, the member deleted since); database errors propagate after a
+    rollback."""
     receipt_id = confirmation.result.receipt_id
     at = now or utc_now()
     with sessions() as session:
@@ -101,7 +103,7 @@ def confirm_receipt(
                 if stored is None:
                     raise RuntimeError(f"receipt {receipt_id!r} is claimed but not stored")
                 return replay_confirm(stored, confirmation.fingerprint)
-            _check_sale_time(confirmation.result, oldest_sale_time)
+            admit_new()
             response = _commit(session, confirmation, time_zone, at)
             session.commit()
         except IntegrityError:
@@ -121,13 +123,6 @@ def _refuse_if_member_gone(session: Session, member_id: str) -> None:
         raise FailedPrecondition(
             "the member of this receipt no longer exists; calculate the receipt again",
             reason=MEMBER_NOT_FOUND,
-        )
-
-
-def _check_sale_time(result: receipt_pb2.ReceiptResult, oldest: datetime | None) -> None:
-    if oldest is not None and result.sale_time.ToDatetime(UTC) < oldest:
-        raise InvalidArgument(
-            "receipt.sale_time", "older than the window for late receipts: not confirmed"
         )
 
 

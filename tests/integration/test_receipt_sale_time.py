@@ -3,13 +3,14 @@ the past (registers that were offline send late, not years late), at most 24 h a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from loyalty.v1 import receipt_pb2
 from service.api.receipts import ReceiptServicer
-from service.errors import InvalidArgument
+from service.errors import FailedPrecondition, InvalidArgument
 from tests.integration.test_receipt_support import (
     SETTINGS,
     Register,
@@ -28,8 +29,13 @@ class Clock:
         return self.now
 
 
+# Tokens outlive the window here (by default they expire after 24 h, before it), so that the
+# window is what refuses a late confirm.
+LONG_LIVED_TOKENS = replace(SETTINGS, token_ttl_s=2 * SETTINGS.max_sale_time_age_s)
+
+
 def clocked(register: Register, clock: Clock) -> Register:
-    servicer = ReceiptServicer(SETTINGS, register.cache, clock, sessions=register.sessions)
+    servicer = ReceiptServicer(LONG_LIVED_TOKENS, register.cache, clock, sessions=register.sessions)
     return Register(servicer, register.cache, register.sessions)
 
 
@@ -112,3 +118,25 @@ def test_at_the_end_of_the_calendar_a_sale_time_is_refused_by_name_not_crashed(
     clock.now = datetime(9999, 12, 30, 12, 0, tzinfo=UTC)
     late = sold_at("R-END-2", clock.now + timedelta(hours=23))
     assert refused_field(till.calculate, late) == "receipt.sale_time"
+
+
+def test_an_expired_token_still_replays_a_confirm_already_made_and_commits_nothing_new(
+    register: Register,
+) -> None:
+    """Tokens live 24 h by default: past that a register recalculates, but a retry of a
+    confirm it made still gets the stored answer."""
+    clock = Clock(datetime.now(UTC))
+    servicer = ReceiptServicer(SETTINGS, register.cache, clock, sessions=register.sessions)
+    till = Register(servicer, register.cache, register.sessions)
+    made, fresh = showcase_receipt("R-TTL-1"), showcase_receipt("R-TTL-2")
+    first = till.confirm(made, till.calculate(made).confirmation_token)
+    token = till.calculate(made).confirmation_token
+    unused = till.calculate(fresh).confirmation_token
+    clock.now += timedelta(seconds=SETTINGS.token_ttl_s + 1)
+    again = till.confirm(made, token)
+    assert again.replayed and again.result == first.result
+    before = row_counts(register.sessions)
+    with pytest.raises(FailedPrecondition) as refused:
+        till.confirm(fresh, unused)
+    assert refused.value.reason == "TOKEN_EXPIRED"
+    assert row_counts(register.sessions) == before
