@@ -313,7 +313,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         return offers
 
     def _forget(self, member_id: str) -> None:
-        self._cache.forget_member(member_id)
+        self._cache.members_changed([member_id])
 
     # --- lookup -----------------------------------------------------------------------------
 

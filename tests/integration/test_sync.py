@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 from sqlalchemy import Engine
@@ -21,15 +21,16 @@ from service.store.feed import EntityKind, append_changes
 
 
 class RecordingCache(BenefitCache):
-    """The real cache, also noting which members it was told to forget."""
+    """The real cache, also noting which members it was told to refresh."""
 
     def __init__(self, sessions: Callable[[], Session]) -> None:
         super().__init__(sessions, time_zone="Europe/Moscow")
-        self.forgotten: list[str] = []
+        self.refreshed: list[str] = []
 
-    def forget_member(self, member_id: str) -> None:
-        self.forgotten.append(member_id)
-        super().forget_member(member_id)
+    def refresh_members(self, member_ids: Iterable[str]) -> None:
+        ids = list(member_ids)
+        self.refreshed += ids
+        super().refresh_members(ids)
 
 
 def write_member_change(sessions: sessionmaker[Session], member_id: str) -> None:
@@ -46,13 +47,13 @@ def follower_for(
     return follower, cache
 
 
-def test_a_member_change_makes_the_replica_forget_that_member(
+def test_a_member_change_makes_the_replica_refresh_that_member(
     db: sessionmaker[Session],
 ) -> None:
     follower, cache = follower_for(db)
     write_member_change(db, "M1")
     assert follower.poll_once() == 1
-    assert cache.forgotten == ["M1"]
+    assert cache.refreshed == ["M1"]
     assert follower.poll_once() == 0, "a change is applied once"
 
 
@@ -80,12 +81,12 @@ def test_a_transaction_that_commits_after_a_later_position_is_not_missed(pg_url:
         slow.flush()
         write_member_change(sessions, "FAST")  # takes a higher one and commits first
         follower.poll_once()
-        assert cache.forgotten == ["FAST"]
+        assert cache.refreshed == ["FAST"]
         assert follower.open_gaps == 1
         slow.commit()
         slow.close()
         follower.poll_once()
-        assert cache.forgotten == ["FAST", "SLOW"]
+        assert cache.refreshed == ["FAST", "SLOW"]
         assert follower.open_gaps == 0
     finally:
         engine.dispose()
@@ -109,7 +110,7 @@ def test_a_rolled_back_insert_is_given_up_on_after_the_gap_timeout(pg_url: str) 
         follower.poll_once()
         assert follower.open_gaps == 0
         assert follower.stats.gaps_given_up == 1
-        assert cache.forgotten == ["AFTER"]
+        assert cache.refreshed == ["AFTER"]
     finally:
         engine.dispose()
 
@@ -148,11 +149,11 @@ def test_with_many_concurrent_writers_every_change_reaches_the_follower(pg_url: 
         follower.start_from_current()
         written = _concurrent_writers(engine, writers=12, changes_each=40)
         deadline = time.monotonic() + 10
-        while set(cache.forgotten) != written and time.monotonic() < deadline:
+        while set(cache.refreshed) != written and time.monotonic() < deadline:
             time.sleep(0.05)
         follower.stop()
-        assert set(cache.forgotten) == written
-        assert len(cache.forgotten) == len(written), "each change applied exactly once"
+        assert set(cache.refreshed) == written
+        assert len(cache.refreshed) == len(written), "each change applied exactly once"
         assert follower.stats.gaps_given_up == 0
     finally:
         engine.dispose()
