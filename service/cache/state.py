@@ -2,7 +2,8 @@
 
 The snapshot is rebuilt whole and swapped in one reference assignment, so readers never see
 half of a change and never lock. Members are loaded on first use (one indexed read) into a
-bounded LRU cache; card numbers map to member ids in a second bounded cache.
+bounded LRU cache; card numbers map to member ids in a second bounded cache, checked when
+their member changes (service/cache/cards.py).
 
 A member who changed is refreshed, never just dropped: a replica must go on answering with
 the last state it knew when the store goes down. A change from the feed reloads the member
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from service.cache.cards import CardMap, active_cards
 from service.engine.model import Member
 from service.engine.snapshot import Snapshot, build_snapshot
 from service.store import loader
@@ -50,6 +53,7 @@ class BenefitCache:
         *,
         time_zone: str,
         member_capacity: int = 200_000,
+        clock: Callable[[], float] = time.monotonic,  # seconds, for unknown cards' TTL
     ) -> None:
         self._session_factory = session_factory
         self._time_zone = time_zone
@@ -57,11 +61,11 @@ class BenefitCache:
         # What was cached before this replica's own write to a member, until a fresh read:
         # the answer if the store cannot be read then.
         self._before_write: LRUCache[str, Any] = LRUCache(maxsize=member_capacity)
-        # A card moved to another member by an import is seen within the TTL on every replica.
-        self._cards: TTLCache[str, str] = TTLCache(maxsize=member_capacity, ttl=60.0)
+        # No TTL: a mapping is kept, through an outage too, until its member changes.
+        self._cards = CardMap(maxsize=member_capacity)
         # Unknown cards are remembered briefly: a card issued by an import elsewhere is seen
         # within seconds, and a register scanning an unknown card does not hit the store each time.
-        self._unknown_cards: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=5.0)
+        self._unknown_cards: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=5.0, timer=clock)
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._loads = _Loads(self._lock)
@@ -139,7 +143,9 @@ class BenefitCache:
                     self._unknown_cards[card_number] = True
                     return None
                 member_id, member = found
-                self._cards[card_number] = member_id
+                if self._loads.changed_since(member_id, began):
+                    return found  # the card may have changed with them: neither is kept
+                self._cards.link(card_number, member_id)
                 cached = self._members.get(member_id, None)
                 if cached is None:
                     self.stats.member_misses += 1
@@ -186,14 +192,16 @@ class BenefitCache:
 
     def refresh_members(self, member_ids: Iterable[str]) -> None:
         """These members changed in the store (change feed): reload the ones this replica
-        holds and replace them, one query per 500. The old state answers until then, and
-        stays if the store cannot be read (the error is raised: the caller tries again)."""
+        holds and replace them, and check the cards it holds of them; one query per 500
+        members each. The old state answers until then, and stays if the store cannot be
+        read (the error is raised: the caller tries again)."""
         ids = list(dict.fromkeys(member_ids))
         with self._lock:
             for member_id in ids:
                 self._loads.changed(member_id)
             held = [m for m in ids if self._holds(m)]
-        if not held:
+            carded = [m for m in ids if self._cards.has_cards(m)]
+        if not held and not carded:
             return
         with self._loads.loading() as began, self._session_factory() as session:
             for part in chunks(held):
@@ -202,13 +210,20 @@ class BenefitCache:
                     for member_id in part:
                         if self._holds(member_id):  # not evicted meanwhile
                             self._keep(member_id, fresh.get(member_id), began)
+            if carded:
+                active = active_cards(session, carded)
+                with self._lock:  # recheck only unlinks: an older read cannot do harm
+                    for card_number in self._cards.recheck(active, carded):
+                        self._unknown_cards.pop(card_number, None)  # issued meanwhile
 
     def _holds(self, member_id: str) -> bool:
         return member_id in self._members or member_id in self._before_write
 
     def forget_card(self, card_number: str) -> None:
+        """This replica changed the card (an import): the next lookup reads it."""
         with self._lock:
-            self._cards.pop(card_number, None)
+            self._cards.unlink(card_number)
+            self._unknown_cards.pop(card_number, None)
 
     def cached_member_count(self) -> int:
         return len(self._members)

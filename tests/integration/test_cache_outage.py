@@ -122,3 +122,28 @@ def test_a_refresh_that_began_before_a_later_change_does_not_win(
     cache.refresh_members(["M1"])
     monkeypatch.setattr(loader, "load_members", read_members)
     assert tags(cache.member("M1")) == {"v3"}, "the refresh's v2 did not replace the write"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_card_looked_up_long_before_the_outage_still_resolves(
+    cluster: PostgresCluster, sessions: sessionmaker[Session]
+) -> None:
+    """Cards are invalidated by the change feed, not by a timer: a till that has calculated
+    by member id for an hour (or not at all) still finds the member by card."""
+    store_member(sessions, "M1", "old")
+    clock = Clock()
+    cache = BenefitCache(sessions, time_zone="Europe/Moscow", clock=clock)
+    first = cache.member_for_card("C1")
+    assert first is not None and first[0] == "M1"
+    clock.now += 3600
+    cluster.stop_server()
+    found = cache.member_for_card("C1")
+    assert found is not None and tags(found[1]) == {"old"}
+    assert tags(cache.member("M1")) == {"old"}
