@@ -68,18 +68,31 @@ class BenefitCache:
         self._unknown_cards: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=5.0, timer=clock)
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._snapshot_build = 0  # the number of the build in use (see reload_snapshot)
+        self._builds_begun = 0
         self._loads = _Loads(self._lock)
         self.stats = CacheStats()
 
     # --- catalogue and offers ---------------------------------------------------------------
 
     def reload_snapshot(self) -> Snapshot:
+        """Rebuild the snapshot from the store and swap it in; returns the one in use.
+
+        Builds are numbered when they begin reading, and one swaps in only if no build that
+        began later has: the sync's build may begin before a back-office write and end after
+        the writer's own build, and must not put the old catalogue back. A build that began
+        later has read everything committed before it began."""
+        with self._lock:
+            self._builds_begun += 1
+            build = self._builds_begun
         with self._session_factory() as session:
             catalogue = loader.load_catalogue(session)
         snapshot = build_snapshot(**catalogue.as_kwargs(), program_time_zone=self._time_zone)
-        self._snapshot = snapshot
+        with self._lock:
+            if build > self._snapshot_build:
+                self._snapshot, self._snapshot_build = snapshot, build
         self.stats.snapshot_builds += 1
-        return snapshot
+        return self.snapshot
 
     @property
     def snapshot(self) -> Snapshot:

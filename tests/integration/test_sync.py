@@ -12,12 +12,20 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from loyalty.v1 import backoffice_pb2 as bo
+from loyalty.v1 import common_pb2
+from service.api.backoffice import BackOfficeServicer
 from service.cache.state import BenefitCache
 from service.cache.sync import ChangeFollower
-from service.engine.model import Benefit, BenefitKind, Level, Offer
+from service.config import Settings
+from service.engine.model import Benefit, BenefitKind, Level, Member, Offer
 from service.store import db as store_db
+from service.store import loader
 from service.store.catalog_repo import save_offer
 from service.store.feed import EntityKind, append_changes
+from service.store.loader import Catalogue
+from service.store.member_repo import save_members
+from tests.integration.test_cache_members import count_selects
 
 
 class RecordingCache(BenefitCache):
@@ -66,6 +74,71 @@ def test_a_new_offer_rebuilds_the_snapshot(db: sessionmaker[Session]) -> None:
         )
     follower.poll_once()
     assert cache.snapshot.offer("NEW") is not None
+
+
+def test_a_rebuild_that_read_before_an_upsert_never_replaces_the_upserted_catalogue(
+    db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-your-writes on offers: the sync's rebuild reads the store, the back office upserts
+    an offer and rebuilds this replica's snapshot, then the sync's rebuild finishes."""
+    follower, cache = follower_for(db)
+    with db.begin() as session:  # a change the sync rebuilds for
+        save_offer(session, Offer("EARLIER", "Earlier", Level.ALL_BUYERS, percent_off(5)))
+    read, release = threading.Event(), threading.Event()
+    read_catalogue = loader.load_catalogue
+
+    def sync_pauses_after_reading(session: Session) -> Catalogue:
+        catalogue = read_catalogue(session)
+        if threading.current_thread().name == "sync":
+            read.set()
+            assert release.wait(10)
+        return catalogue
+
+    monkeypatch.setattr(loader, "load_catalogue", sync_pauses_after_reading)
+    sync = threading.Thread(target=follower.poll_once, name="sync")
+    sync.start()
+    assert read.wait(10), "the sync's rebuild read the store"
+    back_office = BackOfficeServicer(Settings(), cache, db)
+    back_office.UpsertOffer(bo.UpsertOfferRequest(offer=ten_percent("UPSERTED")), None)
+    assert cache.snapshot.offer("UPSERTED") is not None, "read-your-writes"
+    release.set()
+    sync.join(10)
+    assert not sync.is_alive()
+    assert cache.snapshot.offer("UPSERTED") is not None, "the older build did not replace it"
+    assert cache.snapshot.offer("EARLIER") is not None
+
+
+def percent_off(percent: int) -> Benefit:
+    return Benefit(BenefitKind.PERCENT, percent * 100)
+
+
+def ten_percent(offer_id: str) -> bo.Offer:
+    return bo.Offer(
+        id=offer_id,
+        name="Everything -10 %",
+        level=common_pb2.LEVEL_ALL_BUYERS,
+        benefit=common_pb2.Benefit(kind=common_pb2.BENEFIT_KIND_PERCENT, value=1000),
+        stacking=common_pb2.STACKING_COMBINABLE,
+        active=True,
+    )
+
+
+def test_a_member_read_after_their_own_write_stays_warm_when_the_feed_brings_it_back(
+    db: sessionmaker[Session],
+) -> None:
+    follower, cache = follower_for(db)
+    with db.begin() as session:
+        save_members(session, [Member("M1", segment_tags=frozenset({"old"}))])
+    follower.poll_once()
+    with db.begin() as session:  # this replica's write, a confirm say
+        save_members(session, [Member("M1", segment_tags=frozenset({"new"}))])
+    cache.members_changed(["M1"])
+    member = cache.member("M1")  # the next receipt of theirs
+    assert member is not None and member.segment_tags == {"new"}
+    assert follower.poll_once() == 1, "the write comes back through the feed"
+    with count_selects(db) as selects:
+        assert cache.member("M1") == member
+    assert selects == [], "still warm: refreshed, not dropped"
 
 
 @pytest.mark.postgres
