@@ -229,6 +229,17 @@ class BenefitCache:
                     for card_number in self._cards.recheck(active, carded):
                         self._unknown_cards.pop(card_number, None)  # issued meanwhile
 
+    def drop_members(self, member_ids: Iterable[str]) -> None:
+        """Forget these members and their cards, so their next read loads them: for when a
+        refresh failed for a reason other than the store being down."""
+        with self._lock:
+            for member_id in member_ids:
+                self._members.pop(member_id, None)
+                self._before_write.pop(member_id, None)
+                for card_number in self._cards.cards_of(member_id):
+                    self._cards.unlink(card_number)
+                self._loads.changed(member_id)
+
     def _holds(self, member_id: str) -> bool:
         return member_id in self._members or member_id in self._before_write
 

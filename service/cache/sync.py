@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from service.cache.state import BenefitCache
+from service.cache.state import BenefitCache, store_unreachable
 from service.store.feed import Change, EntityKind, changes_after, changes_at, last_position
 
 log = logging.getLogger(__name__)
@@ -187,18 +188,33 @@ class ChangeFollower:
         self._observe_delays(changes)
 
     def _catch_up(self) -> None:
-        """Apply what is due; what fails stays due (the error is raised: a failed poll)."""
+        """Apply what is due. If the store cannot be reached, what failed stays due and the
+        error is raised (a failed poll; the next one tries again). Any other failure would
+        fail every poll from then on: it is logged and given up, and members that could not
+        be refreshed are dropped instead (their next read loads them)."""
         due = self._due
         if due.members:
-            self._cache.refresh_members(due.members)
+            if not self._tried(lambda: self._cache.refresh_members(due.members)):
+                self._cache.drop_members(due.members)
             due.members.clear()
         if due.snapshot:
-            self._cache.reload_snapshot()
+            if self._tried(self._cache.reload_snapshot):
+                self.stats.snapshot_reloads += 1
             due.snapshot = False
-            self.stats.snapshot_reloads += 1
         if due.credentials:
-            self._on_credentials_changed()
+            self._tried(self._on_credentials_changed)
             due.credentials = False
+
+    def _tried(self, step: Callable[[], object]) -> bool:
+        try:
+            step()
+        except Exception as error:
+            if isinstance(error, SQLAlchemyError) and store_unreachable(error):
+                raise
+            self.stats.errors += 1
+            log.exception("applying changes from the feed failed; given up")
+            return False
+        return True
 
     def _observe_delays(self, changes: list[Change]) -> None:
         if not changes:

@@ -230,3 +230,27 @@ def test_with_many_concurrent_writers_every_change_reaches_the_follower(pg_url: 
         assert follower.stats.gaps_given_up == 0
     finally:
         engine.dispose()
+
+
+def test_a_member_that_cannot_be_refreshed_is_dropped_and_the_feed_goes_on(
+    db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an unreachable store makes a refresh wait for the next poll: any other failure
+    (a document that cannot be read, say) would fail every poll from then on."""
+    follower, cache = follower_for(db)
+    with db.begin() as session:
+        save_members(session, [Member("M1"), Member("M2")])
+    follower.poll_once()
+    assert cache.member("M1") is not None and cache.member("M2") is not None
+    write_member_change(db, "M1")
+
+    def unreadable(session: Session, member_ids: Iterable[str]) -> dict[str, Member]:
+        raise ValueError("a document that cannot be read")
+
+    monkeypatch.setattr(loader, "load_members", unreadable)
+    assert follower.poll_once() == 1
+    assert cache.cached_member_count() == 1, "M1 dropped: its next read loads it"
+    monkeypatch.undo()
+    write_member_change(db, "M2")
+    assert follower.poll_once() == 1
+    assert cache.refreshed[-1] == "M2", "the feed goes on"
