@@ -602,8 +602,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
 
     def _forget_batch(self, report: BatchReport) -> None:
         """After a committed batch: this replica reads the changed members afresh."""
-        for member_id in report.applied.member_ids:
-            self._cache.forget_member(member_id)
+        self._cache.members_changed(report.applied.member_ids)
         for card_number in report.applied.card_numbers:
             self._cache.forget_card(card_number)
 
@@ -628,8 +627,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
                     session, snapshot, favorite.offer.id, batch, now
                 )
                 session.commit()
-            for member_id in outcome.member_ids:
-                self._cache.forget_member(member_id)
+            self._cache.members_changed(outcome.member_ids)
             response.members_updated += outcome.members_updated
             response.slots_filled += outcome.slots_filled
         if batches == 0:  # nobody to fill: still refuse an offer without auto-fill, or ended

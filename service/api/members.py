@@ -319,7 +319,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         return offers
 
     def _forget(self, member_id: str) -> None:
-        self._cache.forget_member(member_id)
+        self._cache.members_changed([member_id])
 
     @contextmanager
     def _member_write(self, member_id: str) -> Iterator[Session]:

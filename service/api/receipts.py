@@ -152,10 +152,10 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             )
         except FailedPrecondition as refused:
             if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it
-                self._cache.forget_member(result.member_id)
+                self._cache.drop_members([result.member_id])
             raise
         if not response.replayed and result.member_id:
-            self._cache.forget_member(result.member_id)
+            self._cache.members_changed([result.member_id])
         return response
 
     def Refund(  # noqa: N802 - gRPC method name
@@ -177,7 +177,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             now=self._clock(),
         )
         if refunded.member_id:
-            self._cache.forget_member(refunded.member_id)
+            self._cache.members_changed([refunded.member_id])
         return refunded.response
 
     def _usage_claims(
@@ -192,7 +192,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         member = self._cache.member(member_id)
         limits = [self._limit_of(charge.offer_id, member) for charge in charges]
         if None in limits and member is not None:
-            self._cache.forget_member(member_id)
+            self._cache.members_changed([member_id])
             member = self._cache.member(member_id)
             limits = [self._limit_of(charge.offer_id, member) for charge in charges]
         return tuple(

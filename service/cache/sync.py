@@ -8,9 +8,11 @@ seen, until the gap fills in or `gap_timeout_s` passes (a rolled-back insert lea
 permanent gap on PostgreSQL). Re-reading costs one indexed query for the few positions of
 transactions in flight, not a window that grows.
 
-Applying a change is idempotent: a member is dropped from the cache (the next calculation
-loads it fresh), catalogue and offer changes rebuild the snapshot once per poll, credential
-changes reload the credential book.
+Applying a change is idempotent: a member held in the cache is reloaded and replaced (never
+dropped: the old state answers until the new one arrives, and through an outage), catalogue
+and offer changes rebuild the snapshot once per poll, credential changes reload the
+credential book. What a poll read is due until applied: if applying fails (the store went
+down right after the read), the next poll tries it again.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from service.cache.state import BenefitCache
+from service.cache.state import BenefitCache, store_unreachable
 from service.deadline import set_call_deadline
 from service.store.feed import Change, EntityKind, changes_after, changes_at, last_position
 
@@ -84,6 +87,7 @@ class ChangeFollower:
         self._batch_size = batch_size
         self._highest = 0  # highest position applied
         self._gaps: dict[int, float] = {}  # skipped position -> monotonic time first skipped
+        self._due = _Due()  # read from the feed, not yet applied to the cache
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = SyncStats()
@@ -178,21 +182,49 @@ class ChangeFollower:
         self.stats.gaps_given_up += len(expired)
 
     def _apply(self, changes: list[Change]) -> None:
-        if not changes:
-            return
-        reload_snapshot = reload_credentials = False
         for change in changes:
             if change.kind == EntityKind.MEMBER:
-                self._cache.forget_member(change.key)
+                self._due.members.add(change.key)
             elif change.kind == EntityKind.CREDENTIAL:
-                reload_credentials = True
+                self._due.credentials = True
             elif change.kind in CATALOGUE_KINDS:
-                reload_snapshot = True
-        if reload_snapshot:
-            self._cache.reload_snapshot()
-            self.stats.snapshot_reloads += 1
-        if reload_credentials:
-            self._on_credentials_changed()
+                self._due.snapshot = True
+        self.stats.changes_applied += len(changes)
+        self._catch_up()
+        self._observe_delays(changes)
+
+    def _catch_up(self) -> None:
+        """Apply what is due. If the store cannot be reached, what failed stays due and the
+        error is raised (a failed poll; the next one tries again). Any other failure would
+        fail every poll from then on: it is logged and given up, and members that could not
+        be refreshed are dropped instead (their next read loads them)."""
+        due = self._due
+        if due.members:
+            if not self._tried(lambda: self._cache.refresh_members(due.members)):
+                self._cache.drop_members(due.members)
+            due.members.clear()
+        if due.snapshot:
+            if self._tried(self._cache.reload_snapshot):
+                self.stats.snapshot_reloads += 1
+            due.snapshot = False
+        if due.credentials:
+            self._tried(self._on_credentials_changed)
+            due.credentials = False
+
+    def _tried(self, step: Callable[[], object]) -> bool:
+        try:
+            step()
+        except Exception as error:
+            if isinstance(error, SQLAlchemyError) and store_unreachable(error):
+                raise
+            self.stats.errors += 1
+            log.exception("applying changes from the feed failed; given up")
+            return False
+        return True
+
+    def _observe_delays(self, changes: list[Change]) -> None:
+        if not changes:
+            return
         applied_at = datetime.now(UTC)
         delays = self.stats.delays_s
         for change in changes:
@@ -201,4 +233,12 @@ class ChangeFollower:
             self._observe_delay(delay)
         if len(delays) > self.MAX_DELAYS_KEPT:
             del delays[: len(delays) - self.MAX_DELAYS_KEPT]
-        self.stats.changes_applied += len(changes)
+
+
+@dataclass
+class _Due:
+    """What the changes read so far ask of the cache and is not done yet."""
+
+    members: set[str] = field(default_factory=set)
+    snapshot: bool = False
+    credentials: bool = False

@@ -94,3 +94,31 @@ def test_calculations_survive_a_store_outage_and_writes_wait_for_its_return(
         )
         assert not confirmed.replayed, "the refused confirm wrote nothing"
         assert confirmed.result.total_paid == after.result.total_paid
+
+
+def test_a_member_whose_last_receipt_was_confirmed_is_served_by_card_in_an_outage(
+    cluster: PostgresCluster, server: LoyaltyServer
+) -> None:
+    """A confirm changes the member: every replica refreshes them rather than dropping them,
+    so the last state this replica knew still answers when the store goes down."""
+    receipt, _ = load_receipt(register_cli.DEMO_RECEIPT)
+    receipt.receipt_id = "OUTAGE-2"
+    assert receipt.member.card_number, "the demo receipt names its member by card"
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+
+        def calculate() -> receipt_pb2.CalculateResponse:
+            request = receipt_pb2.CalculateRequest(receipt=receipt)
+            return stub.Calculate(request, timeout=10, metadata=auth())
+
+        before = calculate()
+        confirm = receipt_pb2.ConfirmRequest(
+            receipt=receipt, confirmation_token=before.confirmation_token
+        )
+        assert not stub.Confirm(confirm, timeout=10, metadata=auth()).replayed
+
+        cluster.stop_server()
+        until(lambda: not server.follower.store_available)
+        during = calculate()
+        assert during.result.degraded
+        assert during.result.member_id == before.result.member_id

@@ -46,7 +46,7 @@ def test_a_member_changed_while_its_batch_was_read_is_not_cached_stale(
 
     def read_then_change_arrives(session: Session, batch_size: int) -> Iterator[list[Member]]:
         for batch in read_batches(session, batch_size):  # M0003 read as it was ...
-            cache.forget_member("M0003")  # ... then the change feed says it changed
+            cache.members_changed(["M0003"])  # ... then the change feed says it changed
             yield batch
 
     monkeypatch.setattr(loader, "iter_members", read_then_change_arrives)
@@ -65,7 +65,7 @@ def test_a_member_changed_while_being_loaded_is_not_cached_stale(
 
     def read_then_change_arrives(session: Session, key: str) -> object:
         found = read(session, key)
-        cache.forget_member("M0001")
+        cache.members_changed(["M0001"])
         return found
 
     monkeypatch.setattr(loader, name, read_then_change_arrives)
@@ -89,7 +89,7 @@ def test_a_cold_card_and_member_cost_one_query(db: sessionmaker[Session]) -> Non
         assert cache.member_for_card("C0002") == found
         assert cache.member("M0002") == found[1]
     assert selects == [], "warm: answered from memory"
-    cache.forget_member("M0002")
+    cache.members_changed(["M0002"])
     with count_selects(db) as selects:
         assert cache.member("M0002") == found[1]
     assert len(selects) == 1, selects
