@@ -5,10 +5,10 @@ any worker exists."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from service.clock import utc_now
 from service.config import Settings
 from service.store import db
 
@@ -23,7 +23,7 @@ def prepare_store(settings: Settings, engine: Engine) -> None:
     from service.demo import load_demo
 
     sessions = db.make_session_factory(engine)
-    summary = load_demo(sessions, now=datetime.now(UTC))
+    summary = load_demo(sessions, now=utc_now())
     log.info("demo data: %s", summary)
     with sessions.begin() as session:
         ensure_dev_credentials(session)

@@ -13,13 +13,14 @@ import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.clock import utc_now
 from service.demo_data.generate import (
     SHOWCASE,
     SHOWCASE_CARD,
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     migrate(args.url)
     engine = make_engine(args.url)
     try:
-        summary = load_demo(make_session_factory(engine), datetime.now(UTC))
+        summary = load_demo(make_session_factory(engine), utc_now())
     finally:
         engine.dispose()
     print(json.dumps(asdict(summary), indent=2))

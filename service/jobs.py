@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.clock import utc_now
 from service.engine.model import Frequency, ListSource
 from service.engine.rules import to_epoch_us
 from service.engine.selection import month_key, next_change_allowed, previous_month_window
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         with sessions() as session:
             catalogue = loader.load_catalogue(session)
         snapshot = build_snapshot(**catalogue.as_kwargs(), program_time_zone=args.time_zone)
-        print(run_jobs(sessions, snapshot, datetime.now(UTC)))
+        print(run_jobs(sessions, snapshot, utc_now()))
     finally:
         engine.dispose()
 

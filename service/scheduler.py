@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.cache.state import BenefitCache
+from service.clock import utc_now
 from service.jobs import run_jobs
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class JobScheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                events = run_jobs(self._sessions, self._cache.snapshot, datetime.now(UTC))
+                events = run_jobs(self._sessions, self._cache.snapshot, utc_now())
                 self.runs += 1
                 if events:
                     log.info("member jobs wrote %d events", events)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -23,6 +23,7 @@ from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
 from service import limits
 from service.api import convert
 from service.cache.state import BenefitCache
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine import model as m
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -49,17 +50,12 @@ from service.store.sql import table_of
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 MAX_SLOTS = 100
 MAX_AGE = 150
 MAX_BIRTHDAY_WINDOW = 183
 MINUTES_PER_DAY = 1440
 MAX_EVERY_N_DAYS = 3660  # ten years, as the attribute import: next_allowed stays in the calendar
 GENERAL_LEVELS = (m.Level.ALL_BUYERS, m.Level.MEMBERS_ONLY, m.Level.TARGET_AUDIENCE)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- field checks --------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ transaction makes every other replica drop it too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -31,6 +31,7 @@ from service.api import convert
 from service.api.auth import current_principal
 from service.api.lookup import MemberLookup
 from service.cache.state import BenefitCache
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine.eligibility import ReceiptContext, ineligibility_reason
 from service.engine.model import (
@@ -65,13 +66,8 @@ from service.store.favorites_repo import (
 from service.store.member_repo import member_exists
 from service.store.models import PointsLedgerRow
 
-Clock = Callable[[], datetime]
 DEFAULT_AUDIT_LIMIT = 100
 MAX_AUDIT_LIMIT = 1000
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- general offers that apply to a member now -------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import grpc
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +23,7 @@ from loyalty.v1 import notification_pb2, notification_pb2_grpc
 from service import limits
 from service.api import convert
 from service.api.auth import current_principal
+from service.clock import utc_now
 from service.errors import InvalidArgument, Unavailable
 from service.limits import check_length
 from service.store.outbox import Event, ack_events, acked_position, check_consumer, events_after
@@ -136,7 +136,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 session,
                 request.consumer,
                 request.position,
-                datetime.now(UTC),
+                utc_now(),
                 owner=current_principal().credential_id,
             )
             session.commit()

@@ -10,7 +10,7 @@ own write at once. See docs/receipts.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -23,6 +23,7 @@ from service.api.auth import current_principal
 from service.api.lookup import MemberLookup, check_identity
 from service.api.tokens import signer_from_settings
 from service.cache.state import BenefitCache
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine.calculate import calculate
 from service.engine.model import Member, Unit, UsageLimit
@@ -37,12 +38,6 @@ from service.store.receipt_repo import (
     confirm_receipt,
     refund_receipt,
 )
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def check_receipt_ids(receipt: receipt_pb2.Receipt) -> None:

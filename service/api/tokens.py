@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from loyalty.v1 import receipt_pb2, token_pb2
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine.model import UsageCharge
 from service.errors import FailedPrecondition, InvalidArgument
@@ -34,12 +35,6 @@ MIN_SECRET_BYTES = 32
 # Public, so it signs nothing outside development mode (docs/security.md).
 DEVELOPMENT_SECRET = "dev-only-change-me"
 DEFAULT_TTL = timedelta(hours=24)
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class UnsafeConfiguration(ValueError):
@@ -80,7 +75,7 @@ class TokenSigner:
         previous: Sequence[TokenKey] = (),
         *,
         ttl: timedelta = DEFAULT_TTL,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         if isinstance(current, str):
             current = TokenKey("1", current)
@@ -192,7 +187,7 @@ def _expired(why: str) -> FailedPrecondition:
 # --- from the settings ---------------------------------------------------------------------------
 
 
-def signer_from_settings(settings: Settings, clock: Clock = _utc_now) -> TokenSigner:
+def signer_from_settings(settings: Settings, clock: Clock = utc_now) -> TokenSigner:
     """The signer the settings describe; UnsafeConfiguration (one line) for a secret that
     would let a register mint points: missing, the public development one, or short."""
     secret = _secret(settings.token_secret, settings.token_secret_file, "token-secret")

@@ -26,11 +26,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.engine.model import Member
 from service.store.feed import EntityKind, append_changes
 from service.store.member_documents import lock_members, patch_documents, refresh_documents
 from service.store.outbox import EventType, add_events
-from service.store.sql import utc_now
 
 Patch = Callable[[Member], Member]
 

@@ -22,12 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.cache.state import BenefitCache, store_unreachable
+from service.clock import utc_now
 from service.deadline import set_call_deadline
 from service.store.feed import Change, EntityKind, changes_after, changes_at, last_position
 
@@ -225,7 +225,7 @@ class ChangeFollower:
     def _observe_delays(self, changes: list[Change]) -> None:
         if not changes:
             return
-        applied_at = datetime.now(UTC)
+        applied_at = utc_now()
         delays = self.stats.delays_s
         for change in changes:
             delay = (applied_at - change.created_at).total_seconds()

@@ -29,12 +29,13 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.errors import AlreadyExists, FailedPrecondition
 from service.store.attribute_import_batch import BatchApplied, apply_batch
 from service.store.attribute_import_records import ParsedRow, RowError, quoted, require_key
 from service.store.import_repo import DONE, RUNNING, claim_import
 from service.store.models import ImportRow
-from service.store.sql import table_of, utc_now
+from service.store.sql import table_of
 
 log = logging.getLogger(__name__)
 

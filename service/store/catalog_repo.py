@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.engine.model import (
     Category,
     FavoriteProductsOffer,
@@ -32,7 +33,7 @@ from service.store.models import (
     ProductRow,
     StoreRow,
 )
-from service.store.sql import delete_where_in, insert_rows, upsert, utc_now
+from service.store.sql import delete_where_in, insert_rows, upsert
 
 
 def save_categories(session: Session, categories: Iterable[Category]) -> None:

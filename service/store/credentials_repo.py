@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.store.feed import EntityKind, append_changes
 from service.store.models import ApiCredentialRow
-from service.store.sql import utc_now
 
 ROLES = ("REGISTER", "CUSTOMER_SERVICES", "OPERATOR", "BACK_OFFICE")
 

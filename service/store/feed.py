@@ -11,8 +11,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.store.models import ChangeFeedRow
-from service.store.sql import insert_rows, table_of, utc_now
+from service.store.sql import insert_rows, table_of
 
 
 class EntityKind(enum.StrEnum):

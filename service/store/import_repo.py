@@ -8,8 +8,9 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.store.models import ImportRow
-from service.store.sql import insert_if_absent, utc_now
+from service.store.sql import insert_if_absent
 
 RUNNING = "RUNNING"
 DONE = "DONE"

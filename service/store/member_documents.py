@@ -25,12 +25,13 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.engine.model import Member
 from service.store.codec import MEMBER_DOCUMENT_FORMAT, member_document, member_from_document
 from service.store.feed import EntityKind, append_changes
 from service.store.loader import load_members_from_rows
 from service.store.models import MemberDocumentRow, MemberRow
-from service.store.sql import chunks, keyset_pages, table_of, utc_now
+from service.store.sql import chunks, keyset_pages, table_of
 
 MEMBERS = table_of(MemberRow)
 DOCUMENTS = table_of(MemberDocumentRow)

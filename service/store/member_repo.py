@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.engine.model import Member
 from service.store.codec import attribute_row, personal_offer_row
 from service.store.feed import EntityKind, append_changes
@@ -35,7 +36,7 @@ from service.store.models import (
     PersonalOfferRow,
     PurchaseRow,
 )
-from service.store.sql import chunks, delete_where_in, insert_rows, table_of, upsert, utc_now
+from service.store.sql import chunks, delete_where_in, insert_rows, table_of, upsert
 
 MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 

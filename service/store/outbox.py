@@ -28,10 +28,11 @@ from typing import Any
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
+from service.clock import utc_now
 from service.errors import InvalidArgument, PermissionDenied
 from service.limits import quote
 from service.store.models import KEY, OutboxAckRow, OutboxRow
-from service.store.sql import insert_rows, table_of, upsert, utc_now
+from service.store.sql import insert_rows, table_of, upsert
 
 # pg_advisory_xact_lock key of the outbox ("loyalty outbox" in a signed 64-bit integer).
 OUTBOX_LOCK_KEY = 0x4C4F59_4F5554

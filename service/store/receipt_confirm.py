@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalty.v1 import receipt_pb2
+from service.clock import utc_now
 from service.engine.model import LimitUnit
 from service.errors import FailedPrecondition
 from service.limits import NAME, quote
@@ -44,7 +45,6 @@ from service.store.receipt_records import (
 )
 from service.store.receipt_shares import CountedUsage
 from service.store.receipt_sql import ReceiptStatements, add_to_history, statements_for
-from service.store.sql import utc_now
 
 Sessions = Callable[[], Session]
 

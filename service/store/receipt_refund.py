@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalty.v1 import receipt_pb2
+from service.clock import utc_now
 from service.engine.model import PIECE_QUANTITY
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
 from service.limits import quote
@@ -49,7 +50,7 @@ from service.store.receipt_shares import (
     usage_given_back,
 )
 from service.store.receipt_sql import add_to_history, statements_for
-from service.store.sql import insert_rows, table_of, utc_now
+from service.store.sql import insert_rows, table_of
 
 Sessions = Callable[[], Session]
 IsPiece = Callable[[str], bool]  # sku -> sold by the piece (refunded in whole pieces)

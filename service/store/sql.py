@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Row, Select, Table, delete
@@ -14,10 +13,6 @@ T = TypeVar("T")
 
 # Rows per statement when keys go into an IN (...) list; well below SQLite's variable limit.
 CHUNK = 500
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
