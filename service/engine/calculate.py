@@ -1,4 +1,4 @@
-"""Calculating a receipt (SPEC 4-7): which benefits apply to each line, and how much.
+"""Calculating a receipt (spec §4-7): which benefits apply to each line, and how much.
 
 For each line, independently of the others:
 1. its candidates are the "all products" offers (checked against the receipt's filters and
@@ -92,16 +92,16 @@ class _ReceiptWide:
         combinable: list[Rule] = []
         bonus: list[Rule] = []
         units_limited: list[Rule] = []
-        role_lists = {
-            EXCLUSIVE: exclusive,
-            COMBINABLE: combinable,
-            BONUS: bonus,
-            UNITS_LIMITED: units_limited,
-        }
         for rule in rules:
-            found = role_lists.get(context.role_of(rule))
-            if found is not None:
-                found.append(rule)
+            role = context.role_of(rule)
+            if role is EXCLUSIVE:
+                exclusive.append(rule)
+            elif role is COMBINABLE:
+                combinable.append(rule)
+            elif role is BONUS:
+                bonus.append(rule)
+            elif role is UNITS_LIMITED:
+                units_limited.append(rule)
         self.all_exclusive = tuple(exclusive)
         self.exclusive = _undominated(exclusive)
         self.combinable = tuple(combinable)
@@ -155,8 +155,11 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
             unknown.add(line.sku)
         else:
             product, groups, scoped = entry
-            if individual is not None:
-                scoped = individual.line_candidates(line.sku, groups, scoped)
+            if individual is not None:  # the member's memo first: most SKUs repeat
+                own = individual.by_line.get(line.sku)
+                scoped = (
+                    own if own is not None else individual.line_candidates(line.sku, groups, scoped)
+                )
         result = _evaluate_line(line, index, product, scoped, wide, context, None, explain)
         if result is None:
             deferred.append((index, product, scoped))
@@ -187,6 +190,12 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
     )
 
 
+# What _split_by_role finds on a line, as a plain tuple (this runs for every line): its own
+# exclusive, combinable and bonus rules (None: none), and units-limited rules -> the
+# quantity they cover here (None: none).
+_Split = tuple[list[Rule] | None, list[Rule] | None, list[Rule] | None, dict[Rule, int] | None]
+
+
 def _evaluate_line(
     line: Line,
     index: int,
@@ -200,7 +209,9 @@ def _evaluate_line(
     """One line's result; None when a units-limited candidate needs the spread first.
 
     `scoped` are the line's own candidates (offers scoped to its groups, the member's
-    individual rules), sorted; `wide` the receipt's eligible "all products" offers.
+    individual rules), sorted; `wide` the receipt's eligible "all products" offers. The
+    steps: split the candidates by role, option A (the best exclusive), option B (the
+    combinable sequence), the better of the two under the min-price cap, then the bonuses.
     """
     amount = line.amount
     known = product is not None
@@ -217,24 +228,74 @@ def _evaluate_line(
         if coverage is None:
             return None
         scoped = (*scoped, *wide.units_limited)
-
     quantity = line.quantity
-    roles = context.roles
     losers: list[RejectedCandidate] | None = None
     exclusives: list[tuple[Rule, int]] | None = None
     if explain:
         losers = [_rejected(r, context.reasons[r]) for r in wide.all if r in context.reasons]
         exclusives = []
-    covered: dict[Rule, int] | None = None  # units-limited rules: quantity covered here
-    best: Rule | None = None
-    best_value = 0
-    own_combinable: list[Rule] | None = None
-    own_bonuses: list[Rule] | None = None
+    found = _split_by_role(scoped, index, context, coverage, losers)
+    if found is None:
+        return None
+    own_exclusive, own_combinable, own_bonuses, covered = found
+    receipt_exclusive = wide.all_exclusive if explain else wide.exclusive
+    if own_exclusive is not None or receipt_exclusive:
+        best, best_value = _best_exclusive(
+            own_exclusive, receipt_exclusive, amount, quantity, covered, exclusives
+        )
+    else:
+        best, best_value = None, 0
+    if wide.combinable or own_combinable is not None:
+        steps, combined = _combinable_sequence(
+            wide.combinable, own_combinable, amount, quantity, covered, losers
+        )
+    else:
+        steps, combined = [], 0
+    # the better option (B wins only if it gives more; a tie goes to A), under the cap
+    if losers is not None and exclusives is not None:
+        _explain_options(losers, exclusives, steps, best, best_value, combined)
+    if combined > best_value:
+        applied, total = steps, combined
+    elif best is not None:
+        applied, total = [(best, best_value)], best_value
+    else:
+        applied, total = steps, 0  # empty: nothing gives anything
+    if total:  # the cap: never below min price x quantity, nor below zero
+        most = amount - min_price_floor(product, quantity)
+        if most < 0:
+            most = 0
+        if total > most:
+            total = _cut(applied, total - most, losers)
+    paid = amount - total
+    benefits, points = _benefits(
+        applied, wide.bonus, own_bonuses, paid, context, quantity, covered, losers
+    )
+    rejected = tuple(losers) if losers else _NO_REJECTED
+    return new_line_result(
+        line.line_id, line.sku, amount, total, paid, points, benefits, known, rejected
+    )
+
+
+def _split_by_role(
+    scoped: tuple[Rule, ...],
+    index: int,
+    context: ReceiptContext,
+    coverage: Coverage | None,
+    losers: list[RejectedCandidate] | None,
+) -> _Split | None:
+    """The line's own candidates by role (exclusive, combinable, bonus), units-limited ones
+    with their share of the limit; the ineligible ones go to `losers` (explain). None when a
+    units-limited one needs the spread first."""
+    exclusive: list[Rule] | None = None
+    combinable: list[Rule] | None = None
+    bonuses: list[Rule] | None = None
+    covered: dict[Rule, int] | None = None
+    roles = context.roles
     for rule in scoped:
         role = roles.get(rule)
         if role is None:
             role = context.role_of(rule)
-        if role == UNITS_LIMITED:
+        if role is UNITS_LIMITED:
             if coverage is None:
                 return None
             share = coverage.get((rule, index), 0)
@@ -246,62 +307,77 @@ def _evaluate_line(
                 covered = {}
             covered[rule] = share
             role = rule.role
-        if role == EXCLUSIVE:
-            bp = rule.basis_points
-            if bp is None:
-                value = discount_on(rule.kind, rule.value, amount, quantity)
-            else:  # PERCENT, inlined: the same as discount_on
-                value = (amount * bp * 2 + 10000) // 20000
-                if value > amount:
-                    value = amount
-            if covered is not None and rule in covered:
-                value = covered_share(value, covered[rule], quantity)
-            if value > best_value or (
-                value == best_value and value and best is not None and rule.sort_key < best.sort_key
-            ):
-                best, best_value = rule, value
-            if exclusives is not None:
-                exclusives.append((rule, value))
-        elif role == COMBINABLE:
-            if own_combinable is None:
-                own_combinable = [rule]
+        if role is EXCLUSIVE:
+            if exclusive is None:
+                exclusive = [rule]
             else:
-                own_combinable.append(rule)
-        elif role == BONUS:
-            if own_bonuses is None:
-                own_bonuses = [rule]
+                exclusive.append(rule)
+        elif role is COMBINABLE:
+            if combinable is None:
+                combinable = [rule]
             else:
-                own_bonuses.append(rule)
+                combinable.append(rule)
+        elif role is BONUS:
+            if bonuses is None:
+                bonuses = [rule]
+            else:
+                bonuses.append(rule)
         elif losers is not None:
             losers.append(_rejected(rule, context.reasons[rule]))
+    return exclusive, combinable, bonuses, covered
 
-    # option A: the best exclusive (largest; ties: higher priority, then smaller offer id)
-    for rule in wide.all_exclusive if explain else wide.exclusive:
+
+def _best_exclusive(
+    own: list[Rule] | None,
+    receipt_wide: tuple[Rule, ...],
+    amount: int,
+    quantity: int,
+    covered: dict[Rule, int] | None,
+    exclusives: list[tuple[Rule, int]] | None,
+) -> tuple[Rule | None, int]:
+    """Option A: the largest exclusive discount, the line's own and the receipt's; ties:
+    higher priority, then smaller offer id. Explain mode lists each in `exclusives`."""
+    best: Rule | None = None
+    best_value = 0
+    for rule in (*own, *receipt_wide) if own is not None else receipt_wide:
         bp = rule.basis_points
         if bp is None:
             value = discount_on(rule.kind, rule.value, amount, quantity)
-        else:  # PERCENT, inlined
+        else:  # a percentage (money.percent_of), inline: the case of most candidates
             value = (amount * bp * 2 + 10000) // 20000
             if value > amount:
                 value = amount
+        if covered is not None and rule in covered:
+            value = covered_share(value, covered[rule], quantity)
         if value > best_value or (
             value == best_value and value and best is not None and rule.sort_key < best.sort_key
         ):
             best, best_value = rule, value
         if exclusives is not None:
             exclusives.append((rule, value))
+    return best, best_value
 
-    # option B: every combinable discount on what is left to pay, in priority order
+
+def _combinable_sequence(
+    receipt_wide: tuple[Rule, ...],
+    own: list[Rule] | None,
+    amount: int,
+    quantity: int,
+    covered: dict[Rule, int] | None,
+    losers: list[RejectedCandidate] | None,
+) -> tuple[list[tuple[Rule, int]], int]:
+    """Option B: every combinable discount on what is left to pay, in priority order;
+    returns the steps that gave something and their sum."""
+    combinable: Sequence[Rule] = receipt_wide
+    if own is not None:
+        combinable = sorted((*combinable, *own), key=order_of)
     steps: list[tuple[Rule, int]] = []
     remaining = amount
-    combinable: Sequence[Rule] = wide.combinable
-    if own_combinable is not None:
-        combinable = sorted((*combinable, *own_combinable), key=order_of)
     for rule in combinable:
         bp = rule.basis_points
         if bp is None:
             value = discount_on(rule.kind, rule.value, remaining, quantity)
-        else:  # PERCENT of what is left, inlined
+        else:  # a percentage of what is left (money.percent_of), inline
             value = (remaining * bp * 2 + 10000) // 20000
             if value > remaining:
                 value = remaining
@@ -312,40 +388,32 @@ def _evaluate_line(
             remaining -= value
         elif losers is not None:
             losers.append(_rejected(rule, NOTHING_LEFT if remaining <= 0 else NO_DISCOUNT))
-    combined = amount - remaining
+    return steps, amount - remaining
 
-    if combined > best_value:
-        applied = steps
-        total = combined
-    elif best is not None:
-        applied = [(best, best_value)]
-        total = best_value
-    else:
-        applied = steps  # empty: nothing gives anything
-        total = 0
-    if losers is not None and exclusives is not None:
-        _explain_options(losers, exclusives, steps, best, best_value, combined)
 
-    # cap: never below min price x quantity, nor below zero; cut the last applied first
-    if total:
-        most = amount - min_price_floor(product, quantity)
-        if most < 0:
-            most = 0
-        if total > most:
-            total = _cut(applied, total - most, losers)
-
-    paid = amount - total
-    points = 0
-    benefits: list[AppliedBenefit] = []
+def _benefits(
+    applied: list[tuple[Rule, int]],
+    receipt_wide_bonus: tuple[Rule, ...],
+    own_bonuses: list[Rule] | None,
+    paid: int,
+    context: ReceiptContext,
+    quantity: int,
+    covered: dict[Rule, int] | None,
+    losers: list[RejectedCandidate] | None,
+) -> tuple[tuple[AppliedBenefit, ...], int]:
+    """The applied discounts, then every bonus on the final paid amount in priority order;
+    usage limits charged for what applied. Returns the benefits and the points."""
+    benefits = []
     for rule, value in applied:
         benefits.append(
             new_applied_benefit(rule.offer_id, rule.mechanic, rule.kind, value, 0, rule.text)
         )
         if rule.usage_limit is not None:
             _charge(context, rule, covered, quantity)
-    bonuses: Sequence[Rule] = wide.bonus
+    bonuses: Sequence[Rule] = receipt_wide_bonus
     if own_bonuses is not None:
         bonuses = sorted((*bonuses, *own_bonuses), key=order_of)
+    points = 0
     for rule in bonuses:
         bp = rule.basis_points
         value = (paid * bp * 2 + 10000) // 20000 if bp is not None and paid > 0 else 0
@@ -361,17 +429,7 @@ def _evaluate_line(
         )
         if rule.usage_limit is not None:
             _charge(context, rule, covered, quantity)
-    return new_line_result(
-        line.line_id,
-        line.sku,
-        amount,
-        total,
-        paid,
-        points,
-        tuple(benefits),
-        known,
-        tuple(losers) if losers else _NO_REJECTED,
-    )
+    return tuple(benefits), points
 
 
 def _cut(

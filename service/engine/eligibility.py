@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import date
 
 from service.engine.audience import audience_matches
-from service.engine.model import Audience, LimitPeriod, Member, Receipt, Schedule
-from service.engine.rules import INELIGIBLE, UNITS_LIMITED, Rule, to_epoch_us
+from service.engine.model import Audience, Member, Receipt, Schedule
+from service.engine.rules import INELIGIBLE, UNITS_LIMITED, Role, Rule, to_epoch_us
 from service.engine.schedule import LocalClock, schedule_open
 from service.engine.snapshot import Snapshot
 from service.engine.usage import period_key
@@ -56,17 +56,17 @@ class ReceiptContext:
         self.sale_us = to_epoch_us(receipt.sale_time)
         self.store_id = receipt.store_id
         self.channel = receipt.channel
-        self.roles: dict[Rule, int] = {}  # memo: rule -> role on this receipt
+        self.roles: dict[Rule, Role] = {}  # memo: rule -> role on this receipt
         self.reasons: dict[Rule, str] = {}  # ineligible rule -> why
         self.charges: dict[Rule, int] = {}  # limited rules applied -> quantity covered
         self._clock: LocalClock | None = None
         self._local_date: date | None = None
-        self._period_keys: dict[LimitPeriod, str] = {}
+        self._period_keys: dict[int, str] = {}  # id(period) -> key
         # id(audience or schedule) -> outcome; the rules keep those objects alive
         self._audiences: dict[int, bool] = {}
         self._schedules: dict[int, bool] = {}
 
-    def role_of(self, rule: Rule) -> int:
+    def role_of(self, rule: Rule) -> Role:
         """The rule's role on this receipt (memoised)."""
         role = self.roles.get(rule)
         if role is None:
@@ -116,9 +116,10 @@ class ReceiptContext:
         """The member's usage key of a limited rule: (offer id, period key)."""
         limit = rule.usage_limit
         assert limit is not None
-        key = self._period_keys.get(limit.period)
+        period = limit.period
+        key = self._period_keys.get(id(period))  # by id: an Enum's hash runs Python code
         if key is None:
-            key = self._period_keys[limit.period] = period_key(limit.period, self.local_date)
+            key = self._period_keys[id(period)] = period_key(period, self.local_date)
         return rule.offer_id, key
 
     def remaining_use(self, rule: Rule) -> int:

@@ -32,7 +32,7 @@ Source = Rule | FavoriteCategoryTerms | PersonalOffer
 
 
 class IndividualRules:
-    __slots__ = ("member", "by_sku", "by_group", "_by_line", "_compiled")
+    __slots__ = ("member", "by_sku", "by_group", "by_line", "_compiled")
 
     def __init__(
         self,
@@ -43,14 +43,14 @@ class IndividualRules:
         self.member = member
         self.by_sku = by_sku
         self.by_group = by_group
-        self._by_line: dict[str, tuple[Rule, ...]] = {}
+        self.by_line: dict[str, tuple[Rule, ...]] = {}  # sku -> line_candidates, memoised
         self._compiled: dict[int, Rule] = {}  # id(terms) -> rule; the member keeps terms alive
 
     def line_candidates(
         self, sku: str, groups: frozenset[str], general: tuple[Rule, ...]
     ) -> tuple[Rule, ...]:
         """The general candidates of a known SKU merged with this member's, sorted."""
-        found = self._by_line.get(sku)
+        found = self.by_line.get(sku)
         if found is None:
             own: dict[Rule, None] = {}
             for source in self.by_sku.get(sku, ()):
@@ -61,9 +61,9 @@ class IndividualRules:
                     for source in by_group.get(group_id, ()):
                         own[self._rule(source)] = None
             found = tuple(sorted((*general, *own), key=order_of)) if own else general
-            if len(self._by_line) >= LINE_MEMO_SIZE:
-                self._by_line.clear()
-            self._by_line[sku] = found
+            if len(self.by_line) >= LINE_MEMO_SIZE:
+                self.by_line.clear()
+            self.by_line[sku] = found
         return found
 
     def _rule(self, source: Source) -> Rule:

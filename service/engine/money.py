@@ -21,6 +21,21 @@ def round_half_up(numerator: int, denominator: int) -> int:
     return -((-2 * numerator + denominator) // (2 * denominator))
 
 
+# The two shares every benefit is made of, for non-negative values: round_half_up(n, d) is
+# (2n + d) // 2d then, written out here because they run for every candidate of every line.
+
+
+def percent_of(base: int, basis_points: int) -> int:
+    """base x basis_points / 10000, rounded half up: a percentage of an amount."""
+    return (base * basis_points * 2 + 10000) // 20000
+
+
+def per_thousand(value: int, quantity: int) -> int:
+    """value x quantity / 1000, rounded half up: a per-unit value for a quantity in
+    thousandths of a unit."""
+    return (value * quantity * 2 + 1000) // 2000
+
+
 def allocate(total: int, weights: Sequence[int]) -> list[int]:
     """Spread `total` over `weights` in proportion, by the largest-remainder method.
 

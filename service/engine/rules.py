@@ -8,6 +8,7 @@ mechanic, the benefit, the order key (priority, then offer id) and the printable
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
 from service.engine.model import (
@@ -33,13 +34,24 @@ _LEVEL_MECHANICS = {
     Level.TARGET_AUDIENCE: Mechanic.TARGET_AUDIENCE,
 }
 
-# What a rule does on a line when it applies (Rule.role), and, per receipt, INELIGIBLE or
-# UNITS_LIMITED (eligible, but its share of a units limit must be known first).
-INELIGIBLE = 0
-EXCLUSIVE = 1
-COMBINABLE = 2
-BONUS = 3
-UNITS_LIMITED = 4
+
+class Role(enum.Enum):
+    """What a rule does on a line when it applies (Rule.role), and, per receipt, INELIGIBLE
+    or UNITS_LIMITED (eligible, but its share of a units limit must be known first). The
+    hot path compares members by identity."""
+
+    INELIGIBLE = "ineligible"
+    EXCLUSIVE = "exclusive"
+    COMBINABLE = "combinable"
+    BONUS = "bonus"
+    UNITS_LIMITED = "units limited"
+
+
+INELIGIBLE = Role.INELIGIBLE
+EXCLUSIVE = Role.EXCLUSIVE
+COMBINABLE = Role.COMBINABLE
+BONUS = Role.BONUS
+UNITS_LIMITED = Role.UNITS_LIMITED
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_US = -(2**63)

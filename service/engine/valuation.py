@@ -7,12 +7,13 @@
 
 `base` is the line amount, or for combinable benefits what is left to pay. A discount is
 never negative nor above its base; a negative benefit value gives nothing.
-The rounding is inlined ((2n + d) // 2d) because these run for every candidate of every line.
+Both shares round half up (service/engine/money.py: percent_of, per_thousand).
 """
 
 from __future__ import annotations
 
 from service.engine.model import BenefitKind, Product
+from service.engine.money import per_thousand, percent_of
 
 _PERCENT = BenefitKind.PERCENT
 _AMOUNT_PER_UNIT = BenefitKind.AMOUNT_PER_UNIT
@@ -24,11 +25,11 @@ def discount_on(kind: BenefitKind, value: int, base: int, quantity: int) -> int:
     if value < 0 or base <= 0:
         return 0
     if kind is _PERCENT:
-        discount = (base * value * 2 + 10000) // 20000
+        discount = percent_of(base, value)
     elif kind is _AMOUNT_PER_UNIT:
-        discount = (value * quantity * 2 + 1000) // 2000
+        discount = per_thousand(value, quantity)
     elif kind is _FIXED_PRICE:
-        discount = base - (value * quantity * 2 + 1000) // 2000
+        discount = base - per_thousand(value, quantity)
     else:
         return 0
     if discount <= 0:
@@ -40,14 +41,14 @@ def points_on(value: int, paid: int) -> int:
     """Bonus points for basis points `value` on the paid amount."""
     if value <= 0 or paid <= 0:
         return 0
-    return (paid * value * 2 + 10000) // 20000
+    return percent_of(paid, value)
 
 
 def min_price_floor(product: Product | None, quantity: int) -> int:
     """The least the line may be paid: min price x quantity / 1000 (half up), or 0."""
     if product is None or product.min_price is None or product.min_price <= 0:
         return 0
-    return (product.min_price * quantity * 2 + 1000) // 2000
+    return per_thousand(product.min_price, quantity)
 
 
 def covered_share(value: int, covered: int, quantity: int) -> int:

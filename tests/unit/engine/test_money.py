@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.engine.money import allocate, round_half_up
+from service.engine.money import allocate, per_thousand, percent_of, round_half_up
 
 
 @pytest.mark.parametrize(
@@ -74,3 +74,9 @@ def test_allocated_parts_add_up_exactly_and_stay_within_one_of_their_share(
 @given(st.integers(0, 10**6), st.lists(st.integers(0, 1000), min_size=1, max_size=10))
 def test_allocate_is_deterministic(total: int, weights: list[int]) -> None:
     assert allocate(total, weights) == allocate(total, list(weights))
+
+
+@given(st.integers(min_value=0, max_value=10**15), st.integers(min_value=0, max_value=10**6))
+def test_the_hot_path_shares_are_half_up_rounding(base: int, factor: int) -> None:
+    assert percent_of(base, factor) == round_half_up(base * factor, 10_000)
+    assert per_thousand(base, factor) == round_half_up(base * factor, 1_000)
