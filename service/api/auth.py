@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from service.errors import PermissionDenied, Unauthenticated
 from service.limits import quote
@@ -26,6 +25,9 @@ from service.store.credentials_repo import (
     hash_secret,
     load_credentials,
 )
+
+if TYPE_CHECKING:  # types only: the api reaches the store through its functions
+    from sqlalchemy.orm import Session
 
 
 class Role(enum.Enum):

@@ -11,12 +11,11 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import Engine
 
 from loyalty.v1 import (
     backoffice_pb2,
@@ -43,6 +42,9 @@ from service.cache.sync import ChangeFollower
 from service.config import Settings
 from service.scheduler import JobScheduler
 from service.store import db
+
+if TYPE_CHECKING:  # types only: the store builds the engine
+    from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
