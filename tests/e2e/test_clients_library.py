@@ -29,6 +29,7 @@ from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import demo_settings
 from tests.pg import free_port
+from tests.waiting import until
 
 REGISTER = DEV_TOKENS[Role.REGISTER]
 
@@ -68,7 +69,7 @@ def test_a_call_made_before_the_server_is_up_succeeds_once_it_starts(tmp_path: P
     servers: list[LoyaltyServer] = []
 
     def start_later() -> None:
-        time.sleep(0.6)
+        until(lambda: len(events) >= 2, what="two attempts refused")  # the client is retrying
         server, _ = create_server(demo_settings(tmp_path, address=f"127.0.0.1:{port}"))
         servers.append(server)
         server.prepare()  # store and cache ready before the first call is taken

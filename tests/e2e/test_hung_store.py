@@ -5,8 +5,7 @@ within seconds (docs/operations.md, "When the database is slow, down, back")."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,6 +19,7 @@ from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.api.server import STORE_HEALTH, LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
 from tests.pg import PostgresCluster
+from tests.waiting import until
 
 pytestmark = pytest.mark.postgres
 
@@ -54,13 +54,6 @@ def server(cluster: PostgresCluster, tmp_path: Path) -> Iterator[LoyaltyServer]:
     finally:
         cluster.thaw()
         loyalty.stop(grace=0.5)
-
-
-def until(check: Callable[[], bool], within_s: float = 15.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def store_health(channel: grpc.Channel) -> int:

@@ -19,6 +19,7 @@ from service.api.server import LoyaltyServer, create_server
 from service.store import db
 from service.store.models import RefundRow
 from tests.e2e.conftest import auth, demo_settings
+from tests.waiting import until
 
 
 def small_receipt(receipt_id: str = "LIMIT-1") -> receipt_pb2.CalculateRequest:
@@ -53,7 +54,7 @@ def test_calls_beyond_the_limit_in_flight_are_refused_at_once(tmp_path: Path) ->
                     timeout=20, metadata=auth(Role.CUSTOMER_SERVICES),
                 )  # fmt: skip
                 streams.append(stream)
-            time.sleep(0.5)
+            until(lambda: server.notifications.open_streams == 2, what="both streams open")
             stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
             started = time.monotonic()
             with pytest.raises(grpc.RpcError) as caught:

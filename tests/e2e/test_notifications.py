@@ -22,6 +22,7 @@ from service.api.auth import Role
 from service.api.server import LoyaltyServer, create_server
 from service.demo_data.generate import FAVORITE_PRODUCTS, FAVORITES_LIST
 from tests.e2e.conftest import auth, demo_settings
+from tests.waiting import until
 
 CHANGED = notification_pb2.MEMBER_EVENT_TYPE_FAVORITES_CHANGED
 
@@ -139,7 +140,7 @@ def test_stopping_the_server_ends_open_streams_at_once(tmp_path: Path):
                 ended.set()
 
             threading.Thread(target=drain, daemon=True).start()
-            time.sleep(0.3)
+            until(lambda: server.notifications.open_streams >= 1, what="the stream open")
             began = time.monotonic()
             server.stop()
             took = time.monotonic() - began

@@ -4,8 +4,7 @@ recovers without a restart."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -18,6 +17,7 @@ from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.api.server import STORE_HEALTH, LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
 from tests.pg import PostgresCluster
+from tests.waiting import until
 
 pytestmark = pytest.mark.postgres
 
@@ -37,13 +37,6 @@ def server(cluster: PostgresCluster, tmp_path: Path) -> Iterator[LoyaltyServer]:
         yield loyalty
     finally:
         loyalty.stop(grace=0.5)
-
-
-def until(check: Callable[[], bool], within_s: float = 15.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def store_health(channel: grpc.Channel) -> int:

@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import grpc
@@ -23,6 +22,7 @@ from service.api.auth import Role
 from service.store import db, loader
 from tests.e2e.conftest import auth
 from tests.pg import PostgresCluster
+from tests.waiting import until
 
 pytestmark = pytest.mark.postgres
 
@@ -99,11 +99,8 @@ def operator_set(channel: grpc.Channel, index: int, skus: list[str]) -> None:
     )  # fmt: skip
 
 
-def eventually(check: object, within_s: float = SYNC_BOUND_S) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "replicas did not agree in time"
-        time.sleep(0.05)
+def eventually(check: Callable[[], object], within_s: float = SYNC_BOUND_S) -> None:
+    until(check, within_s, what="replicas agreeing")
 
 
 def test_an_edit_through_one_replica_gives_the_benefit_on_the_other(

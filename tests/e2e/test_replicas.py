@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import grpc
@@ -13,6 +12,7 @@ from service.engine.model import Benefit, BenefitKind, Level, Offer
 from service.store import db
 from service.store.catalog_repo import save_offer
 from tests.e2e.conftest import auth
+from tests.waiting import until
 
 SYNC_BOUND_S = 5.0  # generous for a loaded test machine; the benchmark measures the real delay
 
@@ -26,12 +26,7 @@ def one_line(sku: str = "NOT-IN-CATALOGUE") -> receipt_pb2.CalculateRequest:
 
 
 def eventually(check: Callable[[], bool], within_s: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < within_s:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.02)
-    raise AssertionError(f"not true within {within_s} s")
+    return until(check, within_s)
 
 
 def test_an_offer_written_by_another_replica_applies_here_within_the_sync_bound(
