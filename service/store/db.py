@@ -144,34 +144,41 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed.
-    When that applied revisions up to head, also write the member documents that are missing
-    or in an older format: finding them scans every member (seconds for a million), so a
-    start with nothing to migrate skips it."""
+def migrate(url: str, revision: str = "head") -> str | None:
+    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed,
+    holding the migration lock; returns the revision it is at."""
     engine = make_engine(url)
     try:
         with migration_lock(engine):
-            with engine.begin() as connection:
-                before = MigrationContext.configure(connection).get_current_revision()
-                config = alembic_config(url)
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
-                after = MigrationContext.configure(connection).get_current_revision()
-            if revision == "head" and after != before:
-                with Session(engine) as session:
-                    backfill(session)
+            return upgrade(engine, revision)
     finally:
         engine.dispose()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """migrate() for a caller holding the migration lock. When this applied revisions up to
+    head, also write the member documents that are missing or in an older format: finding
+    them scans every member (seconds for a million), so a start with nothing to migrate
+    skips it."""
+    with engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
+        config = alembic_config(engine.url.render_as_string(hide_password=False))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    if revision == "head" and after != before:
+        with Session(engine) as session:
+            backfill(session)
+    return after
 
 
 @contextmanager
 def migration_lock(engine: Engine) -> Iterator[None]:
     """One migration at a time on a database, however many replicas start together: the
-    others wait, then find it at head. Without it, two upgrades of a new PostgreSQL database
-    both create alembic_version (a unique violation on pg_type), and on SQLite a transaction
-    that read before another committed gets "database is locked" at its first write, without
-    waiting out the busy timeout."""
+    others wait, then find it at head (and the demo data loaded: prepare_store). Without it,
+    two upgrades of a new PostgreSQL database both create alembic_version (a unique
+    violation on pg_type), and on SQLite a transaction that read before another committed
+    gets "database is locked" at its first write, without waiting out the busy timeout."""
     if engine.dialect.name == "postgresql":
         with _advisory_lock(engine):
             yield
