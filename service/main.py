@@ -46,6 +46,23 @@ def serve_one_process(settings: Settings) -> int:
     return 0
 
 
+def migrate_only(settings: Settings) -> int:
+    """Apply the migrations and exit, for deployments that migrate before rolling out."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.store import db
+
+    shown = make_url(db.normalize_url(settings.database_url)).render_as_string()  # password ***
+    try:
+        revision = db.migrate(settings.database_url)
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"loyalty-server: cannot migrate {shown}: {exc.__cause__ or exc}", file=sys.stderr)
+        return 1
+    print(f"loyalty store {shown} migrated: at revision {revision}", flush=True)
+    return 0
+
+
 def print_dev_credentials() -> None:
     from service.api.auth import DEV_TOKENS
 
@@ -65,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s{name} %(name)s %(message)s",
     )
+    if settings.migrate_only:
+        return migrate_only(settings)
     from service.supervisor import run_workers, worker_count
 
     count = 1 if _bound_port(settings.address) == 0 else worker_count(settings)

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.store import db
 
 
 def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
@@ -70,3 +73,24 @@ def test_a_bad_time_zone_in_the_environment_stops_the_server_at_start(tmp_path: 
     )
     assert done.returncode != 0
     assert "unknown time zone" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_migrate_only_migrates_the_store_says_so_in_one_line_and_exits(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """For deployments that migrate before rolling out the new version."""
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    done = subprocess.run(
+        [sys.executable, "-m", "service.main", "--migrate-only", "--database-url", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1 and "revision 0002" in done.stdout, done.stdout
+    engine = db.make_engine(url)
+    try:
+        assert db.current_revision(engine) == "0002"
+    finally:
+        engine.dispose()
