@@ -11,18 +11,22 @@ from collections.abc import Sequence
 from types import FrameType
 
 from service.config import Settings, load_settings
+from service.port import CannotListen, check_port_free, host_and_port
 
 log = logging.getLogger("service")
 
 
-def _bound_port(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
-
-
 def serve_one_process(settings: Settings) -> int:
     """One server process: SERVING once ready, drains calls in flight on a signal."""
+    if settings.supervisor_pid:
+        from service.supervisor import exit_with_supervisor
+
+        if not exit_with_supervisor(settings.supervisor_pid):
+            return 1
     if settings.pin_cpu >= 0:
         os.sched_setaffinity(0, {settings.pin_cpu})
+    if not settings.reuse_port:
+        check_port_free(settings.address)  # gRPC's bind would fail too, less clearly
     from service.api.server import create_server  # gRPC objects exist only from here on
 
     server, port = create_server(settings)
@@ -86,10 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return migrate_only(settings)
     from service.supervisor import run_workers, worker_count
 
-    count = 1 if _bound_port(settings.address) == 0 else worker_count(settings)
-    if count == 1:
-        return serve_one_process(settings)
-    return run_workers(settings, count)
+    count = 1 if host_and_port(settings.address)[1] == 0 else worker_count(settings)
+    try:
+        if count == 1:
+            return serve_one_process(settings)
+        return run_workers(settings, count)
+    except CannotListen as exc:
+        print(f"loyalty-server: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":
