@@ -15,6 +15,8 @@ from service.port import CannotListen, check_port_free, host_and_port
 
 log = logging.getLogger("service")
 
+SIGNAL_CHECK_S = 0.5  # at most this long between a signal and its handler
+
 
 def serve_one_process(settings: Settings) -> int:
     """One server process: SERVING once ready, drains calls in flight on a signal."""
@@ -44,10 +46,20 @@ def serve_one_process(settings: Settings) -> int:
     print(f"loyalty server listening on {settings.address.rsplit(':', 1)[0]}:{port}", flush=True)
     if settings.demo_data:
         print_dev_credentials()
-    stop_requested.wait()
+    _wait_for(stop_requested)
     server.stop()
     log.info("stopped")
     return 0
+
+
+def _wait_for(stop_requested: threading.Event) -> None:
+    """Until a signal handler sets stop_requested. The kernel hands a signal sent to the
+    process to any of its threads that does not block it (gRPC's, the call pool's), and
+    Python runs the handler only once the main thread is back in the interpreter, which an
+    untimed wait never is (python/cpython#85300): a SIGTERM was then left unhandled and the
+    server served on. So the wait wakes up now and then to let the handler run."""
+    while not stop_requested.wait(SIGNAL_CHECK_S):
+        pass
 
 
 def migrate_only(settings: Settings) -> int:

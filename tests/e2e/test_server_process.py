@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -47,6 +48,31 @@ def test_the_server_process_serves_then_exits_cleanly_on_sigterm(tmp_path: Path)
             )
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
         process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+SYS_TGKILL = 234  # x86_64
+
+
+def signal_a_thread_other_than_the_main_one(pid: int, signum: int) -> None:
+    """What the kernel may do with a signal sent to the process: any thread that does not
+    block it may take it, and the main thread is only the first choice."""
+    tid = min(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_TGKILL, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+def test_the_server_drains_and_exits_whichever_of_its_threads_takes_the_sigterm(
+    tmp_path: Path,
+) -> None:
+    process, _port = start_server(tmp_path, "--grace-period-s", "1")
+    try:
+        signal_a_thread_other_than_the_main_one(process.pid, signal.SIGTERM)
         assert process.wait(timeout=20) == 0
     finally:
         if process.poll() is None:
