@@ -11,10 +11,12 @@ supervisor claims the port:
 2. It binds the address itself without SO_REUSEPORT, and closes that probe at once. The bind
    fails while anything listens on the port, with SO_REUSEPORT or without, under any user.
 
-Holding a TCP socket on the address instead does not work: one bound without SO_REUSEPORT
-keeps the workers out too, one bound with it lets strangers in. A program taking the port
-between the probe and the workers' bind remains possible: without SO_REUSEPORT it makes the
-workers' bind fail, so the server stops; with it, under our user, it chose to share.
+Holding a TCP socket on the address instead does not work: one with SO_REUSEPORT lets in
+anyone of our user; one without it either keeps the workers out as well (without
+SO_REUSEADDR) or, not listening, keeps nobody out (with it, as gRPC's sockets have). A
+program taking the port between the probe and the workers' bind remains possible: without
+SO_REUSEPORT it makes the workers' bind fail, so the server stops; with it, under our user,
+it chose to share.
 
 A one-process server binds without SO_REUSEPORT, so the kernel refuses a taken port anyway;
 it probes first only to say so in one line.
