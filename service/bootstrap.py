@@ -16,9 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def prepare_store(settings: Settings, engine: Engine) -> None:
-    db.migrate(settings.database_url)
-    if not settings.demo_data:
-        return
+    # Under the migration lock: replicas started together would also race to create the
+    # development credentials.
+    with db.migration_lock(engine):
+        db.upgrade(engine)
+        if settings.demo_data:
+            _load_demo(engine)
+
+
+def _load_demo(engine: Engine) -> None:
     from service.api.auth import ensure_dev_credentials  # development only
     from service.demo import load_demo
 

@@ -70,6 +70,8 @@ class Settings:
     reuse_port: bool = False  # SO_REUSEPORT; set for the workers of a multi-process server
     pin_cpu: int = -1  # pin this process to a core; -1: no pinning
     worker_name: str = ""  # set by the supervisor, for logs
+    supervisor_pid: int = 0  # set by the supervisor: its worker exits when it dies
+    migrate_only: bool = False  # migrate the store, print one line and exit; serve nothing
 
     def __post_init__(self) -> None:
         try:

@@ -11,18 +11,24 @@ from collections.abc import Sequence
 from types import FrameType
 
 from service.config import Settings, load_settings
+from service.port import CannotListen, check_port_free, host_and_port
 
 log = logging.getLogger("service")
 
-
-def _bound_port(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
+SIGNAL_CHECK_S = 0.5  # at most this long between a signal and its handler
 
 
 def serve_one_process(settings: Settings) -> int:
     """One server process: SERVING once ready, drains calls in flight on a signal."""
+    if settings.supervisor_pid:
+        from service.supervisor import exit_with_supervisor
+
+        if not exit_with_supervisor(settings.supervisor_pid):
+            return 1
     if settings.pin_cpu >= 0:
         os.sched_setaffinity(0, {settings.pin_cpu})
+    if not settings.reuse_port:
+        check_port_free(settings.address)  # gRPC's bind would fail too, less clearly
     from service.api.server import create_server  # gRPC objects exist only from here on
 
     server, port = create_server(settings)
@@ -40,9 +46,36 @@ def serve_one_process(settings: Settings) -> int:
     print(f"loyalty server listening on {settings.address.rsplit(':', 1)[0]}:{port}", flush=True)
     if settings.demo_data:
         print_dev_credentials()
-    stop_requested.wait()
+    _wait_for(stop_requested)
     server.stop()
     log.info("stopped")
+    return 0
+
+
+def _wait_for(stop_requested: threading.Event) -> None:
+    """Until a signal handler sets stop_requested. The kernel hands a signal sent to the
+    process to any of its threads that does not block it (gRPC's, the call pool's), and
+    Python runs the handler only once the main thread is back in the interpreter, which an
+    untimed wait never is (python/cpython#85300): a SIGTERM was then left unhandled and the
+    server served on. So the wait wakes up now and then to let the handler run."""
+    while not stop_requested.wait(SIGNAL_CHECK_S):
+        pass
+
+
+def migrate_only(settings: Settings) -> int:
+    """Apply the migrations and exit, for deployments that migrate before rolling out."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.store import db
+
+    shown = make_url(db.normalize_url(settings.database_url)).render_as_string()  # password ***
+    try:
+        revision = db.migrate(settings.database_url)
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"loyalty-server: cannot migrate {shown}: {exc.__cause__ or exc}", file=sys.stderr)
+        return 1
+    print(f"loyalty store {shown} migrated: at revision {revision}", flush=True)
     return 0
 
 
@@ -64,7 +97,8 @@ def refuse_unsafe_start(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(argv)
-        refuse_unsafe_start(settings)
+        if not settings.migrate_only:  # migrating signs nothing: no token secret needed
+            refuse_unsafe_start(settings)
     except ValueError as exc:
         print(f"loyalty-server: {exc}", file=sys.stderr)
         return 2
@@ -73,12 +107,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s{name} %(name)s %(message)s",
     )
+    if settings.migrate_only:
+        return migrate_only(settings)
     from service.supervisor import run_workers, worker_count
 
-    count = 1 if _bound_port(settings.address) == 0 else worker_count(settings)
-    if count == 1:
-        return serve_one_process(settings)
-    return run_workers(settings, count)
+    count = 1 if host_and_port(settings.address)[1] == 0 else worker_count(settings)
+    try:
+        if count == 1:
+            return serve_one_process(settings)
+        return run_workers(settings, count)
+    except CannotListen as exc:
+        print(f"loyalty-server: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,11 +6,15 @@ fresh interpreter (fork + exec), so no worker inherits gRPC state from a parent 
 initialised gRPC (grpc/grpc#16001). Each worker is pinned to a core, answers from its own
 cache, and is a replica like any other. SIGTERM or SIGINT is passed to every worker, which
 drains its calls within the grace period; if one worker dies, the others are stopped and the
-supervisor exits non-zero so that whatever runs it restarts the whole set.
+supervisor exits non-zero so that whatever runs it restarts the whole set. If the supervisor
+itself dies (SIGKILL, the OOM killer), the kernel sends its workers SIGTERM: they drain and
+exit rather than keep serving the port as orphans. The supervisor owns the port before any
+worker exists (service.port): a port another server already serves is refused.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -21,9 +25,12 @@ from dataclasses import replace
 
 from service.bootstrap import prepare_store
 from service.config import Settings
+from service.port import claim_port
 from service.store import db
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def worker_count(settings: Settings) -> int:
@@ -51,11 +58,19 @@ def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[st
         str(settings.jobs_interval_s if index == 0 else 0),
         "--metrics-port",
         str(settings.metrics_port + index if settings.metrics_port else 0),
+        "--supervisor-pid",
+        str(os.getpid()),
     ]
 
 
 def run_workers(settings: Settings, count: int) -> int:
-    """Start `count` workers sharing settings.address; return when they have all stopped."""
+    """Start `count` workers sharing settings.address; return when they have all stopped.
+    Raises PortInUse, before preparing the store, when the port is served already."""
+    with claim_port(settings.address):
+        return _run_workers(settings, count)
+
+
+def _run_workers(settings: Settings, count: int) -> int:
     engine = db.make_engine(settings.database_url)
     try:
         prepare_store(settings, engine)
@@ -110,6 +125,20 @@ def _wait(workers: list[subprocess.Popen[str]], stopping: threading.Event, stop_
                 stop_all()  # type: ignore[operator]
                 codes[index] = codes[index] or 1
     return max(codes.values(), default=0)
+
+
+def exit_with_supervisor(supervisor_pid: int) -> bool:
+    """In a worker: have the kernel send this process SIGTERM when the supervisor dies, however
+    it dies. False when it is gone already (it died before this ran). Linux only. The signal
+    comes when the thread that started the worker ends: the supervisor's main thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
+    if os.getppid() != supervisor_pid:
+        log.error("the supervisor (pid %d) has gone; not starting", supervisor_pid)
+        return False
+    return True
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -40,6 +40,7 @@ from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
 from service.cache.sync import ChangeFollower
 from service.config import Settings
+from service.port import CannotListen
 from service.scheduler import JobScheduler
 from service.store import db
 
@@ -200,8 +201,6 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = _bind(server, settings)
-    if port == 0:
-        raise OSError(f"cannot bind {settings.address}")
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
     jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)
     loyalty = LoyaltyServer(
@@ -235,6 +234,17 @@ def _cache_and_sync_stats(
 
 
 def _bind(server: grpc.Server, settings: Settings) -> int:
+    """The port bound; raises CannotListen."""
+    try:
+        port = _add_port(server, settings)
+    except RuntimeError as exc:  # gRPC's "Failed to bind to address"; its log says why
+        raise CannotListen(settings.address, "the address cannot be bound") from exc
+    if port == 0:
+        raise CannotListen(settings.address, "the address cannot be bound")
+    return port
+
+
+def _add_port(server: grpc.Server, settings: Settings) -> int:
     """Plain TCP, TLS (--tls-cert/--tls-key), or mutual TLS (also --tls-client-ca)."""
     if not settings.tls_cert:
         return server.add_insecure_port(settings.address)

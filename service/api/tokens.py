@@ -192,7 +192,7 @@ def signer_from_settings(settings: Settings, clock: Clock = utc_now) -> TokenSig
     would let a register mint points: missing, the public development one, or short."""
     secret = _secret(settings.token_secret, settings.token_secret_file, "token-secret")
     if not secret and settings.development_mode:
-        log.warning("development mode: confirmation tokens signed with the public dev secret")
+        log.info("development mode: confirmation tokens signed with the public dev secret")
         secret = DEVELOPMENT_SECRET
     elif not settings.development_mode:
         _require_strong(secret, "token-secret")

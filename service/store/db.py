@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.deadline import check_deadline, remaining_seconds
 from service.store.member_documents import backfill
 from service.store.watchdog import WATCHDOG
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -40,6 +44,10 @@ PG_CONNECT_ARGS = {
 # A connection idle longer than this is pinged when checked out (under the watchdog); one
 # used more recently is trusted, and if it is dead after all the call fails over as UNAVAILABLE.
 PG_PING_AFTER_IDLE_S = 5.0
+
+# The PostgreSQL advisory lock every migration holds ("loyalty" in ASCII); advisory locks
+# belong to one database, so two databases on one server do not wait for each other.
+MIGRATION_LOCK_KEY = 0x6C6F79616C7479
 
 
 def normalize_url(url: str) -> str:
@@ -184,24 +192,77 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed.
-    When that applied revisions up to head, also write the member documents that are missing
-    or in an older format: finding them scans every member (seconds for a million), so a
-    start with nothing to migrate skips it."""
+def migrate(url: str, revision: str = "head") -> str | None:
+    """Bring the database at `url` to `revision` (alembic upgrade), creating it if needed,
+    holding the migration lock; returns the revision it is at."""
     engine = make_engine(url)
     try:
-        with engine.begin() as connection:
-            before = MigrationContext.configure(connection).get_current_revision()
-            config = alembic_config(url)
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-            after = MigrationContext.configure(connection).get_current_revision()
-        if revision == "head" and after != before:
-            with Session(engine) as session:
-                backfill(session)
+        with migration_lock(engine):
+            return upgrade(engine, revision)
     finally:
         engine.dispose()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """migrate() for a caller holding the migration lock. When this applied revisions up to
+    head, also write the member documents that are missing or in an older format: finding
+    them scans every member (seconds for a million), so a start with nothing to migrate
+    skips it."""
+    with engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
+        config = alembic_config(engine.url.render_as_string(hide_password=False))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    if revision == "head" and after != before:
+        with Session(engine) as session:
+            backfill(session)
+    return after
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """One migration at a time on a database, however many replicas start together: the
+    others wait, then find it at head (and the demo data loaded: prepare_store). Without it,
+    two upgrades of a new PostgreSQL database both create alembic_version (a unique
+    violation on pg_type), and on SQLite a transaction that read before another committed
+    gets "database is locked" at its first write, without waiting out the busy timeout."""
+    if engine.dialect.name == "postgresql":
+        with _advisory_lock(engine):
+            yield
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":  # private to this process: nobody to wait for
+        yield
+        return
+    with open(f"{database}.migration-lock", "a") as lock_file:  # beside -wal and -shm
+        _lock_exclusively(lock_file.fileno(), database)
+        yield  # closing the file releases the lock
+
+
+@contextmanager
+def _advisory_lock(engine: Engine) -> Iterator[None]:
+    """The migration lock on its own connection, outside the migration's transaction: it is
+    held across the upgrade's commit and the document backfill's batches, and released with
+    the connection if this process dies."""
+    key = {"key": MIGRATION_LOCK_KEY}
+    with engine.connect() as plain:
+        connection = plain.execution_options(isolation_level="AUTOCOMMIT")
+        if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar():
+            log.info("waiting for another replica's migration")
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+
+
+def _lock_exclusively(fd: int, database: str) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("waiting for another process's migration of %s", database)
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -30,27 +30,42 @@ OFFER = "I-FAV-PRODUCTS"  # the demo's predefined favorite-products offer: 3 slo
 SYNC_BOUND_S = 5.0
 
 
-@contextmanager
-def replica(database_url: str) -> Iterator[grpc.Channel]:
+def start_replica(database_url: str) -> subprocess.Popen[str]:
+    """A one-process server with the demo data; it prints one line once it is SERVING."""
     env = {**os.environ, "LOYALTY_LOG_LEVEL": "WARNING", "LOYALTY_JOBS_INTERVAL_S": "0"}
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "service.main", "--address", "127.0.0.1:0", "--processes", "1",
          "--database-url", database_url, "--demo-data", "on", "--log-calls", "off"],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+
+
+def serving_port(process: subprocess.Popen[str]) -> int:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "listening on" in line, f"exited with {process.poll()}: {line!r}"
+    return int(line.strip().rsplit(":", 1)[1])
+
+
+def stop_replica(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "listening on" in line, line
-        with grpc.insecure_channel(f"127.0.0.1:{line.strip().rsplit(':', 1)[1]}") as channel:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@contextmanager
+def replica(database_url: str) -> Iterator[grpc.Channel]:
+    process = start_replica(database_url)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{serving_port(process)}") as channel:
             yield channel
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_replica(process)
 
 
 @pytest.fixture
@@ -167,3 +182,17 @@ def test_with_writers_through_both_replicas_every_replica_converges(
                     sorted(filter(None, favorites(c, i)[0])) == want
                 )
             )
+
+
+def test_replicas_started_at_once_on_a_new_database_all_serve(store_url: str) -> None:
+    """A deployment starting every replica together: one migrates and loads the demo data,
+    the others wait for it and then serve the same store."""
+    processes = [start_replica(store_url) for _ in range(3)]
+    try:
+        for process in processes:
+            port = serving_port(process)
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                assert favorites(channel, 2)[1], "the demo's favorites list is there"
+    finally:
+        for process in processes:
+            stop_replica(process)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -9,7 +10,11 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.store import db
+from tests.integration.test_store_migrations import HEAD
 
 
 def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
@@ -58,6 +63,31 @@ def test_the_server_process_serves_then_exits_cleanly_on_sigterm(tmp_path: Path)
             process.wait()
 
 
+SYS_TGKILL = 234  # x86_64
+
+
+def signal_a_thread_other_than_the_main_one(pid: int, signum: int) -> None:
+    """What the kernel may do with a signal sent to the process: any thread that does not
+    block it may take it, and the main thread is only the first choice."""
+    tid = min(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_TGKILL, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+def test_the_server_drains_and_exits_whichever_of_its_threads_takes_the_sigterm(
+    tmp_path: Path,
+) -> None:
+    process, _port = start_server(tmp_path, "--grace-period-s", "1")
+    try:
+        signal_a_thread_other_than_the_main_one(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_a_bad_time_zone_in_the_environment_stops_the_server_at_start(tmp_path: Path) -> None:
     env = {**os.environ, "LOYALTY_TIME_ZONE": "Mars/Olympus"}
     done = subprocess.run(
@@ -77,3 +107,24 @@ def test_a_bad_time_zone_in_the_environment_stops_the_server_at_start(tmp_path: 
     )
     assert done.returncode != 0
     assert "unknown time zone" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_migrate_only_migrates_the_store_says_so_in_one_line_and_exits(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """For deployments that migrate before rolling out the new version."""
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    done = subprocess.run(
+        [sys.executable, "-m", "service.main", "--migrate-only", "--database-url", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1 and f"revision {HEAD}" in done.stdout, done.stdout
+    engine = db.make_engine(url)
+    try:
+        assert db.current_revision(engine) == HEAD
+    finally:
+        engine.dispose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime, timedelta, timezone
+from threading import Barrier
 
 import pytest
 from alembic import command
@@ -18,6 +20,7 @@ from service.store.member_documents import members_without_document
 from service.store.models import Base, MemberRow
 
 HEAD = "0003"
+REPLICAS = 4
 
 
 def schema_differences(url: str, metadata: MetaData = Base.metadata) -> list[object]:
@@ -183,3 +186,35 @@ def test_a_start_with_nothing_to_migrate_does_not_scan_for_missing_documents(sql
     with Session(engine) as session:
         assert members_without_document(session) == ["M2"]
     engine.dispose()
+
+
+def _migrate_with_the_others(url: str, start_together: Barrier) -> None:
+    start_together.wait(timeout=60)
+    migrate(url)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_replicas_migrating_a_new_database_at_the_same_moment_all_succeed(backend, request):
+    """Replicas started together each migrate at start: the migrations wait for one another
+    instead of creating the same tables (and PostgreSQL types) at once."""
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    spawn = multiprocessing.get_context("spawn")  # fresh interpreters, as separate replicas
+    start_together = spawn.Barrier(REPLICAS)
+    replicas = [
+        spawn.Process(target=_migrate_with_the_others, args=(url, start_together))
+        for _ in range(REPLICAS)
+    ]
+    try:
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            replica.join(timeout=120)
+        assert [r.exitcode for r in replicas] == [0] * REPLICAS
+    finally:
+        for replica in replicas:
+            if replica.is_alive():
+                replica.kill()
+                replica.join()
+    assert schema_differences(url) == []
