@@ -18,8 +18,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service.engine.model import FavoriteCategoryTerms, Frequency
-from service.errors import FailedPrecondition
 from service.store.codec import attribute_from_row
+from service.store.favorites_repo import save_version
 from service.store.models import FavoriteCategoryAttributeRow, FavoriteCategoryChoiceRow
 from service.store.sql import insert_rows, table_of
 
@@ -104,19 +104,7 @@ def save_choice(
 ) -> None:
     """The conditional UPDATE: only from the version the change was judged on, else
     FAILED_PRECONDITION CONCURRENT_CHANGE."""
-    result = session.execute(
-        update(ATTRIBUTES)
-        .where(
-            ATTRIBUTES.c.member_id == member_id,
-            ATTRIBUTES.c.offer_id == offer_id,
-            ATTRIBUTES.c.version == seen,
-        )
-        .values(version=seen + 1, last_change_at=last_change_at)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise FailedPrecondition(
-            "the choice was changed at the same time; try again", reason="CONCURRENT_CHANGE"
-        )
+    save_version(session, ATTRIBUTES, member_id, offer_id, seen, last_change_at, "choice")
 
 
 def replace_choice(session: Session, member_id: str, offer_id: str, chosen: Iterable[str]) -> None:

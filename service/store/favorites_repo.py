@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, insert, literal, null, select, update
+from sqlalchemy import Table, and_, delete, insert, literal, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -214,18 +214,32 @@ def save_selection(
 ) -> None:
     """The conditional UPDATE: only from the version the change was judged on, else
     FAILED_PRECONDITION CONCURRENT_CHANGE."""
+    save_version(session, SELECTIONS, member_id, offer_id, seen, last_change_at, "selection")
+
+
+def save_version(
+    session: Session,
+    table: Table,
+    member_id: str,
+    offer_id: str,
+    seen: int,
+    last_change_at: datetime | None,
+    what: str,
+) -> None:
+    """A member's (member_id, offer_id) row of `table` to version seen + 1 with
+    `last_change_at`, only from version `seen`: the second guard of one change at a time."""
     result = session.execute(
-        update(SELECTIONS)
+        update(table)
         .where(
-            SELECTIONS.c.member_id == member_id,
-            SELECTIONS.c.offer_id == offer_id,
-            SELECTIONS.c.version == seen,
+            table.c.member_id == member_id,
+            table.c.offer_id == offer_id,
+            table.c.version == seen,
         )
         .values(version=seen + 1, last_change_at=last_change_at)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise FailedPrecondition(
-            "the selection was changed at the same time; try again", reason="CONCURRENT_CHANGE"
+            f"the {what} was changed at the same time; try again", reason="CONCURRENT_CHANGE"
         )
 
 
