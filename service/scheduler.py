@@ -1,4 +1,4 @@
-"""Runs the member jobs (service/jobs.py: the list switch on the 1st, "selection allowed
+"""Runs the member jobs (service/app/jobs.py: the list switch on the 1st, "selection allowed
 again") inside the server, every `interval_s`. The jobs are idempotent, so a second replica
 running them too writes nothing twice; a multi-process server runs them in one worker only."""
 
@@ -9,9 +9,10 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.app.jobs import run_member_jobs
+from service.app.unit_of_work import UnitOfWork
 from service.cache.state import BenefitCache
 from service.clock import utc_now
-from service.jobs import run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,19 @@ class JobScheduler:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def run_once(self) -> int:
+        """Both jobs now, each in a unit of work that tells this replica's cache."""
+        now = utc_now()
+
+        def unit_of_work() -> UnitOfWork:
+            return UnitOfWork(self._sessions, self._cache.members_changed, now=now)
+
+        return run_member_jobs(unit_of_work, self._cache.snapshot)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                events = run_jobs(self._sessions, self._cache.snapshot, utc_now())
+                events = self.run_once()
                 self.runs += 1
                 if events:
                     log.info("member jobs wrote %d events", events)

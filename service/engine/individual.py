@@ -2,8 +2,9 @@
 
 From a member's state the index maps SKUs and product groups to compiled rules:
 - favorite products: each SKU in the member's slots of a known favorite-products offer;
-- favorite categories: each effective group of the terms (the chosen groups that are still
-  offered, at most max_count, when acceptance is required; otherwise every offered group);
+- favorite categories: each effective group of the terms (selection.effective_groups: the
+  chosen groups still offered, at most max_count, when acceptance is required; otherwise
+  every offered group);
 - personalized offers: their SKUs and their group. An offer with neither applies to nothing.
 
 Individual rules never apply to an unknown SKU (its scope is not "all products").
@@ -20,6 +21,7 @@ from collections import defaultdict
 
 from service.engine.model import FavoriteCategoryTerms, Member, PersonalOffer
 from service.engine.rules import Rule, rule_for_category_terms, rule_for_personal_offer
+from service.engine.selection import effective_groups
 from service.engine.snapshot import Snapshot, order_of
 
 MEMO_SIZE = 4096  # members whose index is kept per snapshot
@@ -110,12 +112,7 @@ def _index(snapshot: Snapshot, member: Member) -> IndividualRules:
         if terms.offer_id in seen:
             continue
         seen.add(terms.offer_id)
-        if terms.acceptance_required:
-            chosen = [g for g in terms.group_ids if g in terms.chosen_group_ids]
-            effective = dict.fromkeys(chosen[: max(terms.max_count, 0)])
-        else:
-            effective = dict.fromkeys(terms.group_ids)
-        for group_id in effective:
+        for group_id in effective_groups(terms):
             by_group[group_id].append(terms)
     seen.clear()
     for offer in member.personal_offers:

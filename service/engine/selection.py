@@ -1,6 +1,6 @@
 """Pure rules of a member's selections (SPEC 7.1, 7.2): slots, change frequency, auto-fill,
-purchase-history months, favorite-category choices. The store layer applies them inside its
-transactions; nothing here reads a clock or a database.
+purchase-history months, favorite-category choices. The use cases (service/app/) apply them
+through engine/favorites.py; nothing here reads a clock or a database.
 
 Time: every calendar notion ("day", ISO "week" from Monday 00:00, "month", "00:00") is in
 the program's time zone `tz`; instants given and returned are aware datetimes, returned in
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from service.engine.model import Frequency
+from service.engine.model import FavoriteCategoryTerms, Frequency
 from service.errors import InvalidArgument
 from service.limits import quote
 
@@ -74,6 +74,28 @@ def change_allowed(
     return now >= next_allowed
 
 
+def allowed_again_between(
+    frequency: Frequency,
+    every_n_days: int,
+    last_change: datetime,
+    since: datetime,
+    now: datetime,
+    tz: ZoneInfo,
+) -> datetime | None:
+    """The instant a replacement became allowed again, when it lies in (since, now]."""
+    allowed_from = next_change_allowed(frequency, every_n_days, last_change, tz)
+    if allowed_from is not None and since < allowed_from <= now:
+        return allowed_from
+    return None
+
+
+def longest_period(frequency: Frequency, every_n_days: int) -> timedelta:
+    """At least the longest time from a change to the next allowed one (a day may be 25 h):
+    changes older than this before `since` cannot become allowed after it."""
+    days = {Frequency.DAILY: 2, Frequency.WEEKLY: 8, Frequency.MONTHLY: 32}
+    return timedelta(days=days.get(frequency, max(every_n_days, 1) + 1))
+
+
 # --- favorite-product slots -------------------------------------------------------------------
 
 
@@ -93,27 +115,30 @@ def validate_favorite_selection(
     current_slots: Sequence[str | None],
     *,
     autofilled_positions: Collection[int] = (),
+    field: str = "slots",
 ) -> SlotSelection:
     """Check a member's new selection: each SKU on the member's current list, no duplicates,
-    at most `slot_count` positions. Raises InvalidArgument("slots[i]" ...).
+    at most `slot_count` positions. Raises InvalidArgument naming `field` ("slots[i]" ...).
 
     "Replacement": a position that held a SKU in `current_slots` and now holds another SKU
     or nothing. A position the system auto-filled (`autofilled_positions`) counts as empty:
     the member has not chosen it, so changing it is only filling.
     """
     if len(new_slots) > slot_count:
-        raise InvalidArgument("slots", f"at most {slot_count} slots")
+        raise InvalidArgument(field, f"at most {slot_count} slots")
     allowed = allowed_list if isinstance(allowed_list, set | frozenset) else set(allowed_list)
     seen: set[str] = set()
     for index, sku in enumerate(new_slots):
         if sku is None:
             continue
         if not sku:
-            raise InvalidArgument(f"slots[{index}]", "an empty SKU; use no value for an empty slot")
+            raise InvalidArgument(
+                f"{field}[{index}]", "an empty SKU; use no value for an empty slot"
+            )
         if sku not in allowed:
-            raise InvalidArgument(f"slots[{index}]", f"{quote(sku)} is not on the member's list")
+            raise InvalidArgument(f"{field}[{index}]", f"{quote(sku)} is not on the member's list")
         if sku in seen:
-            raise InvalidArgument(f"slots[{index}]", f"{quote(sku)} is already in another slot")
+            raise InvalidArgument(f"{field}[{index}]", f"{quote(sku)} is already in another slot")
         seen.add(sku)
     slots = tuple(new_slots) + (None,) * (slot_count - len(new_slots))
     replaces = False
@@ -185,20 +210,35 @@ def previous_month_window(now: datetime, tz: ZoneInfo) -> tuple[datetime, dateti
 
 
 def validate_category_choice(
-    chosen: Sequence[str], offered: Collection[str], max_count: int
+    chosen: Sequence[str],
+    offered: Collection[str],
+    max_count: int,
+    *,
+    field: str = "chosen_group_ids",
 ) -> frozenset[str]:
     """A member's choice of categories (SPEC 7.2): each offered, no duplicates, at most
-    max_count. Raises InvalidArgument("chosen_group_ids[i]" ...)."""
+    max_count. Raises InvalidArgument naming `field` ("chosen_group_ids[i]" ...)."""
     if len(chosen) > max_count:
-        raise InvalidArgument("chosen_group_ids", f"at most {max_count} categories")
+        raise InvalidArgument(field, f"at most {max_count} categories")
     seen: set[str] = set()
     for index, group_id in enumerate(chosen):
         if group_id not in offered:
-            raise InvalidArgument(f"chosen_group_ids[{index}]", f"{quote(group_id)} is not offered")
+            raise InvalidArgument(f"{field}[{index}]", f"{quote(group_id)} is not offered")
         if group_id in seen:
-            raise InvalidArgument(f"chosen_group_ids[{index}]", f"{quote(group_id)} chosen twice")
+            raise InvalidArgument(f"{field}[{index}]", f"{quote(group_id)} chosen twice")
         seen.add(group_id)
     return frozenset(seen)
+
+
+def effective_groups(terms: FavoriteCategoryTerms) -> tuple[str, ...]:
+    """The groups whose terms apply, in offered order: acceptance on, the chosen groups still
+    offered, at most max_count of them (each group counted once); acceptance off, every
+    offered group. The one rule for the calculation (individual.py) and the lookup."""
+    offered = dict.fromkeys(terms.group_ids)
+    if not terms.acceptance_required:
+        return tuple(offered)
+    chosen = [group_id for group_id in offered if group_id in terms.chosen_group_ids]
+    return tuple(chosen[: max(terms.max_count, 0)])
 
 
 def carry_over_choice(

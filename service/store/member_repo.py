@@ -59,6 +59,15 @@ def member_exists(session: Session, member_id: str) -> bool:
     return found is not None
 
 
+def existing_members(session: Session, member_ids: Sequence[str]) -> list[str]:
+    """Those of the ids that are members, in id order."""
+    members = table_of(MemberRow)
+    found: list[str] = []
+    for part in chunks(sorted(set(member_ids))):
+        found += session.scalars(select(members.c.id).where(members.c.id.in_(part)))
+    return sorted(found)
+
+
 def save_member(
     session: Session,
     member: Member,

@@ -7,15 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from service.app.favorites import favorite_states, member_list, operator_set_favorite_products
+from service.app.jobs import run_autofill
+from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Frequency, ListSource
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
-from service.store.favorites_repo import (
-    list_favorite_audit,
-    load_favorite_states,
-    load_member_list,
-    operator_set_favorite_products,
-    run_autofill,
-)
+from service.store.favorites_repo import list_favorite_audit
 from service.store.feed import changes_after
 from service.store.member_repo import Purchase, add_purchase, add_purchases
 from tests.integration.test_favorites_fixtures import (
@@ -27,6 +24,7 @@ from tests.integration.test_favorites_fixtures import (
     local,
     outbox_events,
     snapshot_with,
+    units_of_work,
 )
 
 NOW = local(2026, 3, 10, 12)
@@ -55,7 +53,7 @@ def test_a_member_fills_empty_slots_from_the_predefined_list_in_slot_order(db, m
     assert state.choices == ("SKU01", "SKU02", "SKU03", "SKU04", "SKU05")
     assert [slot.auto_filled for slot in state.slots] == [False, False, False]
     with db() as session:
-        (stored,) = load_favorite_states(session, snapshot, "M1", NOW)
+        (stored,) = favorite_states(session, snapshot, "M1", NOW)
     assert stored.skus == ("SKU03", None, "SKU01")
     assert stored.slots[0].filled_at == NOW
 
@@ -85,7 +83,7 @@ def test_a_selection_off_the_list_duplicated_or_too_long_is_invalid_and_changes_
         choose(db, snapshot, skus, NOW)
     assert caught.value.field == field
     with db() as session:
-        (state,) = load_favorite_states(session, snapshot, "M1", NOW)
+        (state,) = favorite_states(session, snapshot, "M1", NOW)
     assert state.skus == (None, None, None)
 
 
@@ -169,14 +167,14 @@ def test_fifteen_products_bought_in_july_become_the_list_on_august_1_at_midnight
     with db() as session:
         add_purchases(session, july + june)
         session.commit()
-        on_the_first = load_member_list(session, snapshot, favorite, "M1", local(2026, 8, 1))
-        a_second_before = load_member_list(
+        on_the_first = member_list(session, snapshot, favorite, "M1", local(2026, 8, 1))
+        a_second_before = member_list(
             session, snapshot, favorite, "M1", local(2026, 7, 31, 23, 59, 59)
         )
-        end_of_august = load_member_list(
+        end_of_august = member_list(
             session, snapshot, favorite, "M1", local(2026, 8, 31, 23, 59, 59)
         )
-        september = load_member_list(session, snapshot, favorite, "M1", local(2026, 9, 1))
+        september = member_list(session, snapshot, favorite, "M1", local(2026, 9, 1))
     assert sorted(on_the_first) == [f"SKU{i:02d}" for i in range(1, 16)]
     assert on_the_first[0] == "SKU15"  # most bought first
     assert a_second_before == ("SKU20",)
@@ -194,7 +192,7 @@ def test_goods_refunded_in_full_drop_out_of_next_months_list(db, member):
         add_purchase(session, "M1", "2026-07", "SKU03", 3000, 300)
         add_purchase(session, "M1", "2026-07", "SKU03", -1000, -100)  # partly refunded
         session.commit()
-        skus = load_member_list(session, snapshot, favorite, "M1", local(2026, 8, 1))
+        skus = member_list(session, snapshot, favorite, "M1", local(2026, 8, 1))
     assert skus == ("SKU01", "SKU03")
     with pytest.raises(InvalidArgument):
         choose(db, snapshot, ["SKU02"], local(2026, 8, 2), offer_id="F-HIST")
@@ -232,9 +230,9 @@ def test_auto_fill_takes_last_months_purchases_by_quantity_then_amount_then_sku(
             ],
         )
         session.commit()
-        outcome = run_autofill(session, snapshot, "F-HIST", None, local(2026, 8, 3))
-        session.commit()
-        (state,) = load_favorite_states(session, snapshot, "M1", local(2026, 8, 3))
+    outcome = run_autofill(units_of_work(db, local(2026, 8, 3)), snapshot, "F-HIST", None)
+    with db() as session:
+        (state,) = favorite_states(session, snapshot, "M1", local(2026, 8, 3))
     assert state.skus == ("SKU04", "SKU02", "SKU03", "SKU01")
     assert all(slot.auto_filled for slot in state.slots)
     assert (outcome.members_updated, outcome.slots_filled, outcome.member_ids) == (1, 4, ["M1"])
@@ -246,10 +244,9 @@ def test_auto_fill_follows_the_predefined_list_and_leaves_filled_slots_alone(db)
     snapshot = snapshot_with(favorite)
     choose(db, snapshot, [None, "SKU01"], NOW, member_id="M1")
     choose(db, snapshot, ["SKU05", "SKU04", "SKU03"], NOW, member_id="M3")
+    outcome = run_autofill(units_of_work(db, NOW), snapshot, "F-LIST", ["M1", "M2", "M3", "GHOST"])
     with db() as session:
-        outcome = run_autofill(session, snapshot, "F-LIST", ["M1", "M2", "M3", "GHOST"], NOW)
-        session.commit()
-        states = {m: load_favorite_states(session, snapshot, m, NOW)[0] for m in ("M1", "M2", "M3")}
+        states = {m: favorite_states(session, snapshot, m, NOW)[0] for m in ("M1", "M2", "M3")}
     assert states["M1"].skus == ("SKU02", "SKU01", "SKU03")
     assert [s.auto_filled for s in states["M1"].slots] == [True, False, True]
     assert states["M2"].skus == ("SKU01", "SKU02", "SKU03")
@@ -262,12 +259,10 @@ def test_auto_fill_writes_an_event_and_a_feed_row_per_member_and_a_second_run_wr
     db, member
 ):
     snapshot = snapshot_with(favorite_offer(autofill=True))
+    run_autofill(units_of_work(db, NOW), snapshot, "F-LIST", None)
     with db() as session:
-        run_autofill(session, snapshot, "F-LIST", None, NOW)
-        session.commit()
         feed = [c.key for c in changes_after(session, 0) if c.kind == "member"]
-        again = run_autofill(session, snapshot, "F-LIST", None, NOW)
-        session.commit()
+    again = run_autofill(units_of_work(db, NOW), snapshot, "F-LIST", None)
     events = outbox_events(db, "FAVORITES_CHANGED")
     assert [(e.member_id, e.payload["source"], e.payload["skus"]) for e in events] == [
         ("M1", "AUTOFILL", ["SKU01", "SKU02", "SKU03"])
@@ -279,9 +274,7 @@ def test_auto_fill_writes_an_event_and_a_feed_row_per_member_and_a_second_run_wr
 def test_auto_filled_slots_do_not_use_up_the_members_change(db, member):
     snapshot = snapshot_with(favorite_offer(autofill=True, frequency=Frequency.MONTHLY))
     choose(db, snapshot, ["SKU05"], NOW)
-    with db() as session:
-        run_autofill(session, snapshot, "F-LIST", ["M1"], NOW)
-        session.commit()
+    run_autofill(units_of_work(db, NOW), snapshot, "F-LIST", ["M1"])
     # replacing auto-filled slots is filling: the member's change is still there
     choose(db, snapshot, ["SKU05", "SKU04", "SKU03"], NOW + timedelta(minutes=1))
     assert last_change(db) is None
@@ -291,24 +284,20 @@ def test_auto_filled_slots_do_not_use_up_the_members_change(db, member):
 
 def test_auto_fill_needs_auto_fill_on_and_a_known_offer(db, member):
     snapshot = snapshot_with(favorite_offer(autofill=False))
-    with db() as session:
-        with pytest.raises(FailedPrecondition) as caught:
-            run_autofill(session, snapshot, "F-LIST", None, NOW)
-        assert caught.value.reason == "AUTOFILL_OFF"
-        with pytest.raises(NotFound):
-            run_autofill(session, snapshot, "NOPE", None, NOW)
+    with pytest.raises(FailedPrecondition) as caught:
+        run_autofill(units_of_work(db, NOW), snapshot, "F-LIST", None)
+    assert caught.value.reason == "AUTOFILL_OFF"
+    with pytest.raises(NotFound):
+        run_autofill(units_of_work(db, NOW), snapshot, "NOPE", None)
 
 
 # --- operator edits ------------------------------------------------------------------------------
 
 
 def operator_edit(db, snapshot, skus, now: datetime, comment: str = "customer called"):
-    with db() as session:
-        edit = operator_set_favorite_products(
-            session, snapshot, "M1", "F-LIST", skus, now, actor="op-anna", comment=comment
-        )
-        session.commit()
-    return edit
+    return operator_set_favorite_products(
+        UnitOfWork(db, now=now), snapshot, "M1", "F-LIST", skus, actor="op-anna", comment=comment
+    )
 
 
 def test_an_operator_edit_ignores_the_frequency_and_is_audited_with_before_and_after(db, member):

@@ -7,13 +7,12 @@ from datetime import timedelta
 
 import pytest
 
+from service.app.categories import select_favorite_categories
+from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Frequency, Member
+from service.engine.selection import effective_groups
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
-from service.store.category_choice_repo import (
-    effective_choice,
-    last_category_changes,
-    select_favorite_categories,
-)
+from service.store.category_choice_repo import last_category_changes
 from service.store.feed import changes_after
 from service.store.loader import load_member
 from tests.integration.test_favorites_fixtures import TZ, add_members, category_terms, local
@@ -22,10 +21,7 @@ NOW = local(2026, 3, 11, 10)  # a Wednesday
 
 
 def choose_categories(db, groups, now, offer_id="C-1"):
-    with db() as session:
-        state = select_favorite_categories(session, "M1", offer_id, groups, now, TZ)
-        session.commit()
-    return state
+    return select_favorite_categories(UnitOfWork(db, now=now), "M1", offer_id, groups, TZ)
 
 
 def member_with(db, **terms) -> None:
@@ -36,7 +32,7 @@ def test_a_member_chooses_up_to_max_count_offered_categories_and_they_apply(db):
     member_with(db, max_count=2)
     state = choose_categories(db, ["G-C", "G-A"], NOW)
     assert state.terms.chosen_group_ids == {"G-A", "G-C"}
-    assert effective_choice(state.terms) == ("G-A", "G-C")  # offered order
+    assert effective_groups(state.terms) == ("G-A", "G-C")  # offered order
     with db() as session:
         member = load_member(session, "M1")
         assert "M1" in [c.key for c in changes_after(session, 0)]

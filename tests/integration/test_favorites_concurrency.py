@@ -7,10 +7,12 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from service.app.categories import select_favorite_categories
+from service.app.favorites import favorite_states
+from service.app.jobs import run_autofill
+from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Frequency, Member
 from service.errors import FailedPrecondition
-from service.store.category_choice_repo import select_favorite_categories
-from service.store.favorites_repo import load_favorite_states, run_autofill
 from service.store.loader import load_member, load_members_from_rows
 from tests.integration.test_favorites_fixtures import (
     TZ,
@@ -21,6 +23,7 @@ from tests.integration.test_favorites_fixtures import (
     last_change,
     local,
     snapshot_with,
+    units_of_work,
 )
 
 NOW = local(2026, 3, 10, 12)
@@ -66,7 +69,7 @@ def test_concurrent_replacements_from_several_devices_let_exactly_one_win(db):
     assert all(isinstance(e, FailedPrecondition) for e in errors), errors
     assert {e.reason for e in errors if isinstance(e, FailedPrecondition)} == {"CHANGE_NOT_ALLOWED"}
     with db() as session:
-        (state,) = load_favorite_states(session, snapshot, "M1", NOW)
+        (state,) = favorite_states(session, snapshot, "M1", NOW)
     assert state.skus == (wanted[won[0]],)
     assert last_change(db) == NOW + timedelta(seconds=1)
 
@@ -76,13 +79,11 @@ def test_auto_fill_running_while_the_member_fills_a_slot_never_puts_a_product_in
     snapshot = snapshot_with(favorite_offer(slots=3, autofill=True))
 
     def autofill() -> None:
-        with db() as session:
-            run_autofill(session, snapshot, "F-LIST", ["M1"], NOW)
-            session.commit()
+        run_autofill(units_of_work(db, NOW), snapshot, "F-LIST", ["M1"])
 
     won, errors = race([autofill, lambda: choose(db, snapshot, ["SKU01"], NOW)])
     with db() as session:
-        (state,) = load_favorite_states(session, snapshot, "M1", NOW)
+        (state,) = favorite_states(session, snapshot, "M1", NOW)
     skus = [sku for sku in state.skus if sku]
     assert len(skus) == len(set(skus))
     # in either order both succeed: auto-filled slots count as empty for the member
@@ -96,9 +97,7 @@ def test_concurrent_category_swaps_let_exactly_one_win(db):
     wanted = ["G-B", "G-C"]
 
     def swap(group: str) -> None:
-        with db() as session:
-            select_favorite_categories(session, "M1", "C-1", [group], NOW, TZ)
-            session.commit()
+        select_favorite_categories(UnitOfWork(db, now=NOW), "M1", "C-1", [group], TZ)
 
     won, errors = race([lambda g=g: swap(g) for g in wanted])
     assert len(won) == 1, errors
@@ -117,9 +116,7 @@ def test_a_member_changed_by_two_writers_at_once_has_a_document_with_both_change
         sku, group = skus[day % 3], groups[(day + 1) % 3]
 
         def pick_categories(group: str = group, at: datetime = at) -> None:
-            with db() as session:
-                select_favorite_categories(session, "M1", "C-1", [group], at, TZ)
-                session.commit()
+            select_favorite_categories(UnitOfWork(db, now=at), "M1", "C-1", [group], TZ)
 
         def pick_products(sku: str = sku, at: datetime = at) -> None:
             choose(db, snapshot, [sku], at)

@@ -1,16 +1,19 @@
 """Builders shared by the favorite-products, favorite-categories and outbox tests: a small
-catalogue in memory (the store functions read the catalogue from the snapshot), members in a
-real database, and local (program zone) times."""
+catalogue in memory (the use cases read the catalogue from the snapshot), members in a real
+database, and local (program zone) times."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.app.favorites import select_favorite_products
+from service.app.unit_of_work import UnitOfWork
+from service.engine.favorites import FavoriteState
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -26,7 +29,6 @@ from service.engine.model import (
     ProductList,
 )
 from service.engine.snapshot import Snapshot, build_snapshot
-from service.store.favorites_repo import FavoriteState, select_favorite_products
 from service.store.member_repo import save_member
 from service.store.models import FavoriteSelectionRow, OutboxRow
 
@@ -127,10 +129,12 @@ def choose(
     offer_id: str = "F-LIST",
 ) -> FavoriteState:
     """The member's selection, committed."""
-    with db() as session:
-        state = select_favorite_products(session, snapshot, member_id, offer_id, skus, now)
-        session.commit()
-    return state
+    return select_favorite_products(UnitOfWork(db, now=now), snapshot, member_id, offer_id, skus)
+
+
+def units_of_work(db: sessionmaker[Session], now: datetime) -> Callable[[], UnitOfWork]:
+    """Units of work at `now`, one per transaction of a use case that runs several."""
+    return lambda: UnitOfWork(db, now=now)
 
 
 def last_change(db: sessionmaker[Session], member_id: str = "M1", offer_id: str = "F-LIST"):

@@ -7,9 +7,11 @@ import json
 import threading
 from datetime import timedelta
 
+from service.app.categories import select_favorite_categories
+from service.app.jobs import announce_selection_allowed, switch_month
+from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Frequency, ListSource, Member
-from service.jobs import announce_selection_allowed, run_jobs, switch_month
-from service.store.category_choice_repo import select_favorite_categories
+from service.jobs import run_jobs
 from service.store.member_repo import Purchase, add_purchases
 from tests.integration.test_favorites_fixtures import (
     TZ,
@@ -45,10 +47,7 @@ def history_members(db) -> None:
 
 
 def run(db, job, now) -> int:
-    with db() as session:
-        outcome = job(session, snapshot_with(HISTORY, PREDEFINED), now)
-        session.commit()
-    return outcome.events
+    return job(UnitOfWork(db, now=now), snapshot_with(HISTORY, PREDEFINED)).events
 
 
 def test_on_the_1st_only_members_whose_history_list_changed_hear_of_their_new_list(db):
@@ -109,9 +108,7 @@ def test_selection_allowed_again_is_announced_once_when_the_next_period_begins(d
 def test_a_category_swap_allowed_again_is_announced_too(db):
     terms = category_terms(max_count=1, chosen=["G-A"], frequency=Frequency.DAILY)
     add_members(db, Member("M1", favorite_categories=(terms,)))
-    with db() as session:
-        select_favorite_categories(session, "M1", "C-1", ["G-B"], local(2026, 3, 11, 20), TZ)
-        session.commit()
+    select_favorite_categories(UnitOfWork(db, now=local(2026, 3, 11, 20)), "M1", "C-1", ["G-B"], TZ)
     assert run(db, announce_selection_allowed, local(2026, 3, 11, 23)) == 0
     assert run(db, announce_selection_allowed, local(2026, 3, 12, 0, 1)) == 1
     (event,) = outbox_events(db, "SELECTION_ALLOWED_AGAIN")
