@@ -147,7 +147,9 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             )
         except FailedPrecondition as refused:
             if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it
-                self._cache.drop_members([result.member_id])
+                # forgotten, not dropped: their cards stay linked, so a lookup by card
+                # reads the member again and says MEMBER_NOT_FOUND, not CARD_NOT_FOUND
+                self._cache.members_changed([result.member_id])
             raise
         if not response.replayed and result.member_id:
             self._cache.members_changed([result.member_id])
