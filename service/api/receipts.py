@@ -124,8 +124,8 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
 
 
 def validate_refund(request: receipt_pb2.RefundRequest) -> None:
-    """What can be checked without the receipt; the store checks the rest (known lines,
-    whole pieces, at most what is left)."""
+    """What can be checked without the receipt; the use case checks the rest (known lines,
+    whole pieces, at most what is left: engine.lifecycle.lines_to_refund)."""
     if not request.refund_id:
         raise InvalidArgument("refund_id", "required: the idempotency key of this refund")
     if not request.receipt_id:
