@@ -19,7 +19,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from loyalty.v1 import common_pb2, receipt_pb2, token_pb2
 from service.engine import lifecycle as lc
 from service.engine import model as m
-from service.engine.records import new_line
+from service.engine.records import new_applied_benefit, new_line
 from service.errors import InvalidArgument
 
 E = TypeVar("E", bound=enum.Enum)
@@ -226,7 +226,7 @@ def confirmed_receipt(
     for line in result.lines:
         source = sent[line.line_id]
         benefits = tuple(
-            m.AppliedBenefit(
+            new_applied_benefit(
                 b.offer_id, mechanic[b.mechanic], kind[b.kind], b.discount, b.points, b.text
             )
             for b in line.benefits
