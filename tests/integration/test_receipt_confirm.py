@@ -11,7 +11,7 @@ from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from loyalty.v1 import receipt_pb2
@@ -33,7 +33,7 @@ from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, P
 from service.store.db import make_engine, make_session_factory
 from service.store.loader import load_member
 from service.store.member_repo import save_member
-from service.store.models import ChangeFeedRow, ReceiptLineRow, ReceiptRow
+from service.store.models import ChangeFeedRow, MemberDocumentRow, ReceiptLineRow, ReceiptRow
 from service.store.receipt_repo import points_balance
 from tests.integration.test_receipt_support import (
     SETTINGS,
@@ -93,6 +93,28 @@ def test_the_replica_that_confirms_reads_its_own_write_at_once(register: Registe
     assert register.cache.member(SHOWCASE_MEMBER).usage == {}  # cached before the confirm
     register.confirm(showcase_receipt("R-OWN-WRITE"))
     assert register.cache.member(SHOWCASE_MEMBER).usage == {("P-COFFEE", "OFFER"): 1000}
+
+
+def test_a_confirm_counting_no_usage_still_tells_the_change_feed(register: Register) -> None:
+    """Its member's document stays as it was (nothing in it changed), but every replica
+    hears of the member, as after any confirm of theirs."""
+    receipt = showcase_receipt("R-NO-USAGE", coffee=False)
+    shown = register.calculate(receipt)
+    payload = TokenSigner(SETTINGS.token_secret).verify(receipt, shown.confirmation_token)
+    assert not payload.usage
+    with register.sessions() as session:
+        document = session.get(MemberDocumentRow, SHOWCASE_MEMBER)
+        assert document is not None
+        before = (document.body, document.updated_at)
+        feed = session.scalar(select(func.max(ChangeFeedRow.position))) or 0
+    register.confirm(receipt, shown.confirmation_token)
+    with register.sessions() as session:
+        document = session.get(MemberDocumentRow, SHOWCASE_MEMBER)
+        assert document is not None and (document.body, document.updated_at) == before
+        keys = session.scalars(
+            select(ChangeFeedRow.entity_key).where(ChangeFeedRow.position > feed)
+        ).all()
+    assert keys == [SHOWCASE_MEMBER]
 
 
 def test_confirming_again_returns_the_stored_result_and_changes_nothing(
