@@ -2,13 +2,15 @@
 
     python -m bench.confirm_bench --out bench/confirm_results.json [--pg-url URL]
 
-What is measured: the store-level confirm (service.store.receipt_repo.confirm_receipt), called
-directly by N client threads (16 by default), each call with its own sessions, on a real SQLite
-file and a real PostgreSQL server (a throwaway cluster from tests/pg.py unless --pg-url is
-given). No gRPC, no token verification: those cost the same on every backend and are
-measured by the server's load tests. Each confirm is a realistic receipt of 5 lines for one of
-1,000 members: 10 benefits, one usage-limited offer (the conditional counter upsert), two
-offers giving points (ledger rows), the purchase history and the change feed, then the balance.
+What is measured: the confirm use case (service.app.receipts.confirm_receipt) with its
+arguments and answer translated as the servicer does, called directly by N client threads (16
+by default), each call with its own unit of work, on a real SQLite file and a real PostgreSQL
+server (a throwaway cluster from tests/pg.py unless --pg-url is given). No gRPC, no token
+verification, no cache: those cost the same on every backend and are measured by the server's
+load tests. Each confirm is a realistic receipt of 5 lines for one of 1,000 members: 10
+benefits, one usage-limited offer (the conditional counter upsert), two offers giving points
+(ledger rows), the purchase history, the member's document and the change feed, then the
+balance.
 
 Phases per backend, each bounded in time: `confirm` (new receipt ids) and `replay` (ids
 already confirmed: the stored response is returned). Numbers are only comparable on the same
@@ -18,6 +20,7 @@ machine; the JSON keeps the machine's description.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import platform
@@ -34,15 +37,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from loyalty.v1 import common_pb2, receipt_pb2
+from loyalty.v1.receipt_pb2 import ConfirmResponse
+from service.api import convert
+from service.app.receipts import Confirmation, Units, confirm_receipt
+from service.app.receipts import EncodeConfirmation as Encode
+from service.app.unit_of_work import UnitOfWork
+from service.engine.lifecycle import UsageClaim
 from service.engine.model import LimitUnit, Member
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.member_repo import save_members
-from service.store.receipt_repo import (
-    Confirmation,
-    UsageClaim,
-    confirm_fingerprint,
-    confirm_receipt,
-)
 
 ZONE = ZoneInfo("Europe/Moscow")
 MEMBERS = 1000
@@ -53,8 +56,10 @@ def member_ids() -> list[str]:
     return [f"BM{n:06d}" for n in range(MEMBERS)]
 
 
-def make_confirmation(receipt_id: str, member_id: str) -> Confirmation:
-    """A confirmed result as a verified token carries it: 5 lines, discounts and points."""
+def make_confirmation(receipt_id: str, member_id: str) -> tuple[Confirmation, Encode]:
+    """A confirmed result as a verified token carries it (5 lines, discounts and points),
+    translated as ReceiptServicer.Confirm does once the token is verified; the usage is
+    claimed with its limit given here, not looked up in a cache."""
     receipt = receipt_pb2.Receipt(receipt_id=receipt_id, store_id="S001")
     receipt.channel = common_pb2.CHANNEL_POS
     receipt.member.member_id = member_id
@@ -94,7 +99,16 @@ def make_confirmation(receipt_id: str, member_id: str) -> Confirmation:
         result.total_paid += paid
         result.total_points += sum(points)
     claim = UsageClaim("B-LIMITED", "OFFER", 1000, 10**15, LimitUnit.UNITS)
-    return Confirmation(receipt, result, (claim,), confirm_fingerprint(receipt))
+    confirmation = Confirmation(
+        convert.confirmed_receipt(receipt, result), (claim,), convert.confirm_fingerprint(receipt)
+    )
+    return confirmation, functools.partial(convert.confirmation_record, result)
+
+
+def confirm(units: Units, confirmation: Confirmation, encode: Encode) -> ConfirmResponse:
+    """The use case and its answer as ReceiptServicer.Confirm returns it."""
+    answer = confirm_receipt(units, confirmation, time_zone=ZONE, encode=encode)
+    return convert.confirm_response(answer.record, replayed=answer.replayed)
 
 
 def run_phase(
@@ -145,6 +159,7 @@ def bench_backend(url: str, clients: int, seconds: float, replay_seconds: float)
     migrate(url)
     engine = make_engine(url, pool_size=clients, max_overflow=4)
     sessions = make_session_factory(engine)
+    units = functools.partial(UnitOfWork, sessions)
     try:
         members = member_ids()
         with sessions() as session:
@@ -155,10 +170,7 @@ def bench_backend(url: str, clients: int, seconds: float, replay_seconds: float)
         def confirm_new(client: int, n: int) -> None:
             receipt_id = f"B-{client:02d}-{n:07d}"
             member = members[(client * 7919 + n) % MEMBERS]
-            answer = confirm_receipt(
-                sessions, make_confirmation(receipt_id, member), time_zone=ZONE
-            )
-            assert not answer.replayed
+            assert not confirm(units, *make_confirmation(receipt_id, member)).replayed
             done[client].append((receipt_id, member))
 
         confirmed = run_phase(confirm_new, clients, seconds)
@@ -169,8 +181,7 @@ def bench_backend(url: str, clients: int, seconds: float, replay_seconds: float)
 
         def confirm_again(client: int, n: int) -> None:
             mine = repeats[client]
-            answer = confirm_receipt(sessions, mine[n % len(mine)], time_zone=ZONE)
-            assert answer.replayed
+            assert confirm(units, *mine[n % len(mine)]).replayed
 
         replayed = run_phase(confirm_again, clients, replay_seconds)
         return {"confirm": confirmed, "replay": replayed}
@@ -203,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
-        "benchmark": "confirm_receipt (store level), threads calling it directly",
+        "benchmark": "confirm_receipt (use case), threads calling it directly",
         "clients": args.clients,
         "lines_per_receipt": LINES,
         "members": MEMBERS,
@@ -232,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"\nconfirm_receipt, {results['clients']} concurrent clients (store level)")
+    print(f"\nconfirm_receipt, {results['clients']} concurrent clients (use case)")
     print(f"{'backend':<12}{'phase':<9}{'calls':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for backend, phases in results["backends"].items():
         for phase, n in phases.items():

@@ -8,15 +8,18 @@ which is the cheapest way to fill a message in Python protobuf.
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from loyalty.v1 import common_pb2, receipt_pb2
+from loyalty.v1 import common_pb2, receipt_pb2, token_pb2
+from service.engine import lifecycle as lc
 from service.engine import model as m
-from service.engine.records import new_line
+from service.engine.records import new_applied_benefit, new_line
 from service.errors import InvalidArgument
 
 E = TypeVar("E", bound=enum.Enum)
@@ -169,14 +172,168 @@ _MECHANIC_BY_VALUE = {e._value_: n for e, n in MECHANIC.to_proto.items()}
 _KIND_BY_VALUE = {e._value_: n for e, n in BENEFIT_KIND.to_proto.items()}
 
 
+# --- confirms and refunds ------------------------------------------------------------------
+#
+# A confirm keeps a ConfirmationRecord (token.proto: the first response and the usage it
+# counted) and a refund its first RefundResponse, as bytes in the store, so that a repeat is
+# answered byte for byte as the first call was.
+
+
+def receipt_fingerprint(
+    receipt: receipt_pb2.Receipt, sale_time: timestamp_pb2.Timestamp | None = None
+) -> bytes:
+    """SHA-256 of a receipt's content: id, store, channel, member, sale time and lines, in
+    line_id order (the order of lines does not matter). The sale time is the one sent (unset
+    stays unset), or `sale_time`: the one the receipt was evaluated at (a token's)."""
+    canonical = receipt_pb2.Receipt()
+    canonical.CopyFrom(receipt)
+    if sale_time is not None:
+        canonical.sale_time.seconds = sale_time.seconds
+        canonical.sale_time.nanos = sale_time.nanos
+    return _digest(canonical, lambda line: line.line_id)
+
+
+def confirm_fingerprint(receipt: receipt_pb2.Receipt) -> str:
+    """A confirm request's fingerprint, as the store keeps it (hex): the receipt as sent, so a
+    confirm repeated with the token of a new calculation of the same receipt is the same."""
+    return receipt_fingerprint(receipt).hex()
+
+
+def refund_fingerprint(request: receipt_pb2.RefundRequest) -> str:
+    """Hex SHA-256 of a refund request but its refund id, lines in line_id order."""
+    canonical = receipt_pb2.RefundRequest()
+    canonical.CopyFrom(request)
+    canonical.refund_id = ""
+    return _digest(canonical, lambda line: (line.line_id, line.quantity)).hex()
+
+
+def _digest(canonical: Any, line_order: Callable[[Any], Any]) -> bytes:
+    """SHA-256 of a message's deterministic bytes, its `lines` sorted first (in place)."""
+    lines = sorted(canonical.lines, key=line_order)
+    del canonical.lines[:]
+    canonical.lines.extend(lines)
+    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).digest()
+
+
+def confirmed_receipt(
+    receipt: receipt_pb2.Receipt, result: receipt_pb2.ReceiptResult
+) -> lc.ConfirmedReceipt:
+    """The receipt to commit: store, channel, quantities and prices as sent, the rest as the
+    result shown (a verified token's)."""
+    sent = {line.line_id: line for line in receipt.lines}
+    mechanic, kind = MECHANIC.to_model, BENEFIT_KIND.to_model
+    lines = []
+    for line in result.lines:
+        source = sent[line.line_id]
+        benefits = tuple(
+            new_applied_benefit(
+                b.offer_id, mechanic[b.mechanic], kind[b.kind], b.discount, b.points, b.text
+            )
+            for b in line.benefits
+        )
+        lines.append(
+            lc.SoldLine(
+                line.line_id,
+                line.sku,
+                source.quantity,
+                source.price,
+                line.amount,
+                line.discount,
+                line.paid,
+                line.points,
+                benefits,
+            )
+        )
+    return lc.ConfirmedReceipt(
+        receipt_id=result.receipt_id,
+        store_id=receipt.store_id,
+        channel=CHANNEL.to_model[receipt.channel],
+        member_id=result.member_id,
+        sale_time=result.sale_time.ToDatetime(UTC),
+        lines=tuple(lines),
+        total_amount=result.total_amount,
+        total_discount=result.total_discount,
+        total_paid=result.total_paid,
+        total_points=result.total_points,
+    )
+
+
+def usage_charges(charges: Iterable[token_pb2.UsageCharge]) -> tuple[m.UsageCharge, ...]:
+    return tuple(m.UsageCharge(c.offer_id, c.period_key, c.used) for c in charges)
+
+
+def confirmation_record(
+    result: receipt_pb2.ReceiptResult, points_balance: int, usage: Sequence[lc.CountedUsage]
+) -> bytes:
+    """What a confirm keeps: its response (the result shown, the balance after it) and the
+    usage it counted, each with its limit's unit (refunds give it back)."""
+    record = token_pb2.ConfirmationRecord()
+    record.response.result.CopyFrom(result)
+    record.response.points_balance = points_balance
+    for counted in usage:
+        entry = record.usage.add()
+        entry.offer_id = counted.offer_id
+        entry.period_key = counted.period_key
+        entry.used = counted.used
+        entry.unit = LIMIT_UNIT.to_proto[counted.unit]
+    return record.SerializeToString()
+
+
+def confirm_response(record: bytes, *, replayed: bool) -> receipt_pb2.ConfirmResponse:
+    response = token_pb2.ConfirmationRecord.FromString(record).response
+    if replayed:
+        response.replayed = True
+    return response
+
+
+def counted_usage(record: bytes) -> tuple[lc.CountedUsage, ...]:
+    """The usage a confirm's record says it counted."""
+    units = LIMIT_UNIT.to_model
+    return tuple(
+        lc.CountedUsage(u.offer_id, u.period_key, u.used, units[u.unit])
+        for u in token_pb2.ConfirmationRecord.FromString(record).usage
+    )
+
+
+def refund_request(request: receipt_pb2.RefundRequest) -> lc.RefundRequest:
+    return lc.RefundRequest(
+        refund_id=request.refund_id,
+        receipt_id=request.receipt_id,
+        full=request.full,
+        lines=tuple(lc.RefundLine(line.line_id, line.quantity) for line in request.lines),
+        fingerprint=refund_fingerprint(request),
+    )
+
+
+def refund_record(refund: lc.Refund) -> bytes:
+    """What a refund keeps: its RefundResponse."""
+    response = receipt_pb2.RefundResponse(
+        refund_id=refund.refund_id,
+        receipt_id=refund.receipt_id,
+        points_balance=refund.points_balance,
+    )
+    for r in refund.lines:
+        response.lines.add(
+            line_id=r.line_id,
+            quantity=r.quantity,
+            amount=r.amount,
+            discount=r.discount,
+            paid=r.paid,
+            points=r.points,
+        )
+    response.total_paid = refund.total_paid
+    response.total_points = refund.total_points
+    return response.SerializeToString()
+
+
+def refund_response(record: bytes, *, replayed: bool) -> receipt_pb2.RefundResponse:
+    response = receipt_pb2.RefundResponse.FromString(record)
+    if replayed:
+        response.replayed = True
+    return response
+
+
 # --- shared pieces of back-office and member messages -----------------------------------------
-
-
-def benefit_to_model(benefit: common_pb2.Benefit, field: str) -> m.Benefit:
-    kind = BENEFIT_KIND.parse(benefit.kind, f"{field}.kind")
-    if benefit.value < 0:
-        raise InvalidArgument(f"{field}.value", "must not be negative")
-    return m.Benefit(kind, benefit.value)
 
 
 def fill_benefit(out: common_pb2.Benefit, benefit: m.Benefit) -> None:

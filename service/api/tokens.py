@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from loyalty.v1 import receipt_pb2, token_pb2
+from service.api.convert import receipt_fingerprint
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine.model import UsageCharge
@@ -39,19 +40,6 @@ DEFAULT_TTL = timedelta(hours=24)
 
 class UnsafeConfiguration(ValueError):
     """The server refuses to start: the one line says what to set."""
-
-
-def receipt_fingerprint(receipt: receipt_pb2.Receipt, sale_time_seconds: int, nanos: int) -> bytes:
-    """SHA-256 of the receipt's content: id, store, channel, member, sale time, lines by id.
-    The order of lines does not matter; the sale time is the one the receipt was evaluated at."""
-    canonical = receipt_pb2.Receipt()
-    canonical.CopyFrom(receipt)
-    canonical.sale_time.seconds = sale_time_seconds
-    canonical.sale_time.nanos = nanos
-    lines = sorted(canonical.lines, key=lambda line: line.line_id)
-    del canonical.lines[:]
-    canonical.lines.extend(lines)
-    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).digest()
 
 
 @dataclass(frozen=True)
@@ -93,9 +81,7 @@ class TokenSigner:
         usage: tuple[UsageCharge, ...],
     ) -> bytes:
         payload = token_pb2.ConfirmationTokenPayload()
-        payload.receipt_fingerprint = receipt_fingerprint(
-            receipt, result.sale_time.seconds, result.sale_time.nanos
-        )
+        payload.receipt_fingerprint = receipt_fingerprint(receipt, result.sale_time)
         payload.result.CopyFrom(result)
         for charge in usage:
             entry = payload.usage.add()
@@ -135,9 +121,7 @@ class TokenSigner:
                 reason="TOKEN_INVALID",
             )
         payload = token_pb2.ConfirmationTokenPayload.FromString(body)
-        expected = receipt_fingerprint(
-            receipt, payload.result.sale_time.seconds, payload.result.sale_time.nanos
-        )
+        expected = receipt_fingerprint(receipt, payload.result.sale_time)
         if not hmac.compare_digest(expected, payload.receipt_fingerprint):
             raise InvalidArgument(
                 "confirmation_token",

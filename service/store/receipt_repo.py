@@ -1,50 +1,55 @@
-"""The receipt lifecycle in the store (SPEC 8): confirm once, refund once per refund id, the
-points ledger, usage counters and purchase history they keep. See docs/receipts.md.
+"""The receipt lifecycle in the store (docs/receipts.md): what a confirm and a refund persist,
+repository functions on the caller's transaction, domain values and bytes in and out.
 
-    confirm_receipt(sessions, Confirmation(...), time_zone=...)  -> ConfirmResponse
-    refund_receipt(sessions, RefundRequest, time_zone=..., is_piece=...) -> Refunded
-    points_balance(session, member_id) -> int
+    claim_receipt, write_lines, add_usage, accrue_points        (receipt_confirm)
+    lock_receipt, sold_receipt, confirmed_lines, save_refund,
+    take_back_usage, reverse_points                             (receipt_refund)
+    add_to_history                                              (receipt_sql)
+    stored_receipt, set_record, stored_refund, points_balance   (receipt_records)
 
-Each takes a session factory and runs its own transaction, committed explicitly: nothing is
-half-written when the database fails midway. The modules behind it:
-receipt_confirm (confirm), receipt_refund (refund), receipt_shares (refund arithmetic),
-receipt_records (stored responses, fingerprints, balance).
+The transactions themselves, their order of statements and their refusals are the use
+cases' (service.app.receipts); every statement is built once per dialect (receipt_sql).
 """
 
 from __future__ import annotations
 
-from service.store.receipt_confirm import (
-    MEMBER_NOT_FOUND,
-    USAGE_LIMIT_REACHED,
-    Confirmation,
-    UsageClaim,
-    confirm_receipt,
-)
+from service.store.receipt_confirm import accrue_points, add_usage, claim_receipt, write_lines
 from service.store.receipt_records import (
-    confirm_fingerprint,
+    StoredReceipt,
+    StoredRefund,
     points_balance,
-    refund_fingerprint,
+    set_record,
+    stored_receipt,
+    stored_refund,
 )
 from service.store.receipt_refund import (
-    NOTHING_LEFT_TO_REFUND,
-    RECEIPT_NOT_FOUND,
-    REFUND_EXCEEDS_PURCHASE,
-    Refunded,
-    refund_receipt,
+    SoldReceipt,
+    confirmed_lines,
+    lock_receipt,
+    reverse_points,
+    save_refund,
+    sold_receipt,
+    take_back_usage,
 )
+from service.store.receipt_sql import add_to_history
 
 __all__ = [
-    "MEMBER_NOT_FOUND",
-    "NOTHING_LEFT_TO_REFUND",
-    "RECEIPT_NOT_FOUND",
-    "REFUND_EXCEEDS_PURCHASE",
-    "USAGE_LIMIT_REACHED",
-    "Confirmation",
-    "Refunded",
-    "UsageClaim",
-    "confirm_fingerprint",
-    "confirm_receipt",
+    "SoldReceipt",
+    "StoredReceipt",
+    "StoredRefund",
+    "accrue_points",
+    "add_to_history",
+    "add_usage",
+    "claim_receipt",
+    "confirmed_lines",
+    "lock_receipt",
     "points_balance",
-    "refund_fingerprint",
-    "refund_receipt",
+    "reverse_points",
+    "save_refund",
+    "set_record",
+    "sold_receipt",
+    "stored_receipt",
+    "stored_refund",
+    "take_back_usage",
+    "write_lines",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -116,10 +116,7 @@ def statements_for(session: Session) -> ReceiptStatements:
 
 
 def add_to_history(
-    connection: Connection,
-    sql: ReceiptStatements,
-    member_id: str,
-    bought: Mapping[tuple[str, str], tuple[int, int]],
+    session: Session, member_id: str, bought: Mapping[tuple[str, str], tuple[int, int]]
 ) -> None:
     """Add (sku, month) -> (quantity, amount) to a member's purchase history, like
     member_repo.add_purchases, in SKU order so concurrent writers lock rows in one order."""
@@ -128,4 +125,4 @@ def add_to_history(
         for (sku, month), (q, a) in sorted(bought.items())
     ]
     if rows:
-        connection.execute(sql.add_history, rows)
+        session.connection().execute(statements_for(session).add_history, rows)

@@ -11,7 +11,7 @@ from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from loyalty.v1 import receipt_pb2
@@ -19,6 +19,8 @@ from service.api.auth import Principal, Role, set_current_principal
 from service.api.errors import status_for
 from service.api.receipts import ReceiptServicer
 from service.api.tokens import TokenSigner
+from service.app import receipts as receipt_cases
+from service.engine.lifecycle import UsageClaim
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -28,22 +30,17 @@ from service.engine.model import (
     UsageLimit,
 )
 from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
-from service.store import receipt_confirm
 from service.store.db import make_engine, make_session_factory
 from service.store.loader import load_member
 from service.store.member_repo import save_member
-from service.store.models import ChangeFeedRow, ReceiptLineRow, ReceiptRow
-from service.store.receipt_repo import (
-    Confirmation,
-    UsageClaim,
-    confirm_fingerprint,
-    confirm_receipt,
-    points_balance,
-)
+from service.store.models import ChangeFeedRow, MemberDocumentRow, ReceiptLineRow, ReceiptRow
+from service.store.receipt_repo import points_balance
 from tests.integration.test_receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
     Register,
+    Verified,
+    confirm_receipt,
     history_of,
     ledger_sum,
     open_register,
@@ -96,6 +93,28 @@ def test_the_replica_that_confirms_reads_its_own_write_at_once(register: Registe
     assert register.cache.member(SHOWCASE_MEMBER).usage == {}  # cached before the confirm
     register.confirm(showcase_receipt("R-OWN-WRITE"))
     assert register.cache.member(SHOWCASE_MEMBER).usage == {("P-COFFEE", "OFFER"): 1000}
+
+
+def test_a_confirm_counting_no_usage_still_tells_the_change_feed(register: Register) -> None:
+    """Its member's document stays as it was (nothing in it changed), but every replica
+    hears of the member, as after any confirm of theirs."""
+    receipt = showcase_receipt("R-NO-USAGE", coffee=False)
+    shown = register.calculate(receipt)
+    payload = TokenSigner(SETTINGS.token_secret).verify(receipt, shown.confirmation_token)
+    assert not payload.usage
+    with register.sessions() as session:
+        document = session.get(MemberDocumentRow, SHOWCASE_MEMBER)
+        assert document is not None
+        before = (document.body, document.updated_at)
+        feed = session.scalar(select(func.max(ChangeFeedRow.position))) or 0
+    register.confirm(receipt, shown.confirmation_token)
+    with register.sessions() as session:
+        document = session.get(MemberDocumentRow, SHOWCASE_MEMBER)
+        assert document is not None and (document.body, document.updated_at) == before
+        keys = session.scalars(
+            select(ChangeFeedRow.entity_key).where(ChangeFeedRow.position > feed)
+        ).all()
+    assert keys == [SHOWCASE_MEMBER]
 
 
 def test_confirming_again_returns_the_stored_result_and_changes_nothing(
@@ -291,7 +310,7 @@ def test_fifty_concurrent_confirms_of_one_receipt_commit_it_once(register: Regis
     payload = TokenSigner(SETTINGS.token_secret).verify(receipt, shown.confirmation_token)
     assert [(u.offer_id, u.used) for u in payload.usage] == [("P-COFFEE", 1000)]
     coffee = UsageClaim("P-COFFEE", payload.usage[0].period_key, 1000, 3000, LimitUnit.UNITS)
-    confirmation = Confirmation(receipt, payload.result, (coffee,), confirm_fingerprint(receipt))
+    confirmation = Verified(receipt, payload.result, (coffee,))
     start = threading.Barrier(50)
 
     def confirm(_: int) -> receipt_pb2.ConfirmResponse:
@@ -324,13 +343,13 @@ def test_a_database_failure_midway_leaves_nothing_half_written(
     def store_gone(*_args: object) -> int:
         raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(receipt_confirm, "points_balance", store_gone)
+    monkeypatch.setattr(receipt_cases, "points_balance", store_gone)
     with pytest.raises(OperationalError) as failed:
         register.confirm(receipt, token)
     assert status_for(failed.value, "Confirm").code.name == "UNAVAILABLE"
     assert row_counts(register.sessions) == before
 
-    monkeypatch.setattr(receipt_confirm, "points_balance", points_balance)
+    monkeypatch.setattr(receipt_cases, "points_balance", points_balance)
     retried = register.confirm(receipt, token)  # the register retries with the same id
     assert not retried.replayed
     assert row_counts(register.sessions)["receipts"] == before["receipts"] + 1

@@ -14,16 +14,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.engine.lifecycle import UsageClaim
 from service.engine.model import LimitUnit, Member
 from service.engine.money import round_half_up
 from service.errors import FailedPrecondition
 from service.store.loader import load_member, load_members_from_rows
 from service.store.member_repo import save_member
-from service.store.receipt_repo import UsageClaim, confirm_receipt, refund_receipt
 from tests.integration.test_receipt_support import (
     LineSpec,
+    confirm_receipt,
     history_of,
     ledger_sum,
+    refund_receipt,
     refund_request,
     row_counts,
     synthetic_confirmation,
@@ -217,10 +219,10 @@ def _refund(
 ) -> None:
     refund_id = f"F-{uuid.uuid4().hex[:12]}"
     request = refund_request(refund_id, sold.receipt_id, lines, full=lines is None)
-    answer = refund_receipt(sessions, request, time_zone=MOSCOW, is_piece=is_piece).response
+    answer = refund_receipt(sessions, request, time_zone=MOSCOW, is_piece=is_piece)
     event("a full refund" if lines is None else "a partial refund")
     for line in answer.lines:
         sold.refunded[line.line_id] = sold.refunded.get(line.line_id, 0) + line.quantity
     assert answer.points_balance == model.points()
-    again = refund_receipt(sessions, request, time_zone=MOSCOW, is_piece=is_piece).response
+    again = refund_receipt(sessions, request, time_zone=MOSCOW, is_piece=is_piece)
     assert again.replayed and again.lines == answer.lines

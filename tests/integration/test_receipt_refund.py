@@ -16,6 +16,7 @@ import pytest
 from loyalty.v1 import receipt_pb2
 from service.api.auth import Principal, Role, set_current_principal
 from service.api.receipts import validate_refund
+from service.engine.lifecycle import UsageClaim
 from service.engine.model import LimitUnit
 from service.errors import (
     AlreadyExists,
@@ -24,15 +25,16 @@ from service.errors import (
     NotFound,
     PermissionDenied,
 )
-from service.store.receipt_repo import UsageClaim, confirm_receipt, refund_receipt
 from tests.integration.test_receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
     LineSpec,
     Register,
+    confirm_receipt,
     history_of,
     ledger_sum,
     open_register,
+    refund_receipt,
     refund_request,
     row_counts,
     showcase_receipt,

@@ -1,9 +1,10 @@
 """Helpers for the receipt lifecycle tests (no tests here): a register talking to a real
-ReceiptServicer over a real database loaded with the demo data, and ways to look at what the
-store holds."""
+ReceiptServicer over a real database loaded with the demo data, the use cases called with a
+verified token's content, and ways to look at what the store holds."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -20,11 +22,15 @@ from sqlalchemy.orm import Session
 from clients import register_cli
 from clients.receipt_format import load_receipt
 from loyalty.v1 import common_pb2, receipt_pb2
+from service.api import convert
 from service.api.auth import Principal, Role, set_current_principal
-from service.api.receipts import ReceiptServicer
+from service.api.receipts import REFUND_CODEC, ReceiptServicer
+from service.app import receipts
+from service.app.unit_of_work import UnitOfWork
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.demo import load_demo
+from service.engine.lifecycle import IsPiece, UsageClaim
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.models import (
     ChangeFeedRow,
@@ -37,7 +43,6 @@ from service.store.models import (
     RefundLineRow,
     RefundRow,
 )
-from service.store.receipt_repo import Confirmation, UsageClaim, confirm_fingerprint
 from tests.pg import PostgresCluster
 
 Sessions = Callable[[], Session]
@@ -238,6 +243,54 @@ def demo_template(
 
 
 @dataclass(frozen=True)
+class Verified:
+    """What a verified token carries for a receipt: the result shown and the usage it claims
+    (here with the limits given, not looked up in a cache)."""
+
+    receipt: receipt_pb2.Receipt
+    result: receipt_pb2.ReceiptResult
+    usage: tuple[UsageClaim, ...] = ()
+
+
+def confirm_receipt(
+    sessions: Sessions, verified: Verified, *, time_zone: ZoneInfo
+) -> receipt_pb2.ConfirmResponse:
+    """The confirm use case, translated as ReceiptServicer.Confirm does once the token is
+    verified, without a cache."""
+    receipt, result = verified.receipt, verified.result
+    confirmation = receipts.Confirmation(
+        convert.confirmed_receipt(receipt, result),
+        verified.usage,
+        convert.confirm_fingerprint(receipt),
+    )
+    answer = receipts.confirm_receipt(
+        functools.partial(UnitOfWork, sessions),
+        confirmation,
+        time_zone=time_zone,
+        encode=functools.partial(convert.confirmation_record, result),
+    )
+    return convert.confirm_response(answer.record, replayed=answer.replayed)
+
+
+def refund_receipt(
+    sessions: Sessions,
+    request: receipt_pb2.RefundRequest,
+    *,
+    time_zone: ZoneInfo,
+    is_piece: IsPiece,
+) -> receipt_pb2.RefundResponse:
+    """The refund use case, translated as ReceiptServicer.Refund does, without a cache."""
+    answer = receipts.refund_receipt(
+        functools.partial(UnitOfWork, sessions),
+        convert.refund_request(request),
+        time_zone=time_zone,
+        is_piece=is_piece,
+        codec=REFUND_CODEC,
+    )
+    return convert.refund_response(answer.record, replayed=answer.replayed)
+
+
+@dataclass(frozen=True)
 class LineSpec:
     """A line of a made-up confirmed result: a discount by one offer, points by others."""
 
@@ -256,7 +309,7 @@ def synthetic_confirmation(
     lines: Sequence[LineSpec],
     usage: Sequence[UsageClaim] = (),
     sale_time: datetime | None = None,
-) -> Confirmation:
+) -> Verified:
     """A receipt and the result 'shown' for it, as a verified token would carry them."""
     receipt = receipt_pb2.Receipt(receipt_id=receipt_id, store_id="S001")
     receipt.channel = common_pb2.CHANNEL_POS
@@ -300,7 +353,7 @@ def synthetic_confirmation(
         result.total_discount += line.discount
         result.total_paid += line.paid
         result.total_points += line.points
-    return Confirmation(receipt, result, tuple(usage), confirm_fingerprint(receipt))
+    return Verified(receipt, result, tuple(usage))
 
 
 def refund_request(

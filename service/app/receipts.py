@@ -1,0 +1,479 @@
+"""The receipt lifecycle's use cases (docs/receipts.md): calculate from memory, confirm once,
+refund once per refund id.
+
+Calculate reads only the cache. Confirm and refund each run one transaction through a unit of
+work (service.app.unit_of_work), their statements in the order that makes them correct:
+
+    confirm  claim the receipt id (the FIRST statement: the primary key decides a race); a
+             repeat answers from the stored record. Anything new: the token's age and the
+             window for late receipts, then lines and benefits, the member's lock, usage
+             (each counter a conditional upsert, refused past its limit), ledger, history,
+             the record with the balance -> commit
+    refund   one read answers most repeats. Then: lock the receipt row (a stored refund
+             answers), each line's share (engine.lifecycle), the refund with its record, the
+             member's lock, usage given back, ledger reversal, history -> commit
+
+The unit of work patches the member's document with the new counters, appends the change
+feed and, after the commit, tells this replica's cache. What a confirm or refund answered is
+kept as the bytes the api encoded (`encode`, `RefundCodec`): a repeat gets them unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.app.unit_of_work import Patch, UnitOfWork
+from service.cache.state import BenefitCache
+from service.clock import Clock, utc_now
+from service.engine.calculate import calculate as calculate_benefits
+from service.engine.lifecycle import (
+    ConfirmedLine,
+    ConfirmedReceipt,
+    CountedUsage,
+    IsPiece,
+    Refund,
+    RefundRequest,
+    UsageClaim,
+    lines_to_refund,
+    points_by_offer,
+    purchase_month,
+    refund_line,
+    returned_goods,
+    usage_given_back,
+)
+from service.engine.model import Member, Receipt, ReceiptResult, Unit, UsageCharge, UsageLimit
+from service.engine.validation import validate_receipt
+from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from service.limits import NAME, quote
+from service.store.feed import EntityKind, append_changes
+from service.store.member_repo import member_exists
+from service.store.receipt_repo import (
+    StoredRefund,
+    accrue_points,
+    add_to_history,
+    add_usage,
+    claim_receipt,
+    confirmed_lines,
+    lock_receipt,
+    points_balance,
+    reverse_points,
+    save_refund,
+    set_record,
+    sold_receipt,
+    stored_receipt,
+    stored_refund,
+    take_back_usage,
+    write_lines,
+)
+
+USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
+MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
+RECEIPT_NOT_FOUND = "RECEIPT_NOT_FOUND"
+
+Units = Callable[[], UnitOfWork]  # a new unit of work per transaction
+# (points balance after the confirm, the usage it counted) -> the record a repeat gets back
+EncodeConfirmation = Callable[[int, tuple[CountedUsage, ...]], bytes]
+Totals = Mapping[tuple[str, str], int]  # (offer id, period key) -> a counter's new value
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A verified confirm: the receipt and the result shown (the token's), the usage it
+    claims with each offer's current limit, and the request's fingerprint (a repeat of the
+    same receipt has the same one)."""
+
+    receipt: ConfirmedReceipt
+    usage: tuple[UsageClaim, ...]
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What only a repeat may skip, checked once the receipt id is claimed: a token that may
+    no longer commit anything new (expired, its key retired), and the window for late
+    receipts (a sale time more than `max_sale_time_age` before `now`)."""
+
+    token_refusal: DomainError | None = None
+    now: datetime | None = None
+    max_sale_time_age: timedelta | None = None
+
+    def check(self, receipt: ConfirmedReceipt) -> None:
+        if self.token_refusal is not None:
+            raise self.token_refusal
+        if self.now is None or self.max_sale_time_age is None:
+            return
+        if receipt.sale_time < self.now - self.max_sale_time_age:
+            raise InvalidArgument(
+                "receipt.sale_time", "older than the window for late receipts: not confirmed"
+            )
+
+
+ADMIT_ANY = Admission()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a confirm or refund answered, as the api encoded it and the store keeps it, and
+    whether it was a repeat (then nothing was written)."""
+
+    record: bytes
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RefundCodec:
+    """How the api keeps a refund's answer, and reads the usage a confirm's record counted."""
+
+    counted_usage: Callable[[bytes], tuple[CountedUsage, ...]]
+    encode: Callable[[Refund], bytes]
+
+
+# --- confirm ----------------------------------------------------------------------------------
+
+
+def confirm_receipt(
+    units: Units,
+    confirmation: Confirmation,
+    *,
+    time_zone: ZoneInfo,
+    encode: EncodeConfirmation,
+    admission: Admission = ADMIT_ANY,
+) -> Answer:
+    """Commit the receipt once and return its record; a repeat returns the stored one.
+
+    Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used up
+    since the calculation; MEMBER_NOT_FOUND, the member deleted since) and what `admission`
+    refuses; database errors propagate, nothing written."""
+    receipt = confirmation.receipt
+    with units() as uow:
+        session = uow.session
+        try:
+            if not claim_receipt(session, receipt, confirmation.fingerprint, uow.now):
+                # the id is taken by a committed receipt (a concurrent claim was waited for)
+                return _replay_confirm(session, receipt.receipt_id, confirmation.fingerprint)
+            admission.check(receipt)
+            record = _write_confirmation(uow, confirmation, time_zone, encode)
+            uow.commit()
+        except IntegrityError:
+            session.rollback()
+            _refuse_if_member_gone(session, receipt.member_id)
+            raise
+    return Answer(record, replayed=False)
+
+
+def _write_confirmation(
+    uow: UnitOfWork, confirmation: Confirmation, time_zone: ZoneInfo, encode: EncodeConfirmation
+) -> bytes:
+    """What a new confirm writes after its claim; the record last (it carries the balance)."""
+    session, at = uow.session, uow.now
+    receipt = confirmation.receipt
+    write_lines(session, receipt)
+    balance = 0
+    counted: tuple[CountedUsage, ...] = ()
+    member_id = receipt.member_id
+    if member_id:
+        uow.lock_members([member_id])
+        counted, totals = _count_usage(session, member_id, confirmation.usage, at)
+        accrue_points(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at)
+        add_to_history(session, member_id, receipt.bought(time_zone))
+        _usage_changed(uow, member_id, totals)
+        balance = points_balance(session, member_id)
+    record = encode(balance, counted)
+    set_record(session, receipt.receipt_id, record)
+    return record
+
+
+def _count_usage(
+    session: Session, member_id: str, claims: Sequence[UsageClaim], at: datetime
+) -> tuple[tuple[CountedUsage, ...], dict[tuple[str, str], int]]:
+    """Add each claim to the member's counter, in one order (offer, period) so concurrent
+    confirms lock counters alike; refused if any would pass its limit (checked by the
+    database, so it holds across replicas). What was counted, and the counters' new values."""
+    counted = []
+    totals: dict[tuple[str, str], int] = {}
+    for claim in sorted(claims, key=lambda c: (c.offer_id, c.period_key)):
+        used = None if claim.used > claim.limit else add_usage(session, member_id, claim, at)
+        if used is None:
+            raise FailedPrecondition(
+                f"the usage limit of {quote(claim.name or claim.offer_id, NAME)} was reached "
+                "since the receipt was calculated; calculate the receipt again",
+                reason=USAGE_LIMIT_REACHED,
+            )
+        counted.append(CountedUsage(claim.offer_id, claim.period_key, claim.used, claim.unit))
+        totals[(claim.offer_id, claim.period_key)] = used
+    return tuple(counted), totals
+
+
+def _replay_confirm(session: Session, receipt_id: str, fingerprint: str) -> Answer:
+    """The first answer to this receipt id, if the request is the same; else refused."""
+    stored = stored_receipt(session, receipt_id)
+    if stored is None:
+        raise RuntimeError(f"receipt {receipt_id!r} is claimed but not stored")
+    if stored.fingerprint != fingerprint:
+        raise AlreadyExists(
+            f"receipt {quote(stored.receipt_id)} was already confirmed with other content; "
+            "a new receipt needs a new receipt id",
+            reason="RECEIPT_ID_REUSED",
+        )
+    return Answer(stored.record, replayed=True)
+
+
+def _refuse_if_member_gone(session: Session, member_id: str) -> None:
+    """A member deleted from the store since the calculation: the receipt's foreign key
+    refused the claim. The register must calculate again (and hears there is no member)."""
+    if member_id and not member_exists(session, member_id):
+        raise FailedPrecondition(
+            "the member of this receipt no longer exists; calculate the receipt again",
+            reason=MEMBER_NOT_FOUND,
+        )
+
+
+def _usage_changed(uow: UnitOfWork, member_id: str, totals: Totals) -> None:
+    """A confirm or refund changed the member's usage counters to `totals` and nothing else
+    of what their document holds: the unit of work patches the document at commit, appends
+    the change feed and then tells this replica's cache. With no counter changed, the
+    document and the cache stay as they are and only the change feed hears of the member
+    (patching would read and rewrite the document, two statements more on most confirms;
+    the unit of work has no step for a change that leaves the document as it is)."""
+    if totals:
+        uow.patch_members([member_id], _with_usage(totals))
+    else:
+        append_changes(uow.session, EntityKind.MEMBER, [member_id], uow.now)
+
+
+def _with_usage(totals: Totals) -> Patch:
+    def patch(member: Member) -> Member:
+        return replace(member, usage={**member.usage, **totals})
+
+    return patch
+
+
+# --- refund -----------------------------------------------------------------------------------
+
+
+def refund_receipt(
+    units: Units,
+    request: RefundRequest,
+    *,
+    time_zone: ZoneInfo,
+    is_piece: IsPiece,
+    codec: RefundCodec,
+) -> Answer:
+    """Refund once and return the response's record; a repeat returns the stored one.
+
+    The request's own fields are validated by the caller (ids present, positive quantities,
+    no duplicate lines, `full` xor lines). Raises NotFound (no such confirmed receipt),
+    InvalidArgument (a line the receipt does not have, part of a piece), FailedPrecondition
+    (more than is left of a line, nothing left at all) and AlreadyExists (refund id reused
+    with other content)."""
+    with units() as uow:  # most repeats are answered by one read
+        stored = stored_refund(uow.session, request.refund_id)
+    if stored is not None:
+        return _replay_refund(stored, request.fingerprint)
+    with units() as uow:
+        try:
+            return _refund(uow, request, time_zone, is_piece, codec)
+        except IntegrityError:
+            # the same refund id was stored meanwhile, for another receipt
+            uow.session.rollback()
+            stored = stored_refund(uow.session, request.refund_id)
+            if stored is None:
+                raise
+            return _replay_refund(stored, request.fingerprint)
+
+
+def _refund(
+    uow: UnitOfWork,
+    request: RefundRequest,
+    time_zone: ZoneInfo,
+    is_piece: IsPiece,
+    codec: RefundCodec,
+) -> Answer:
+    session = uow.session
+    receipt_id = request.receipt_id
+    if not lock_receipt(session, receipt_id):
+        raise NotFound(f"no confirmed receipt {quote(receipt_id)}", reason=RECEIPT_NOT_FOUND)
+    stored = stored_refund(session, request.refund_id)
+    if stored is not None:  # committed while this one waited for the lock
+        return _replay_refund(stored, request.fingerprint)
+    sold = sold_receipt(session, receipt_id)
+    lines = confirmed_lines(session, receipt_id)
+    wanted = lines_to_refund(request, lines, is_piece)
+    shares = tuple(refund_line(line, quantity) for line, quantity in wanted)
+    points = points_by_offer(shares)
+    member_id = sold.member_id
+    balance = points_balance(session, member_id) - sum(points.values()) if member_id else 0
+    refund = Refund(request.refund_id, receipt_id, shares, balance)
+    record = codec.encode(refund)
+    save_refund(session, refund, request.fingerprint, record, uow.now)
+    if member_id:
+        uow.lock_members([member_id])
+        usage = codec.counted_usage(sold.record)
+        totals = _give_back_usage(session, member_id, usage, lines, refund, uow.now)
+        reverse_points(session, member_id, refund, points, uow.now)
+        month = purchase_month(sold.sale_time, time_zone)
+        add_to_history(session, member_id, returned_goods(refund.lines, month))
+        _usage_changed(uow, member_id, totals)
+    uow.commit()
+    return Answer(record, replayed=False)
+
+
+def _give_back_usage(
+    session: Session,
+    member_id: str,
+    usage: Sequence[CountedUsage],
+    lines: Sequence[ConfirmedLine],
+    refund: Refund,
+    at: datetime,
+) -> dict[tuple[str, str], int]:
+    """Lower the member's counters by what the refund gives back (never below zero), in one
+    order (offer, period) like the confirm; returns the new values of those it lowered."""
+    refunded_now = {r.line_no: r.quantity for r in refund.lines}
+    totals: dict[tuple[str, str], int] = {}
+    for counted in sorted(usage, key=lambda u: (u.offer_id, u.period_key)):
+        back = usage_given_back(counted, lines, refunded_now)
+        if back > 0:
+            lowered = take_back_usage(session, member_id, counted, back, at)
+            if lowered is not None:
+                totals[(counted.offer_id, counted.period_key)] = lowered
+    return totals
+
+
+def _replay_refund(stored: StoredRefund, fingerprint: str) -> Answer:
+    if stored.fingerprint != fingerprint:
+        raise AlreadyExists(
+            f"refund {quote(stored.refund_id)} was already made with other content; "
+            "a new refund needs a new refund id",
+            reason="REFUND_ID_REUSED",
+        )
+    return Answer(stored.response, replayed=True)
+
+
+# --- as a replica serves them -----------------------------------------------------------------
+
+
+class ReceiptLifecycle:
+    """The use cases on this replica's cache (snapshot and members) and store: the program's
+    time zone and window for late receipts, one unit of work per transaction whose commit
+    tells the cache which members changed."""
+
+    def __init__(
+        self,
+        cache: BenefitCache,
+        sessions: Callable[[], Session],
+        *,
+        time_zone: ZoneInfo,
+        max_sale_time_age: timedelta,
+        max_receipt_lines: int,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._cache = cache
+        self._sessions = sessions
+        self._time_zone = time_zone
+        self._max_sale_time_age = max_sale_time_age
+        self._max_receipt_lines = max_receipt_lines
+        self._clock = clock
+
+    def calculate(self, receipt: Receipt, now: datetime, *, explain: bool = False) -> ReceiptResult:
+        """The receipt's benefits from the cached snapshot; nothing is written. Raises
+        InvalidArgument naming the field of the receipt at fault."""
+        snapshot = self._cache.snapshot
+        validate_receipt(
+            snapshot,
+            receipt,
+            now,
+            max_lines=self._max_receipt_lines,
+            max_sale_time_age=self._max_sale_time_age,
+        )
+        return calculate_benefits(snapshot, receipt, explain=explain)
+
+    def confirm(
+        self,
+        receipt: ConfirmedReceipt,
+        charges: Sequence[UsageCharge],
+        fingerprint: str,
+        *,
+        encode: EncodeConfirmation,
+        token_refusal: DomainError | None = None,
+    ) -> Answer:
+        """Commit what the verified token says the customer was shown (confirm_receipt), with
+        each usage charge at its offer's current limit; `token_refusal`: why the token may
+        commit nothing new (a repeat is still answered)."""
+        usage = self._usage_claims(receipt.member_id, charges)
+        now = self._clock()
+        try:
+            return confirm_receipt(
+                self._units(now),
+                Confirmation(receipt, usage, fingerprint),
+                time_zone=self._time_zone,
+                encode=encode,
+                admission=Admission(token_refusal, now, self._max_sale_time_age),
+            )
+        except FailedPrecondition as refused:
+            if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it
+                # forgotten, not dropped: their cards stay linked, so a lookup by card
+                # reads the member again and says MEMBER_NOT_FOUND, not CARD_NOT_FOUND
+                self._cache.members_changed([receipt.member_id])
+            raise
+
+    def refund(self, request: RefundRequest, *, codec: RefundCodec) -> Answer:
+        """Refund once (refund_receipt); products sold by the piece per the cached catalogue."""
+        snapshot = self._cache.snapshot
+
+        def is_piece(sku: str) -> bool:
+            product = snapshot.product(sku)
+            return product is not None and product.unit is Unit.PIECE
+
+        return refund_receipt(
+            self._units(self._clock()),
+            request,
+            time_zone=self._time_zone,
+            is_piece=is_piece,
+            codec=codec,
+        )
+
+    def _units(self, now: datetime) -> Units:
+        return functools.partial(UnitOfWork, self._sessions, self._cache.members_changed, now=now)
+
+    def _usage_claims(
+        self, member_id: str, charges: Sequence[UsageCharge]
+    ) -> tuple[UsageClaim, ...]:
+        """The token's usage charges with each offer's current limit: the member's
+        personalized offers first, then the offers of the snapshot. If an offer is missing
+        from the cached member (imported on another replica since), the member is read
+        again once. A charge whose offer has no limit any more counts nothing."""
+        if not charges or not member_id:
+            return ()
+        member = self._cache.member(member_id)
+        limits = [self._limit_of(charge.offer_id, member) for charge in charges]
+        if None in limits and member is not None:
+            self._cache.members_changed([member_id])
+            member = self._cache.member(member_id)
+            limits = [self._limit_of(charge.offer_id, member) for charge in charges]
+        return tuple(
+            UsageClaim(c.offer_id, c.period_key, c.used, found[0].limit, found[0].unit, found[1])
+            for c, found in zip(charges, limits, strict=True)
+            if found is not None
+        )
+
+    def _limit_of(self, offer_id: str, member: Member | None) -> tuple[UsageLimit, str] | None:
+        if member is not None:
+            for personal in member.personal_offers:
+                if personal.offer_id == offer_id:
+                    limit = personal.usage_limit
+                    return None if limit is None else (limit, personal.name)
+        snapshot = self._cache.snapshot
+        offer = snapshot.offer(offer_id)
+        if offer is None:
+            favorite = snapshot.favorite_products_offer(offer_id)
+            offer = None if favorite is None else favorite.offer
+        if offer is None or offer.usage_limit is None:
+            return None
+        return offer.usage_limit, offer.name
