@@ -77,7 +77,9 @@ def _run_workers(settings: Settings, count: int) -> int:
     finally:
         engine.dispose()
     cores = sorted(os.sched_getaffinity(0))
-    env = {**os.environ, **settings_environment(replace(settings, demo_data=False))}
+    # The demo data is loaded once, here; development mode, which it implies, carries on.
+    worker_settings = replace(settings, demo_data=False, development=settings.development_mode)
+    env = {**os.environ, **settings_environment(worker_settings)}
     workers = [
         subprocess.Popen(
             _worker_command(settings, i, cores), env=env, stdout=subprocess.PIPE, text=True

@@ -13,8 +13,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients import register_cli
+from clients.receipt_format import load_receipt
+from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.store import db
+from tests.e2e.conftest import auth
 from tests.integration.test_store_migrations import HEAD
+from tests.pg import free_port
 
 
 def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
@@ -128,3 +133,36 @@ def test_migrate_only_migrates_the_store_says_so_in_one_line_and_exits(
         assert db.current_revision(engine) == HEAD
     finally:
         engine.dispose()
+
+
+def test_make_run_serves_the_demo_with_a_worker_per_core(tmp_path: Path) -> None:
+    """`make run`: --demo-data and one worker per core; the workers load no demo data but
+    stay in the development mode it implies (no token secret needed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_TOKEN")}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "service.main",
+            "--address", f"127.0.0.1:{free_port()}",
+            "--database-url", f"sqlite:///{tmp_path / 'run.db'}",
+            "--demo-data", "--processes", "2", "--log-level", "WARNING",
+        ],
+        stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on" in line, line
+        port = int(line.split(":")[1].split()[0])  # "...:PORT (2 processes)"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            receipt = load_receipt(register_cli.DEMO_RECEIPT)[0]
+            shown = receipt_pb2_grpc.ReceiptServiceStub(channel).Calculate(
+                receipt_pb2.CalculateRequest(receipt=receipt), timeout=10, metadata=auth()
+            )
+        assert shown.result.total_discount > 0
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
