@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import signal
 import socket
 import statistics
@@ -38,6 +39,7 @@ from typing import Any
 import grpc
 
 from bench.scale_data import ScaledData, build
+from bench.services import ECHO_METHOD, EMPTY_METHOD
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.store import db
 from service.store.credentials_repo import create_credential, credential_exists
@@ -47,8 +49,7 @@ RESULTS = ROOT / "bench" / "results.json"
 REPORT = ROOT / "docs" / "benchmarks.md"
 TOKEN = "bench-register.bench-secret"
 CALCULATE = "/loyalty.v1.ReceiptService/Calculate"
-EMPTY = "/loyalty.bench.Empty/Call"
-ECHO = "/loyalty.bench.Echo/Call"
+ECHO, EMPTY = ECHO_METHOD, EMPTY_METHOD
 
 
 def free_port() -> int:
@@ -118,15 +119,13 @@ class Server:
         command = [
             sys.executable,
             "-m",
-            "service.main",
+            "bench.server",
             "--address",
             f"127.0.0.1:{self.port}",
             "--database-url",
             f"sqlite:///{data.path}",
             "--processes",
             str(processes),
-            "--bench-services",
-            "on",
             "--log-calls",
             "off",
             "--log-level",
@@ -136,8 +135,9 @@ class Server:
             "--reflection",
             "off",
         ]
+        env = {**os.environ, "LOYALTY_TOKEN_SECRET": secrets.token_hex(32)}  # not development
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, text=True, start_new_session=True
+            command, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

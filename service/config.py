@@ -63,7 +63,6 @@ class Settings:
     tls_cert: str = ""  # PEM server certificate chain; empty: plain TCP
     tls_key: str = ""  # PEM private key of tls_cert
     tls_client_ca: str = ""  # PEM CA of client certificates: mutual TLS, client cert required
-    bench_services: bool = False  # also serve the empty and echo services of `make bench`
     jobs_interval_s: float = 60.0  # member jobs (list switch, selection allowed); 0: off
     sync_interval_s: float = 0.1  # how often each replica polls the change feed
     processes: int = 0  # server processes sharing the port; 0: one per core (1 on port 0)

@@ -7,10 +7,14 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from service.config import Settings, load_settings
+
+if TYPE_CHECKING:  # gRPC objects exist only once a server process has started
+    from service.api.server import Extension
 from service.port import CannotListen, check_port_free, host_and_port
 
 log = logging.getLogger("service")
@@ -18,7 +22,7 @@ log = logging.getLogger("service")
 SIGNAL_CHECK_S = 0.5  # at most this long between a signal and its handler
 
 
-def serve_one_process(settings: Settings) -> int:
+def serve_one_process(settings: Settings, extension: Extension | None = None) -> int:
     """One server process: SERVING once ready, drains calls in flight on a signal."""
     if settings.supervisor_pid:
         from service.supervisor import exit_with_supervisor
@@ -29,9 +33,9 @@ def serve_one_process(settings: Settings) -> int:
         os.sched_setaffinity(0, {settings.pin_cpu})
     if not settings.reuse_port:
         check_port_free(settings.address)  # gRPC's bind would fail too, less clearly
-    from service.api.server import create_server  # gRPC objects exist only from here on
+    from service.api.server import Extension, create_server  # gRPC exists from here on
 
-    server, port = create_server(settings)
+    server, port = create_server(settings, extension or Extension())
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -94,7 +98,14 @@ def refuse_unsafe_start(settings: Settings) -> None:
     signer_from_settings(settings)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    extension: Callable[[], Extension] | None = None,
+    entry: str = "service.main",
+) -> int:
+    """`loyalty-server`. A program that adds services (bench/server.py) passes `extension`,
+    made in each server process, and its own module as `entry`, which workers run."""
     try:
         settings = load_settings(argv)
         if not settings.migrate_only:  # migrating signs nothing: no token secret needed
@@ -114,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = 1 if host_and_port(settings.address)[1] == 0 else worker_count(settings)
     try:
         if count == 1:
-            return serve_one_process(settings)
-        return run_workers(settings, count)
+            return serve_one_process(settings, extension() if extension else None)
+        return run_workers(settings, count, entry)
     except CannotListen as exc:
         print(f"loyalty-server: {exc}", file=sys.stderr, flush=True)
         return 1

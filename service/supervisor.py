@@ -39,11 +39,11 @@ def worker_count(settings: Settings) -> int:
     return len(os.sched_getaffinity(0)) or 1
 
 
-def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[str]:
+def _worker_command(settings: Settings, index: int, cores: list[int], entry: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "service.main",
+        entry,
         "--processes",
         "1",
         "--reuse-port",
@@ -63,14 +63,15 @@ def _worker_command(settings: Settings, index: int, cores: list[int]) -> list[st
     ]
 
 
-def run_workers(settings: Settings, count: int) -> int:
-    """Start `count` workers sharing settings.address; return when they have all stopped.
-    Raises PortInUse, before preparing the store, when the port is served already."""
+def run_workers(settings: Settings, count: int, entry: str = "service.main") -> int:
+    """Start `count` workers sharing settings.address (each `python -m entry`); return when
+    they have all stopped. Raises PortInUse, before preparing the store, when the port is
+    served already."""
     with claim_port(settings.address):
-        return _run_workers(settings, count)
+        return _run_workers(settings, count, entry)
 
 
-def _run_workers(settings: Settings, count: int) -> int:
+def _run_workers(settings: Settings, count: int, entry: str) -> int:
     engine = db.make_engine(settings.database_url)
     try:
         prepare_store(settings, engine)
@@ -82,7 +83,7 @@ def _run_workers(settings: Settings, count: int) -> int:
     env = {**os.environ, **settings_environment(worker_settings)}
     workers = [
         subprocess.Popen(
-            _worker_command(settings, i, cores), env=env, stdout=subprocess.PIPE, text=True
+            _worker_command(settings, i, cores, entry), env=env, stdout=subprocess.PIPE, text=True
         )
         for i in range(count)
     ]

@@ -71,7 +71,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/loyalty.v1.NotificationService/AckMemberEvents": frozenset({_C, _B}),
 }
 BACK_OFFICE_PREFIX = "/loyalty.v1.BackOfficeService/"
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/loyalty.bench.")
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 _current: ContextVar[Principal | None] = ContextVar("principal", default=None)
 _store: ContextVar[str] = ContextVar("call_store", default="")

@@ -64,11 +64,16 @@ class _Guard:
     exception becomes, and the call's metrics and log line."""
 
     def __init__(
-        self, method: str, book: CredentialBook, metrics: CallMetrics, log_calls: bool
+        self,
+        method: str,
+        book: CredentialBook,
+        metrics: CallMetrics,
+        log_calls: bool,
+        public: bool = False,
     ) -> None:
         self.method = method
         self.book = book
-        self.allowed = roles_for(method)
+        self.allowed = None if public else roles_for(method)
         self.record = metrics.recorder(method)
         self.log_calls = log_calls
 
@@ -293,11 +298,13 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         *,
         log_calls: bool,
         budgets: Budgets,
+        public_prefixes: tuple[str, ...] = (),
     ) -> None:
         self._book = book
         self._metrics = metrics
         self._log_calls = log_calls
         self._budgets = budgets
+        self._public_prefixes = public_prefixes  # an extension's methods without credential
         self._wrapped: dict[str, Handler] = {}
         self._lock = threading.Lock()
 
@@ -311,7 +318,8 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler = continuation(details)
         if handler is None:  # unknown method: not cached, so random names cannot grow the dict
             return None
-        guard = _Guard(method, self._book, self._metrics, self._log_calls)
+        public = bool(self._public_prefixes) and method.startswith(self._public_prefixes)
+        guard = _Guard(method, self._book, self._metrics, self._log_calls, public)
         wrapped = _rewrap(handler, guard, self._budgets)
         with self._lock:
             self._wrapped[method] = wrapped

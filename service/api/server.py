@@ -29,7 +29,6 @@ from loyalty.v1 import (
 )
 from service.api.auth import CredentialBook
 from service.api.backoffice import BackOfficeServicer
-from service.api.bench_services import bench_handlers
 from service.api.interceptors import Budgets, CallInterceptor
 from service.api.lookup import MemberLookup
 from service.api.members import MemberServicer
@@ -129,7 +128,19 @@ def _set_health(servicer: health.HealthServicer, status: Any) -> None:
         servicer.set(name, status)
 
 
-def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
+@dataclass(frozen=True)
+class Extension:
+    """Services added to a server beside the loyalty ones, by a program that starts the
+    server itself (the benchmarks' empty and echo services: bench/server.py). Production
+    starts none."""
+
+    handlers: tuple[Any, ...] = ()  # grpc.GenericRpcHandler
+    public_prefixes: tuple[str, ...] = ()  # their methods that need no credential
+
+
+def create_server(
+    settings: Settings, extension: Extension = Extension()
+) -> tuple[LoyaltyServer, int]:
     """A server bound to settings.address (port 0 picks a free one), not yet started."""
     store = db.make_engine(settings.database_url)
     health_servicer = health.HealthServicer()
@@ -141,59 +152,10 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         time_zone=settings.time_zone,
         member_capacity=settings.member_cache_size,
     )
-    budgets = Budgets(
-        settings.max_streams, settings.max_streams_per_connection, settings.max_store_calls
-    )
-    server = grpc.server(
-        # Streams and calls that wait on the store get threads of their own beyond
-        # max_workers, which calls from memory use (service/api/interceptors.py).
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers + budgets.threads),
-        # Beyond this many calls in flight, new calls get RESOURCE_EXHAUSTED at once
-        # instead of queueing without end.
-        maximum_concurrent_rpcs=settings.max_concurrent_calls,
-        interceptors=[
-            CallInterceptor(credentials, metrics, log_calls=settings.log_calls, budgets=budgets)
-        ],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-        ],
-    )
-    follower = ChangeFollower(
-        sessions,
-        cache,
-        on_credentials_changed=credentials.reload,
-        poll_interval_s=settings.sync_interval_s,
-        poll_timeout_s=settings.store_timeout_s,
-        observe_delay=metrics.sync_delay.observe,
-        on_store_state=lambda available: health_servicer.set(
-            STORE_HEALTH,
-            health_pb2.HealthCheckResponse.SERVING
-            if available
-            else health_pb2.HealthCheckResponse.NOT_SERVING,
-        ),
-    )
-    members = MemberLookup.from_settings(cache, settings)  # one miss budget per credential
-    receipts = ReceiptServicer(
-        settings,
-        cache,
-        sessions=sessions,
-        store_available=lambda: follower.store_available,
-        members=members,
-    )
-    receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(receipts, server)
-    member_pb2_grpc.add_MemberServiceServicer_to_server(
-        MemberServicer(settings, cache, sessions, members=members), server
-    )
-    backoffice_pb2_grpc.add_BackOfficeServiceServicer_to_server(
-        BackOfficeServicer(settings, cache, sessions), server
-    )
-    # Each event stream holds a worker thread: at most half of them, so calls still flow.
-    notifications = NotificationServicer(sessions, max_streams=max(1, settings.max_workers // 2))
-    notification_pb2_grpc.add_NotificationServiceServicer_to_server(notifications, server)
-    if settings.bench_services:
-        server.add_generic_rpc_handlers(bench_handlers())
+    server = _grpc_server(settings, credentials, metrics, extension)
+    follower = _follower(settings, sessions, cache, credentials, metrics, health_servicer)
+    notifications = _add_loyalty_services(server, settings, sessions, cache, follower)
+    server.add_generic_rpc_handlers(extension.handlers)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if settings.serves_reflection:
@@ -217,6 +179,88 @@ def create_server(settings: Settings) -> tuple[LoyaltyServer, int]:
         port,
     )
     return loyalty, port
+
+
+def _grpc_server(
+    settings: Settings, credentials: CredentialBook, metrics: CallMetrics, extension: Extension
+) -> grpc.Server:
+    budgets = Budgets(
+        settings.max_streams, settings.max_streams_per_connection, settings.max_store_calls
+    )
+    interceptor = CallInterceptor(
+        credentials,
+        metrics,
+        log_calls=settings.log_calls,
+        budgets=budgets,
+        public_prefixes=extension.public_prefixes,
+    )
+    return grpc.server(
+        # Streams and calls that wait on the store get threads of their own beyond
+        # max_workers, which calls from memory use (service/api/interceptors.py).
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers + budgets.threads),
+        # Beyond this many calls in flight, new calls get RESOURCE_EXHAUSTED at once
+        # instead of queueing without end.
+        maximum_concurrent_rpcs=settings.max_concurrent_calls,
+        interceptors=[interceptor],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+        ],
+    )
+
+
+def _follower(
+    settings: Settings,
+    sessions: Any,
+    cache: BenefitCache,
+    credentials: CredentialBook,
+    metrics: CallMetrics,
+    health_servicer: health.HealthServicer,
+) -> ChangeFollower:
+    def store_state(available: bool) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        health_servicer.set(
+            STORE_HEALTH, serving if available else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+
+    return ChangeFollower(
+        sessions,
+        cache,
+        on_credentials_changed=credentials.reload,
+        poll_interval_s=settings.sync_interval_s,
+        poll_timeout_s=settings.store_timeout_s,
+        observe_delay=metrics.sync_delay.observe,
+        on_store_state=store_state,
+    )
+
+
+def _add_loyalty_services(
+    server: grpc.Server,
+    settings: Settings,
+    sessions: Any,
+    cache: BenefitCache,
+    follower: ChangeFollower,
+) -> NotificationServicer:
+    members = MemberLookup.from_settings(cache, settings)  # one miss budget per credential
+    receipts = ReceiptServicer(
+        settings,
+        cache,
+        sessions=sessions,
+        store_available=lambda: follower.store_available,
+        members=members,
+    )
+    receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(receipts, server)
+    member_pb2_grpc.add_MemberServiceServicer_to_server(
+        MemberServicer(settings, cache, sessions, members=members), server
+    )
+    backoffice_pb2_grpc.add_BackOfficeServiceServicer_to_server(
+        BackOfficeServicer(settings, cache, sessions), server
+    )
+    # Each event stream holds a worker thread: at most half of them, so calls still flow.
+    notifications = NotificationServicer(sessions, max_streams=max(1, settings.max_workers // 2))
+    notification_pb2_grpc.add_NotificationServiceServicer_to_server(notifications, server)
+    return notifications
 
 
 def _cache_and_sync_stats(

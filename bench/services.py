@@ -1,6 +1,6 @@
 """The physical limit beside us: an empty service and an echo service on the very same server
 (same processes, pinning, interceptor), so `make bench` can compare Calculate with them in one
-run. Registered only with --bench-services; they carry no data and need no credential."""
+run. Only bench/server.py serves them; they carry no data and need no credential."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+PUBLIC_PREFIX = "/loyalty.bench."
 EMPTY_METHOD = "/loyalty.bench.Empty/Call"
 ECHO_METHOD = "/loyalty.bench.Echo/Call"
 
