@@ -52,7 +52,6 @@ from service.engine.model import Member, Receipt, ReceiptResult, Unit, UsageChar
 from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from service.limits import NAME, quote
-from service.store.feed import EntityKind, append_changes
 from service.store.member_repo import member_exists
 from service.store.receipt_repo import (
     StoredRefund,
@@ -237,15 +236,13 @@ def _refuse_if_member_gone(session: Session, member_id: str) -> None:
 
 def _usage_changed(uow: UnitOfWork, member_id: str, totals: Totals) -> None:
     """A confirm or refund changed the member's usage counters to `totals` and nothing else
-    of what their document holds: the unit of work patches the document at commit, appends
-    the change feed and then tells this replica's cache. With no counter changed, the
-    document and the cache stay as they are and only the change feed hears of the member
-    (patching would read and rewrite the document, two statements more on most confirms;
-    the unit of work has no step for a change that leaves the document as it is)."""
+    of what their document holds: the document is patched at commit. With no counter
+    changed, the document stays (patching would read and rewrite it, two statements more on
+    most confirms) and the feed and the cache hear of the member all the same."""
     if totals:
         uow.patch_members([member_id], _with_usage(totals))
     else:
-        append_changes(uow.session, EntityKind.MEMBER, [member_id], uow.now)
+        uow.members_touched([member_id])
 
 
 def _with_usage(totals: Totals) -> Patch:

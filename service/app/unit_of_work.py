@@ -51,6 +51,7 @@ class UnitOfWork:
         self._rebuild: dict[str, None] = {}  # ordered sets
         self._patches: dict[str, list[Patch]] = {}
         self._new_members: set[str] = set()
+        self._touched: dict[str, None] = {}
         self._events: list[tuple[str, EventType, Mapping[str, Any]]] = []
         self.committed = False
 
@@ -114,6 +115,13 @@ class UnitOfWork:
         for member_id in ids:
             self._patches.setdefault(member_id, []).append(patch)
 
+    def members_touched(self, member_ids: Iterable[str]) -> None:
+        """These members changed in rows their document does not hold (a receipt that
+        counted no usage): the feed and the cache hear of them, the document stays."""
+        ids = list(member_ids)
+        self.lock_members(ids)
+        self._touched.update(dict.fromkeys(ids))
+
     def add_event(
         self, member_id: str, event_type: EventType, payload: Mapping[str, Any] | None = None
     ) -> None:
@@ -139,7 +147,7 @@ class UnitOfWork:
                 now=now,
                 locked=True,
             )
-        changed = list(dict.fromkeys([*self._rebuild, *self._patches]))
+        changed = list(dict.fromkeys([*self._rebuild, *self._patches, *self._touched]))
         if changed:
             append_changes(session, EntityKind.MEMBER, changed, now)
         add_events(session, self._events, now)  # under the outbox lock
