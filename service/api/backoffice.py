@@ -22,21 +22,19 @@ from sqlalchemy.orm import Session
 from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
 from service import limits
 from service.api import convert
+from service.api.import_rows import row_from_proto
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine import model as m
 from service.errors import FailedPrecondition, InvalidArgument, NotFound
-from service.limits import check_length, quote
-from service.store import catalog_repo, favorites_repo
-from service.store.attribute_import_proto import row_from_proto
-from service.store.attribute_import_records import (
+from service.imports.records import (
     MAX_LIMIT,
     MAX_MONEY,
     ParsedRow,
     check_benefit,
 )
-from service.store.attribute_import_run import (
+from service.imports.run import (
     DEFAULT_BATCH_SIZE,
     AttributeImport,
     BatchReport,
@@ -44,6 +42,8 @@ from service.store.attribute_import_run import (
     check_import_id,
     load_import,
 )
+from service.limits import check_length, quote
+from service.store import catalog_repo, favorites_repo
 from service.store.loader import iter_member_ids
 from service.store.models import CategoryRow, FavoriteProductsOfferRow, OfferRow
 from service.store.sql import table_of

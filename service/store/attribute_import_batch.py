@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from service.engine.model import Member
 from service.errors import InvalidArgument
-from service.store.attribute_import_records import ParsedRow, RowError
+from service.imports.records import ParsedRow, RowError
 from service.store.attribute_import_sql import BulkSql
 from service.store.attribute_import_state import BatchState, CategoryTerms, PersonalOfferState
 from service.store.feed import EntityKind

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from service.engine.model import FavoriteCategoryTerms, PersonalOffer
 from service.engine.selection import carry_over_choice
 from service.errors import InvalidArgument
-from service.store.attribute_import_records import (
+from service.imports.records import (
     AttributeRecord,
     FavoriteCategories,
     MemberProfile,

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from service import importer
-from service.store.attribute_import_files import AttributeFile, FileFormatError
-from service.store.attribute_import_records import ParsedRow
-from service.store.attribute_import_run import AttributeImport, load_import
+from service.imports import cli as importer
+from service.imports.files import AttributeFile, FileFormatError
+from service.imports.records import ParsedRow
+from service.imports.run import AttributeImport, load_import
 from service.store.db import make_engine, make_session_factory
 
 ZONE = "Europe/Moscow"

@@ -15,15 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.engine.model import Benefit, BenefitKind, Frequency, Stacking
 from service.errors import AlreadyExists
-from service.store import attribute_import_batch
-from service.store.attribute_import_files import AttributeFile
-from service.store.attribute_import_run import (
+from service.imports.files import AttributeFile
+from service.imports.run import (
     AttributeImport,
     BatchReport,
     ImportConflict,
     ImportOutcome,
     load_import,
 )
+from service.store import attribute_import_batch
 from service.store.codec import member_from_document
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.loader import load_member, load_member_by_card

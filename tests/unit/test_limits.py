@@ -13,8 +13,8 @@ from google.rpc import status_pb2
 from service import errors, limits
 from service.api.errors import status_for
 from service.api.metrics import log_call
+from service.imports.records import CARD_LENGTH, KEY_LENGTH, NAME_LENGTH
 from service.store import models
-from service.store.attribute_import_records import CARD_LENGTH, KEY_LENGTH, NAME_LENGTH
 
 
 def test_the_store_and_the_import_take_their_widths_from_the_table() -> None:

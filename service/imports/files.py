@@ -50,8 +50,8 @@ from service.engine.model import (
     Stacking,
 )
 from service.errors import InvalidArgument
-from service.store import attribute_import_records as records
-from service.store.attribute_import_records import ParsedRow, RowKind
+from service.imports import records
+from service.imports.records import ParsedRow, RowKind
 
 E = TypeVar("E", bound=enum.Enum)
 

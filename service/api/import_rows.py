@@ -31,8 +31,8 @@ from service.api.convert import (
 )
 from service.engine.model import Benefit, UsageLimit
 from service.errors import InvalidArgument
-from service.store import attribute_import_records as records
-from service.store.attribute_import_records import (
+from service.imports import records
+from service.imports.records import (
     AttributeRecord,
     FavoriteCategories,
     MemberProfile,

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 
 from service.clock import utc_now
 from service.errors import AlreadyExists, FailedPrecondition
+from service.imports.records import ParsedRow, RowError, quoted, require_key
 from service.store.attribute_import_batch import BatchApplied, apply_batch
-from service.store.attribute_import_records import ParsedRow, RowError, quoted, require_key
 from service.store.import_repo import DONE, RUNNING, claim_import
 from service.store.models import ImportRow
 from service.store.sql import table_of
