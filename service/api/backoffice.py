@@ -38,12 +38,12 @@ from service.imports.run import (
     DEFAULT_BATCH_SIZE,
     AttributeImport,
     BatchReport,
-    ImportState,
     check_import_id,
-    load_import,
+    find_import,
 )
 from service.limits import check_length, quote
 from service.store import catalog_repo, favorites_repo
+from service.store.import_repo import ImportState
 from service.store.loader import iter_member_ids
 from service.store.models import CategoryRow, FavoriteProductsOfferRow, OfferRow
 from service.store.sql import table_of
@@ -568,7 +568,8 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
             fingerprint=header.fingerprint or None,
             batch_size=self._import_batch_size,
             clock=self._clock,
-            on_batch=self._forget_batch,
+            on_batch=self._forget_cards,
+            on_committed=self._cache.members_changed,
         )
         start = run.begin()
         response = backoffice_pb2.ImportCustomerAttributesResponse()
@@ -596,9 +597,9 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
         )
         return response
 
-    def _forget_batch(self, report: BatchReport) -> None:
-        """After a committed batch: this replica reads the changed members afresh."""
-        self._cache.members_changed(report.applied.member_ids)
+    def _forget_cards(self, report: BatchReport) -> None:
+        """After a committed batch (whose members the cache has heard of): this replica reads
+        the changed cards afresh."""
         for card_number in report.applied.card_numbers:
             self._cache.forget_card(card_number)
 
@@ -660,8 +661,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
         self, request: backoffice_pb2.GetImportStatusRequest, context: grpc.ServicerContext
     ) -> backoffice_pb2.GetImportStatusResponse:
         check_import_id(request.import_id)
-        with self._sessions() as session:
-            state = load_import(session, request.import_id)
+        state = find_import(self._sessions, request.import_id)
         if state is None:
             raise NotFound(f"no import {quote(request.import_id)}", reason="IMPORT_NOT_FOUND")
         response = backoffice_pb2.GetImportStatusResponse()

@@ -29,16 +29,16 @@ from service.api.convert import (
     STACKING,
     EnumMap,
 )
-from service.engine.model import Benefit, UsageLimit
-from service.errors import InvalidArgument
-from service.imports import records
-from service.imports.records import (
+from service.engine.attributes import (
     AttributeRecord,
     FavoriteCategories,
     MemberProfile,
-    ParsedRow,
     PersonalOfferGrant,
 )
+from service.engine.model import Benefit, UsageLimit
+from service.errors import InvalidArgument
+from service.imports import records
+from service.imports.records import ParsedRow
 
 E = TypeVar("E", bound=enum.Enum)
 AttributeRow = backoffice_pb2.AttributeRow

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from service.engine.attributes import AttributeRecord
 from service.engine.model import (
     BenefitKind,
     Frequency,
@@ -273,7 +274,7 @@ def _kind(value: Any) -> RowKind:
     return found
 
 
-def _build(kind: RowKind, typed: dict[str, Any]) -> records.AttributeRecord:
+def _build(kind: RowKind, typed: dict[str, Any]) -> AttributeRecord:
     if kind is RowKind.MEMBER_PROFILE:
         return records.member_profile(**typed)
     typed.setdefault("stacking", DEFAULT_STACKING)

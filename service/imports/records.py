@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from service import limits
+from service.engine.attributes import (
+    AttributeRecord,
+    FavoriteCategories,
+    MemberProfile,
+    PersonalOfferGrant,
+)
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -57,38 +63,6 @@ class RowKind(enum.StrEnum):
     MEMBER_PROFILE = "member_profile"
     FAVORITE_CATEGORIES = "favorite_categories"
     PERSONAL_OFFER = "personal_offer"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberProfile:
-    """A member's profile; a non-empty card list is the member's whole set of active cards."""
-
-    member_id: str
-    card_numbers: tuple[str, ...] = ()
-    birth_date: date | None = None
-    gender: Gender | None = None
-    segment_tags: frozenset[str] = frozenset()
-    active: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class FavoriteCategories:
-    """A member's terms for one favorite-categories offer; replaces earlier terms."""
-
-    member_id: str
-    terms: FavoriteCategoryTerms
-
-
-@dataclass(frozen=True, slots=True)
-class PersonalOfferGrant:
-    """A member's personalized offer, upserted by (member, offer id); `offer` None revokes."""
-
-    member_id: str
-    offer_id: str
-    offer: PersonalOffer | None
-
-
-AttributeRecord = MemberProfile | FavoriteCategories | PersonalOfferGrant
 
 
 @dataclass(frozen=True, slots=True)

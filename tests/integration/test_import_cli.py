@@ -18,8 +18,8 @@ from sqlalchemy import select, text
 
 from bench.gen_attributes import write as write_attributes
 from service.imports import cli as importer
-from service.imports.run import load_import
 from service.store.db import make_engine, make_session_factory, migrate
+from service.store.import_repo import load_import
 from service.store.models import Base
 
 ROWS = [

@@ -12,6 +12,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from loyalty.v1 import backoffice_pb2, common_pb2
 from service.api.import_rows import row_from_proto, row_to_proto
+from service.engine.attributes import (
+    FavoriteCategories,
+    MemberProfile,
+    PersonalOfferGrant,
+)
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -23,11 +28,6 @@ from service.engine.model import (
     UsageLimit,
 )
 from service.imports.files import ALL_FIELDS, AttributeFile, FileFormatError
-from service.imports.records import (
-    FavoriteCategories,
-    MemberProfile,
-    PersonalOfferGrant,
-)
 
 ZONE = "Europe/Moscow"
 
