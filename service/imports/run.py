@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from service.app.unit_of_work import Patch, UnitOfWork
+from service.batching import batched
 from service.clock import Clock, utc_now
 from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from service.imports.batch import Batch, wanted
@@ -174,7 +175,7 @@ class AttributeImport:
 
         With `prefetch`, a reader thread reads and parses the next batches (at most
         PREFETCH_BATCHES ahead, so memory stays flat) while this thread writes one."""
-        batches = _batches(rows, self._batch_size)
+        batches = batched(rows, self._batch_size)
         if prefetch:
             batches = _prefetched(batches, PREFETCH_BATCHES)
         pending: list[ParsedRow] | None = None
@@ -264,17 +265,6 @@ def _patch_members(uow: UnitOfWork, member_ids: list[str], patch: Patch, *, new:
     if member_ids:
         patch_documents(uow.session, member_ids, patch, new_members=new, now=uow.now, locked=True)
         append_changes(uow.session, EntityKind.MEMBER, member_ids, uow.now)
-
-
-def _batches(rows: Iterable[ParsedRow], size: int) -> Iterator[list[ParsedRow]]:
-    batch: list[ParsedRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 @dataclass(frozen=True, slots=True)
