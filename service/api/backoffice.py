@@ -11,10 +11,9 @@ import_rows.py, which check every field - INVALID_ARGUMENT names the field at fa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
-from sqlalchemy.orm import Session
 
 from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
 from service import limits
@@ -22,6 +21,7 @@ from service.api import catalogue_convert as convert
 from service.api.import_rows import fill_import_status, stream_rows
 from service.app.autofill import run_favorite_autofill
 from service.app.catalogue import Catalogue
+from service.app.sessions import Sessions
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -43,7 +43,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
         self,
         settings: Settings,
         cache: BenefitCache,
-        sessions: Callable[[], Session],
+        sessions: Sessions,
         *,
         clock: Clock = utc_now,
         import_batch_size: int = DEFAULT_BATCH_SIZE,

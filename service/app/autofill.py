@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
+from service.app.sessions import Sessions
 from service.app.unit_of_work import UnitOfWork
 from service.batching import batched, chunks
 from service.engine.model import FavoriteProductsOffer, ListSource
@@ -30,7 +29,7 @@ class AutofillTotals:
 
 
 def run_favorite_autofill(
-    sessions: Callable[[], Session],
+    sessions: Sessions,
     snapshot: Snapshot,
     offer_id: str,
     member_ids: Sequence[str],
@@ -57,7 +56,7 @@ def run_favorite_autofill(
 
 
 def _batches(
-    sessions: Callable[[], Session],
+    sessions: Sessions,
     snapshot: Snapshot,
     favorite: FavoriteProductsOffer,
     member_ids: Sequence[str],

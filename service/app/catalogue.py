@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from service.app.sessions import Sessions
 from service.app.unit_of_work import UnitOfWork
 from service.clock import Clock, utc_now
 from service.engine.definitions import check_category_tree
@@ -38,7 +39,7 @@ T = TypeVar("T")
 class Catalogue:
     def __init__(
         self,
-        sessions: Callable[[], Session],
+        sessions: Sessions,
         reload_snapshot: Callable[[], object],
         *,
         clock: Clock = utc_now,

@@ -25,8 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
+from service.app.sessions import Sessions
 from service.app.unit_of_work import Patch, UnitOfWork
 from service.batching import batched
 from service.clock import Clock, utc_now
@@ -100,7 +99,7 @@ def check_import_id(import_id: str, field: str = "import_id") -> None:
     require_key(import_id, field)
 
 
-def find_import(sessions: Callable[[], Session], import_id: str) -> ImportState | None:
+def find_import(sessions: Sessions, import_id: str) -> ImportState | None:
     """Where the import of this id is, if there is one."""
     with sessions() as session:
         return load_import(session, import_id)
@@ -109,7 +108,7 @@ def find_import(sessions: Callable[[], Session], import_id: str) -> ImportState 
 class AttributeImport:
     def __init__(
         self,
-        sessions: Callable[[], Session],
+        sessions: Sessions,
         import_id: str,
         *,
         fingerprint: str | None = None,
