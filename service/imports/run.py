@@ -33,7 +33,8 @@ from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from service.imports.batch import Batch, wanted
 from service.imports.records import ParsedRow, RowError, quoted, require_key
 from service.store.attributes_repo import load_attributes, write_attributes
-from service.store.feed import EntityKind, append_changes
+from service.store.bulk_sql import BulkSql
+from service.store.feed import EntityKind
 from service.store.import_repo import (
     ImportState,
     advance_import,
@@ -42,6 +43,8 @@ from service.store.import_repo import (
     load_import,
 )
 from service.store.member_documents import patch_documents
+from service.store.models import ChangeFeedRow
+from service.store.sql import table_of
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ DEFAULT_BATCH_SIZE = 2000
 MAX_BATCH_SIZE = 50_000
 MAX_ERRORS = 1000  # rejected rows an outcome lists (all are counted)
 PREFETCH_BATCHES = 2  # batches read ahead while one is written
+FEED = table_of(ChangeFeedRow).name
+FEED_COLUMNS = ("entity_kind", "entity_key", "created_at")
 
 
 class ImportConflict(FailedPrecondition):
@@ -258,12 +263,17 @@ def apply_batch(uow: UnitOfWork, rows: Sequence[ParsedRow], *, import_id: str) -
 def _patch_members(uow: UnitOfWork, member_ids: list[str], patch: Patch, *, new: set[str]) -> None:
     """uow.patch_members(member_ids, patch, new=new), as the unit of work would write it if
     it patched the members of one patch together: their documents in a few statements, one
-    feed row each. Today's UnitOfWork patches member by member (two statements each), which
-    would triple a batch's time; until it groups them, the batch writes those two steps
-    itself and `_commit` tells the cache."""
+    feed row each (handed to the driver as stored, like the batch's other rows). Today's
+    UnitOfWork patches member by member (two statements each), which would triple a batch's
+    time; until it groups them, the batch writes those two steps itself and `_commit` tells
+    the cache."""
     if member_ids:
-        patch_documents(uow.session, member_ids, patch, new_members=new, now=uow.now, locked=True)
-        append_changes(uow.session, EntityKind.MEMBER, member_ids, uow.now)
+        session, now = uow.session, uow.now
+        patch_documents(session, member_ids, patch, new_members=new, now=now, locked=True)
+        sql = BulkSql(session)
+        stamp = sql.time(now)
+        kind = str(EntityKind.MEMBER)
+        sql.insert(FEED, FEED_COLUMNS, [(kind, member_id, stamp) for member_id in member_ids])
 
 
 @dataclass(frozen=True, slots=True)
