@@ -228,8 +228,9 @@ class AttributeImport:
 def apply_batch(uow: UnitOfWork, rows: Sequence[ParsedRow], *, import_id: str) -> BatchApplied:
     """Apply one batch in the unit of work: every row validated fully, by its builder when it
     was read and then against the store (service.imports.batch), before anything of it is
-    written; a rejected row changes nothing. The batch's members are locked first, their
-    documents patched, their feed rows and events written by the unit of work."""
+    written; a rejected row changes nothing. The batch's members are locked first; their
+    documents are patched and their feed rows written (_patch_members), their events by the
+    unit of work as it commits."""
     errors = [row.error for row in rows if row.error is not None]
     valid = [(row.line_number, row.record) for row in rows if row.record is not None]
     records = [record for _line, record in valid]

@@ -28,11 +28,12 @@ from typing import Any
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
+from service import limits
 from service.clock import utc_now
 from service.errors import InvalidArgument, PermissionDenied
-from service.limits import quote
+from service.limits import check_length, quote
 from service.store.bulk_sql import BulkSql
-from service.store.models import KEY, OutboxAckRow, OutboxRow
+from service.store.models import OutboxAckRow, OutboxRow
 from service.store.sql import table_of, upsert
 
 # pg_advisory_xact_lock key of the outbox ("loyalty outbox" in a signed 64-bit integer).
@@ -149,8 +150,7 @@ def last_event_position(session: Session) -> int:
 def check_consumer(consumer: str, field: str = "consumer", *, job: bool = False) -> None:
     if not consumer:
         raise InvalidArgument(field, "must not be empty")
-    if len(consumer) > KEY:
-        raise InvalidArgument(field, f"at most {KEY} characters")
+    check_length(consumer, limits.ID, field)
     if not job and consumer.startswith(JOB_CONSUMER_PREFIX):
         raise InvalidArgument(field, f"names starting with {JOB_CONSUMER_PREFIX!r} are reserved")
 
