@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.store.attribute_import_files import ALL_FIELDS
+from service.imports.files import ALL_FIELDS
 
 SEED = 20260301
 GROUPS = tuple(

@@ -35,7 +35,7 @@ BATCH_SIZE = 2000
 def run_import(url: str, path: Path, import_id: str) -> dict[str, Any]:
     """One loyalty-import child process: wall seconds, peak RSS (MB) and its summary."""
     command = [
-        sys.executable, "-m", "service.importer", "--database-url", url,
+        sys.executable, "-m", "service.imports", "--database-url", url,
         "--import-id", import_id, "--batch-size", str(BATCH_SIZE), "--no-progress", str(path),
     ]  # fmt: skip
     began = time.perf_counter()

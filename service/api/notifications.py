@@ -17,16 +17,16 @@ import threading
 from collections.abc import Callable, Iterator
 
 import grpc
-from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.v1 import notification_pb2, notification_pb2_grpc
 from service import limits
 from service.api import convert
 from service.api.auth import current_principal
-from service.clock import utc_now
+from service.app.events import Event, MemberEvents
+from service.app.sessions import Sessions
+from service.clock import Clock, utc_now
 from service.errors import InvalidArgument, Unavailable
 from service.limits import check_length
-from service.store.outbox import Event, ack_events, acked_position, check_consumer, events_after
 
 POLL_INTERVAL_S = 0.15
 BATCH_SIZE = 500
@@ -53,14 +53,15 @@ def event_message(event: Event) -> notification_pb2.StreamMemberEventsResponse:
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        sessions: Sessions,
         *,
         poll_interval_s: float = POLL_INTERVAL_S,
         batch_size: int = BATCH_SIZE,
         max_streams: int = 8,
         is_stopping: Callable[[], bool] = lambda: False,
+        clock: Clock = utc_now,
     ) -> None:
-        self._sessions = sessions
+        self._events = MemberEvents(sessions, clock=clock)
         self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
         self._max_streams = max_streams
@@ -99,14 +100,12 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         if request.after_position < 0:
             raise InvalidArgument("after_position", "must not be negative")
         if request.consumer:
-            check_consumer(request.consumer)
+            self._events.check_consumer(request.consumer)
         check_length(request.member_id, limits.ID, "member_id")
         position = request.after_position
         if position == 0 and request.consumer:
-            with self._sessions() as session:
-                position = acked_position(
-                    session, request.consumer, current_principal().credential_id
-                )
+            owner = current_principal().credential_id
+            position = self._events.acked_position(request.consumer, owner)
         self._enter()
         try:
             yield from self._follow(position, request.member_id or None, context)
@@ -117,10 +116,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self, position: int, member_id: str | None, context: grpc.ServicerContext
     ) -> Iterator[notification_pb2.StreamMemberEventsResponse]:
         while context.is_active() and not self._stopping():
-            with self._sessions() as session:
-                events = events_after(
-                    session, position, member_id=member_id, limit=self._batch_size
-                )
+            events = self._events.after(position, member_id=member_id, limit=self._batch_size)
             for event in events:
                 yield event_message(event)
                 position = event.position
@@ -130,14 +126,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def AckMemberEvents(  # noqa: N802 - gRPC method name
         self, request: notification_pb2.AckMemberEventsRequest, context: grpc.ServicerContext
     ) -> notification_pb2.AckMemberEventsResponse:
-        check_consumer(request.consumer)
-        with self._sessions() as session:
-            position = ack_events(
-                session,
-                request.consumer,
-                request.position,
-                utc_now(),
-                owner=current_principal().credential_id,
-            )
-            session.commit()
+        self._events.check_consumer(request.consumer)
+        owner = current_principal().credential_id
+        position = self._events.ack(request.consumer, request.position, owner)
         return notification_pb2.AckMemberEventsResponse(acked_position=position)

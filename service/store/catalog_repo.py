@@ -1,17 +1,20 @@
-"""Writers for the catalogue and offers. Each takes engine domain objects, upserts them with
-their child rows replaced, and appends to the change feed. The caller commits."""
+"""Writers for the catalogue and offers, and the few reads their use cases check first
+(service/app/catalogue.py). Each writer takes engine domain objects, upserts them with their
+child rows replaced, and appends to the change feed. The caller commits."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.clock import utc_now
 from service.engine.model import (
     Category,
     FavoriteProductsOffer,
+    Level,
     Offer,
     Product,
     ProductGroup,
@@ -33,7 +36,31 @@ from service.store.models import (
     ProductRow,
     StoreRow,
 )
-from service.store.sql import delete_where_in, insert_rows, upsert
+from service.store.sql import delete_where_in, insert_rows, table_of, upsert
+
+CATEGORIES = table_of(CategoryRow)
+OFFERS = table_of(OfferRow)
+FAVORITE_OFFERS = table_of(FavoriteProductsOfferRow)
+
+
+def category_parents(session: Session) -> dict[str, str | None]:
+    """The stored category tree: category id -> parent id."""
+    rows = session.execute(select(CATEGORIES.c.id, CATEGORIES.c.parent_id))
+    return {category_id: parent_id for category_id, parent_id in rows}
+
+
+def is_favorite_products_offer(session: Session, offer_id: str) -> bool:
+    query = select(FAVORITE_OFFERS.c.offer_id).where(FAVORITE_OFFERS.c.offer_id == offer_id)
+    return session.execute(query).first() is not None
+
+
+def general_offer_level(session: Session, offer_id: str) -> Level | None:
+    """The level of the stored offer of this id unless it is a favorite-products offer."""
+    query = select(OFFERS.c.level).where(
+        OFFERS.c.id == offer_id, OFFERS.c.id.not_in(select(FAVORITE_OFFERS.c.offer_id))
+    )
+    level: Level | None = session.execute(query).scalar()
+    return level
 
 
 def save_categories(session: Session, categories: Iterable[Category]) -> None:

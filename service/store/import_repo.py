@@ -1,19 +1,65 @@
 """Bookkeeping of bulk imports: an import id is claimed once (idempotency) and its counts
-show progress. The caller commits."""
+show progress; a run moves the progress batch by batch, each move conditional on the
+progress the run expects (service.imports.run). The caller commits."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.clock import utc_now
 from service.store.models import ImportRow
-from service.store.sql import insert_if_absent
+from service.store.sql import insert_if_absent, table_of
 
 RUNNING = "RUNNING"
 DONE = "DONE"
+IMPORTS = table_of(ImportRow)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportState:
+    """An import's bookkeeping row. While RUNNING, rows_total counts rows consumed so far."""
+
+    import_id: str
+    kind: str
+    status: str
+    fingerprint: str | None
+    rows_total: int
+    rows_applied: int
+    rows_rejected: int
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def consumed(self) -> int:
+        """Rows of the source already applied or rejected: where a resumed run goes on."""
+        return self.rows_applied + self.rows_rejected
+
+    @property
+    def done(self) -> bool:
+        return self.status == DONE
+
+
+def load_import(session: Session, import_id: str) -> ImportState | None:
+    row = session.execute(select(IMPORTS).where(IMPORTS.c.import_id == import_id)).first()
+    if row is None:
+        return None
+    return ImportState(
+        import_id=row.import_id,
+        kind=row.kind,
+        status=row.status,
+        fingerprint=row.fingerprint,
+        rows_total=row.rows_total,
+        rows_applied=row.rows_applied,
+        rows_rejected=row.rows_rejected,
+        started_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+    )
 
 
 def claim_import(
@@ -68,3 +114,42 @@ def finish_import(
             finished_at=at,
         )
     )
+
+
+def hold_import(session: Session, import_id: str, consumed: int, now: datetime) -> bool:
+    """Lock the import's row until the transaction ends, if it is RUNNING with `consumed`
+    rows applied or rejected: False when it is not (another run moved it). Make it the first
+    statement of a batch."""
+    result = session.execute(
+        update(IMPORTS)
+        .where(
+            IMPORTS.c.import_id == import_id,
+            IMPORTS.c.status == RUNNING,
+            IMPORTS.c.rows_applied + IMPORTS.c.rows_rejected == consumed,
+        )
+        .values(updated_at=now)
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def advance_import(
+    session: Session,
+    import_id: str,
+    *,
+    rows: int,
+    applied: int,
+    rejected: int,
+    now: datetime,
+    final: bool = False,
+) -> None:
+    """Count a batch of `rows` rows of the source, `applied` and `rejected`; `final` marks
+    the import DONE."""
+    values = {
+        "rows_applied": IMPORTS.c.rows_applied + applied,
+        "rows_rejected": IMPORTS.c.rows_rejected + rejected,
+        "rows_total": IMPORTS.c.rows_total + rows,
+        "updated_at": now,
+    }
+    if final:
+        values.update(status=DONE, finished_at=now)
+    session.execute(update(IMPORTS).where(IMPORTS.c.import_id == import_id).values(values))

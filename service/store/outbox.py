@@ -28,16 +28,20 @@ from typing import Any
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
+from service import limits
 from service.clock import utc_now
 from service.errors import InvalidArgument, PermissionDenied
-from service.limits import quote
-from service.store.models import KEY, OutboxAckRow, OutboxRow
-from service.store.sql import insert_rows, table_of, upsert
+from service.limits import check_length, quote
+from service.store.bulk_sql import BulkSql
+from service.store.models import OutboxAckRow, OutboxRow
+from service.store.sql import table_of, upsert
 
 # pg_advisory_xact_lock key of the outbox ("loyalty outbox" in a signed 64-bit integer).
 OUTBOX_LOCK_KEY = 0x4C4F59_4F5554
 JOB_CONSUMER_PREFIX = "job:"
 _LOCKED = "outbox_locked_transaction"
+OUTBOX = table_of(OutboxRow).name
+_COLUMNS = ("member_id", "event_type", "payload", "created_at")
 
 
 class EventType(enum.StrEnum):
@@ -98,20 +102,22 @@ def add_events(
     events: Iterable[tuple[str, EventType, Mapping[str, Any]]],
     now: datetime | None = None,
 ) -> int:
-    """Record many events (member id, type, payload) in one statement; returns how many."""
+    """Record many events (member id, type, payload) in a few statements; returns how many.
+
+    Values go to the driver as they are stored (service.store.bulk_sql): a bulk import
+    writes thousands of events per batch."""
     at = now or utc_now()
+    if at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at!r}: the store keeps aware UTC datetimes")
     rows = [
-        {
-            "member_id": member_id,
-            "event_type": str(event_type),
-            "payload": dict(payload),
-            "created_at": at,
-        }
+        (member_id, str(event_type), BulkSql.json(dict(payload)))
         for member_id, event_type, payload in events
     ]
     if rows:
         lock_outbox(session)
-        insert_rows(session, OutboxRow, rows)
+        sql = BulkSql(session)
+        stamp = sql.time(at)
+        sql.insert(OUTBOX, _COLUMNS, [(*row, stamp) for row in rows])
     return len(rows)
 
 
@@ -144,8 +150,7 @@ def last_event_position(session: Session) -> int:
 def check_consumer(consumer: str, field: str = "consumer", *, job: bool = False) -> None:
     if not consumer:
         raise InvalidArgument(field, "must not be empty")
-    if len(consumer) > KEY:
-        raise InvalidArgument(field, f"at most {KEY} characters")
+    check_length(consumer, limits.ID, field)
     if not job and consumer.startswith(JOB_CONSUMER_PREFIX):
         raise InvalidArgument(field, f"names starting with {JOB_CONSUMER_PREFIX!r} are reserved")
 

@@ -9,6 +9,8 @@ from sqlalchemy import ColumnElement, Row, Select, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from service import batching
+
 T = TypeVar("T")
 
 # Rows per statement when keys go into an IN (...) list; well below SQLite's variable limit.
@@ -16,8 +18,8 @@ CHUNK = 500
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    """service.batching.chunks, by default of the store's IN-list size."""
+    return batching.chunks(items, size)
 
 
 def keyset_pages(

@@ -719,7 +719,7 @@ def ids(prefix: str, *names: str) -> list[tuple[str, int]]:
 
 
 # method -> (path, limit) of each string field of its request (the attribute import's rows
-# aside: service/store/attribute_import_records.py checks those).
+# aside: service/imports/records.py checks those).
 STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
     "Calculate": RECEIPT,
     "Confirm": RECEIPT,

@@ -303,7 +303,7 @@ def test_loyalty_import_streams_a_file_through_the_server(
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     rejects = tmp_path / "rejects.csv"
     command = [
-        sys.executable, "-m", "service.importer", "--target", f"127.0.0.1:{demo_server.port}",
+        sys.executable, "-m", "service.imports", "--target", f"127.0.0.1:{demo_server.port}",
         "--token", DEV_TOKENS[Role.BACK_OFFICE], "--import-id", "E2E-CLI-1",
         "--rejects", str(rejects), str(source),
     ]  # fmt: skip

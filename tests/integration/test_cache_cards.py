@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.cache.state import BenefitCache
 from service.cache.sync import ChangeFollower
 from service.engine.model import Member
-from service.store.attribute_import_files import AttributeFile
-from service.store.attribute_import_run import AttributeImport
+from service.imports.files import AttributeFile
+from service.imports.run import AttributeImport
 from service.store.member_repo import save_members
 
 ZONE = "Europe/Moscow"

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select, text
 
 from bench.gen_attributes import write as write_attributes
-from service import importer
-from service.store.attribute_import_run import load_import
+from service.imports import cli as importer
 from service.store.db import make_engine, make_session_factory, migrate
+from service.store.import_repo import load_import
 from service.store.models import Base
 
 ROWS = [
@@ -177,7 +177,7 @@ def test_an_import_killed_mid_way_resumes_and_ends_equal_to_a_clean_import(tmp_p
     source = tmp_path / "rows.csv"
     write_attributes(source, 40_000)
     clean, killed = (f"sqlite:///{tmp_path / name}" for name in ("clean.db", "killed.db"))
-    command = [sys.executable, "-m", "service.importer", "--migrate", "--no-progress",
+    command = [sys.executable, "-m", "service.imports", "--migrate", "--no-progress",
                "--import-id", "I1", "--batch-size", "500", str(source)]  # fmt: skip
     subprocess.run([*command, "--database-url", clean], check=False, capture_output=True)
 

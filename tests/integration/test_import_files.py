@@ -11,6 +11,12 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from loyalty.v1 import backoffice_pb2, common_pb2
+from service.api.import_rows import row_from_proto, row_to_proto
+from service.engine.attributes import (
+    FavoriteCategories,
+    MemberProfile,
+    PersonalOfferGrant,
+)
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -21,13 +27,7 @@ from service.engine.model import (
     Stacking,
     UsageLimit,
 )
-from service.store.attribute_import_files import ALL_FIELDS, AttributeFile, FileFormatError
-from service.store.attribute_import_proto import row_from_proto, row_to_proto
-from service.store.attribute_import_records import (
-    FavoriteCategories,
-    MemberProfile,
-    PersonalOfferGrant,
-)
+from service.imports.files import ALL_FIELDS, AttributeFile, FileFormatError
 
 ZONE = "Europe/Moscow"
 
@@ -374,7 +374,7 @@ def test_records_survive_the_trip_through_protobuf_rows(tmp_path):
 
 
 def test_a_rejected_file_row_goes_as_a_bare_line_number_that_the_server_rejects():
-    from service.store.attribute_import_records import ParsedRow, RowError
+    from service.imports.records import ParsedRow, RowError
 
     sent = row_to_proto(ParsedRow(7, error=RowError(7, "gender", "bad")))
     assert sent.WhichOneof("row") is None and sent.line_number == 7

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from service import importer
-from service.store.attribute_import_files import AttributeFile, FileFormatError
-from service.store.attribute_import_records import ParsedRow
-from service.store.attribute_import_run import AttributeImport, load_import
+from service.imports import cli as importer
+from service.imports.files import AttributeFile, FileFormatError
+from service.imports.records import ParsedRow
+from service.imports.run import AttributeImport
 from service.store.db import make_engine, make_session_factory
+from service.store.import_repo import load_import
 
 ZONE = "Europe/Moscow"
 LIMIT = 64 * 1024  # bytes of one row, as documented

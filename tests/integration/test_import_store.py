@@ -13,19 +13,19 @@ import pytest
 from sqlalchemy import delete, event, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.app import unit_of_work
 from service.engine.model import Benefit, BenefitKind, Frequency, Stacking
 from service.errors import AlreadyExists
-from service.store import attribute_import_batch
-from service.store.attribute_import_files import AttributeFile
-from service.store.attribute_import_run import (
+from service.imports.files import AttributeFile
+from service.imports.run import (
     AttributeImport,
     BatchReport,
     ImportConflict,
     ImportOutcome,
-    load_import,
 )
 from service.store.codec import member_from_document
 from service.store.db import make_engine, make_session_factory, migrate
+from service.store.import_repo import load_import
 from service.store.loader import load_member, load_member_by_card
 from service.store.models import (
     CardRow,
@@ -502,7 +502,7 @@ def test_a_crash_inside_a_batch_leaves_none_of_that_batch(db, importer, monkeypa
     def crash(*_args: Any) -> int:  # after members, cards, terms and offers were written
         raise Crash
 
-    monkeypatch.setattr(attribute_import_batch, "_write_events", crash)
+    monkeypatch.setattr(unit_of_work, "add_events", crash)  # the batch's events, at commit
     with pytest.raises(Crash):
         importer.run("I1", [profile("M2"), personal("M1"), profile("M3")], batch_size=10)
     assert member(db, "M2") is None and member(db, "M1").personal_offers == ()

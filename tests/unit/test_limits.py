@@ -13,15 +13,22 @@ from google.rpc import status_pb2
 from service import errors, limits
 from service.api.errors import status_for
 from service.api.metrics import log_call
+from service.imports import records
 from service.store import models
-from service.store.attribute_import_records import CARD_LENGTH, KEY_LENGTH, NAME_LENGTH
 
 
 def test_the_store_and_the_import_take_their_widths_from_the_table() -> None:
     assert (models.KEY, models.NAME) == (limits.ID, limits.NAME)
     assert models.CardRow.__table__.c.card_number.type.length == limits.CARD
     assert models.StoreRow.__table__.c.time_zone.type.length == limits.ZONE
-    assert (KEY_LENGTH, CARD_LENGTH, NAME_LENGTH) == (limits.ID, limits.CARD, limits.NAME)
+    for build, limit in (  # the import checks its rows against the same widths
+        (lambda value: records.member_profile(member_id=value), limits.ID),
+        (lambda value: records.member_profile(member_id="M", card_numbers=[value]), limits.CARD),
+        (records.require_name, limits.NAME),
+    ):
+        build("9" * limit)
+        with pytest.raises(errors.InvalidArgument):
+            build("9" * (limit + 1))
 
 
 def test_quote_shows_a_short_value_whole_and_a_prefix_of_a_long_one() -> None:

@@ -22,19 +22,28 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
-from service.clock import utc_now
-from service.errors import AlreadyExists, FailedPrecondition
-from service.store.attribute_import_batch import BatchApplied, apply_batch
-from service.store.attribute_import_records import ParsedRow, RowError, quoted, require_key
-from service.store.import_repo import DONE, RUNNING, claim_import
-from service.store.models import ImportRow
+from service.app.sessions import Sessions
+from service.app.unit_of_work import Patch, UnitOfWork
+from service.batching import batched
+from service.clock import Clock, utc_now
+from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from service.imports.batch import Batch, wanted
+from service.imports.records import ParsedRow, RowError, quoted, require_key
+from service.store.attributes_repo import load_attributes, write_attributes
+from service.store.bulk_sql import BulkSql
+from service.store.feed import EntityKind
+from service.store.import_repo import (
+    ImportState,
+    advance_import,
+    claim_import,
+    hold_import,
+    load_import,
+)
+from service.store.member_documents import patch_documents
+from service.store.models import ChangeFeedRow
 from service.store.sql import table_of
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,8 @@ DEFAULT_BATCH_SIZE = 2000
 MAX_BATCH_SIZE = 50_000
 MAX_ERRORS = 1000  # rejected rows an outcome lists (all are counted)
 PREFETCH_BATCHES = 2  # batches read ahead while one is written
+FEED = table_of(ChangeFeedRow).name
+FEED_COLUMNS = ("entity_kind", "entity_key", "created_at")
 
 
 class ImportConflict(FailedPrecondition):
@@ -53,35 +64,22 @@ class ImportConflict(FailedPrecondition):
 
 
 @dataclass(frozen=True, slots=True)
-class ImportState:
-    """An import's bookkeeping row. While RUNNING, rows_total counts rows consumed so far."""
-
-    import_id: str
-    kind: str
-    status: str
-    fingerprint: str | None
-    rows_total: int
-    rows_applied: int
-    rows_rejected: int
-    started_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-
-    @property
-    def consumed(self) -> int:
-        """Rows of the source already applied or rejected: where a resumed run goes on."""
-        return self.rows_applied + self.rows_rejected
-
-    @property
-    def done(self) -> bool:
-        return self.status == DONE
-
-
-@dataclass(frozen=True, slots=True)
 class ImportStart:
     state: ImportState
     replayed: bool  # already DONE: nothing to do
     skip: int  # rows of the source to skip (a resumed import)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchApplied:
+    """What a batch did: rows applied, rows rejected (in line order), members and cards whose
+    cached state is now stale, events written."""
+
+    applied: int
+    errors: tuple[RowError, ...]
+    member_ids: tuple[str, ...]
+    card_numbers: tuple[str, ...]
+    events: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,40 +100,30 @@ class ImportOutcome:
     resumed_from: int  # rows skipped because an earlier run had applied them
 
 
-def load_import(session: Session, import_id: str) -> ImportState | None:
-    imports = table_of(ImportRow)
-    row = session.execute(select(imports).where(imports.c.import_id == import_id)).first()
-    if row is None:
-        return None
-    return ImportState(
-        import_id=row.import_id,
-        kind=row.kind,
-        status=row.status,
-        fingerprint=row.fingerprint,
-        rows_total=row.rows_total,
-        rows_applied=row.rows_applied,
-        rows_rejected=row.rows_rejected,
-        started_at=row.created_at,
-        updated_at=row.updated_at,
-        finished_at=row.finished_at,
-    )
-
-
 def check_import_id(import_id: str, field: str = "import_id") -> None:
     require_key(import_id, field)
+
+
+def find_import(sessions: Sessions, import_id: str) -> ImportState | None:
+    """Where the import of this id is, if there is one."""
+    with sessions() as session:
+        return load_import(session, import_id)
 
 
 class AttributeImport:
     def __init__(
         self,
-        sessions: Callable[[], Session],
+        sessions: Sessions,
         import_id: str,
         *,
         fingerprint: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         on_batch: Callable[[BatchReport], None] | None = None,
+        on_committed: Callable[[list[str]], None] = lambda member_ids: None,
     ) -> None:
+        """`on_committed`: this replica's cache hears the members each batch changed (the
+        unit of work tells it); `on_batch` then gets the batch's report."""
         check_import_id(import_id)
         if fingerprint:
             require_key(fingerprint, "fingerprint")
@@ -147,6 +135,7 @@ class AttributeImport:
         self._batch_size = batch_size
         self._clock = clock
         self._on_batch = on_batch
+        self._on_committed = on_committed
         self._consumed = 0
         self._skipped = 0
         self._errors: list[RowError] = []
@@ -190,7 +179,7 @@ class AttributeImport:
 
         With `prefetch`, a reader thread reads and parses the next batches (at most
         PREFETCH_BATCHES ahead, so memory stays flat) while this thread writes one."""
-        batches = _batches(rows, self._batch_size)
+        batches = batched(rows, self._batch_size)
         if prefetch:
             batches = _prefetched(batches, PREFETCH_BATCHES)
         pending: list[ParsedRow] | None = None
@@ -205,12 +194,28 @@ class AttributeImport:
         return ImportOutcome(state, tuple(self._errors), False, self._skipped)
 
     def _commit(self, batch: list[ParsedRow], *, final: bool) -> None:
-        with self._sessions() as session:
-            now = self._clock()
-            self._lock(session, now)
-            applied = apply_batch(session, batch, import_id=self.import_id, now=now)
-            self._advance(session, len(batch), applied, now, final=final)
-            session.commit()
+        now = self._clock()
+        with UnitOfWork(self._sessions, self._on_committed, now=now) as uow:
+            # First statement of a batch: holds the import's row until commit, and proves no
+            # other run moved the progress since this run last did.
+            if not hold_import(uow.session, self.import_id, self._consumed, now):
+                raise ImportConflict(
+                    f"import {quoted(self.import_id)} is being applied by another run; "
+                    "run it again when that one has stopped to resume or see it done"
+                )
+            applied = apply_batch(uow, batch, import_id=self.import_id)
+            advance_import(
+                uow.session,
+                self.import_id,
+                rows=len(batch),
+                applied=applied.applied,
+                rejected=len(applied.errors),
+                now=now,
+                final=final,
+            )
+            uow.commit()
+        if applied.member_ids:  # see _patch_members
+            self._on_committed(list(applied.member_ids))
         self._consumed += len(batch)
         room = MAX_ERRORS - len(self._errors)
         if room > 0:
@@ -219,50 +224,57 @@ class AttributeImport:
             last_line = batch[-1].line_number if batch else 0
             self._on_batch(BatchReport(len(batch), applied, self._consumed, last_line))
 
-    def _lock(self, session: Session, now: datetime) -> None:
-        """First statement of a batch: holds the import's row until commit, and proves no
-        other run moved the progress since this run last did."""
-        imports = table_of(ImportRow)
-        result = session.execute(
-            update(imports)
-            .where(
-                imports.c.import_id == self.import_id,
-                imports.c.status == RUNNING,
-                imports.c.rows_applied + imports.c.rows_rejected == self._consumed,
-            )
-            .values(updated_at=now)
-        )
-        if getattr(result, "rowcount", 0) != 1:
-            session.rollback()
-            raise ImportConflict(
-                f"import {quoted(self.import_id)} is being applied by another run; "
-                "run it again when that one has stopped to resume or see it done"
-            )
 
-    def _advance(
-        self, session: Session, rows: int, applied: BatchApplied, now: datetime, *, final: bool
-    ) -> None:
-        imports = table_of(ImportRow)
-        values = {
-            "rows_applied": imports.c.rows_applied + applied.applied,
-            "rows_rejected": imports.c.rows_rejected + len(applied.errors),
-            "rows_total": imports.c.rows_total + rows,
-            "updated_at": now,
-        }
-        if final:
-            values.update(status=DONE, finished_at=now)
-        session.execute(update(imports).where(imports.c.import_id == self.import_id).values(values))
+def apply_batch(uow: UnitOfWork, rows: Sequence[ParsedRow], *, import_id: str) -> BatchApplied:
+    """Apply one batch in the unit of work: every row validated fully, by its builder when it
+    was read and then against the store (service.imports.batch), before anything of it is
+    written; a rejected row changes nothing. The batch's members are locked first; their
+    documents are patched and their feed rows written (_patch_members), their events by the
+    unit of work as it commits."""
+    errors = [row.error for row in rows if row.error is not None]
+    valid = [(row.line_number, row.record) for row in rows if row.record is not None]
+    records = [record for _line, record in valid]
+    # Member locks before the row locks load_attributes takes (the one lock order).
+    uow.lock_members(record.member_id for record in records)
+    batch = Batch(load_attributes(uow.session, **wanted(records)), import_id)
+    applied = 0
+    for line_number, record in valid:
+        try:
+            batch.apply(record)
+        except InvalidArgument as error:
+            errors.append(RowError(line_number, error.field, error.description))
+        else:
+            applied += 1
+    write_attributes(uow.session, batch.writes(), import_id=import_id, now=uow.now)
+    touched = batch.touched_members
+    _patch_members(uow, touched, batch.document_patch(), new=batch.created_members)
+    events = batch.events()
+    for member_id, event_type, payload in events:
+        uow.add_event(member_id, event_type, payload)
+    errors.sort(key=lambda e: e.line_number)
+    return BatchApplied(
+        applied=applied,
+        errors=tuple(errors),
+        member_ids=tuple(touched),
+        card_numbers=tuple(batch.changed_cards),
+        events=len(events),
+    )
 
 
-def _batches(rows: Iterable[ParsedRow], size: int) -> Iterator[list[ParsedRow]]:
-    batch: list[ParsedRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _patch_members(uow: UnitOfWork, member_ids: list[str], patch: Patch, *, new: set[str]) -> None:
+    """uow.patch_members(member_ids, patch, new=new), as the unit of work would write it if
+    it patched the members of one patch together: their documents in a few statements, one
+    feed row each (handed to the driver as stored, like the batch's other rows). Today's
+    UnitOfWork patches member by member (two statements each), which would triple a batch's
+    time; until it groups them, the batch writes those two steps itself and `_commit` tells
+    the cache."""
+    if member_ids:
+        session, now = uow.session, uow.now
+        patch_documents(session, member_ids, patch, new_members=new, now=now, locked=True)
+        sql = BulkSql(session)
+        stamp = sql.time(now)
+        kind = str(EntityKind.MEMBER)
+        sql.insert(FEED, FEED_COLUMNS, [(kind, member_id, stamp) for member_id in member_ids])
 
 
 @dataclass(frozen=True, slots=True)

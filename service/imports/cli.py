@@ -36,17 +36,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clients.client import add_token_arguments, token_from_args
 from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
+from service.api.import_rows import row_to_proto
 from service.config import Settings
 from service.errors import DomainError
-from service.store import db
-from service.store.attribute_import_files import AttributeFile, FileFormatError
-from service.store.attribute_import_proto import row_to_proto
-from service.store.attribute_import_records import RowError
-from service.store.attribute_import_run import (
+from service.imports.files import AttributeFile, FileFormatError
+from service.imports.records import RowError
+from service.imports.run import (
     DEFAULT_BATCH_SIZE,
     AttributeImport,
     BatchReport,
 )
+from service.store import db
 
 log = logging.getLogger("loyalty-import")
 

@@ -35,6 +35,8 @@ from sqlalchemy import ColumnElement, String, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from service.batching import chunks
+
 ROWS_PER_STATEMENT = 500
 MAX_PARAMETERS = 30_000  # below SQLite's 32,766 and PostgreSQL's 65,535 bind parameters
 IDS_PER_READ = 500  # ids in one IN list (SQLite); PostgreSQL takes them as one array
@@ -141,8 +143,7 @@ class BulkSql:
             self._execute_many(head + self._value_groups(width, 1) + tail, rows)
             return
         step = max(1, min(ROWS_PER_STATEMENT, MAX_PARAMETERS // width))
-        for start in range(0, len(rows), step):
-            part = rows[start : start + step]
+        for part in chunks(rows, step):
             sql = head + self._value_groups(width, len(part)) + tail
             self._execute(sql, [value for row in part for value in row])
 

@@ -16,10 +16,12 @@ rejected, so the server's counts match the file.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from loyalty.v1 import backoffice_pb2, common_pb2
+from service.api import convert
 from service.api.convert import (
     BENEFIT_KIND,
     FREQUENCY,
@@ -29,24 +31,19 @@ from service.api.convert import (
     STACKING,
     EnumMap,
 )
-from service.engine.model import Benefit, UsageLimit
-from service.errors import InvalidArgument
-from service.store import attribute_import_records as records
-from service.store.attribute_import_records import (
+from service.engine.attributes import (
     AttributeRecord,
     FavoriteCategories,
     MemberProfile,
-    ParsedRow,
     PersonalOfferGrant,
 )
+from service.errors import InvalidArgument
+from service.imports import records
+from service.imports.records import ParsedRow
+from service.store.import_repo import ImportState
 
 E = TypeVar("E", bound=enum.Enum)
 AttributeRow = backoffice_pb2.AttributeRow
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
-LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
-MAX_NANOS = 999_999_999
 
 
 def _enum(enum_map: EnumMap[E], number: int, field: str) -> E | None:
@@ -70,12 +67,9 @@ def _moment(validity: common_pb2.Validity, field: str) -> datetime | None:
     if not validity.HasField(field):
         return None
     stamp = getattr(validity, field)
-    if not FIRST_SECOND <= stamp.seconds <= LAST_SECOND:
-        raise InvalidArgument(field, f"must be a time {records.TIME_RANGE}")
-    if not 0 <= stamp.nanos <= MAX_NANOS:
-        raise InvalidArgument(field, "nanos must be from 0 to 999999999")
-    # From the epoch by timedelta: fromtimestamp() refuses the first years on some platforms.
-    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    if not convert.MIN_SECONDS <= stamp.seconds <= convert.MAX_SECONDS:
+        raise InvalidArgument(field, f"must be a time {records.TIME_RANGE}")  # as a file's
+    return convert.to_datetime(stamp, field)
 
 
 def _birth_date(text: str) -> date | None:
@@ -171,6 +165,32 @@ def _personal_offer(o: backoffice_pb2.PersonalOfferRow) -> PersonalOfferGrant:
     return grant
 
 
+def stream_rows(
+    messages: Iterator[backoffice_pb2.ImportCustomerAttributesRequest], skip: int
+) -> Iterator[ParsedRow]:
+    """The rows after the header, as parsed rows; the first `skip` are passed over unread
+    (a resumed import)."""
+    ordinal = 0
+    for message in messages:
+        if message.WhichOneof("item") != "row":
+            raise InvalidArgument("row", "after the header every message must carry a row")
+        ordinal += 1
+        if ordinal <= skip:
+            continue
+        yield row_from_proto(message.row, ordinal)
+
+
+def fill_import_status(out: backoffice_pb2.ImportStatus, state: ImportState) -> None:
+    out.import_id = state.import_id
+    out.state = state.status
+    out.rows_total = state.rows_total
+    out.rows_applied = state.rows_applied
+    out.rows_rejected = state.rows_rejected
+    out.started_at.FromDatetime(state.started_at)
+    if state.finished_at is not None:
+        out.finished_at.FromDatetime(state.finished_at)
+
+
 # --- record -> proto ---------------------------------------------------------------------------
 
 
@@ -198,40 +218,20 @@ def _fill_profile(out: backoffice_pb2.MemberProfileRow, p: MemberProfile) -> Non
     out.inactive = not p.active
 
 
-def _fill_benefit(out: common_pb2.Benefit, benefit: Benefit) -> None:
-    out.kind = BENEFIT_KIND.to_proto[benefit.kind]
-    out.value = benefit.value
-
-
-def _fill_validity(
-    out: common_pb2.Validity, valid_from: datetime | None, valid_to: datetime | None
-) -> None:
-    if valid_from is not None:
-        out.valid_from.FromDatetime(valid_from)
-    if valid_to is not None:
-        out.valid_to.FromDatetime(valid_to)
-
-
 def _fill_categories(out: backoffice_pb2.FavoriteCategoriesRow, c: FavoriteCategories) -> None:
     t = c.terms
     out.member_id = c.member_id
     out.offer_id = t.offer_id
     out.name = t.name
     out.group_ids.extend(t.group_ids)
-    _fill_benefit(out.benefit, t.benefit)
-    _fill_validity(out.validity, t.valid_from, t.valid_to)
+    convert.fill_benefit(out.benefit, t.benefit)
+    convert.fill_validity(out.validity, t.valid_from, t.valid_to)
     out.max_count = t.max_count
     out.acceptance_required = t.acceptance_required
     out.frequency = FREQUENCY.to_proto[t.frequency]
     out.every_n_days = t.every_n_days
     out.priority = t.priority
     out.stacking = STACKING.to_proto[t.stacking]
-
-
-def _fill_limit(out: common_pb2.UsageLimit, limit: UsageLimit) -> None:
-    out.unit = LIMIT_UNIT.to_proto[limit.unit]
-    out.limit = limit.limit
-    out.period = LIMIT_PERIOD.to_proto[limit.period]
 
 
 def _fill_personal_offer(out: backoffice_pb2.PersonalOfferRow, g: PersonalOfferGrant) -> None:
@@ -244,9 +244,9 @@ def _fill_personal_offer(out: backoffice_pb2.PersonalOfferRow, g: PersonalOfferG
     out.name = offer.name
     out.skus.extend(sorted(offer.skus))
     out.group_id = offer.group_id or ""
-    _fill_benefit(out.benefit, offer.benefit)
-    _fill_validity(out.validity, offer.valid_from, offer.valid_to)
+    convert.fill_benefit(out.benefit, offer.benefit)
+    convert.fill_validity(out.validity, offer.valid_from, offer.valid_to)
     if offer.usage_limit is not None:
-        _fill_limit(out.usage_limit, offer.usage_limit)
+        convert.fill_usage_limit(out.usage_limit, offer.usage_limit)
     out.priority = offer.priority
     out.stacking = STACKING.to_proto[offer.stacking]

@@ -8,7 +8,9 @@ reader or the protobuf rows - check everything a row can be checked for without 
 and return a frozen record. A problem raises InvalidArgument naming the field by its file
 column name (`benefit_kind`, `group_ids[2]`), so a rejected row reads the same whichever way
 it came in. Ids, names, tags, SKUs and card numbers hold no control characters and no lone
-surrogates; a reason quotes at most QUOTE_LENGTH characters of a value (`quoted`).
+surrogates; a reason quotes at most limits.QUOTE characters of a value (`quoted`). Lengths
+are the one table's (service.limits); ranges of offer terms are the back office's too
+(service.engine.definitions).
 """
 
 from __future__ import annotations
@@ -20,8 +22,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from service import limits
+from service.engine.attributes import (
+    AttributeRecord,
+    FavoriteCategories,
+    MemberProfile,
+    PersonalOfferGrant,
+)
+from service.engine.definitions import (
+    MAX_USAGE_LIMIT,
+    check_benefit,
+    check_every_n_days,
+    check_validity,
+)
 from service.engine.model import (
-    Benefit,
     BenefitKind,
     FavoriteCategoryTerms,
     Frequency,
@@ -35,14 +48,7 @@ from service.engine.model import (
 from service.errors import InvalidArgument
 from service.limits import quote
 
-KEY_LENGTH = limits.ID  # member, offer, group ids, SKUs, tags (store column width)
-CARD_LENGTH = limits.CARD
-NAME_LENGTH = limits.NAME
-MAX_BASIS_POINTS = 10_000
-MAX_MONEY = 10**12  # minor units per unit; anything above is absurd
-MAX_LIMIT = 10**12
 MAX_ITEMS = 1000  # SKUs, groups, cards or tags in one row
-QUOTE_LENGTH = limits.QUOTE  # characters of a sender's value that a rejection quotes
 # What a protobuf Timestamp allows and a datetime holds, in UTC (sub-microseconds dropped)
 TIME_RANGE = "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
 
@@ -57,38 +63,6 @@ class RowKind(enum.StrEnum):
     MEMBER_PROFILE = "member_profile"
     FAVORITE_CATEGORIES = "favorite_categories"
     PERSONAL_OFFER = "personal_offer"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberProfile:
-    """A member's profile; a non-empty card list is the member's whole set of active cards."""
-
-    member_id: str
-    card_numbers: tuple[str, ...] = ()
-    birth_date: date | None = None
-    gender: Gender | None = None
-    segment_tags: frozenset[str] = frozenset()
-    active: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class FavoriteCategories:
-    """A member's terms for one favorite-categories offer; replaces earlier terms."""
-
-    member_id: str
-    terms: FavoriteCategoryTerms
-
-
-@dataclass(frozen=True, slots=True)
-class PersonalOfferGrant:
-    """A member's personalized offer, upserted by (member, offer id); `offer` None revokes."""
-
-    member_id: str
-    offer_id: str
-    offer: PersonalOffer | None
-
-
-AttributeRecord = MemberProfile | FavoriteCategories | PersonalOfferGrant
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,22 +89,22 @@ def rejected(line_number: int, error: InvalidArgument) -> ParsedRow:
 
 def quoted(value: object) -> str:
     """A sender's value as a rejection shows it: a Python literal (control characters and
-    lone surrogates escaped) of at most its first QUOTE_LENGTH characters, … when cut. A JSON
+    lone surrogates escaped) of at most its first limits.QUOTE characters, … when cut. A JSON
     array or object is named, not printed: its repr could be long, or nested deeper than
     repr() may recurse."""
     if isinstance(value, str):
-        return quote(value, QUOTE_LENGTH)
+        return quote(value, limits.QUOTE)
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
         return "an object"
     shown = repr(value)
-    return shown[:QUOTE_LENGTH] + "…" if len(shown) > QUOTE_LENGTH else shown
+    return shown[: limits.QUOTE] + "…" if len(shown) > limits.QUOTE else shown
 
 
 def field_name(name: str) -> str:
     """A field name the sender made up (an unknown key or column), fit to report."""
-    if len(name) <= QUOTE_LENGTH and name.isprintable():
+    if len(name) <= limits.QUOTE and name.isprintable():
         return name
     return quoted(name)
 
@@ -143,7 +117,7 @@ def check_text(value: str, field: str) -> None:
         raise InvalidArgument(field, "must not contain control characters or lone surrogates")
 
 
-def require_key(value: str | None, field: str, length: int = KEY_LENGTH) -> str:
+def require_key(value: str | None, field: str, length: int = limits.ID) -> str:
     if not value:
         raise InvalidArgument(field, "required")
     if len(value) > length:
@@ -155,14 +129,14 @@ def require_key(value: str | None, field: str, length: int = KEY_LENGTH) -> str:
 def require_name(value: str | None, field: str = "name") -> str:
     if not value:
         raise InvalidArgument(field, "required")
-    if len(value) > NAME_LENGTH:
-        raise InvalidArgument(field, f"at most {NAME_LENGTH} characters")
+    if len(value) > limits.NAME:
+        raise InvalidArgument(field, f"at most {limits.NAME} characters")
     check_text(value, field)
     return value
 
 
 def key_list(
-    values: Sequence[str] | None, field: str, length: int = KEY_LENGTH, *, unique: bool = True
+    values: Sequence[str] | None, field: str, length: int = limits.ID, *, unique: bool = True
 ) -> tuple[str, ...]:
     """Ids in the given order; each non-empty and short enough, none twice (when unique)."""
     if not values:
@@ -182,34 +156,6 @@ def key_list(
     return distinct
 
 
-def check_benefit(
-    kind: BenefitKind | None,
-    value: int | None,
-    kind_field: str = "benefit_kind",
-    field: str = "benefit_value",
-) -> Benefit:
-    """A benefit's kind and value: percentages in (0, 10000] basis points, money per unit
-    positive (a fixed price may be 0) and below 10^12."""
-    if kind is None:
-        raise InvalidArgument(kind_field, "required")
-    if value is None:
-        raise InvalidArgument(field, "required")
-    if kind in (BenefitKind.PERCENT, BenefitKind.BONUS_PERCENT):
-        if not 0 < value <= MAX_BASIS_POINTS:
-            raise InvalidArgument(field, "basis points from 1 to 10000 (100 %)")
-    elif kind is BenefitKind.FIXED_PRICE:
-        if not 0 <= value <= MAX_MONEY:
-            raise InvalidArgument(field, "a price per unit from 0 to 10^12 minor units")
-    elif not 0 < value <= MAX_MONEY:
-        raise InvalidArgument(field, "minor units per unit from 1 to 10^12")
-    return Benefit(kind, value)
-
-
-def check_validity(valid_from: datetime | None, valid_to: datetime | None) -> None:
-    if valid_from is not None and valid_to is not None and valid_to <= valid_from:
-        raise InvalidArgument("valid_to", "must be after valid_from")
-
-
 def check_frequency(
     frequency: Frequency | None, every_n_days: int | None, *, required: bool
 ) -> tuple[Frequency, int]:
@@ -221,8 +167,7 @@ def check_frequency(
             raise InvalidArgument("frequency", "required when acceptance_required is on")
         frequency = Frequency.MONTHLY
     if frequency is Frequency.EVERY_N_DAYS:
-        if not 1 <= n <= 3660:
-            raise InvalidArgument("every_n_days", "from 1 to 3660 for EVERY_N_DAYS")
+        check_every_n_days(n)
     elif n != 0:
         raise InvalidArgument("every_n_days", "only for frequency EVERY_N_DAYS")
     return frequency, n
@@ -252,7 +197,7 @@ def check_usage_limit(
         raise InvalidArgument("limit_unit", "required with a usage limit")
     if limit is None:
         raise InvalidArgument("limit_value", "required with a usage limit")
-    if not 0 < limit <= MAX_LIMIT:
+    if not 0 < limit <= MAX_USAGE_LIMIT:
         raise InvalidArgument("limit_value", "from 1 to 10^12")
     return UsageLimit(unit, limit, period or LimitPeriod.OFFER)
 
@@ -271,7 +216,7 @@ def member_profile(
 ) -> MemberProfile:
     return MemberProfile(
         member_id=require_key(member_id, "member_id"),
-        card_numbers=key_list(card_numbers, "card_numbers", CARD_LENGTH),
+        card_numbers=key_list(card_numbers, "card_numbers", limits.CARD),
         birth_date=birth_date,
         gender=gender,
         segment_tags=frozenset(key_list(segment_tags, "segment_tags", unique=False)),

@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from service import limits
+from service.engine.attributes import AttributeRecord
 from service.engine.model import (
     BenefitKind,
     Frequency,
@@ -50,8 +52,8 @@ from service.engine.model import (
     Stacking,
 )
 from service.errors import InvalidArgument
-from service.store import attribute_import_records as records
-from service.store.attribute_import_records import ParsedRow, RowKind
+from service.imports import records
+from service.imports.records import ParsedRow, RowKind
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -105,7 +107,7 @@ DEFAULT_STACKING = Stacking.EXCLUSIVE
 
 MAX_ROW_BYTES = 64 * 1024  # one row; 1,000 SKUs of 13 digits take a quarter of it
 ROW_TOO_LONG = "longer than 64 KiB"
-JSON_DIGITS = records.KEY_LENGTH  # a JSON number may be an id: "card_numbers": [2000000000001]
+JSON_DIGITS = limits.ID  # a JSON number may be an id: "card_numbers": [2000000000001]
 INTEGER_DIGITS = 19  # every integer field fits in 64 bits
 
 _INTEGER = re.compile(r"^[+-]?\d{1,19}$")
@@ -273,7 +275,7 @@ def _kind(value: Any) -> RowKind:
     return found
 
 
-def _build(kind: RowKind, typed: dict[str, Any]) -> records.AttributeRecord:
+def _build(kind: RowKind, typed: dict[str, Any]) -> AttributeRecord:
     if kind is RowKind.MEMBER_PROFILE:
         return records.member_profile(**typed)
     typed.setdefault("stacking", DEFAULT_STACKING)
