@@ -132,17 +132,17 @@ class UnitOfWork:
 
     def _write_protocol(self) -> list[str]:
         session, now = self.session, self.now
-        rebuild = [m for m in self._rebuild if m not in self._patches]
-        if rebuild:
-            refresh_documents(session, rebuild, now)
+        if self._rebuild:  # rows changed beyond any patch: a rebuild wins over a patch
+            refresh_documents(session, list(self._rebuild), now)
+        groups: dict[tuple[Patch, ...], list[str]] = {}  # members patched alike, together
         for member_id, patches in self._patches.items():
-            if member_id in self._rebuild:  # rows changed beyond the patch: rebuild wins
-                refresh_documents(session, [member_id], now)
-                continue
+            if member_id not in self._rebuild:
+                groups.setdefault(tuple(patches), []).append(member_id)
+        for chain, member_ids in groups.items():
             patch_documents(
                 session,
-                [member_id],
-                _chain(patches),
+                member_ids,
+                _chain(list(chain)),
                 new_members=self._new_members,
                 now=now,
                 locked=True,

@@ -26,15 +26,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from service.app.sessions import Sessions
-from service.app.unit_of_work import Patch, UnitOfWork
+from service.app.unit_of_work import UnitOfWork
 from service.batching import batched
 from service.clock import Clock, utc_now
 from service.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from service.imports.batch import Batch, wanted
 from service.imports.records import ParsedRow, RowError, quoted, require_key
 from service.store.attributes_repo import load_attributes, write_attributes
-from service.store.bulk_sql import BulkSql
-from service.store.feed import EntityKind
 from service.store.import_repo import (
     ImportState,
     advance_import,
@@ -42,7 +40,6 @@ from service.store.import_repo import (
     hold_import,
     load_import,
 )
-from service.store.member_documents import patch_documents
 from service.store.models import ChangeFeedRow
 from service.store.sql import table_of
 
@@ -214,8 +211,6 @@ class AttributeImport:
                 final=final,
             )
             uow.commit()
-        if applied.member_ids:  # see _patch_members
-            self._on_committed(list(applied.member_ids))
         self._consumed += len(batch)
         room = MAX_ERRORS - len(self._errors)
         if room > 0:
@@ -228,9 +223,9 @@ class AttributeImport:
 def apply_batch(uow: UnitOfWork, rows: Sequence[ParsedRow], *, import_id: str) -> BatchApplied:
     """Apply one batch in the unit of work: every row validated fully, by its builder when it
     was read and then against the store (service.imports.batch), before anything of it is
-    written; a rejected row changes nothing. The batch's members are locked first; their
-    documents are patched and their feed rows written (_patch_members), their events by the
-    unit of work as it commits."""
+    written; a rejected row changes nothing. The batch's members are locked first; the unit
+    of work patches their documents (all alike, together), writes their feed rows and events
+    as it commits, then tells the cache."""
     errors = [row.error for row in rows if row.error is not None]
     valid = [(row.line_number, row.record) for row in rows if row.record is not None]
     records = [record for _line, record in valid]
@@ -247,7 +242,7 @@ def apply_batch(uow: UnitOfWork, rows: Sequence[ParsedRow], *, import_id: str) -
             applied += 1
     write_attributes(uow.session, batch.writes(), import_id=import_id, now=uow.now)
     touched = batch.touched_members
-    _patch_members(uow, touched, batch.document_patch(), new=batch.created_members)
+    uow.patch_members(touched, batch.document_patch(), new=batch.created_members)
     events = batch.events()
     for member_id, event_type, payload in events:
         uow.add_event(member_id, event_type, payload)
@@ -259,22 +254,6 @@ def apply_batch(uow: UnitOfWork, rows: Sequence[ParsedRow], *, import_id: str) -
         card_numbers=tuple(batch.changed_cards),
         events=len(events),
     )
-
-
-def _patch_members(uow: UnitOfWork, member_ids: list[str], patch: Patch, *, new: set[str]) -> None:
-    """uow.patch_members(member_ids, patch, new=new), as the unit of work would write it if
-    it patched the members of one patch together: their documents in a few statements, one
-    feed row each (handed to the driver as stored, like the batch's other rows). Today's
-    UnitOfWork patches member by member (two statements each), which would triple a batch's
-    time; until it groups them, the batch writes those two steps itself and `_commit` tells
-    the cache."""
-    if member_ids:
-        session, now = uow.session, uow.now
-        patch_documents(session, member_ids, patch, new_members=new, now=now, locked=True)
-        sql = BulkSql(session)
-        stamp = sql.time(now)
-        kind = str(EntityKind.MEMBER)
-        sql.insert(FEED, FEED_COLUMNS, [(kind, member_id, stamp) for member_id in member_ids])
 
 
 @dataclass(frozen=True, slots=True)
