@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
 from service import limits
@@ -22,6 +21,7 @@ from service.api.lookup import MemberLookup
 from service.app import categories, favorites
 from service.app.member_view import GeneralOffers, PersonalOfferView, member_offers
 from service.app.member_write import MemberWrite
+from service.app.sessions import Sessions
 from service.app.unit_of_work import UnitOfWork
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
@@ -149,7 +149,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         self,
         settings: Settings,
         cache: BenefitCache,
-        sessions: sessionmaker[Session],
+        sessions: Sessions,
         clock: Clock = utc_now,
         members: MemberLookup | None = None,
     ) -> None:

@@ -12,7 +12,6 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import grpc
-from sqlalchemy.orm import Session
 
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service import limits
@@ -21,6 +20,7 @@ from service.api.auth import current_principal
 from service.api.lookup import MemberLookup, check_identity
 from service.api.tokens import signer_from_settings
 from service.app.receipts import ReceiptLifecycle, RefundCodec
+from service.app.sessions import Sessions
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -51,7 +51,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         cache: BenefitCache,
         clock: Clock = utc_now,
         *,
-        sessions: Callable[[], Session],
+        sessions: Sessions,
         store_available: Callable[[], bool] = lambda: True,
         members: MemberLookup | None = None,
     ) -> None:

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -194,42 +193,6 @@ def _member_lists(
     month = list_month(now, snapshot.program_time_zone)
     purchases = purchases_by_member(session, member_ids, month)
     return {m: favorite_list(snapshot, favorite, purchases.get(m, ())) for m in member_ids}
-
-
-def autofill_in_transaction(
-    session: Session,
-    snapshot: Snapshot,
-    offer_id: str,
-    member_ids: Sequence[str],
-    now: datetime,
-) -> AutofillOutcome:
-    """Transitional (favorites_repo.run_autofill, for the back office's RunFavoriteAutofill
-    until it calls run_autofill): auto-fill of these members inside the caller's transaction,
-    which the caller commits before telling the cache about `outcome.member_ids`."""
-    favorite = autofill_offer(snapshot, offer_id, now)
-    outcome = AutofillOutcome()
-    for batch in chunks(sorted(set(member_ids)), favorites_repo.AUTOFILL_BATCH):
-        autofill_batch(_InTransaction(session, now), snapshot, favorite, batch, outcome)
-    return outcome
-
-
-class _InTransaction(UnitOfWork):
-    """A unit of work inside a transaction its caller owns: commit() writes what the changes
-    owe (documents, change feed, events) and leaves the commit, and the cache, to the caller."""
-
-    def __init__(self, session: Session, now: datetime) -> None:
-        super().__init__(lambda: session, now=now)
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        pass  # the caller's session: the caller commits or rolls back, and closes it
-
-    def commit(self) -> None:
-        self._write_protocol()
 
 
 def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:

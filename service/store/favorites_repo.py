@@ -27,8 +27,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.engine.favorites import Slot
-from service.engine.favorites import favorite_offer as favorite_offer  # see run_autofill
-from service.engine.favorites import list_month as list_month  # see run_autofill
 from service.errors import FailedPrecondition
 from service.store.models import (
     AuditLogRow,
@@ -40,8 +38,7 @@ from service.store.models import (
 from service.store.sql import chunks, insert_rows, keyset_pages, table_of, upsert
 
 if TYPE_CHECKING:
-    from service.app.jobs import AutofillOutcome
-    from service.engine.snapshot import Snapshot
+    pass
 
 OPERATOR_EDIT = "OPERATOR_SET_FAVORITE_PRODUCTS"  # audit_log.action
 AUTOFILL_BATCH = 500  # members locked, read and written together by one auto-fill transaction
@@ -337,22 +334,6 @@ def add_audit_entry(
 
 
 # --- transitional ------------------------------------------------------------------------------
-
-
-def run_autofill(
-    session: Session,
-    snapshot: Snapshot,
-    offer_id: str,
-    member_ids: Sequence[str],
-    now: datetime,
-) -> AutofillOutcome:
-    """Transitional, for service/api/backoffice.py (RunFavoriteAutofill), which commits and
-    tells the cache itself: the auto-fill use case (service.app.jobs) inside the caller's
-    transaction. Remove, with the re-exports of favorite_offer and list_month above, once the
-    back office calls service.app.jobs.run_autofill."""
-    from service.app.jobs import autofill_in_transaction
-
-    return autofill_in_transaction(session, snapshot, offer_id, member_ids, now)
 
 
 # --- rows ---------------------------------------------------------------------------------------
