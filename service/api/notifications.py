@@ -1,4 +1,4 @@
-"""NotificationService: member events from the outbox (SPEC 10) for channel adapters.
+"""NotificationService: member events from the outbox (spec §10) for channel adapters.
 
 StreamMemberEvents first replays the stored events after a position (after_position, or with
 0 the consumer's acknowledged position, or the start), then polls the outbox for new ones

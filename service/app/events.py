@@ -1,4 +1,4 @@
-"""Member events for channel adapters (SPEC 10): reading the outbox by position, and a
+"""Member events for channel adapters (spec §10): reading the outbox by position, and a
 consumer's acknowledgements. The servicer (service/api/notifications.py) translates and
 streams; this is what it asks of the store.
 

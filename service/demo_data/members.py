@@ -246,7 +246,7 @@ class _MemberBuilder:
 
 
 def most_bought(purchases: Sequence[Purchase]) -> list[Purchase]:
-    """Auto-fill order (SPEC 7.1): most quantity first, then amount, then SKU."""
+    """Auto-fill order (spec §7.1): most quantity first, then amount, then SKU."""
     return sorted(purchases, key=lambda p: (-p.quantity, -p.amount, p.sku))
 
 

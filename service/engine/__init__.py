@@ -1,4 +1,4 @@
-"""The benefit engine (SPEC 2-7): pure functions from a receipt, the offers and a member's
+"""The benefit engine (spec §2-7): pure functions from a receipt, the offers and a member's
 state to the benefits of every line. No gRPC, no SQL, no threads, no I/O.
 
     snapshot.build_snapshot(...) -> Snapshot     catalogue and offers, indexed once

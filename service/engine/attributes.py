@@ -1,4 +1,4 @@
-"""Customer attributes as they are imported (SPEC 7.2-7.4): one record per row of a file or of
+"""Customer attributes as they are imported (spec §7.2-7.4): one record per row of a file or of
 the ImportCustomerAttributes stream. Built and checked by service.imports.records; applied by
 service.imports.batch; written by service.store.attributes_repo."""
 

@@ -1,4 +1,4 @@
-"""Target-audience criteria (SPEC 4, level 3): tags, age, gender, birthday window.
+"""Target-audience criteria (spec §4, level 3): tags, age, gender, birthday window.
 
 Dates are local dates in the program's time zone. A birthday on February 29 falls on
 February 28 in years that are not leap years, both for the age and for the birthday window.

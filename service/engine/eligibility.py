@@ -1,4 +1,4 @@
-"""Which offers may apply to a receipt at all (SPEC 4): the per-receipt filters.
+"""Which offers may apply to a receipt at all (spec §4): the per-receipt filters.
 
 Each rule is checked at most once per receipt; the outcome is memoised in the receipt's
 context as the rule's role on this receipt (INELIGIBLE, EXCLUSIVE, COMBINABLE, BONUS or

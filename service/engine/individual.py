@@ -1,4 +1,4 @@
-"""A member's individual mechanics (SPEC 7), indexed for the lines of a receipt.
+"""A member's individual mechanics (spec §7), indexed for the lines of a receipt.
 
 From a member's state the index maps SKUs and product groups to compiled rules:
 - favorite products: each SKU in the member's slots of a known favorite-products offer;

@@ -1,6 +1,6 @@
 """Domain types the engine reads and returns.
 
-Plain frozen dataclasses: no gRPC, no SQL. Units (SPEC 2):
+Plain frozen dataclasses: no gRPC, no SQL. Units (spec §2):
 - money: int minor units (kopecks, cents);
 - quantity: int thousandths of a unit (1 piece = 1000, 0.753 kg = 753);
 - percentages: int basis points (1500 = 15 %);
@@ -66,7 +66,7 @@ class Gender(enum.Enum):
 
 
 class Frequency(enum.Enum):
-    """How often a member may replace a filled selection (SPEC 7.1)."""
+    """How often a member may replace a filled selection (spec §7.1)."""
 
     ONE_TIME = "ONE_TIME"
     DAILY = "DAILY"
@@ -207,7 +207,7 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class FavoriteProductsOffer:
-    """SPEC 7.1: one benefit for everyone, applied to the SKUs in a member's slots.
+    """spec §7.1: one benefit for everyone, applied to the SKUs in a member's slots.
     `offer` carries the benefit, validity, priority, stacking and filters (level INDIVIDUAL)."""
 
     offer: Offer
@@ -224,7 +224,7 @@ class FavoriteProductsOffer:
 
 @dataclass(frozen=True, slots=True)
 class FavoriteCategoryTerms:
-    """SPEC 7.2: a member's imported terms for one favorite-categories offer."""
+    """spec §7.2: a member's imported terms for one favorite-categories offer."""
 
     offer_id: str
     name: str
@@ -243,7 +243,7 @@ class FavoriteCategoryTerms:
 
 @dataclass(frozen=True, slots=True)
 class PersonalOffer:
-    """SPEC 7.3: an imported per-member offer the member can only view."""
+    """spec §7.3: an imported per-member offer the member can only view."""
 
     offer_id: str
     name: str

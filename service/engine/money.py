@@ -1,4 +1,4 @@
-"""Money arithmetic on integers (SPEC 2): half-up rounding and largest-remainder allocation.
+"""Money arithmetic on integers (spec §2): half-up rounding and largest-remainder allocation.
 
 No floats anywhere: every value is an int of minor units, thousandths or basis points.
 """

@@ -175,7 +175,7 @@ def rule_for_offer(offer: Offer) -> Rule | None:
 
 
 def rule_for_favorite_products(favorite: FavoriteProductsOffer) -> Rule:
-    """SPEC 7.1: the offer's benefit and filters, for the SKUs in a member's slots."""
+    """spec §7.1: the offer's benefit and filters, for the SKUs in a member's slots."""
     return _rule_for_general_offer(favorite.offer, Mechanic.FAVORITE_PRODUCTS, needs_member=True)
 
 
@@ -203,7 +203,7 @@ def _rule_for_general_offer(
 
 
 def rule_for_category_terms(terms: FavoriteCategoryTerms) -> Rule:
-    """SPEC 7.2: a member's favorite-category terms (their own benefit and validity)."""
+    """spec §7.2: a member's favorite-category terms (their own benefit and validity)."""
     mechanic = Mechanic.FAVORITE_CATEGORIES
     return Rule(
         offer_id=terms.offer_id,
@@ -220,7 +220,7 @@ def rule_for_category_terms(terms: FavoriteCategoryTerms) -> Rule:
 
 
 def rule_for_personal_offer(offer: PersonalOffer) -> Rule:
-    """SPEC 7.3: a member's personalized offer (own benefit, validity and usage limit)."""
+    """spec §7.3: a member's personalized offer (own benefit, validity and usage limit)."""
     mechanic = Mechanic.PERSONALIZED_OFFER
     return Rule(
         offer_id=offer.offer_id,

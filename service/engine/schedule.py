@@ -1,4 +1,4 @@
-"""Offer schedules (SPEC 4): days of week and local time ranges, in the store's local time."""
+"""Offer schedules (spec §4): days of week and local time ranges, in the store's local time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure rules of a member's selections (SPEC 7.1, 7.2): slots, change frequency, auto-fill,
+"""Pure rules of a member's selections (spec §7.1, 7.2): slots, change frequency, auto-fill,
 purchase-history months, favorite-category choices. The use cases (service/app/) apply them
 through engine/favorites.py; nothing here reads a clock or a database.
 
@@ -216,7 +216,7 @@ def validate_category_choice(
     *,
     field: str = "chosen_group_ids",
 ) -> frozenset[str]:
-    """A member's choice of categories (SPEC 7.2): each offered, no duplicates, at most
+    """A member's choice of categories (spec §7.2): each offered, no duplicates, at most
     max_count. Raises InvalidArgument naming `field` ("chosen_group_ids[i]" ...)."""
     if len(chosen) > max_count:
         raise InvalidArgument(field, f"at most {max_count} categories")

@@ -1,4 +1,4 @@
-"""The immutable view of catalogue and offers the calculation reads (SPEC 3, 4).
+"""The immutable view of catalogue and offers the calculation reads (spec §3, 4).
 
 `build_snapshot()` builds every index once, when the catalogue or the offers change:
 

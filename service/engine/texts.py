@@ -1,4 +1,4 @@
-"""Short printable texts for applied benefits (SPEC 6): "Favorite product -15 %".
+"""Short printable texts for applied benefits (spec §6): "Favorite product -15 %".
 
 A text is computed once per offer (or per member's terms), never per line. An offer's own
 `text` wins; otherwise the text is a label for the mechanic and the benefit:

@@ -1,4 +1,4 @@
-"""Usage-limit period keys (SPEC 7.3): which bucket a receipt's use of a limit falls into.
+"""Usage-limit period keys (spec §7.3): which bucket a receipt's use of a limit falls into.
 
 Keys are computed from the local date in the program's time zone:
 OFFER -> "OFFER", DAY -> "2026-11-23", WEEK (ISO) -> "2026-W47", MONTH -> "2026-11".

@@ -1,4 +1,4 @@
-"""Validating a receipt before it is calculated (SPEC 2, 11).
+"""Validating a receipt before it is calculated (spec §2, 11).
 
 Raises service.errors.InvalidArgument with the path of the field at fault
 ("lines[2].quantity"). Checked, in this order: the receipt (lines present, not too many,

@@ -1,4 +1,4 @@
-"""Valuing one benefit on one line (SPEC 5), in integers, rounded half up per line.
+"""Valuing one benefit on one line (spec §5), in integers, rounded half up per line.
 
     PERCENT          discount = base x bp / 10000
     AMOUNT_PER_UNIT  discount = value x quantity / 1000

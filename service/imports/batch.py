@@ -1,4 +1,4 @@
-"""The rules of one batch of an attribute import (SPEC 7.2, 7.3): records applied in order to
+"""The rules of one batch of an attribute import (spec §7.2, 7.3): records applied in order to
 what the store holds, in memory, before anything is written.
 
 `Batch(stored, import_id)` starts from what service.store.attributes_repo read for the batch;

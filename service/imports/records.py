@@ -1,4 +1,4 @@
-"""Customer-attribute import rows (SPEC 7.2-7.4), validated: one record per row of a file or
+"""Customer-attribute import rows (spec §7.2-7.4), validated: one record per row of a file or
 of the ImportCustomerAttributes stream.
 
 A row is one of three kinds (the `type` column): a member profile, a member's favorite

@@ -272,7 +272,7 @@ class FavoriteSlotRow(Base):
 
 
 class FavoriteCategoryAttributeRow(Base):
-    """A member's imported terms for one favorite-categories offer (SPEC 7.2).
+    """A member's imported terms for one favorite-categories offer (spec §7.2).
 
     `group_ids` is the ordered list of groups offered; choices live in
     favorite_category_choices. `version` and `last_change_at` guard member choices.
@@ -317,7 +317,7 @@ class FavoriteCategoryChoiceRow(Base):
 
 
 class PersonalOfferRow(Base):
-    """An imported personalized offer (SPEC 7.3); `skus` is a sorted list. Revoked rows stay."""
+    """An imported personalized offer (spec §7.3); `skus` is a sorted list. Revoked rows stay."""
 
     __tablename__ = "personal_offers"
 

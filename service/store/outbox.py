@@ -1,4 +1,4 @@
-"""The outbox: events a member should hear about (SPEC 10), written in the same transaction as
+"""The outbox: events a member should hear about (spec §10), written in the same transaction as
 the change that causes them; channel adapters and stream subscribers read them by position.
 
 Positions in commit order. A position is handed out when a row is inserted, not when its

@@ -1,4 +1,4 @@
-"""Member events through a real server (SPEC 10): a subscriber replays stored events, gets new
+"""Member events through a real server (spec §10): a subscriber replays stored events, gets new
 ones as they happen, resumes after a reconnect without missing any, and acknowledges."""
 
 from __future__ import annotations

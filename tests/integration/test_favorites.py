@@ -1,4 +1,4 @@
-"""Favorite products in the store (SPEC 7.1): lists, selection and its frequency at the
+"""Favorite products in the store (spec §7.1): lists, selection and its frequency at the
 boundaries of each period, auto-fill, operator edits. Explicit `now` values, Moscow time."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A member's choice of favorite categories (SPEC 7.2): up to max_count of the offered groups,
+"""A member's choice of favorite categories (spec §7.2): up to max_count of the offered groups,
 only when the acceptance flag is on, with the frequency rule of favorite products."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The member-event jobs (SPEC 10): a new list on the 1st, selection allowed again. Both are
+"""The member-event jobs (spec §10): a new list on the 1st, selection allowed again. Both are
 idempotent: a second run, or a concurrent one, writes no duplicate events."""
 
 from __future__ import annotations

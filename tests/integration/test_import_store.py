@@ -1,5 +1,5 @@
 """Attribute imports into the store, on SQLite and PostgreSQL: what a row changes, what a bad
-row does not, idempotency by import id, resuming after a crash, re-import rules (SPEC 7.2,
+row does not, idempotency by import id, resuming after a crash, re-import rules (spec §7.2,
 7.3), notifications and the change feed."""
 
 from __future__ import annotations

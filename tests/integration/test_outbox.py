@@ -1,4 +1,4 @@
-"""The outbox (SPEC 10): events by position, in commit order, and consumers' acknowledgements."""
+"""The outbox (spec §10): events by position, in commit order, and consumers' acknowledgements."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC 5 and 6 by worked examples: valuing benefits and combining them on a line."""
+"""spec §5 and 6 by worked examples: valuing benefits and combining them on a line."""
 
 import pytest
 
@@ -19,7 +19,7 @@ FIXED = BenefitKind.FIXED_PRICE
 BONUS = BenefitKind.BONUS_PERCENT
 
 
-# --- SPEC 5: one benefit on one line ----------------------------------------------------------
+# --- spec §5: one benefit on one line ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_a_hundred_percent_discount_leaves_nothing_for_bonus_points() -> None:
     assert (result.paid, result.points) == (0, 0)
 
 
-# --- SPEC 6: combining on a line --------------------------------------------------------------
+# --- spec §6: combining on a line --------------------------------------------------------------
 
 
 def test_the_best_exclusive_offer_applies_alone() -> None:

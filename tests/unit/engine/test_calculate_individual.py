@@ -1,4 +1,4 @@
-"""SPEC 7 by worked examples: favorite products, favorite categories, personalized offers,
+"""spec §7 by worked examples: favorite products, favorite categories, personalized offers,
 and per-member usage limits."""
 
 from service.engine.model import (

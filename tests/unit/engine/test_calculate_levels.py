@@ -1,4 +1,4 @@
-"""SPEC 4 by worked examples: offer levels, validity, schedules, stores, channels."""
+"""spec §4 by worked examples: offer levels, validity, schedules, stores, channels."""
 
 from datetime import date, datetime, timedelta
 

@@ -1,4 +1,4 @@
-"""The engine knows nothing of gRPC, SQL, threads or I/O (DESIGN conventions 3)."""
+"""The engine knows nothing of gRPC, SQL, threads or I/O (docs/architecture.md, "Layers")."""
 
 import ast
 import subprocess

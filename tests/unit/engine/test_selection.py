@@ -1,4 +1,4 @@
-"""SPEC 7.1 / 7.2 selection rules at their boundaries (program zone Europe/Berlin)."""
+"""spec §7.1 / 7.2 selection rules at their boundaries (program zone Europe/Berlin)."""
 
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
