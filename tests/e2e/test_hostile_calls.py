@@ -28,7 +28,7 @@ from loyalty.v1 import (
 from service.api.auth import Role
 from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
-from tests.e2e.test_lifecycle import refusal
+from tests.e2e.statuses import refusal
 from tests.e2e.test_notifications import operator_edits
 
 WORKERS = 4

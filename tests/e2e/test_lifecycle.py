@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from clients import register_cli
 from clients.receipt_format import load_receipt
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.api.auth import Role
 from tests.e2e.conftest import auth
+from tests.e2e.statuses import refusal
 
 COFFEE_LINE = "6"  # P-COFFEE: a personalized offer on 3 pieces per member, ever
 
@@ -49,23 +48,6 @@ def refund(stub, refund_id: str, receipt_id: str, lines=None, full=False):
     for line_id, quantity in (lines or {}).items():
         request.lines.add(line_id=line_id, quantity=quantity)
     return stub.Refund(request, timeout=10, metadata=auth())
-
-
-def refusal(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, str]:
-    """(code, ErrorInfo reason, BadRequest field or '') of a refused call."""
-    status = rpc_status.from_call(error)
-    assert status is not None
-    reason, field = "", ""
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            field = bad.field_violations[0].field
-    return error.code(), reason, field
 
 
 def test_a_receipt_is_calculated_confirmed_once_and_refunded_in_two_steps(stub) -> None:

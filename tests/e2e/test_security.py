@@ -21,7 +21,7 @@ from loyalty.v1 import receipt_pb2, receipt_pb2_grpc, token_pb2
 from service.api.server import LoyaltyServer, create_server
 from service.api.tokens import DEVELOPMENT_SECRET, MAC_SIZE, TokenKey
 from tests.e2e.conftest import PRODUCTION_SECRET, auth, demo_settings
-from tests.e2e.test_lifecycle import refusal
+from tests.e2e.statuses import refusal
 
 
 def start_production(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

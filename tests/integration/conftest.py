@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.integration.test_receipt_support import (
+from tests.integration.receipt_support import (
     DemoTemplate,
     Register,
     demo_template,

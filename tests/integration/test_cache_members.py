@@ -4,11 +4,10 @@ and a member changed while being read is never left stale."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, event, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.cache.state import BenefitCache
@@ -18,6 +17,7 @@ from service.store.codec import MEMBER_DOCUMENT_FORMAT
 from service.store.member_documents import backfill, members_without_document
 from service.store.member_repo import save_members
 from service.store.models import MemberDocumentRow
+from tests.integration.statements import count_selects
 
 
 def store_members(sessions: sessionmaker[Session], count: int, cards: bool = False) -> None:
@@ -116,19 +116,3 @@ def test_a_member_without_a_document_is_read_from_the_tables(db: sessionmaker[Se
         assert backfill(session, batch_size=2) == 3
         assert members_without_document(session) == []
         assert loader.load_members(session, expected) == expected
-
-
-@contextmanager
-def count_selects(sessions: sessionmaker[Session]) -> Iterator[list[str]]:
-    engine = sessions.kw["bind"]
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)

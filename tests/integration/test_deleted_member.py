@@ -12,7 +12,7 @@ from service.api.auth import Principal, Role, set_current_principal
 from service.api.members import MemberServicer
 from service.errors import FailedPrecondition, NotFound
 from service.store.models import MemberRow
-from tests.integration.test_receipt_support import (
+from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
     Register,

@@ -15,7 +15,7 @@ from service.errors import FailedPrecondition, InvalidArgument, NotFound
 from service.store.favorites_repo import list_favorite_audit
 from service.store.feed import changes_after
 from service.store.member_repo import Purchase, add_purchase, add_purchases
-from tests.integration.test_favorites_fixtures import (
+from tests.integration.favorites_fixtures import (
     TZ,
     add_members,
     choose,

@@ -15,7 +15,7 @@ from service.errors import FailedPrecondition, InvalidArgument, NotFound
 from service.store.category_choice_repo import last_category_changes
 from service.store.feed import changes_after
 from service.store.loader import load_member
-from tests.integration.test_favorites_fixtures import TZ, add_members, category_terms, local
+from tests.integration.favorites_fixtures import TZ, add_members, category_terms, local
 
 NOW = local(2026, 3, 11, 10)  # a Wednesday
 

@@ -14,7 +14,7 @@ from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Frequency, Member
 from service.errors import FailedPrecondition
 from service.store.loader import load_member, load_members_from_rows
-from tests.integration.test_favorites_fixtures import (
+from tests.integration.favorites_fixtures import (
     TZ,
     add_members,
     category_terms,

@@ -13,7 +13,7 @@ from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Frequency, ListSource, Member
 from service.jobs import run_jobs
 from service.store.member_repo import Purchase, add_purchases
-from tests.integration.test_favorites_fixtures import (
+from tests.integration.favorites_fixtures import (
     TZ,
     add_members,
     category_terms,

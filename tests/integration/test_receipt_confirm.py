@@ -35,7 +35,7 @@ from service.store.loader import load_member
 from service.store.member_repo import save_member
 from service.store.models import ChangeFeedRow, MemberDocumentRow, ReceiptLineRow, ReceiptRow
 from service.store.receipt_repo import points_balance
-from tests.integration.test_receipt_support import (
+from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
     Register,

@@ -20,7 +20,7 @@ from service.engine.money import round_half_up
 from service.errors import FailedPrecondition
 from service.store.loader import load_member, load_members_from_rows
 from service.store.member_repo import save_member
-from tests.integration.test_receipt_support import (
+from tests.integration.receipt_support import (
     LineSpec,
     confirm_receipt,
     history_of,

@@ -25,7 +25,7 @@ from service.errors import (
     NotFound,
     PermissionDenied,
 )
-from tests.integration.test_receipt_support import (
+from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
     LineSpec,

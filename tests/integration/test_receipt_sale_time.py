@@ -11,7 +11,7 @@ import pytest
 from loyalty.v1 import receipt_pb2
 from service.api.receipts import ReceiptServicer
 from service.errors import FailedPrecondition, InvalidArgument
-from tests.integration.test_receipt_support import (
+from tests.integration.receipt_support import (
     SETTINGS,
     Register,
     row_counts,

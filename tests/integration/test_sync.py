@@ -25,7 +25,7 @@ from service.store.catalog_repo import save_offer
 from service.store.feed import EntityKind, append_changes
 from service.store.loader import Catalogue
 from service.store.member_repo import save_members
-from tests.integration.test_cache_members import count_selects
+from tests.integration.statements import count_selects
 
 
 class RecordingCache(BenefitCache):
