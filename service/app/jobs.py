@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.app.unit_of_work import UnitOfWork
+from service.batching import batched
 from service.engine.favorites import (
     autofill_offer,
     autofilled,
@@ -193,17 +194,6 @@ def _member_lists(
     month = list_month(now, snapshot.program_time_zone)
     purchases = purchases_by_member(session, member_ids, month)
     return {m: favorite_list(snapshot, favorite, purchases.get(m, ())) for m in member_ids}
-
-
-def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # --- new list on the 1st ------------------------------------------------------------------------
