@@ -4,7 +4,6 @@ that cannot be read, and an import killed mid-way that resumes to the same end s
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ from service.imports import cli as importer
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.import_repo import load_import
 from service.store.models import Base
+from tests.integration.import_cli import run_cli
 
 ROWS = [
     {"type": "member_profile", "member_id": "M1", "card_numbers": ["2000000000001"]},
@@ -43,17 +43,6 @@ def store(tmp_path) -> str:
 def jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = importer.main(list(args))
-    finally:
-        sys.stdout, sys.stderr = stdout, stderr
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_an_import_prints_a_summary_writes_rejects_and_exits_one_for_rejected_rows(store, tmp_path):

@@ -7,9 +7,7 @@ Real files in tmp_path, the real loyalty-import on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
-import io
 import json
-import sys
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from service.imports.records import ParsedRow
 from service.imports.run import AttributeImport
 from service.store.db import make_engine, make_session_factory
 from service.store.import_repo import load_import
+from tests.integration.import_cli import run_cli
 
 ZONE = "Europe/Moscow"
 LIMIT = 64 * 1024  # bytes of one row, as documented
@@ -223,17 +222,6 @@ def test_skipping_rows_passes_over_malformed_ones_as_the_first_run_counted_them(
 
 
 # --- the command, on both backends ---------------------------------------------------------------
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = importer.main(list(args))
-    finally:
-        sys.stdout, sys.stderr = stdout, stderr
-    return code, out.getvalue(), err.getvalue()
 
 
 def member_ids(url: str) -> set[str]:
