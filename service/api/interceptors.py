@@ -232,23 +232,23 @@ def _streaming(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Beh
 
 def _budgeted(budget: Budget, refusal: grpc.Status, guard: _Guard, handle: Behavior) -> Behavior:
     """A call admitted within the budget, or refused before any other work."""
-    refused = refusal.code
 
-    def admitted_call(request: Any, context: grpc.ServicerContext) -> Any:
+    def admit(context: grpc.ServicerContext) -> str:
         peer = context.peer()
         if not budget.enter(peer):
-            guard.done(refused, perf_counter(), "-")
+            guard.done(refusal.code, perf_counter(), "-")
             context.abort_with_status(refusal)
+        return peer
+
+    def admitted_call(request: Any, context: grpc.ServicerContext) -> Any:
+        peer = admit(context)
         try:
             return handle(request, context)
         finally:
             budget.leave(peer)
 
     def admitted_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        peer = context.peer()
-        if not budget.enter(peer):
-            guard.done(refused, perf_counter(), "-")
-            context.abort_with_status(refusal)
+        peer = admit(context)
         try:
             yield from handle(request, context)
         finally:
