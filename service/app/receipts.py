@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.app.sessions import Sessions
 from service.app.unit_of_work import Patch, UnitOfWork
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
@@ -364,7 +365,7 @@ class ReceiptLifecycle:
     def __init__(
         self,
         cache: BenefitCache,
-        sessions: Callable[[], Session],
+        sessions: Sessions,
         *,
         time_zone: ZoneInfo,
         max_sale_time_age: timedelta,

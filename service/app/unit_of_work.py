@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.app.sessions import Sessions
 from service.clock import utc_now
 from service.engine.model import Member
 from service.store.feed import EntityKind, append_changes
@@ -38,7 +39,7 @@ Patch = Callable[[Member], Member]
 class UnitOfWork:
     def __init__(
         self,
-        sessions: Callable[[], Session],
+        sessions: Sessions,
         on_committed: Callable[[list[str]], None] = lambda member_ids: None,
         *,
         now: datetime | None = None,
