@@ -5,72 +5,111 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "LOYALTY_"
 MAX_SALE_TIME_AGE_S = 3660 * 86400.0  # more is a typo; inf would overflow the datetime arithmetic
 
 
+T = TypeVar("T")
+
+
+def setting(default: T, help: str) -> T:  # noqa: A002 - argparse's word
+    """A setting with its --help text; the flag and LOYALTY_* variable come from its name."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Settings:
-    address: str = "127.0.0.1:50051"
-    database_url: str = "sqlite:///var/loyalty.db"
-    time_zone: str = "Europe/Moscow"  # the program's zone: "day", "month", "00:00"
-    currency: str = "RUB"  # ISO 4217, one per deployment
-    log_level: str = "INFO"
-    # Development mode: the built-in token secret is allowed and reflection is on. Implied
-    # by demo_data; never in production (a start without a real secret is refused).
-    development: bool = False
-    reflection: bool = False  # gRPC reflection; always on in development mode
-    demo_data: bool = False  # load the demo data set and dev credentials into an empty store
-    grace_period_s: float = 10.0  # calls in flight get this long to finish on SIGTERM
-    max_workers: int = 16  # threads serving unary calls in one process
+    # --- serving ---
+    address: str = setting("127.0.0.1:50051", "host:port to serve gRPC on (port 0: any free)")
+    database_url: str = setting(
+        "sqlite:///var/loyalty.db",
+        "SQLAlchemy URL of the store: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
+    )
+    time_zone: str = setting(
+        "Europe/Moscow", "the program's IANA time zone: what 'day', 'month' and 00:00 mean"
+    )
+    currency: str = setting("RUB", "ISO 4217 code of every amount; one per deployment")
+    log_level: str = setting("INFO", "lowest level logged: DEBUG, INFO, WARNING, ERROR")
+    development: bool = setting(
+        False,
+        "development mode: the built-in token secret is allowed and reflection is on; "
+        "never in production (a start without a real secret is refused)",
+    )
+    reflection: bool = setting(False, "serve gRPC reflection (always on in development mode)")
+    demo_data: bool = setting(
+        False,
+        "load the demo data set and dev credentials into an empty store; implies --development",
+    )
+    grace_period_s: float = setting(10.0, "seconds calls in flight get to finish on SIGTERM")
+    max_workers: int = setting(16, "threads serving unary calls in one process")
     # Streams (health Watch, reflection, event streams, imports) each hold a thread of their
-    # own while open: at most this many at once, and per connection, beyond max_workers.
-    max_streams: int = 8
-    max_streams_per_connection: int = 4
-    # Calls that wait on the store (confirms, refunds, selections, back office) hold at most
-    # this many threads, beyond max_workers: a hung store cannot take Calculate's threads.
-    max_store_calls: int = 8
-    # The longest any database wait may take where no call deadline bounds it (the change
-    # follower's polls): a frozen store is noticed within about this long.
-    store_timeout_s: float = 2.0
-    member_cache_size: int = 200_000  # members kept in memory per process
-    preload_members: bool = False  # load members into the cache at start (up to its size)
-    max_receipt_lines: int = 1000
-    max_sale_time_age_s: float = 72 * 3600.0  # registers that were offline send late
-    # Confirmation tokens (service/api/tokens.py): signed with the current key, verified
-    # with it and, until token_previous_until, with the previous one (key rotation). Secrets
-    # are at least 32 bytes, the same on every replica; read from a file, they never need to
-    # appear on a command line. docs/security.md has the rotation runbook.
-    token_secret: str = ""
-    token_secret_file: str = ""
-    token_key_id: str = "1"
-    token_previous_secret: str = ""
-    token_previous_secret_file: str = ""
-    token_previous_key_id: str = ""
-    token_previous_until: str = ""  # ISO 8601 time with offset: the previous key's end
-    token_ttl_s: float = 24 * 3600.0  # a token older than this is refused: calculate again
-    # Card numbers that name no member, per credential: this many at once, then this many a
-    # second; beyond, card lookups are RESOURCE_EXHAUSTED (service/api/lookup.py).
-    card_miss_burst: int = 30
-    card_miss_rate_per_s: float = 1.0
-    metrics_port: int = 0  # Prometheus metrics on this port (worker i: port + i); 0: off
-    metrics_address: str = "127.0.0.1"
-    log_calls: bool = True  # one JSON log line per call (logger service.calls)
-    max_concurrent_calls: int = 1000  # per process; more get RESOURCE_EXHAUSTED at once
-    tls_cert: str = ""  # PEM server certificate chain; empty: plain TCP
-    tls_key: str = ""  # PEM private key of tls_cert
-    tls_client_ca: str = ""  # PEM CA of client certificates: mutual TLS, client cert required
-    jobs_interval_s: float = 60.0  # member jobs (list switch, selection allowed); 0: off
-    sync_interval_s: float = 0.1  # how often each replica polls the change feed
-    processes: int = 0  # server processes sharing the port; 0: one per core (1 on port 0)
-    reuse_port: bool = False  # SO_REUSEPORT; set for the workers of a multi-process server
-    pin_cpu: int = -1  # pin this process to a core; -1: no pinning
-    worker_name: str = ""  # set by the supervisor, for logs
-    supervisor_pid: int = 0  # set by the supervisor: its worker exits when it dies
-    migrate_only: bool = False  # migrate the store, print one line and exit; serve nothing
+    # own while open, beyond max_workers.
+    max_streams: int = setting(8, "streams open at once per process, beyond --max-workers")
+    max_streams_per_connection: int = setting(4, "streams open at once per client connection")
+    # A hung store cannot take Calculate's threads.
+    max_store_calls: int = setting(
+        8,
+        "calls waiting on the store at once (confirms, refunds, selections, back office), "
+        "beyond --max-workers; more get UNAVAILABLE STORE_BUSY",
+    )
+    store_timeout_s: float = setting(
+        2.0,
+        "longest database wait where no call deadline bounds it (the change follower's "
+        "polls): a frozen store is noticed within about this long",
+    )
+    member_cache_size: int = setting(200_000, "members kept in memory per process")
+    preload_members: bool = setting(False, "load members into the cache at start (up to its size)")
+    max_receipt_lines: int = setting(1000, "lines a receipt may have")
+    max_sale_time_age_s: float = setting(
+        72 * 3600.0,
+        "how far in the past a sale time may be (registers that were offline send late)",
+    )
+    # --- confirmation tokens (service/api/tokens.py; rotation runbook in docs/security.md) ---
+    token_secret: str = setting(
+        "", "HMAC key of confirmation tokens, >= 32 bytes, the same on every replica"
+    )
+    token_secret_file: str = setting("", "file holding --token-secret (keeps it off command lines)")
+    token_key_id: str = setting("1", "id of the current token key, written into every token")
+    token_previous_secret: str = setting("", "the key before the current one, while rotating")
+    token_previous_secret_file: str = setting("", "file holding --token-previous-secret")
+    token_previous_key_id: str = setting("", "id of the previous token key")
+    token_previous_until: str = setting(
+        "", "ISO 8601 time with offset until which the previous key still verifies"
+    )
+    token_ttl_s: float = setting(24 * 3600.0, "a token older than this is refused: calculate again")
+    # --- card lookups (service/api/lookup.py) ---
+    card_miss_burst: int = setting(
+        30, "card numbers naming no member a credential may send at once before RESOURCE_EXHAUSTED"
+    )
+    card_miss_rate_per_s: float = setting(1.0, "card misses per second refilled per credential")
+    # --- observability ---
+    metrics_port: int = setting(0, "Prometheus metrics on this port (worker i: port + i); 0: off")
+    metrics_address: str = setting("127.0.0.1", "address the metrics endpoint listens on")
+    log_calls: bool = setting(True, "one JSON log line per call (logger service.calls)")
+    max_concurrent_calls: int = setting(
+        1000, "calls in a process at once; more get RESOURCE_EXHAUSTED at once"
+    )
+    # --- TLS ---
+    tls_cert: str = setting("", "PEM server certificate chain; empty: plain TCP")
+    tls_key: str = setting("", "PEM private key of --tls-cert")
+    tls_client_ca: str = setting(
+        "", "PEM CA of client certificates: mutual TLS, a client certificate required"
+    )
+    # --- background work and processes ---
+    jobs_interval_s: float = setting(
+        60.0, "seconds between member jobs (list switch, selection allowed); 0: off"
+    )
+    sync_interval_s: float = setting(0.1, "seconds between polls of the change feed per replica")
+    processes: int = setting(0, "server processes sharing the port; 0: one per core (1 on port 0)")
+    reuse_port: bool = setting(False, "SO_REUSEPORT; set for the workers of a multi-process server")
+    pin_cpu: int = setting(-1, "pin this process to a core; -1: no pinning")
+    worker_name: str = setting("", "set by the supervisor: this worker's name in logs")
+    supervisor_pid: int = setting(0, "set by the supervisor: the worker exits when it dies")
+    migrate_only: bool = setting(False, "migrate the store, print one line and exit; serve nothing")
 
     def __post_init__(self) -> None:
         try:
@@ -127,12 +166,18 @@ def _converter(default: object):  # type: ignore[no-untyped-def]
     return str
 
 
+def _shown(default: object) -> str:
+    if default == "":
+        return "empty"
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
 def load_settings(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Defaults, overridden by LOYALTY_<NAME> variables, overridden by --<name> flags."""
     environ = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(prog="loyalty-server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="loyalty-server", description=__doc__, allow_abbrev=False)
     values: dict[str, object] = {}
     for f in fields(Settings):
         convert = _converter(f.default)
@@ -140,10 +185,13 @@ def load_settings(
         if env_name in environ:
             values[f.name] = convert(environ[env_name])
         flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {_shown(f.default)}; env {env_name})"
         if convert is _parse_bool:
-            parser.add_argument(flag, dest=f.name, type=_parse_bool, nargs="?", const=True)
+            parser.add_argument(
+                flag, dest=f.name, type=_parse_bool, nargs="?", const=True, help=help_text
+            )
         else:
-            parser.add_argument(flag, dest=f.name, type=convert)
+            parser.add_argument(flag, dest=f.name, type=convert, help=help_text)
     args = parser.parse_args(argv)
     for name, value in vars(args).items():
         if value is not None:

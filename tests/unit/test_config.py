@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from service.config import Settings, load_settings
@@ -44,3 +46,34 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
 def test_bad_settings_are_refused_with_a_clear_message(flags: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_settings(flags, environ={})
+
+
+def test_every_flag_says_what_it_does_and_its_default():
+    parser_help = _help_text()
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in parser_help
+        assert f.metadata.get("help"), f"{f.name} has no help text"
+    blocks = parser_help.split("\n  --")[1:]
+    assert len(blocks) == len(fields(Settings))
+    for block in blocks:
+        flat = " ".join(block.split())
+        assert "(default: " in flat and "env LOYALTY_" in flat, flat
+
+
+def test_help_shows_the_default_of_a_number_and_a_flag():
+    text = " ".join(_help_text().split())
+    assert (
+        "threads serving unary calls in one process (default: 16; env LOYALTY_MAX_WORKERS)" in text
+    )
+    assert "(default: false; env LOYALTY_DEVELOPMENT)" in text
+
+
+def _help_text() -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        load_settings(["--help"], environ={})
+    return out.getvalue()
