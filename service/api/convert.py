@@ -134,6 +134,7 @@ def fill_result(
     out.currency = currency
     out.degraded = degraded
     out.sale_time.FromDatetime(sale_time)
+    out.configuration_version = result.configuration_version
     if result.unknown_skus:
         out.unknown_skus.extend(result.unknown_skus)
     mechanic = _MECHANIC_BY_VALUE

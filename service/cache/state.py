@@ -32,6 +32,7 @@ from service.cache.cards import CardMap, active_cards
 from service.engine.model import Member
 from service.engine.snapshot import Snapshot, build_snapshot
 from service.store import loader
+from service.store.db import read_snapshot
 from service.store.sql import chunks
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class BenefitCache:
         with self._lock:
             self._builds_begun += 1
             build = self._builds_begun
-        with self._session_factory() as session:
+        with read_snapshot(self._session_factory) as session:  # version and catalogue alike
             catalogue = loader.load_catalogue(session)
         snapshot = build_snapshot(**catalogue.as_kwargs(), program_time_zone=self._time_zone)
         with self._lock:

@@ -187,6 +187,7 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_points=total_points,
         unknown_skus=tuple(sorted(unknown)) if unknown else (),
         usage=_usage_charges(context),
+        configuration_version=snapshot.configuration_version,
     )
 
 

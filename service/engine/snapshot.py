@@ -51,11 +51,14 @@ order_of: Callable[[Rule], tuple[int, str, str]] = attrgetter("sort_key")
 class Snapshot:
     """Catalogue and offers, indexed. Immutable after build_snapshot(); safe to share.
 
+    `configuration_version` numbers the catalogue and offers it was built from (the store
+    hands it out, spec §16); every result computed on it carries it.
     `individual_memo` is a bounded cache of compiled member terms keyed by member identity
     (see engine.individual); it never changes what a calculation returns.
     """
 
     __slots__ = (
+        "configuration_version",
         "program_time_zone",
         "offers",
         "favorite_products_offers",
@@ -88,7 +91,9 @@ class Snapshot:
         product_lists: dict[str, ProductList],
         stores: dict[str, Store],
         zones: dict[str, ZoneInfo],
+        configuration_version: int = 0,
     ) -> None:
+        self.configuration_version = configuration_version
         self.program_time_zone = program_time_zone
         self.offers = offers
         self.favorite_products_offers = favorite_products_offers
@@ -173,6 +178,7 @@ def build_snapshot(
     favorite_product_offers: Iterable[FavoriteProductsOffer],
     stores: Iterable[Store],
     program_time_zone: str,
+    configuration_version: int = 0,
 ) -> Snapshot:
     """Index catalogue and offers. Raises ValueError on duplicate ids or an unknown zone."""
     program_zone = _zone(program_time_zone)
@@ -224,6 +230,7 @@ def build_snapshot(
         product_lists=list_by_id,
         stores=store_by_id,
         zones=zones,
+        configuration_version=configuration_version,
     )
 
 

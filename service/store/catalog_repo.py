@@ -1,6 +1,7 @@
 """Writers for the catalogue and offers, and the few reads their use cases check first
 (service/app/catalogue.py). Each writer takes engine domain objects, upserts them with their
-child rows replaced, and appends to the change feed. The caller commits."""
+child rows replaced, appends to the change feed and raises the configuration version
+(service.store.configuration). The caller commits."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from service.engine.model import (
     Store,
 )
 from service.store.codec import favorite_offer_row, offer_row
+from service.store.configuration import raise_configuration_version
 from service.store.feed import EntityKind, append_changes
 from service.store.models import (
     CategoryRow,
@@ -41,6 +43,14 @@ from service.store.sql import delete_where_in, insert_rows, table_of, upsert
 CATEGORIES = table_of(CategoryRow)
 OFFERS = table_of(OfferRow)
 FAVORITE_OFFERS = table_of(FavoriteProductsOfferRow)
+
+
+def _changed(
+    session: Session, kind: EntityKind, keys: Iterable[str], now: datetime | None = None
+) -> None:
+    """Replicas hear of the change (the feed), and the configuration gets a new number."""
+    append_changes(session, kind, keys, now)
+    raise_configuration_version(session)
 
 
 def category_parents(session: Session) -> dict[str, str | None]:
@@ -67,7 +77,7 @@ def save_categories(session: Session, categories: Iterable[Category]) -> None:
     categories = list(categories)
     rows = [{"id": c.id, "name": c.name, "parent_id": c.parent_id} for c in categories]
     upsert(session, CategoryRow, rows)
-    append_changes(session, EntityKind.CATEGORY, [c.id for c in categories])
+    _changed(session, EntityKind.CATEGORY, [c.id for c in categories])
 
 
 def save_products(session: Session, products: Iterable[Product]) -> None:
@@ -98,7 +108,7 @@ def save_products(session: Session, products: Iterable[Product]) -> None:
             for position, category_id in enumerate(p.category_ids)
         ],
     )
-    append_changes(session, EntityKind.PRODUCT, skus)
+    _changed(session, EntityKind.PRODUCT, skus)
 
 
 def _group_items(group: ProductGroup) -> list[dict[str, object]]:
@@ -121,7 +131,7 @@ def save_product_groups(session: Session, groups: Iterable[ProductGroup]) -> Non
     upsert(session, ProductGroupRow, [{"id": g.id, "name": g.name} for g in groups])
     delete_where_in(session, ProductGroupItemRow, "group_id", ids)
     insert_rows(session, ProductGroupItemRow, [i for g in groups for i in _group_items(g)])
-    append_changes(session, EntityKind.PRODUCT_GROUP, ids)
+    _changed(session, EntityKind.PRODUCT_GROUP, ids)
 
 
 def save_product_lists(session: Session, lists: Iterable[ProductList]) -> None:
@@ -138,14 +148,14 @@ def save_product_lists(session: Session, lists: Iterable[ProductList]) -> None:
             for position, sku in enumerate(pl.skus)
         ],
     )
-    append_changes(session, EntityKind.PRODUCT_LIST, ids)
+    _changed(session, EntityKind.PRODUCT_LIST, ids)
 
 
 def save_stores(session: Session, stores: Iterable[Store]) -> None:
     stores = list(stores)
     rows = [{"id": s.id, "name": s.name, "time_zone": s.time_zone} for s in stores]
     upsert(session, StoreRow, rows)
-    append_changes(session, EntityKind.STORE, [s.id for s in stores])
+    _changed(session, EntityKind.STORE, [s.id for s in stores])
 
 
 def save_offers(
@@ -159,7 +169,7 @@ def save_offers(
     at = now or utc_now()
     offers = list(offers)
     upsert(session, OfferRow, [offer_row(o, active=active, now=at) for o in offers])
-    append_changes(session, EntityKind.OFFER, [o.id for o in offers], at)
+    _changed(session, EntityKind.OFFER, [o.id for o in offers], at)
 
 
 def save_offer(

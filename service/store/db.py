@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def read_snapshot(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+def read_snapshot(session_factory: Callable[[], Session]) -> Iterator[Session]:
     """A session whose reads all see one consistent snapshot, rolled back at the end.
 
     PostgreSQL runs it at REPEATABLE READ (READ COMMITTED, the default, gives each statement

@@ -33,6 +33,7 @@ from service.store.codec import (
     offer_from_row,
     personal_offer_from_row,
 )
+from service.store.configuration import configuration_version
 from service.store.models import (
     CardRow,
     CategoryRow,
@@ -71,6 +72,7 @@ class Catalogue:
     offers: tuple[Offer, ...]
     favorite_product_offers: tuple[FavoriteProductsOffer, ...]
     stores: tuple[Store, ...]
+    configuration_version: int = 0  # read with the rest (spec §16)
 
     def as_kwargs(self) -> dict[str, tuple[Any, ...]]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -94,7 +96,8 @@ def _rows(session: Session, table: Table, *order_by: str, where: Any = None) -> 
 
 
 def load_catalogue(session: Session) -> Catalogue:
-    """The whole catalogue and every active offer, each kind ordered by id (10 queries)."""
+    """The whole catalogue and every active offer, each kind ordered by id, and the
+    configuration version (11 queries; read them in db.read_snapshot() for one snapshot)."""
     return Catalogue(
         categories=tuple(
             Category(r.id, r.name, r.parent_id) for r in _rows(session, table_of(CategoryRow), "id")
@@ -107,6 +110,7 @@ def load_catalogue(session: Session) -> Catalogue:
         stores=tuple(
             Store(r.id, r.name, r.time_zone) for r in _rows(session, table_of(StoreRow), "id")
         ),
+        configuration_version=configuration_version(session),
     )
 
 

@@ -382,9 +382,11 @@ class PurchaseRow(Base):
 
 class ReceiptRow(Base):
     """A confirmed receipt. `fingerprint` hashes the request, `response` is the stored reply
-    that a repeated confirm returns unchanged."""
+    that a repeated confirm returns unchanged. The (sale_time, receipt_id) index lets a
+    campaign replay page through a period by key (migration 0008)."""
 
     __tablename__ = "receipts"
+    __table_args__ = (Index("ix_receipts_sale_time_receipt_id", "sale_time", "receipt_id"),)
 
     receipt_id: Mapped[str] = mapped_column(String(KEY), primary_key=True)
     store_id: Mapped[str] = mapped_column(String(KEY))
@@ -483,6 +485,17 @@ class PointsLedgerRow(Base):
 
 
 # --- sync, notifications, audit, imports, credentials ----------------------------------------
+
+
+class ConfigurationVersionRow(Base):
+    """The configuration version: one row, raised in the transaction of every catalogue or
+    offer write (catalog_repo), so every replica that loads the same catalogue and offers
+    reads the same number with them (spec §16). No row yet: version 0."""
+
+    __tablename__ = "configuration_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class ChangeFeedRow(Base):

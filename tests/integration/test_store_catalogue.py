@@ -88,6 +88,7 @@ def test_a_favorite_products_offer_is_loaded_only_as_such(db):
         "offers",
         "favorite_product_offers",
         "stores",
+        "configuration_version",
     }
 
 
@@ -132,3 +133,16 @@ def test_a_read_snapshot_does_not_see_a_commit_made_while_it_reads(db):
         assert len(load_catalogue(snapshot).stores) == 1
     with read_snapshot(db) as snapshot:
         assert len(load_catalogue(snapshot).stores) == 2
+
+
+def test_every_catalogue_or_offer_write_raises_the_configuration_version_and_only_a_commit(db):
+    with db() as session:
+        first = load_catalogue(session).configuration_version
+        save_offer(session, TEN_PERCENT)
+        session.commit()
+        second = load_catalogue(session).configuration_version
+        save_favorite_products_offer(session, FAVORITES)
+        session.rollback()
+        after_rollback = load_catalogue(session).configuration_version
+    assert second > first
+    assert after_rollback == second
