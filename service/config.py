@@ -110,6 +110,11 @@ class Settings:
     worker_name: str = setting("", "set by the supervisor: this worker's name in logs")
     supervisor_pid: int = setting(0, "set by the supervisor: the worker exits when it dies")
     migrate_only: bool = setting(False, "migrate the store, print one line and exit; serve nothing")
+    # --- campaign replay ---
+    replay_page_size: int = setting(
+        2000, "confirmed receipts a campaign replay reads per statement (its memory bound)"
+    )
+    replay_max_days: int = setting(92, "longest period of sale times a campaign replay takes")
 
     def __post_init__(self) -> None:
         try:
@@ -136,6 +141,8 @@ class Settings:
             raise ValueError("token_ttl_s must be > 0 (and at most ten years)")
         if not 0 < self.max_sale_time_age_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
             raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
+        if not 1 <= self.replay_page_size <= 100_000 or self.replay_max_days < 1:
+            raise ValueError("replay_page_size must be 1..100000 and replay_max_days >= 1")
 
     @property
     def development_mode(self) -> bool:

@@ -135,6 +135,10 @@ class Budget:
 
 # The loyalty methods that answer from memory; every other one may wait on the store.
 FROM_MEMORY = frozenset({"/loyalty.v1.ReceiptService/Calculate"})
+# Streams that read the store all along (a campaign replay reads a month of receipts): they
+# take the budget of store-bound calls, not a stream's, so they cannot crowd out the event
+# streams and a hung store holds no more threads than it would anyway.
+STORE_BOUND_STREAMS = frozenset({"/loyalty.v1.CampaignReplayService/Replay"})
 
 
 def waits_on_store(method: str) -> bool:
@@ -269,6 +273,8 @@ def _handle(guard: _Guard, h: Any) -> Behavior:
 
 
 def _budget_of(guard: _Guard, h: Any, budgets: Budgets) -> Budget | None:
+    if guard.method in STORE_BOUND_STREAMS:
+        return budgets.store
     if h.request_streaming or h.response_streaming:
         return budgets.public if guard.allowed is None else budgets.authenticated
     return budgets.store if waits_on_store(guard.method) else None

@@ -26,6 +26,8 @@ from loyalty.v1 import (
     notification_pb2_grpc,
     receipt_pb2,
     receipt_pb2_grpc,
+    replay_pb2,
+    replay_pb2_grpc,
 )
 from service.api.auth import CredentialBook
 from service.api.backoffice import BackOfficeServicer
@@ -35,6 +37,7 @@ from service.api.members import MemberServicer
 from service.api.metrics import CallMetrics, StatsCollector
 from service.api.notifications import NotificationServicer
 from service.api.receipts import ReceiptServicer
+from service.api.replay import CampaignReplayServicer
 from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
 from service.cache.sync import ChangeFollower
@@ -53,6 +56,7 @@ SERVICE_NAMES = (
     member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
     backoffice_pb2.DESCRIPTOR.services_by_name["BackOfficeService"].full_name,
     notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+    replay_pb2.DESCRIPTOR.services_by_name["CampaignReplayService"].full_name,
 )
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Health of the store behind this replica: NOT_SERVING while it cannot be reached. The
@@ -256,6 +260,9 @@ def _add_loyalty_services(
     )
     backoffice_pb2_grpc.add_BackOfficeServiceServicer_to_server(
         BackOfficeServicer(settings, cache, sessions), server
+    )
+    replay_pb2_grpc.add_CampaignReplayServiceServicer_to_server(
+        CampaignReplayServicer(settings, sessions), server
     )
     # Each event stream holds a worker thread: at most half of them, so calls still flow.
     notifications = NotificationServicer(sessions, max_streams=max(1, settings.max_workers // 2))
