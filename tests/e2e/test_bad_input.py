@@ -30,6 +30,8 @@ from loyalty.v1 import (
     notification_pb2_grpc,
     receipt_pb2,
     receipt_pb2_grpc,
+    replay_pb2,
+    replay_pb2_grpc,
 )
 from service import limits
 from service.api.auth import Role
@@ -111,7 +113,7 @@ class Case:
     role: Role = Role.REGISTER
 
 
-R, M, B, N = "receipts", "members", "backoffice", "notifications"
+R, M, B, N, P = "receipts", "members", "backoffice", "notifications", "replay"
 CS, OP, BO = Role.CUSTOMER_SERVICES, Role.OPERATOR, Role.BACK_OFFICE
 
 CASES = [
@@ -482,6 +484,54 @@ def offer(**fields: Any) -> backoffice_pb2.Offer:
     return base
 
 
+def replay(**fields: Any) -> replay_pb2.ReplayRequest:
+    """A replay of offer() over the last week, with a store; `fields` replace or (None)
+    clear fields of the request."""
+    base = replay_pb2.ReplayRequest(draft_offer=offer(), store_ids=["S001"])
+    base.start.seconds, base.end.seconds = days_ago(7), days_ago(0)
+    for name, value in fields.items():
+        base.ClearField(name)
+        if value is not None:
+            if name in ("start", "end"):
+                getattr(base, name).seconds = value
+            elif name == "draft_offer":
+                base.draft_offer.CopyFrom(value)
+            elif name == "store_ids":
+                base.store_ids.extend(value)
+            else:
+                setattr(base, name, value)
+    return base
+
+
+def replay_cases() -> list[Case]:
+    def case(name: str, request: replay_pb2.ReplayRequest, field: str) -> Case:
+        return Case(f"Replay: {name}", P, "Replay", request, INVALID, field, BO)
+
+    a_general_offer = offer(id="A-REPLAY-DRAFT")
+    return [
+        case("no draft offer", replay(draft_offer=None), "draft_offer"),
+        case("no start", replay(start=None), "start"),
+        case("no end", replay(end=None), "end"),
+        case("end before start", replay(end=days_ago(8)), "end"),
+        case("end at start", replay(start=days_ago(3), end=days_ago(3)), "end"),
+        case("a year long", replay(start=days_ago(365)), "end"),
+        case("101 top products", replay(top_products=101), "top_products"),
+        case("negative top products", replay(top_products=-1), "top_products"),
+        case("an individual draft", replay(draft_offer=offer(level=4)), "draft_offer.level"),
+        case(
+            "a draft without benefit kind",
+            replay(draft_offer=offer(id="A-REPLAY-DRAFT", benefit=None)),
+            "draft_offer.benefit.kind",
+        ),
+        case("a favorite-products offer's id", replay(), "draft_offer.id"),
+        case(
+            "an empty store id",
+            replay(draft_offer=a_general_offer, store_ids=[""]),
+            "store_ids[0]",
+        ),
+    ]
+
+
 def favorite_offer() -> backoffice_pb2.FavoriteProductsOffer:
     """A valid favorite-products offer whose id is a general offer's (refused in the store)."""
     return backoffice_pb2.FavoriteProductsOffer(
@@ -627,6 +677,7 @@ GOOD: dict[str, tuple[str, Any, Role]] = {
         notification_pb2.AckMemberEventsRequest(consumer="c", position=10**12),
         CS,
     ),
+    "Replay": (P, replay(), BO),  # the draft's id is a favorite-products offer's: refused
 }
 
 
@@ -669,6 +720,12 @@ TIMESTAMP_FIELDS = {
     "UpsertFavoriteProductsOffer": [
         "offer.offer.validity.valid_from",
         "offer.offer.validity.valid_to",
+    ],
+    "Replay": [
+        "draft_offer.validity.valid_from",
+        "draft_offer.validity.valid_to",
+        "start",
+        "end",
     ],
 }
 
@@ -766,6 +823,7 @@ STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
     "RunFavoriteAutofill": [("offer_id", limits.ID), ("member_ids[0]", limits.ID)],
     "StreamMemberEvents": [("member_id", limits.ID), ("consumer", limits.ID)],
     "AckMemberEvents": [("consumer", limits.ID)],
+    "Replay": [*offer_strings("draft_offer"), ("store_ids[0]", limits.ID)],
 }
 # A favorite-products offer has no audience: one is refused before its tags are read.
 REFUSED_AS = {"offer.offer.audience.segment_tags[0]": "offer.offer.audience"}
@@ -806,6 +864,7 @@ STUBS = {
     M: member_pb2_grpc.MemberServiceStub,
     B: backoffice_pb2_grpc.BackOfficeServiceStub,
     N: notification_pb2_grpc.NotificationServiceStub,
+    P: replay_pb2_grpc.CampaignReplayServiceStub,
 }
 
 
@@ -830,6 +889,7 @@ def test_the_cases_cover_every_string_and_timestamp_of_every_request() -> None:
         (member_pb2, "MemberService"),
         (backoffice_pb2, "BackOfficeService"),
         (notification_pb2, "NotificationService"),
+        (replay_pb2, "CampaignReplayService"),
     ):
         for method in proto.DESCRIPTOR.services_by_name[service].methods:
             found = list(request_fields(method.input_type))
@@ -864,14 +924,14 @@ def send(channel: grpc.Channel, case: Case) -> None:
     metadata = auth(case.role)
     if case.method == "ImportCustomerAttributes":
         call(iter([case.request]), timeout=10, metadata=metadata)
-    elif case.method == "StreamMemberEvents":
+    elif case.method in ("StreamMemberEvents", "Replay"):
         for _ in call(case.request, timeout=10, metadata=metadata):
             pass
     else:
         call(case.request, timeout=10, metadata=metadata)
 
 
-ALL_CASES = CASES + EVERY_N_DAYS_CASES + TIMESTAMP_CASES + STRING_CASES
+ALL_CASES = CASES + EVERY_N_DAYS_CASES + TIMESTAMP_CASES + STRING_CASES + replay_cases()
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[c.name for c in ALL_CASES])
