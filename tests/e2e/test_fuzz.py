@@ -14,7 +14,7 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyalty.v1 import backoffice_pb2, member_pb2, notification_pb2, receipt_pb2
+from loyalty.v1 import backoffice_pb2, member_pb2, notification_pb2, receipt_pb2, replay_pb2
 from service import limits
 from service.api.auth import Role
 from service.api.server import LoyaltyServer
@@ -25,6 +25,7 @@ SERVICES = {
     member_pb2.DESCRIPTOR.services_by_name["MemberService"]: Role.CUSTOMER_SERVICES,
     backoffice_pb2.DESCRIPTOR.services_by_name["BackOfficeService"]: Role.BACK_OFFICE,
     notification_pb2.DESCRIPTOR.services_by_name["NotificationService"]: Role.CUSTOMER_SERVICES,
+    replay_pb2.DESCRIPTOR.services_by_name["CampaignReplayService"]: Role.BACK_OFFICE,
 }
 OPERATOR_METHODS = {"OperatorSetFavoriteProducts", "ListFavoriteProductsAudit"}
 # RESOURCE_EXHAUSTED: what a client sees for a status whose trailer is too long.

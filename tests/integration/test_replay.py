@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench import replay_data as data
+from service import replay_cli
 from service.app.replay import CampaignReplay, ReplayProgress, ReplayReport, ReplayRequest
 from service.deadline import set_call_deadline
 from service.engine.model import (
@@ -202,3 +205,44 @@ def test_the_pages_are_read_by_key_on_both_backends(db):
     with pytest.raises(InvalidArgument) as refused:
         list(replayer(db).run(request(replace(DRAFT, id="FAV"))))
     assert refused.value.field == "draft_offer.id"
+
+
+def test_the_cli_prints_the_report_of_a_replay_on_the_store(db_url, tmp_path, capsys):
+    """loyalty-replay --database-url: progress on stderr, the report on stdout, as a table
+    and as JSON; a period the wrong way round is exit status 2 naming the field."""
+    engine = db.make_engine(db_url)
+    try:
+        data.write_store(db.make_session_factory(engine), 40, 5)
+    finally:
+        engine.dispose()
+    draft = tmp_path / "draft.json"
+    draft.write_text(
+        '{"id": "A-DRAFT", "name": "Five on C2", "level": "LEVEL_ALL_BUYERS", '
+        '"benefit": {"kind": "BENEFIT_KIND_PERCENT", "value": 500}, "scope_group_id": "G-C2", '
+        '"stacking": "STACKING_COMBINABLE", "active": true}',
+        encoding="utf-8",
+    )
+    common = ["--database-url", db_url, "--offer", str(draft), "--time-zone", "UTC"]
+    period = ["--start", "2026-10-01", "--end", "2026-11-01"]
+    assert replay_cli.main([*common, *period, "--page-size", "16"]) == 0
+    out, err = capsys.readouterr()
+    sales = list(data.sales(40, 5))
+    added = sum(
+        percent_of(line.amount, 500)
+        for s in sales
+        for line in s.lines
+        if data.category_of(line.sku) == "C2"
+    )
+    assert "Campaign replay of A-DRAFT" in out and "40 receipts" in out
+    added_row = next(row for row in out.splitlines() if row.startswith("added "))
+    assert added_row.split()[1] == f"{added:,}"
+    assert err.splitlines() == [f"replayed {n} of 40 receipts" for n in (0, 16, 32, 40)]
+
+    assert replay_cli.main([*common, *period, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert int(report["added"]["discount"]) == added
+    assert int(report["receipts"]) == 40
+
+    backwards = ["--start", "2026-11-01", "--end", "2026-10-01"]
+    assert replay_cli.main([*common, *backwards]) == 2
+    assert "end: must be after start" in capsys.readouterr().err
