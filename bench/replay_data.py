@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from service.engine.money import percent_of
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -29,6 +28,7 @@ from service.engine.model import (
     Stacking,
     Store,
 )
+from service.engine.money import percent_of
 from service.store.catalog_repo import (
     save_categories,
     save_offers,
@@ -107,10 +107,7 @@ def write_catalogue(session: Session) -> None:
     save_categories(session, categories)
     save_products(
         session,
-        [
-            Product(sku_of(n), f"Product {n}", (category_of(sku_of(n)),))
-            for n in range(PRODUCTS)
-        ],
+        [Product(sku_of(n), f"Product {n}", (category_of(sku_of(n)),)) for n in range(PRODUCTS)],
     )
     save_product_groups(
         session,

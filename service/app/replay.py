@@ -246,4 +246,3 @@ class _Tally:
             ),
             days=tuple(self.days[d] for d in sorted(self.days)),
         )
-

@@ -74,7 +74,7 @@ class Catalogue:
     stores: tuple[Store, ...]
     configuration_version: int = 0  # read with the rest (spec §16)
 
-    def as_kwargs(self) -> dict[str, tuple[Any, ...]]:
+    def as_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 

@@ -6,8 +6,8 @@ older number."""
 from __future__ import annotations
 
 from loyalty.v1 import backoffice_pb2 as bo
-from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from loyalty.v1 import common_pb2 as c
+from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.cache.state import BenefitCache
 from service.store import db
 from tests.e2e.conftest import auth

@@ -54,9 +54,7 @@ def replay(channel: grpc.Channel, request: replay_pb2.ReplayRequest, role: Role 
     return list(stub.Replay(request, timeout=30, metadata=auth(role)))
 
 
-def test_a_replay_predicts_what_the_draft_gives_once_live_and_writes_nothing(
-    channel, demo_server
-):
+def test_a_replay_predicts_what_the_draft_gives_once_live_and_writes_nothing(channel, demo_server):
     receipts = receipt_pb2_grpc.ReceiptServiceStub(channel)
     sold = sold_receipts(3)
     confirmed = []

@@ -5,11 +5,10 @@ worked out from the generator without the engine. The replay writes nothing, rea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-
-import json
 
 import pytest
 from sqlalchemy import func, select
