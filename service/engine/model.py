@@ -347,4 +347,4 @@ class ReceiptResult:
     total_points: int
     unknown_skus: tuple[str, ...] = ()
     usage: tuple[UsageCharge, ...] = ()
-    configuration_version: int = 0  # of the snapshot that computed it (spec §16)
+    configuration_version: int = 0  # of the snapshot that computed it (spec §12)

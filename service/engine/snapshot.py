@@ -52,7 +52,7 @@ class Snapshot:
     """Catalogue and offers, indexed. Immutable after build_snapshot(); safe to share.
 
     `configuration_version` numbers the catalogue and offers it was built from (the store
-    hands it out, spec §16); every result computed on it carries it.
+    hands it out, spec §12); every result computed on it carries it.
     `individual_memo` is a bounded cache of compiled member terms keyed by member identity
     (see engine.individual); it never changes what a calculation returns.
     """

@@ -1,4 +1,4 @@
-"""The configuration version (spec §16): a number of the catalogue-and-offers configuration
+"""The configuration version (spec §12): a number of the catalogue-and-offers configuration
 that every replica reads from the store with the configuration itself, so the same
 configuration has the same number everywhere. It only grows: every catalogue or offer write
 raises it in its own transaction (catalog_repo), the one row locked until that commits, so

@@ -72,7 +72,7 @@ class Catalogue:
     offers: tuple[Offer, ...]
     favorite_product_offers: tuple[FavoriteProductsOffer, ...]
     stores: tuple[Store, ...]
-    configuration_version: int = 0  # read with the rest (spec §16)
+    configuration_version: int = 0  # read with the rest (spec §12)
 
     def as_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

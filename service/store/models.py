@@ -490,7 +490,7 @@ class PointsLedgerRow(Base):
 class ConfigurationVersionRow(Base):
     """The configuration version: one row, raised in the transaction of every catalogue or
     offer write (catalog_repo), so every replica that loads the same catalogue and offers
-    reads the same number with them (spec §16). No row yet: version 0."""
+    reads the same number with them (spec §12). No row yet: version 0."""
 
     __tablename__ = "configuration_version"
 

@@ -1,4 +1,4 @@
-"""Every result says which configuration computed it (spec §16): Calculate answers with the
+"""Every result says which configuration computed it (spec §12): Calculate answers with the
 configuration version of the snapshot it used, a catalogue or offer write raises it, and a
 Confirm of a token calculated on an older configuration commits what was shown, with that
 older number."""

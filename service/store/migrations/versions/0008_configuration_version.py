@@ -5,9 +5,9 @@ Revises: 0003
 Create Date: 2026-12-01
 
 `configuration_version` holds one row whose number every catalogue or offer write raises in
-its own transaction; results say which configuration computed them (spec §16). Until the
+its own transaction; results say which configuration computed them (spec §12). Until the
 first such write there is no row: version 0. The index on receipts (sale_time, receipt_id)
-lets a campaign replay read a period page by page by key (spec §17).
+lets a campaign replay read a period page by page by key (spec §13).
 """
 
 from __future__ import annotations
