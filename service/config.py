@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "LOYALTY_"
 MAX_SALE_TIME_AGE_S = 3660 * 86400.0  # more is a typo; inf would overflow the datetime arithmetic
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 T = TypeVar("T")
@@ -110,6 +112,16 @@ class Settings:
     worker_name: str = setting("", "set by the supervisor: this worker's name in logs")
     supervisor_pid: int = setting(0, "set by the supervisor: the worker exits when it dies")
     migrate_only: bool = setting(False, "migrate the store, print one line and exit; serve nothing")
+    # --- logging and tracing ---
+    log_format: str = setting(
+        "json",
+        "log lines as json (one object per line, for a log shipper) or text (for a terminal)",
+    )
+    otlp_endpoint: str = setting(
+        "",
+        "OTLP/gRPC collector traces are exported to, e.g. http://127.0.0.1:4317 "
+        "(https:// for TLS); empty: tracing off",
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -136,6 +148,12 @@ class Settings:
             raise ValueError("token_ttl_s must be > 0 (and at most ten years)")
         if not 0 < self.max_sale_time_age_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
             raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
+            raise ValueError("otlp_endpoint must be an http:// or https:// URL (or empty: off)")
 
     @property
     def development_mode(self) -> bool:
