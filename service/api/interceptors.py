@@ -270,14 +270,13 @@ def _streaming(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Beh
         try:
             caller = guard.admit(context)
             yield from _counted(behavior(check(request), context), sent)
-        except GeneratorExit:  # gRPC closes the stream: the client cancelled or went away
-            code = grpc.StatusCode.CANCELLED
-            raise
         except Exception as exc:
             status = guard.status(exc, context)
             code = status.code
             context.abort_with_status(status)
         finally:
+            if code is grpc.StatusCode.OK and not context.is_active():
+                code = grpc.StatusCode.CANCELLED  # the client went away before the end
             guard.done(code, started, caller, context)
 
     return handle
