@@ -20,7 +20,7 @@ from tests.waiting import until
 CALCULATE = {"grpc_type": "unary", "grpc_service": "loyalty.v1.ReceiptService"} | {
     "grpc_method": "Calculate"
 }
-SERIES = re.compile(r'^(\w+)\{(.*)\} (\S+)$', re.MULTILINE)
+SERIES = re.compile(r"^(\w+)\{(.*)\} (\S+)$", re.MULTILINE)
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -94,7 +94,9 @@ def test_a_server_stream_is_counted_as_one_with_each_message_sent(metered: Loyal
         stream.cancel()
 
     def watch_ended() -> bool:
-        cancelled = sample(scrape(metered), "grpc_server_handled_total", watch, grpc_code="CANCELLED")
+        cancelled = sample(
+            scrape(metered), "grpc_server_handled_total", watch, grpc_code="CANCELLED"
+        )
         return cancelled is not None
 
     until(watch_ended, what="the cancelled Watch counted as handled")
@@ -106,9 +108,7 @@ def test_a_server_stream_is_counted_as_one_with_each_message_sent(metered: Loyal
 
 def test_every_metric_says_what_it_measures(metered: LoyaltyServer) -> None:
     text = scrape(metered)
-    helps = dict(
-        line.split(" ", 3)[2:] for line in text.splitlines() if line.startswith("# HELP ")
-    )
+    helps = dict(line.split(" ", 3)[2:] for line in text.splitlines() if line.startswith("# HELP "))
     for name in (
         "grpc_server_started_total",
         "grpc_server_handled_total",
