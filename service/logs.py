@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from types import TracebackType
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -51,12 +52,28 @@ def formatter(log_format: str, worker: str = "") -> logging.Formatter:
 
 
 class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler this module installed, so a second setup replaces only it (and
-    leaves alone handlers others added, such as pytest's)."""
+    """Writes to whatever sys.stderr is at the time (as logging's last-resort handler does),
+    and marks the handler this module installed, so that a second setup replaces only it and
+    leaves alone handlers others added, such as pytest's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
-def configure_logging(level: str = "INFO", log_format: str = "json", *, worker: str = "") -> None:
-    handler = _OurHandler(sys.stderr)
+def configure_logging(
+    level: str = "INFO", log_format: str = "json", *, worker: str = "", server: bool = False
+) -> None:
+    """Every line through one handler on stderr. `server`: a thread's uncaught exception is
+    a log line too (a tool's threads end with the tool)."""
+    handler = _OurHandler()
     handler.setFormatter(formatter(log_format, worker))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
@@ -66,7 +83,8 @@ def configure_logging(level: str = "INFO", log_format: str = "json", *, worker: 
     # Alembic says seven INFO lines at every start; service/store/db.py says the revision.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level.upper() == "DEBUG" else "WARNING")
     logging.captureWarnings(True)  # warnings become log lines too, not bare stderr text
-    threading.excepthook = _log_thread_exception
+    if server:
+        threading.excepthook = _log_thread_exception
 
 
 def configure_tool_logging(default_level: str = "WARNING") -> None:

@@ -114,7 +114,9 @@ def main(
     except ValueError as exc:
         print(f"loyalty-server: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format, worker=settings.worker_name)
+    configure_logging(
+        settings.log_level, settings.log_format, worker=settings.worker_name, server=True
+    )
     if settings.migrate_only:
         return migrate_only(settings)
     from service.supervisor import run_workers, worker_count
