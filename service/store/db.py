@@ -177,7 +177,23 @@ def trace_statements(engine: Engine, tracer_provider: TracerProvider) -> None:
 
     tracer = tracer_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy", __version__)
     unmetered = NoOpMeter("loyalty").create_up_down_counter("db.client.connections.usage")
-    EngineTracer(tracer, engine, unmetered)  # type: ignore[no-untyped-call]
+    EngineTracer(_WithinSpans(tracer), engine, unmetered)  # type: ignore[no-untyped-call]
+
+
+class _WithinSpans:
+    """Statement spans only inside another span (a call's). Without a parent a statement
+    would start a trace of its own: the change follower polls ten times a second and the
+    member jobs run on their own, and each poll would be a trace."""
+
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+
+    def start_span(self, name: str, context: Any = None, **kwargs: Any) -> Any:
+        from opentelemetry import trace
+
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
