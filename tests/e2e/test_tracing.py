@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -144,3 +147,61 @@ def test_statements_outside_calls_make_no_traces(
     polled = traced.follower.stats.polls
     until(lambda: traced.follower.stats.polls >= polled + 3, what="three more polls")
     assert exporter.get_finished_spans() == ()
+
+
+class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC trace collector that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str]] = []  # (service.name, span name)
+
+    def Export(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        for resource_spans in request.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.append((attributes.get("service.name", ""), span.name))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_with_an_otlp_endpoint_spans_reach_the_collector(tmp_path: Path) -> None:
+    collector = Collector()
+    collector_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, collector_server)
+    collector_port = collector_server.add_insecure_port("127.0.0.1:0")
+    collector_server.start()
+    try:
+        settings = demo_settings(tmp_path, otlp_endpoint=f"http://127.0.0.1:{collector_port}")
+        server, port = create_server(settings)
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                request = receipt_pb2.CalculateRequest(receipt=demo_receipt("EXPORTED-1"))
+                receipt_pb2_grpc.ReceiptServiceStub(channel).Calculate(
+                    request, timeout=10, metadata=auth()
+                )
+        finally:
+            server.stop(grace=0.5)  # flushes the batch of spans
+        assert ("loyalty-server", CALCULATE) in collector.spans
+    finally:
+        collector_server.stop(0)
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "garbage",
+        f"00-{'0' * 32}-{PARENT_SPAN_ID}-01",  # the all-zero trace id is invalid
+        f"00-{TRACE_ID.upper()}-{PARENT_SPAN_ID}-01",
+        "00-" + "f" * 4000,
+    ],
+)
+def test_a_malformed_traceparent_is_ignored_and_the_call_served(
+    stub: receipt_pb2_grpc.ReceiptServiceStub, exporter: InMemorySpanExporter, traceparent: str
+) -> None:
+    exporter.clear()
+    request = receipt_pb2.CalculateRequest(receipt=demo_receipt("TRACED-BAD"))
+    stub.Calculate(request, timeout=10, metadata=(*auth(), ("traceparent", traceparent)))
+    span = one_server_span(exporter, CALCULATE)
+    assert span.parent is None  # a trace of its own
+    assert span.attributes and span.attributes["rpc.grpc.status_code"] == 0
