@@ -91,7 +91,7 @@ class Settings:
     # --- observability ---
     metrics_port: int = setting(0, "Prometheus metrics on this port (worker i: port + i); 0: off")
     metrics_address: str = setting("127.0.0.1", "address the metrics endpoint listens on")
-    log_calls: bool = setting(True, "one JSON log line per call (logger service.calls)")
+    log_calls: bool = setting(True, "one log line per call (logger service.calls)")
     max_concurrent_calls: int = setting(
         1000, "calls in a process at once; more get RESOURCE_EXHAUSTED at once"
     )
