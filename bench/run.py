@@ -147,8 +147,13 @@ class Server:
 
     def status_counts(self, method: str) -> dict[str, float]:
         """grpc-status counts of a method, summed over the worker processes."""
-        pattern = re.compile(
-            r'^loyalty_calls_total\{code="(\w+)",method="' + re.escape(method) + r'"\} (\S+)$'
+        service, name = method.lstrip("/").split("/")
+        pattern = re.compile(  # labels come sorted: grpc_code, grpc_method, grpc_service, ...
+            r'^grpc_server_handled_total\{grpc_code="(\w+)",grpc_method="'
+            + re.escape(name)
+            + r'",grpc_service="'
+            + re.escape(service)
+            + r'",grpc_type="unary"\} (\S+)$'
         )
         counts: dict[str, float] = {}
         for index in range(self.processes):

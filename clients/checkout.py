@@ -39,6 +39,7 @@ from clients.receipt_format import (
     quantity_text,
 )
 from loyalty.v1 import common_pb2, receipt_pb2
+from service.logs import configure_tool_logging
 
 DEMO_CARD = "2000000000001"
 MILK, CHOCOLATE, COFFEE = "4600000000015", "4600000001715", "4600000002187"
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_tool_logging("WARNING")
     items = demo_shop().items if args.prices == "demo" else load_price_file(Path(args.prices))
     prices = {item.sku: item for item in items}
     changes = item_changes(args.item, args.card) if args.item else demo_changes(args.card)

@@ -58,6 +58,7 @@ from clients.client import (
 from clients.load_receipts import ReceiptFactory, ReceiptMix
 from clients.load_report import DROPPED, Samples, render_html, summarize
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
+from service.logs import configure_tool_logging
 
 MAX_DURATION_S = 3600.0
 MAX_PROCESSES = 64
@@ -529,6 +530,7 @@ def print_summary(report: dict[str, Any], stream: TextIO = sys.stdout) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_tool_logging("WARNING")
     try:
         config = config_from_args(args)
     except ValueError as err:

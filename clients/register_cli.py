@@ -15,6 +15,7 @@ from pathlib import Path
 from clients.client import LoyaltyError, add_connection_arguments, client_from_args
 from clients.receipt_format import format_receipt, load_receipt, receipt_from_dict
 from loyalty.v1 import receipt_pb2
+from service.logs import configure_tool_logging
 
 DEMO_RECEIPT = (
     Path(__file__).resolve().parent.parent / "service" / "demo_data" / "demo_receipt.json"
@@ -67,6 +68,7 @@ def _receipt_from_args(args: argparse.Namespace) -> tuple[receipt_pb2.Receipt, d
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_tool_logging("WARNING")
     receipt, names = _receipt_from_args(args)
     with client_from_args(args) as client:
         try:

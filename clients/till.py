@@ -57,6 +57,7 @@ from clients.receipt_format import (
     quantity_text,
 )
 from loyalty.v1 import common_pb2, receipt_pb2
+from service.logs import configure_tool_logging
 
 PROMPT = "till> "
 
@@ -466,6 +467,7 @@ def _keyboard_lines() -> Iterator[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_tool_logging("WARNING")
     try:
         prices = _price_list(args.prices)
     except (OSError, ValueError, KeyError) as err:

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "LOYALTY_"
 MAX_SALE_TIME_AGE_S = 3660 * 86400.0  # more is a typo; inf would overflow the datetime arithmetic
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 T = TypeVar("T")
@@ -89,7 +91,7 @@ class Settings:
     # --- observability ---
     metrics_port: int = setting(0, "Prometheus metrics on this port (worker i: port + i); 0: off")
     metrics_address: str = setting("127.0.0.1", "address the metrics endpoint listens on")
-    log_calls: bool = setting(True, "one JSON log line per call (logger service.calls)")
+    log_calls: bool = setting(True, "one log line per call (logger service.calls)")
     max_concurrent_calls: int = setting(
         1000, "calls in a process at once; more get RESOURCE_EXHAUSTED at once"
     )
@@ -115,6 +117,16 @@ class Settings:
         2000, "confirmed receipts a campaign replay reads per statement (its memory bound)"
     )
     replay_max_days: int = setting(92, "longest period of sale times a campaign replay takes")
+    # --- logging and tracing ---
+    log_format: str = setting(
+        "json",
+        "log lines as json (one object per line, for a log shipper) or text (for a terminal)",
+    )
+    otlp_endpoint: str = setting(
+        "",
+        "OTLP/gRPC collector traces are exported to, e.g. http://127.0.0.1:4317 "
+        "(https:// for TLS); empty: tracing off",
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -143,6 +155,12 @@ class Settings:
             raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
         if not 1 <= self.replay_page_size <= 100_000 or self.replay_max_days < 1:
             raise ValueError("replay_page_size must be 1..100000 and replay_max_days >= 1")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be json or text, got {self.log_format!r}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
+            raise ValueError("otlp_endpoint must be an http:// or https:// URL (or empty: off)")
 
     @property
     def development_mode(self) -> bool:

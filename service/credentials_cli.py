@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from service.logs import configure_tool_logging
 from service.store import db
 from service.store.credentials_repo import (
     ROLES,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_tool_logging("WARNING")
     db.migrate(args.database_url)
     engine = db.make_engine(args.database_url)
     try:

@@ -11,7 +11,6 @@ on several at once, writes no duplicate events.
 from __future__ import annotations
 
 import argparse
-import logging
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +19,7 @@ from service.app.jobs import run_member_jobs
 from service.app.unit_of_work import UnitOfWork
 from service.clock import utc_now
 from service.engine.snapshot import Snapshot, build_snapshot
+from service.logs import configure_tool_logging
 from service.store import loader
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--time-zone", default="Europe/Moscow")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    configure_tool_logging("INFO")
     engine = make_engine(args.database_url)
     try:
         sessions = make_session_factory(engine)

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from service.config import Settings, load_settings
+from service.logs import configure_logging
 
 if TYPE_CHECKING:  # gRPC objects exist only once a server process has started
     from service.api.server import Extension
@@ -113,10 +114,8 @@ def main(
     except ValueError as exc:
         print(f"loyalty-server: {exc}", file=sys.stderr)
         return 2
-    name = f" {settings.worker_name}" if settings.worker_name else ""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s{name} %(name)s %(message)s",
+    configure_logging(
+        settings.log_level, settings.log_format, worker=settings.worker_name, server=True
     )
     if settings.migrate_only:
         return migrate_only(settings)

@@ -44,9 +44,12 @@ class Principal:
     role: Role
     store_ids: frozenset[str] = frozenset()  # REGISTER: the stores it may act for; empty: any
 
-    def check_store(self, store_id: str) -> None:
-        """May this caller act for the store? Also notes the store for the call log."""
+    def check_store(self, store_id: str, receipt_id: str = "") -> None:
+        """May this caller act for the store? Also notes the store (and the receipt the call
+        is about) for the call log."""
         _store.set(store_id)
+        if receipt_id:
+            _receipt.set(receipt_id)
         if self.store_ids and store_id not in self.store_ids:
             raise PermissionDenied(
                 f"credential {quote(self.name)} may not act for store {quote(store_id)}",
@@ -76,11 +79,17 @@ PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 _current: ContextVar[Principal | None] = ContextVar("principal", default=None)
 _store: ContextVar[str] = ContextVar("call_store", default="")
+_receipt: ContextVar[str] = ContextVar("call_receipt", default="")
 
 
 def call_store() -> str:
     """The store the current call acts for, once a handler has checked it ("" before)."""
     return _store.get()
+
+
+def call_receipt() -> str:
+    """The receipt the current call is about, once a handler has checked its store."""
+    return _receipt.get()
 
 
 def current_principal() -> Principal:
@@ -94,6 +103,7 @@ def current_principal() -> Principal:
 def set_current_principal(principal: Principal | None) -> None:
     _current.set(principal)
     _store.set("")
+    _receipt.set("")
 
 
 def roles_for(method: str) -> frozenset[Role] | None:

@@ -1,5 +1,6 @@
-"""The call interceptor: authentication, roles, the error table, metrics and the call log,
-around every handler; and two guards that keep the server answering whatever it is sent.
+"""The call interceptor: authentication, roles, the error table, metrics, the call log and
+(when tracing is on) the call's span, around every handler; and two guards that keep the
+server answering whatever it is sent.
 
 It wraps each method's handler once and caches the wrapper, so the per-call cost is a dict
 lookup plus the wrapper's own work (no new handler objects per call).
@@ -31,17 +32,21 @@ from service.api.auth import (
     CredentialBook,
     Principal,
     authorize,
+    call_receipt,
     call_store,
     roles_for,
     set_current_principal,
 )
 from service.api.errors import status_for, store_busy_status, streams_exhausted_status
-from service.api.metrics import CallMetrics, log_call
+from service.api.metrics import CallMetrics, MethodMetrics, grpc_type, log_call
+from service.api.tracing import end_call_span, incoming_trace_id, traced
 from service.deadline import set_call_deadline
 from service.errors import InvalidArgument
 
 Behavior = Callable[..., Any]
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     Handler = grpc.RpcMethodHandler[Any, Any]
 else:
     Handler = grpc.RpcMethodHandler
@@ -61,21 +66,32 @@ def _already_aborted(context: grpc.ServicerContext) -> bool:
 
 class _Guard:
     """What runs around every call of one method: who is calling and may they, the status an
-    exception becomes, and the call's metrics and log line."""
+    exception becomes, and the call's metrics, log line and span status."""
 
     def __init__(
         self,
         method: str,
         book: CredentialBook,
-        metrics: CallMetrics,
+        metrics: MethodMetrics,
         log_calls: bool,
         public: bool = False,
+        tracer: Tracer | None = None,
+        request_streaming: bool = False,
     ) -> None:
         self.method = method
         self.book = book
         self.allowed = None if public else roles_for(method)
-        self.record = metrics.recorder(method)
+        self.metrics = metrics
         self.log_calls = log_calls
+        self.tracer = tracer
+        self.unary_request = not request_streaming
+
+    def begin(self) -> float:
+        """A call starts; a unary request is received with it (even one refused at once)."""
+        self.metrics.started.inc()
+        if self.unary_request:
+            self.metrics.received.inc()
+        return perf_counter()
 
     def admit(self, context: grpc.ServicerContext) -> str:
         """Authenticate and authorize; returns the caller's name for the log."""
@@ -92,11 +108,23 @@ class _Guard:
             raise exc
         return status_for(exc, self.method)
 
-    def done(self, code: grpc.StatusCode, started: float, caller: str) -> None:
+    def done(
+        self, code: grpc.StatusCode, started: float, caller: str, context: grpc.ServicerContext
+    ) -> None:
         seconds = perf_counter() - started
-        self.record(code, seconds)
+        self.metrics.handled(code, seconds)
+        trace_id = end_call_span(code) if self.tracer is not None else ""
         if self.log_calls:
-            log_call(self.method, code, seconds, caller, call_store())
+            log_call(
+                self.method,
+                code,
+                seconds,
+                caller,
+                call_store(),
+                receipt_id=call_receipt(),
+                peer=context.peer(),
+                trace_id=trace_id or incoming_trace_id(context),
+            )
 
 
 class Budget:
@@ -193,43 +221,67 @@ def _checked(request: Any) -> Any:
     return request
 
 
-def _checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
-    for request in requests:
-        yield _checked(request)
+def _check(guard: _Guard, streamed_request: bool) -> Callable[[Any], Any]:
+    """The request checked, or each message of a request stream counted and checked."""
+    received = guard.metrics.received
+
+    def checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
+        for request in requests:
+            received.inc()
+            yield _checked(request)
+
+    return checked_stream if streamed_request else _checked
+
+
+def _counted(responses: Iterator[Any], sent: Any) -> Iterator[Any]:
+    """The handler's responses, each counted; closing this closes the handler's generator
+    at once (a cancelled stream releases what the handler holds)."""
+    try:
+        for response in responses:
+            sent.inc()
+            yield response
+    finally:
+        close = getattr(responses, "close", None)
+        if close is not None:
+            close()
 
 
 def _unary(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Behavior:
-    check = _checked_stream if streamed_request else _checked
+    check, sent = _check(guard, streamed_request), guard.metrics.sent
 
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
+        started, code, caller = guard.begin(), grpc.StatusCode.OK, "-"
         try:
             caller = guard.admit(context)
-            return behavior(check(request), context)
+            response = behavior(check(request), context)
+            sent.inc()
+            return response
         except Exception as exc:
             status = guard.status(exc, context)
             code = status.code
             context.abort_with_status(status)
         finally:
-            guard.done(code, started, caller)
+            guard.done(code, started, caller, context)
 
     return handle
 
 
 def _streaming(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Behavior:
-    check = _checked_stream if streamed_request else _checked
+    check, sent = _check(guard, streamed_request), guard.metrics.sent
 
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
+        started, code, caller = guard.begin(), grpc.StatusCode.OK, "-"
         try:
             caller = guard.admit(context)
-            yield from behavior(check(request), context)
+            yield from _counted(behavior(check(request), context), sent)
         except Exception as exc:
             status = guard.status(exc, context)
             code = status.code
             context.abort_with_status(status)
         finally:
-            guard.done(code, started, caller)
+            if code is grpc.StatusCode.OK and not context.is_active():
+                code = grpc.StatusCode.CANCELLED  # the client went away before the end
+            guard.done(code, started, caller, context)
 
     return handle
 
@@ -240,7 +292,7 @@ def _budgeted(budget: Budget, refusal: grpc.Status, guard: _Guard, handle: Behav
     def admit(context: grpc.ServicerContext) -> str:
         peer = context.peer()
         if not budget.enter(peer):
-            guard.done(refusal.code, perf_counter(), "-")
+            guard.done(refusal.code, guard.begin(), "-", context)
             context.abort_with_status(refusal)
         return peer
 
@@ -286,6 +338,8 @@ def _rewrap(handler: Handler, guard: _Guard, budgets: Budgets) -> Handler:
     budget = _budget_of(guard, h, budgets)
     if budget is not None:
         handle = _budgeted(budget, budgets.refusal(budget), guard, handle)
+    if guard.tracer is not None:  # outermost: refusals by a budget are traced too
+        handle = traced(guard.tracer, guard.method, handle, inspect.isgeneratorfunction(handle))
     codec = (_tolerant(h.request_deserializer), h.response_serializer)
     if h.unary_unary:
         return grpc.unary_unary_rpc_method_handler(handle, *codec)
@@ -305,11 +359,13 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         log_calls: bool,
         budgets: Budgets,
         public_prefixes: tuple[str, ...] = (),
+        tracer: Tracer | None = None,
     ) -> None:
         self._book = book
         self._metrics = metrics
         self._log_calls = log_calls
         self._budgets = budgets
+        self._tracer = tracer  # None: tracing off, and no call pays for it
         self._public_prefixes = public_prefixes  # an extension's methods without credential
         self._wrapped: dict[str, Handler] = {}
         self._lock = threading.Lock()
@@ -325,7 +381,17 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:  # unknown method: not cached, so random names cannot grow the dict
             return None
         public = bool(self._public_prefixes) and method.startswith(self._public_prefixes)
-        guard = _Guard(method, self._book, self._metrics, self._log_calls, public)
+        h: Any = handler
+        metrics = self._metrics.method(method, grpc_type(h.request_streaming, h.response_streaming))
+        guard = _Guard(
+            method,
+            self._book,
+            metrics,
+            self._log_calls,
+            public,
+            self._tracer,
+            request_streaming=h.request_streaming,
+        )
         wrapped = _rewrap(handler, guard, self._budgets)
         with self._lock:
             self._wrapped[method] = wrapped

@@ -75,7 +75,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         now = self._clock()
         receipt_pb = request.receipt
         check_receipt_ids(receipt_pb)
-        current_principal().check_store(receipt_pb.store_id)
+        current_principal().check_store(receipt_pb.store_id, receipt_pb.receipt_id)
         member = self._members.resolve(receipt_pb.member, "receipt.member")
         receipt = convert.receipt_to_model(receipt_pb, member, now)
         try:
@@ -103,7 +103,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         check_receipt_ids(receipt_pb)
         check_receipt_lines(receipt_pb)
         convert.optional_datetime(receipt_pb, "sale_time", "receipt.sale_time")  # in range
-        current_principal().check_store(receipt_pb.store_id)
+        current_principal().check_store(receipt_pb.store_id, receipt_pb.receipt_id)
         payload, stale = self._signer.open(receipt_pb, request.confirmation_token)
         confirmed = self._receipts.confirm(
             convert.confirmed_receipt(receipt_pb, payload.result),
@@ -118,7 +118,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         self, request: receipt_pb2.RefundRequest, context: grpc.ServicerContext
     ) -> receipt_pb2.RefundResponse:
         validate_refund(request)
-        current_principal().check_store(request.store_id)
+        current_principal().check_store(request.store_id, request.receipt_id)
         refunded = self._receipts.refund(convert.refund_request(request), codec=REFUND_CODEC)
         return convert.refund_response(refunded.record, replayed=refunded.replayed)
 

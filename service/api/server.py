@@ -38,6 +38,7 @@ from service.api.metrics import CallMetrics, StatsCollector
 from service.api.notifications import NotificationServicer
 from service.api.receipts import ReceiptServicer
 from service.api.replay import CampaignReplayServicer
+from service.api.tracing import provider_from_settings
 from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
 from service.cache.sync import ChangeFollower
@@ -47,6 +48,7 @@ from service.scheduler import JobScheduler
 from service.store import db
 
 if TYPE_CHECKING:  # types only: the store builds the engine
+    from opentelemetry.trace import TracerProvider
     from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class LoyaltyServer:
     notifications: NotificationServicer
     jobs: JobScheduler
     port: int
+    # Made from the settings (OTLP export): shut down, so spans are flushed, with the server.
+    own_tracing: Any = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -113,6 +117,8 @@ class LoyaltyServer:
         self.follower.stop()
         self.jobs.stop()
         self.store.dispose()
+        if self.own_tracing is not None:
+            self.own_tracing.shutdown()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return bool(self.grpc_server.wait_for_termination(timeout))
@@ -143,10 +149,18 @@ class Extension:
 
 
 def create_server(
-    settings: Settings, extension: Extension = Extension()
+    settings: Settings,
+    extension: Extension = Extension(),
+    tracer_provider: TracerProvider | None = None,
 ) -> tuple[LoyaltyServer, int]:
-    """A server bound to settings.address (port 0 picks a free one), not yet started."""
+    """A server bound to settings.address (port 0 picks a free one), not yet started. Calls
+    and statements are traced into `tracer_provider` if given (tests), else to
+    settings.otlp_endpoint if set; otherwise not at all."""
+    own_tracing = None if tracer_provider is not None else provider_from_settings(settings)
+    tracing = tracer_provider or own_tracing
     store = db.make_engine(settings.database_url)
+    if tracing is not None:
+        db.trace_statements(store, tracing)
     health_servicer = health.HealthServicer()
     sessions = db.make_session_factory(store)
     credentials = CredentialBook(sessions)
@@ -156,7 +170,8 @@ def create_server(
         time_zone=settings.time_zone,
         member_capacity=settings.member_cache_size,
     )
-    server = _grpc_server(settings, credentials, metrics, extension)
+    tracer = tracing.get_tracer("service.api") if tracing is not None else None
+    server = _grpc_server(settings, credentials, metrics, extension, tracer)
     follower = _follower(settings, sessions, cache, credentials, metrics, health_servicer)
     notifications = _add_loyalty_services(server, settings, sessions, cache, follower)
     server.add_generic_rpc_handlers(extension.handlers)
@@ -181,12 +196,17 @@ def create_server(
         notifications,
         jobs,
         port,
+        own_tracing,
     )
     return loyalty, port
 
 
 def _grpc_server(
-    settings: Settings, credentials: CredentialBook, metrics: CallMetrics, extension: Extension
+    settings: Settings,
+    credentials: CredentialBook,
+    metrics: CallMetrics,
+    extension: Extension,
+    tracer: Any,
 ) -> grpc.Server:
     budgets = Budgets(
         settings.max_streams, settings.max_streams_per_connection, settings.max_store_calls
@@ -197,6 +217,7 @@ def _grpc_server(
         log_calls=settings.log_calls,
         budgets=budgets,
         public_prefixes=extension.public_prefixes,
+        tracer=tracer,
     )
     return grpc.server(
         # Streams and calls that wait on the store get threads of their own beyond
@@ -272,15 +293,44 @@ def _add_loyalty_services(
 
 def _cache_and_sync_stats(
     cache: BenefitCache, follower: ChangeFollower
-) -> dict[str, tuple[str, float]]:
+) -> dict[str, tuple[str, str, float]]:
+    stats, sync = cache.stats, follower.stats
     return {
-        "loyalty_cache_member_hits": ("counter", cache.stats.member_hits),
-        "loyalty_cache_member_misses": ("counter", cache.stats.member_misses),
-        "loyalty_cache_members": ("gauge", cache.cached_member_count()),
-        "loyalty_sync_changes_applied": ("counter", follower.stats.changes_applied),
-        "loyalty_sync_errors": ("counter", follower.stats.errors),
-        "loyalty_sync_open_gaps": ("gauge", follower.open_gaps),
-        "loyalty_sync_seconds_since_success": ("gauge", follower.seconds_since_success()),
+        "loyalty_cache_member_hits": (
+            "counter",
+            "Member look-ups this process answered from its cache",
+            stats.member_hits,
+        ),
+        "loyalty_cache_member_misses": (
+            "counter",
+            "Member look-ups that had to read the store (member not in this process's cache)",
+            stats.member_misses,
+        ),
+        "loyalty_cache_members": (
+            "gauge",
+            "Members held in this process's cache now",
+            cache.cached_member_count(),
+        ),
+        "loyalty_sync_changes_applied": (
+            "counter",
+            "Changes from the store's change feed applied to this process's cache",
+            sync.changes_applied,
+        ),
+        "loyalty_sync_errors": (
+            "counter",
+            "Polls of the change feed that failed (store unreachable or erroring)",
+            sync.errors,
+        ),
+        "loyalty_sync_open_gaps": (
+            "gauge",
+            "Holes in the change feed this replica is waiting on (a writer not yet committed)",
+            follower.open_gaps,
+        ),
+        "loyalty_sync_seconds_since_success": (
+            "gauge",
+            "Seconds since this replica last polled the change feed successfully",
+            follower.seconds_since_success(),
+        ),
     }
 
 

@@ -46,6 +46,7 @@ from service.imports.run import (
     AttributeImport,
     BatchReport,
 )
+from service.logs import configure_tool_logging
 from service.store import db
 
 log = logging.getLogger("loyalty-import")
@@ -348,7 +349,7 @@ def _check_store(url: str, migrate: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_tool_logging("WARNING")
     try:
         source = AttributeFile(args.file, args.time_zone, args.format)
         if args.database_url:

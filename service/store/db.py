@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -21,6 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.deadline import check_deadline, remaining_seconds
 from service.store.member_documents import backfill
 from service.store.watchdog import WATCHDOG
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +166,36 @@ def _ping(dbapi_connection: Any) -> None:
         raise DisconnectionError(str(exc)) from exc
 
 
+def trace_statements(engine: Engine, tracer_provider: TracerProvider) -> None:
+    """A client span per statement of this engine (opentelemetry-instrumentation-sqlalchemy's
+    EngineTracer), a child of the call's span. The instrumentor's instrument() would also
+    patch create_engine for every engine of the process, once per process: servers made in
+    one process (the tests) could not each trace their own store."""
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.instrumentation.sqlalchemy.version import __version__
+    from opentelemetry.metrics import NoOpMeter
+
+    tracer = tracer_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy", __version__)
+    unmetered = NoOpMeter("loyalty").create_up_down_counter("db.client.connections.usage")
+    EngineTracer(_WithinSpans(tracer), engine, unmetered)  # type: ignore[no-untyped-call]
+
+
+class _WithinSpans:
+    """Statement spans only inside another span (a call's). Without a parent a statement
+    would start a trace of its own: the change follower polls ten times a second and the
+    member jobs run on their own, and each poll would be a trace."""
+
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+
+    def start_span(self, name: str, context: Any = None, **kwargs: Any) -> Any:
+        from opentelemetry import trace
+
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, **kwargs)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded values after commit (rows are mapped to frozen dataclasses)."""
     return sessionmaker(engine, expire_on_commit=False)
@@ -214,6 +247,11 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         after = MigrationContext.configure(connection).get_current_revision()
+    # Alembic's own INFO lines are quieted (service/logs.py): this one says it all.
+    if after == before:
+        log.info("store at revision %s", after)
+    else:
+        log.info("store migrated from revision %s to %s", before or "none", after)
     if revision == "head" and after != before:
         with Session(engine) as session:
             backfill(session)

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from loyalty.v1 import notification_pb2, notification_pb2_grpc, receipt_pb2, receipt_pb2_grpc
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
+from service.logs import formatter
 from service.store import db
 from service.store.models import RefundRow
 from tests.e2e.conftest import auth, demo_settings
@@ -76,14 +77,17 @@ def test_each_call_logs_one_json_line_without_the_secret(
         deadline = time.monotonic() + 5
         while not caplog.records and time.monotonic() < deadline:
             threading.Event().wait(0.02)
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "service.calls"]
+    as_json = formatter("json")
+    lines = [json.loads(as_json.format(r)) for r in caplog.records if r.name == "service.calls"]
     assert lines, "a call log line was written"
     line = lines[-1]
     assert line["method"] == "/loyalty.v1.ReceiptService/Calculate"
     assert line["code"] == "OK"
     assert line["caller"] == "dev-register"
     assert line["store"] == "S001"
-    assert line["ms"] > 0
+    assert line["duration_ms"] > 0
+    assert line["receipt_id"] == "LOG-1"
+    assert line["peer"].startswith("ipv4:127.0.0.1:")
     secret = DEV_TOKENS[Role.REGISTER].split(".")[1]
     assert all(secret not in r.getMessage() for r in caplog.records)
 
@@ -102,8 +106,9 @@ def test_a_megabyte_store_id_is_refused_by_name_and_logged_as_a_short_prefix(
             threading.Event().wait(0.02)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert len(caught.value.details() or "") < 300
-    lines = [r.getMessage() for r in caplog.records if r.name == "service.calls"]
-    assert lines and all(len(line) < 300 for line in lines)
+    as_json = formatter("json")
+    lines = [as_json.format(r) for r in caplog.records if r.name == "service.calls"]
+    assert lines and all(len(line) < 400 for line in lines)
 
 
 def test_a_megabyte_refund_id_is_refused_and_not_stored(

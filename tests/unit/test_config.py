@@ -41,6 +41,9 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
         (["--max-sale-time-age-s", "0"], "max_sale_time_age_s must be > 0"),
         (["--max-sale-time-age-s", "nan"], "max_sale_time_age_s must be > 0"),
         (["--max-sale-time-age-s", "inf"], "max_sale_time_age_s must be > 0"),
+        (["--log-format", "xml"], "log_format must be json or text"),
+        (["--log-level", "LOUD"], "log_level must be one of"),
+        (["--otlp-endpoint", "collector:4317"], "otlp_endpoint must be an http"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(flags: list[str], message: str) -> None:

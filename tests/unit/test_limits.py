@@ -14,6 +14,7 @@ from service import errors, limits
 from service.api.errors import status_for
 from service.api.metrics import log_call
 from service.imports import records
+from service.logs import formatter
 from service.store import models
 
 
@@ -69,7 +70,8 @@ def test_the_call_log_names_at_most_a_short_prefix_of_the_store(
     with caplog.at_level(logging.INFO, logger="service.calls"):
         log_call("/loyalty.v1.ReceiptService/Calculate", grpc.StatusCode.OK, 0.1, "r", "S" * 2**20)
     [record] = [r for r in caplog.records if r.name == "service.calls"]
-    assert len(record.getMessage()) < 300
-    store = json.loads(record.getMessage())["store"]
+    line = formatter("json").format(record)
+    assert len(line) < 400
+    store = json.loads(line)["store"]
     assert len(store) <= limits.QUOTE
     assert store.startswith("SSSS") and store.endswith("...")
