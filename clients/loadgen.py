@@ -58,6 +58,7 @@ from clients.client import (
 from clients.load_receipts import ReceiptFactory, ReceiptMix
 from clients.load_report import DROPPED, Samples, render_html, summarize
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
+from service.cli import EXIT_USAGE, ToolError, tool
 
 MAX_DURATION_S = 3600.0
 MAX_PROCESSES = 64
@@ -527,30 +528,25 @@ def print_summary(report: dict[str, Any], stream: TextIO = sys.stdout) -> None:
     print(f"errors: {errors}", file=stream)
 
 
+@tool("loyalty-load")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise ToolError(str(err), EXIT_USAGE) from None
     if not args.allow_remote and not is_loopback_target(config.target):
-        print(
-            f"error: {config.target} is not on this machine; a load test goes to loopback"
+        raise ToolError(
+            f"{config.target} is not on this machine; a load test goes to loopback"
             " unless --allow-remote is given",
-            file=sys.stderr,
+            EXIT_USAGE,
         )
-        return 2
     shop = shop_from_store(args.database_url) if args.database_url else demo_shop()
     progress = None if args.quiet else Progress(config)
     try:
         report = run_load(config, shop, progress=progress)
     except LoadFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        raise ToolError(str(err)) from None
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.html:
