@@ -162,7 +162,12 @@ class _Worker:
 
     def _channel(self, number: int) -> grpc.aio.Channel:
         # A channel of its own (own TCP connection) even with the same target and options.
-        options = [*channel_options(self.config.tls), ("grpc.use_local_subchannel_pool", 1)]
+        # No service config: the channel must not retry either (the report shows every call).
+        options = [
+            *channel_options(self.config.tls, service_config=None),
+            ("grpc.enable_retries", 0),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
         options.append(("loyalty.load.channel", f"{self.index}-{number}"))
         tls = self.config.tls
         if tls is None:
