@@ -19,8 +19,10 @@ from service.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+CLIENTS_DOC = (ROOT / "docs" / "clients.md").read_text(encoding="utf-8")
 DEV_ADDRESS = "127.0.0.1:50051"
 DEV_DATABASE = "sqlite:///var/loyalty.db"
+BUF = ROOT / "tools" / "node_modules" / ".bin" / "buf"
 
 
 def make_run_arguments(data_dir: Path) -> list[str]:
@@ -33,11 +35,11 @@ def make_run_arguments(data_dir: Path) -> list[str]:
     return [DEV_ADDRESS.replace("50051", "0") if w == DEV_ADDRESS else w for w in words]
 
 
-def readme_blocks(first_command: str) -> list[str]:
-    """The README's shell blocks that start with `first_command`."""
-    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.DOTALL)
+def readme_blocks(first_command: str, document: str = README) -> list[str]:
+    """The shell blocks of a document (the README) that start with `first_command`."""
+    blocks = re.findall(r"```sh\n(.*?)```", document, flags=re.DOTALL)
     found = [b for b in blocks if b.startswith(first_command)]
-    assert found, f"the README shows no `{first_command}` block"
+    assert found, f"no `{first_command}` block"
     return found
 
 
@@ -46,7 +48,13 @@ def as_here(block: str, server: LoyaltyServer) -> str:
         block.replace(DEV_ADDRESS, f"127.0.0.1:{server.port}")
         .replace(DEV_DATABASE, server.settings.database_url)
         .replace(".venv/bin/python ", f"{sys.executable} ")
+        .replace("tools/node_modules/.bin/buf ", f"{BUF} ")
     )
+
+
+def need_buf() -> None:
+    if not BUF.exists():
+        pytest.fail("buf is not installed: run `make tools`")
 
 
 def run_block(block: str) -> subprocess.CompletedProcess[str]:
@@ -77,8 +85,7 @@ def test_the_makefile_run_target_is_what_the_test_starts(tmp_path: Path) -> None
 
 
 def test_the_buf_curl_commands_of_the_readme_run_as_written(dev_server: LoyaltyServer) -> None:
-    if not (ROOT / "tools" / "node_modules" / ".bin" / "buf").exists():
-        pytest.fail("buf is not installed: run `make tools`")
+    need_buf()
     (block,) = readme_blocks("tools/node_modules/.bin/buf curl")
     done = run_block(as_here(block, dev_server))
     assert done.returncode == 0, done.stderr
@@ -95,3 +102,16 @@ def test_the_member_jobs_command_of_the_readme_runs_as_written(dev_server: Loyal
     done = run_block(as_here(block, dev_server))
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"member jobs done: \d+ events written\n", done.stdout)
+
+
+def test_the_json_example_of_the_clients_doc_decodes_the_error_details(
+    dev_server: LoyaltyServer,
+) -> None:
+    need_buf()
+    (block,) = readme_blocks("tools/node_modules/.bin/buf curl", CLIENTS_DOC)
+    done = run_block(as_here(block, dev_server))
+    assert done.returncode == 0, done.stderr
+    assert '"memberId": "M000001"' in done.stdout  # the lookup, as proto3 JSON
+    assert "invalid_argument receipt.channel: must be set to a known value" in done.stdout
+    assert 'reason: "INVALID_ARGUMENT"' in done.stdout
+    assert 'field: "receipt.channel"' in done.stdout
