@@ -184,7 +184,8 @@ def test_every_entry_point_of_the_project_reports_through_the_shared_helper() ->
     scripts = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "scripts"
     ]
-    for name, target in {**scripts, "service.jobs": "service.jobs:main"}.items():
+    modules = {"service.jobs": "service.jobs:main", "service.demo": "service.demo:main"}
+    for name, target in {**scripts, **modules}.items():
         module, function = target.split(":")
         main = getattr(importlib.import_module(module), function)
         assert getattr(main, "__wrapped__", None) is not None, f"{name} is not wrapped by @tool"
