@@ -153,13 +153,11 @@ def timeline(samples: Samples, duration_s: float) -> list[dict[str, float]]:
     size = samples.slot_s
     count = max(1, math.ceil(duration_s / size - 1e-9))
     rows = []
+    last = count - 1  # calls due at the very end count in the last slot
     for index in range(count):
-        slot = samples.slots.get(index, Slot())
-        if index == count - 1:  # calls due at the very end land in the last slot
-            for late in (s for i, s in samples.slots.items() if i >= count):
-                slot.latencies.merge(late.latencies)
-                slot.ok += late.ok
-                slot.errors += late.errors
+        mine = [s for i, s in samples.slots.items() if min(i, last) == index]
+        slot = Slot(merged(s.latencies for s in mine), sum(s.ok for s in mine))
+        slot.errors = sum(s.errors for s in mine)
         rows.append(
             {
                 "t_s": round(index * size, 3),
