@@ -90,9 +90,10 @@ def shop_from_store(database_url: str) -> Shop:
 
     from service.demo_data.generate import demo_catalogue
     from service.engine.model import Unit
-    from service.store.db import make_engine, make_session_factory
+    from service.store.db import make_engine, make_session_factory, require_store
     from service.store.models import CardRow, FavoriteSlotRow, MemberRow, ProductRow, StoreRow
 
+    require_store(database_url)  # a mistyped path names no store: say so, create nothing
     known = {p.product.sku: p.price for p in demo_catalogue().products}
     engine = make_engine(database_url)
     try:

@@ -39,6 +39,7 @@ from clients.receipt_format import (
     quantity_text,
 )
 from loyalty.v1 import common_pb2, receipt_pb2
+from service.cli import ToolError, tool
 from service.logs import configure_tool_logging
 
 DEMO_CARD = "2000000000001"
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@tool("loyalty-checkout")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_tool_logging("WARNING")
@@ -269,9 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with client_from_args(args) as client:
             report = run_checkout(client, prices, changes, store_id=args.store, out=out)
     except (LoyaltyError, KeyError, ValueError) as err:
-        text = err.describe() if isinstance(err, LoyaltyError) else str(err)
-        print(f"error: {text}", file=sys.stderr)
-        return 1
+        raise ToolError(err.describe() if isinstance(err, LoyaltyError) else str(err)) from None
     if args.json:
         print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
     return 0 if report.ok else 1

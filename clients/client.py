@@ -10,8 +10,11 @@ included (default 5 s, per call or per client). Each attempt gets what is left o
 
 Retries (RETRYABLE below) only where repeating a call cannot do harm:
 
-- UNAVAILABLE, for every method: the server was not reached, or it says "retry with the same
-  id" (the store was down for a write).
+- UNAVAILABLE, for the methods the service config retries (clients/service_config.json):
+  previews, reads, Confirm and Refund (idempotent by their ids) and the member's selections
+  (sending the current selection again changes nothing, spec §7); not the operator's edit,
+  each of which is audited. The server was not reached, or it says "retry with the same id"
+  (the store was down for a write).
 - DEADLINE_EXCEEDED of one attempt, for Calculate and the reads (previews, they change
   nothing) and for Confirm and Refund (idempotent: the same receipt id / refund id returns the
   stored result with `replayed` set). Never for the member's selections. An attempt only ends
@@ -25,6 +28,13 @@ Backoff between attempts is exponential and bounded, with jitter (`RetryPolicy.d
 never runs past the call's deadline; a `google.rpc.RetryInfo` delay from the server is honoured
 as a minimum.
 
+Two layers, one policy. The channel carries the published service config
+(clients/service_config.json, the same file registers in Java, C# or Go load): gRPC itself
+repeats an UNAVAILABLE attempt of the idempotent methods a few times within ~0.4 s, throttled
+when most calls fail. The loop here sits above it for longer outages (a server restarting),
+within the call's deadline, and for attempts cut off by `attempt_timeout`. Which methods are
+retried at all comes from that file, so the two cannot disagree.
+
 Credentials: `authorization: Bearer <token>` on every call. TLS: `TlsConfig` (root
 certificate, and a client certificate and key for mutual TLS).
 """
@@ -32,6 +42,7 @@ certificate, and a client certificate and key for mutual TLS).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import threading
@@ -58,17 +69,35 @@ TOKEN_FILE_ENV = "LOYALTY_TOKEN_FILE"
 _U = grpc.StatusCode.UNAVAILABLE
 _D = grpc.StatusCode.DEADLINE_EXCEEDED
 
+# The retry policy and timeouts of every language's client (docs/clients.md): gRPC's service
+# config, which a channel applies by itself. This library puts it on its channels too.
+SERVICE_CONFIG_PATH = Path(__file__).with_name("service_config.json")
+SERVICE_CONFIG_JSON = SERVICE_CONFIG_PATH.read_text(encoding="utf-8")
+
+
+def _retried_by_service_config(config: Mapping[str, Any]) -> dict[str, frozenset[grpc.StatusCode]]:
+    """Method name -> the status codes the service config's retryPolicy repeats it after."""
+    found: dict[str, frozenset[grpc.StatusCode]] = {}
+    for method_config in config["methodConfig"]:
+        policy = method_config.get("retryPolicy")
+        if policy is None:
+            continue
+        codes = frozenset(grpc.StatusCode[c] for c in policy["retryableStatusCodes"])
+        for name in method_config["name"]:
+            found[name["method"]] = codes
+    return found
+
+
+# Beyond the service config, which only retries UNAVAILABLE: an attempt cut off by
+# `attempt_timeout` is repeated for the previews and the calls idempotent by their id.
+_REPEATED_AFTER_ATTEMPT_TIMEOUT = (
+    "Calculate", "Confirm", "Refund", "GetMemberOffers", "ListFavoriteProductsAudit", "Check",
+)  # fmt: skip
+
 # Method -> status codes after which the same request may be sent again (see the module doc).
 RETRYABLE: dict[str, frozenset[grpc.StatusCode]] = {
-    "Calculate": frozenset({_U, _D}),
-    "Confirm": frozenset({_U, _D}),
-    "Refund": frozenset({_U, _D}),
-    "GetMemberOffers": frozenset({_U, _D}),
-    "ListFavoriteProductsAudit": frozenset({_U, _D}),
-    "SelectFavoriteProducts": frozenset({_U}),
-    "SelectFavoriteCategories": frozenset({_U}),
-    "OperatorSetFavoriteProducts": frozenset({_U}),
-    "Check": frozenset({_U, _D}),
+    name: codes | ({_D} if name in _REPEATED_AFTER_ATTEMPT_TIMEOUT else frozenset())
+    for name, codes in _retried_by_service_config(json.loads(SERVICE_CONFIG_JSON)).items()
 }
 
 # Reconnect quickly after a server restart (the gRPC default waits a second, then longer).
@@ -263,8 +292,13 @@ class TlsConfig:
         return ()
 
 
-def channel_options(tls: TlsConfig | None) -> list[tuple[str, Any]]:
-    return [*CHANNEL_OPTIONS, *(tls.options() if tls else ())]
+def channel_options(
+    tls: TlsConfig | None, *, service_config: str | None = SERVICE_CONFIG_JSON
+) -> list[tuple[str, Any]]:
+    """Options of a channel to the service: reconnect backoff, message limits, the published
+    service config (None: gRPC's defaults, no retries by the channel), TLS name override."""
+    config = [] if service_config is None else [("grpc.service_config", service_config)]
+    return [*CHANNEL_OPTIONS, *config, *(tls.options() if tls else ())]
 
 
 def open_channel(target: str, tls: TlsConfig | None = None) -> grpc.Channel:
@@ -538,7 +572,7 @@ class LoyaltyClient:
         `answer` is the response type (the generated stubs are untyped)."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        retryable = RETRYABLE.get(method, frozenset({_U}))
+        retryable = RETRYABLE.get(method, frozenset())
         with self._lock:
             self.stats.calls[method] += 1
         attempt = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import math
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,46 +23,120 @@ BUCKET_SIZES_S = (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 12
 HISTOGRAM_BINS = 40
 
 
+SUB_BUCKETS = 64  # buckets per doubling: a recorded latency is off by under 1.1 %
+LOWEST_S = 1e-6  # bucket 0 holds everything up to a microsecond
+
+
+def bucket_of(seconds: float) -> int:
+    """Bucket i > 0 holds (LOWEST_S x 2^((i-1)/SUB_BUCKETS), LOWEST_S x 2^(i/SUB_BUCKETS)]."""
+    if seconds <= LOWEST_S:
+        return 0
+    return math.ceil(math.log2(seconds / LOWEST_S) * SUB_BUCKETS - 1e-9)
+
+
+def bucket_top(index: int) -> float:
+    return LOWEST_S * 2 ** (index / SUB_BUCKETS)
+
+
+@dataclass
+class LatencyHistogram:
+    """Latencies in fixed log-spaced buckets (the same in every process, so histograms of
+    several load processes add up exactly) with their count, sum and maximum."""
+
+    counts: Counter[int] = field(default_factory=Counter)
+    total: int = 0
+    sum_s: float = 0.0
+    max_s: float = 0.0
+
+    def record(self, seconds: float) -> None:
+        self.counts[bucket_of(seconds)] += 1
+        self.total += 1
+        self.sum_s += seconds
+        self.max_s = max(self.max_s, seconds)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        self.counts.update(other.counts)
+        self.total += other.total
+        self.sum_s += other.sum_s
+        self.max_s = max(self.max_s, other.max_s)
+
+    def percentile(self, q: float) -> float:
+        """Nearest rank: the top of the bucket holding it (never above the maximum seen)."""
+        if not self.total:
+            return 0.0
+        rank, seen = max(1, math.ceil(q * self.total)), 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= rank:
+                return min(bucket_top(index), self.max_s)
+        return self.max_s
+
+    def summary(self) -> dict[str, float]:
+        out = {name: _ms(self.percentile(q)) for name, q in PERCENTILES}
+        out["max"] = _ms(self.max_s)
+        out["mean"] = _ms(self.sum_s / self.total) if self.total else 0.0
+        out["calls"] = self.total
+        return out
+
+
+def merged(histograms: Iterable[LatencyHistogram]) -> LatencyHistogram:
+    out = LatencyHistogram()
+    for histogram in histograms:
+        out.merge(histogram)
+    return out
+
+
+@dataclass
+class Slot:
+    """One bucket of time: the latency of every call sent in it, and how many failed."""
+
+    latencies: LatencyHistogram = field(default_factory=LatencyHistogram)
+    ok: int = 0
+    errors: int = 0
+
+
 @dataclass
 class Samples:
-    """One entry per call: when it was sent (seconds from the start; the intended send time in
-    an open loop), how long it took (seconds), its status code number and its method."""
+    """What a load process measured, kept as histograms so that it stays small however long
+    the run and adds up across processes: per (method, status) the latencies of the calls,
+    and per time slot (`slot_s` wide, from the run's start) the latency of every call sent in
+    it. A call counts from when it was sent (in an open loop, when it was due)."""
 
-    offsets: array[float] = field(default_factory=lambda: array("d"))
-    latencies: array[float] = field(default_factory=lambda: array("d"))
-    codes: array[int] = field(default_factory=lambda: array("b"))
-    methods: array[int] = field(default_factory=lambda: array("B"))
+    slot_s: float = 1.0
+    by_call: dict[tuple[int, int], LatencyHistogram] = field(default_factory=dict)
+    slots: dict[int, Slot] = field(default_factory=dict)
+    last_end_s: float = 0.0
 
     def add(self, offset: float, latency: float, code: int, method: int = 0) -> None:
-        self.offsets.append(offset)
-        self.latencies.append(latency)
-        self.codes.append(code)
-        self.methods.append(method)
+        histogram = self.by_call.setdefault((method, code), LatencyHistogram())
+        slot = self.slots.setdefault(max(int(offset / self.slot_s), 0), Slot())
+        if code == 0:
+            slot.ok += 1
+        else:
+            slot.errors += 1
+        if code == DROPPED:  # never sent: a count, no latency
+            histogram.total += 1
+            return
+        histogram.record(latency)
+        slot.latencies.record(latency)
+        self.last_end_s = max(self.last_end_s, offset + latency)
 
     def extend(self, other: Samples) -> None:
-        self.offsets.extend(other.offsets)
-        self.latencies.extend(other.latencies)
-        self.codes.extend(other.codes)
-        self.methods.extend(other.methods)
+        for key, histogram in other.by_call.items():
+            self.by_call.setdefault(key, LatencyHistogram()).merge(histogram)
+        for index, theirs in other.slots.items():
+            mine = self.slots.setdefault(index, Slot())
+            mine.latencies.merge(theirs.latencies)
+            mine.ok += theirs.ok
+            mine.errors += theirs.errors
+        self.last_end_s = max(self.last_end_s, other.last_end_s)
 
     def __len__(self) -> int:
-        return len(self.latencies)
+        return sum(h.total for h in self.by_call.values())
 
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (0 when empty)."""
-    if not ordered:
-        return 0.0
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def latency_summary(latencies_s: Iterable[float]) -> dict[str, float]:
-    ordered = sorted(latencies_s)
-    out = {name: _ms(percentile(ordered, q)) for name, q in PERCENTILES}
-    out["max"] = _ms(ordered[-1]) if ordered else 0.0
-    out["mean"] = _ms(sum(ordered) / len(ordered)) if ordered else 0.0
-    return out
+    @property
+    def errors(self) -> int:
+        return sum(h.total for (_, code), h in self.by_call.items() if code != 0)
 
 
 def _ms(seconds: float) -> float:
@@ -76,89 +149,109 @@ def bucket_size(duration_s: float) -> float:
 
 
 def timeline(samples: Samples, duration_s: float) -> list[dict[str, float]]:
-    """Per bucket of time: calls per second (ok, errors) and the latency of the ok calls."""
-    size = bucket_size(duration_s)
+    """Per slot of time: calls per second (ok, failed) and the latency of every call sent."""
+    size = samples.slot_s
     count = max(1, math.ceil(duration_s / size - 1e-9))
-    ok: list[list[float]] = [[] for _ in range(count)]
-    errors = [0] * count
-    for offset, latency, code in zip(
-        samples.offsets, samples.latencies, samples.codes, strict=True
-    ):
-        index = min(max(int(offset / size), 0), count - 1)
-        if code == 0:
-            ok[index].append(latency)
-        else:
-            errors[index] += 1
     rows = []
+    last = count - 1  # calls due at the very end count in the last slot
     for index in range(count):
-        ordered = sorted(ok[index])
+        mine = [s for i, s in samples.slots.items() if min(i, last) == index]
+        slot = Slot(merged(s.latencies for s in mine), sum(s.ok for s in mine))
+        slot.errors = sum(s.errors for s in mine)
         rows.append(
             {
                 "t_s": round(index * size, 3),
-                "ok_per_s": round(len(ordered) / size, 2),
-                "errors_per_s": round(errors[index] / size, 2),
-                "p50_ms": _ms(percentile(ordered, 0.5)),
-                "p99_ms": _ms(percentile(ordered, 0.99)),
-                "max_ms": _ms(ordered[-1]) if ordered else 0.0,
+                "ok_per_s": round(slot.ok / size, 2),
+                "errors_per_s": round(slot.errors / size, 2),
+                "p50_ms": _ms(slot.latencies.percentile(0.5)),
+                "p99_ms": _ms(slot.latencies.percentile(0.99)),
+                "max_ms": _ms(slot.latencies.max_s),
             }
         )
     return rows
 
 
-def histogram(latencies_s: Sequence[float], bins: int = HISTOGRAM_BINS) -> list[dict[str, float]]:
-    """Counts of latencies in log-spaced bins from the fastest to the slowest call."""
-    if not latencies_s:
+def histogram(
+    by_status: Mapping[str, LatencyHistogram], bins: int = HISTOGRAM_BINS
+) -> list[dict[str, Any]]:
+    """Counts by status in `bins` log-spaced bins from the fastest to the slowest call."""
+    indices = [i for h in by_status.values() for i in h.counts]
+    if not indices:
         return []
-    low, high = min(latencies_s), max(latencies_s)
-    low = max(low, 1e-6)
-    high = max(high, low * 1.01)
-    log_low, log_high = math.log10(low), math.log10(high)
+    low, high = bucket_top(min(indices) - 1), bucket_top(max(indices))
+    log_low, log_high = math.log10(low), math.log10(max(high, low * 1.01))
     width = (log_high - log_low) / bins
-    counts = [0] * bins
-    for value in latencies_s:
-        index = int((math.log10(max(value, low)) - log_low) / width)
-        counts[min(max(index, 0), bins - 1)] += 1
+    counts: list[Counter[str]] = [Counter() for _ in range(bins)]
+    for status, histogram_of_status in by_status.items():
+        for index, n in histogram_of_status.counts.items():
+            middle = math.log10(bucket_top(index)) - math.log10(2) / SUB_BUCKETS / 2
+            place = int((middle - log_low) / width)
+            counts[min(max(place, 0), bins - 1)][status] += n
     return [
         {
             "from_ms": _ms(10 ** (log_low + i * width)),
             "to_ms": _ms(10 ** (log_low + (i + 1) * width)),
-            "count": counts[i],
+            "count": sum(counts[i].values()),
+            "by_status": dict(sorted(counts[i].items())),
         }
         for i in range(bins)
     ]
 
 
+def _by_status(samples: Samples, method: int | None = None) -> dict[str, LatencyHistogram]:
+    """Latencies of the calls that were sent, by status name (of one method, or all)."""
+    out: dict[str, LatencyHistogram] = {}
+    for (number, code), histogram_of_call in sorted(samples.by_call.items()):
+        if code == DROPPED or (method is not None and number != method):
+            continue
+        out.setdefault(STATUS_NAMES.get(code, str(code)), LatencyHistogram()).merge(
+            histogram_of_call
+        )
+    return out
+
+
+def _latency(by_status: Mapping[str, LatencyHistogram]) -> dict[str, Any]:
+    return {
+        "latency_ms": merged(by_status.values()).summary(),
+        "latency_by_status_ms": {name: h.summary() for name, h in sorted(by_status.items())},
+    }
+
+
 def summarize(samples: Samples, duration_s: float, **extra: Any) -> dict[str, Any]:
-    """The report: throughput, latency percentiles (ok calls), errors by status, per method,
-    a timeline and a histogram; `extra` (configuration, times) is put at the top."""
-    by_status = Counter(STATUS_NAMES.get(code, str(code)) for code in samples.codes)
-    ok_latencies = [lat for lat, c in zip(samples.latencies, samples.codes, strict=True) if c == 0]
-    ok = len(ok_latencies)
+    """The report: throughput, latency percentiles of every call sent whatever its status
+    (and by status), errors by status, per method, a timeline and a histogram; `extra`
+    (configuration, times) is put at the top. Calls the client dropped are counted among the
+    errors; having never been sent, they have no latency."""
+    calls_by_status: Counter[str] = Counter()
+    for (_, code), histogram_of_call in samples.by_call.items():
+        calls_by_status[STATUS_NAMES.get(code, str(code))] += histogram_of_call.total
+    ok = calls_by_status["OK"]
     methods: dict[str, Any] = {}
     for number, name in enumerate(METHODS):
-        mine = [i for i, m in enumerate(samples.methods) if m == number]
+        mine = {code: h for (m, code), h in samples.by_call.items() if m == number}
         if not mine:
             continue
-        good = [samples.latencies[i] for i in mine if samples.codes[i] == 0]
-        errors = Counter(STATUS_NAMES[samples.codes[i]] for i in mine if samples.codes[i] != 0)
+        good = mine[0].total if 0 in mine else 0
+        errors = {STATUS_NAMES[c]: h.total for c, h in sorted(mine.items()) if c != 0}
         methods[name] = {
-            "calls": len(mine),
-            "ok": len(good),
-            "throughput_per_s": round(len(good) / duration_s, 2) if duration_s else 0.0,
+            "calls": sum(h.total for h in mine.values()),
+            "ok": good,
+            "throughput_per_s": round(good / duration_s, 2) if duration_s else 0.0,
             "errors": dict(sorted(errors.items())),
-            "latency_ms": latency_summary(good),
+            **_latency(_by_status(samples, number)),
         }
+    by_status = _by_status(samples)
     return {
         **extra,
         "duration_s": round(duration_s, 3),
         "calls": len(samples),
         "ok": ok,
-        "errors": {name: n for name, n in sorted(by_status.items()) if name != "OK"},
+        "errors": {name: n for name, n in sorted(calls_by_status.items()) if name != "OK"},
         "throughput_per_s": round(ok / duration_s, 2) if duration_s else 0.0,
-        "latency_ms": latency_summary(ok_latencies),
+        **_latency(by_status),
         "methods": methods,
         "timeline": timeline(samples, duration_s),
-        "histogram": histogram(ok_latencies),
+        "histogram": histogram(by_status),
     }
 
 
@@ -213,12 +306,23 @@ class _Chart:
         y_label: str,
         *,
         x_log: bool = False,
+        y_min: float = 0.0,
     ) -> None:
+        """A log-scale y axis when `y_min` > 0 (from a power of ten below it)."""
         self.title, self.x_label, self.y_label, self.x_log = title, x_label, y_label, x_log
         x0, x1 = (math.log10(v) for v in x_range) if x_log else x_range
         self.x0, self.x1 = x0, x1 if x1 > x0 else x0 + 1.0
-        self.y_ticks = _ticks_covering(y_max)
-        self.y1 = self.y_ticks[-1]
+        self.y_log = y_min > 0
+        if self.y_log:
+            low = math.floor(math.log10(y_min / 2))  # the lowest line clear of the axis
+            high = max(math.ceil(math.log10(max(y_max, y_min))), low + 1)
+            ticks = [m * 10.0**p for p in range(low, high + 1) for m in (1, 2, 5)]
+            self.y_ticks = [t for t in ticks if math.log10(t) <= high + 1e-9]
+            self.y0, self.y1 = float(low), float(high)
+        else:
+            self.y0 = 0.0
+            self.y_ticks = _ticks_covering(y_max)
+            self.y1 = self.y_ticks[-1]
         self.parts: list[str] = []
         self.legend: list[tuple[str, str]] = []
 
@@ -227,7 +331,11 @@ class _Chart:
         return LEFT + (value - self.x0) / (self.x1 - self.x0) * (WIDTH - LEFT - RIGHT)
 
     def py(self, y: float) -> float:
-        return HEIGHT - BOTTOM - y / self.y1 * (HEIGHT - TOP - BOTTOM)
+        if self.y_log:
+            share = (math.log10(max(y, 10.0**self.y0)) - self.y0) / (self.y1 - self.y0)
+        else:
+            share = y / self.y1
+        return HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM)
 
     def line(self, name: str, color: str, points: Sequence[tuple[float, float]], **kw: str) -> None:
         if not points:
@@ -310,17 +418,19 @@ class _Chart:
 
 
 def latency_chart(report: Mapping[str, Any]) -> str:
-    rows = report["timeline"]
+    rows = [r for r in report["timeline"] if r["max_ms"] > 0]
     size = bucket_size(report["duration_s"])
-    top = max((r["max_ms"] for r in rows), default=0.0)
+    top = max((r["max_ms"] for r in rows), default=1.0)
+    bottom = min((r["p50_ms"] for r in rows if r["p50_ms"] > 0), default=0.1)
     chart = _Chart(
-        "Latency over time (ok calls)",
+        "Latency over time (every call sent, log scale)",
         (0.0, report["duration_s"]),
         top,
         "seconds since start",
         "milliseconds",
+        y_min=max(bottom, 1e-3),  # log scale: p50 is not squashed flat under the maximum
     )
-    mid = [(r["t_s"] + size / 2, r) for r in rows if r["ok_per_s"] > 0]
+    mid = [(r["t_s"] + size / 2, r) for r in rows]
     chart.line("max", COLORS["max"], [(t, r["max_ms"]) for t, r in mid], dash="3 3")
     chart.line("p99", COLORS["p99"], [(t, r["p99_ms"]) for t, r in mid])
     chart.line("p50", COLORS["p50"], [(t, r["p50_ms"]) for t, r in mid])
@@ -351,11 +461,11 @@ def throughput_chart(report: Mapping[str, Any]) -> str:
 def histogram_chart(report: Mapping[str, Any]) -> str:
     bins = report["histogram"]
     if not bins:
-        return "<p>No successful calls: no histogram.</p>"
+        return "<p>No call was sent: no histogram.</p>"
     top = max(b["count"] for b in bins)
     low, high = bins[0]["from_ms"], bins[-1]["to_ms"]
     chart = _Chart(
-        "Latency histogram (ok calls, log scale)",
+        "Latency histogram (every call sent, log scale; failed calls in red)",
         (max(low, 1e-3), max(high, low * 1.01, 1e-3)),
         top,
         "milliseconds",
@@ -363,9 +473,14 @@ def histogram_chart(report: Mapping[str, Any]) -> str:
         x_log=True,
     )
     for b in bins:
-        if b["count"]:
-            tip = f"{b['from_ms']:g}-{b['to_ms']:g} ms: {b['count']} calls"
-            chart.bar(max(b["from_ms"], 1e-3), max(b["to_ms"], 1e-3), 0, b["count"], "#7f7fbf", tip)
+        ok = b["by_status"].get("OK", 0)
+        left, right = max(b["from_ms"], 1e-3), max(b["to_ms"], 1e-3)
+        if ok:
+            chart.bar(left, right, 0, ok, "#7f7fbf", f"{b['from_ms']:g}-{b['to_ms']:g} ms: {ok} ok")
+        if b["count"] > ok:
+            failed = ", ".join(f"{n} {k}" for k, n in b["by_status"].items() if k != "OK")
+            tip = f"{b['from_ms']:g}-{b['to_ms']:g} ms: {failed}"
+            chart.bar(left, right, ok, b["count"], COLORS["err"], tip)
     latency = report["latency_ms"]
     chart.vline(max(latency["p50"], 1e-3), "p50", COLORS["p50"])
     chart.vline(max(latency["p99"], 1e-3), "p99", COLORS["p99"])
@@ -399,6 +514,12 @@ def render_html(report: Mapping[str, Any]) -> str:
         for name, m in report["methods"].items()
     )
     heads = "".join(f"<th>{p} ms</th>" for p, _ in PERCENTILES)
+    status_rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{m['calls']:,}</td>"
+        + "".join(f"<td>{m[p]:.2f}</td>" for p, _ in PERCENTILES)
+        + f"<td>{m['max']:.2f}</td></tr>"
+        for name, m in report["latency_by_status_ms"].items()
+    )
     config = report.get("config", {})
     title = f"Load test of {report.get('target', 'the loyalty service')}"
     return f"""<!DOCTYPE html>
@@ -416,11 +537,15 @@ svg {{ display: block; margin: 12px 0 24px; border: 1px solid #eee; }}
 <p class="muted">Started {html.escape(str(report.get("started_at", "")))};
 {html.escape(str(report.get("mode", "")))}; {report.get("processes", "?")} client processes.
 Latency is measured from the moment a call was due to be sent (open loop) or sent (closed
-loop) to its answer; percentiles are of successful calls.</p>
+loop) to its answer or its failure; the percentiles count every call that was sent, whatever
+its status (by status below). Calls the client dropped were never sent: errors, no latency.</p>
 <h2>Summary</h2>
 {_table(summary)}
 <h2>Errors by status</h2>
 {_table(errors.items())}
+<h2>Latency by status</h2>
+<table><tr><th>status</th><th>calls</th>{heads}<th>max ms</th></tr>
+{status_rows}</table>
 <h2>By method</h2>
 <table><tr><th>method</th><th>calls</th><th>ok</th><th>ok/s</th>{heads}<th>max ms</th></tr>
 {method_rows}</table>

@@ -3,8 +3,9 @@
   loyalty-load --token "$LOYALTY_TOKEN" --duration 30 --processes 2 --concurrency 16
   loyalty-load --token "$LOYALTY_TOKEN" --duration 60 --rate 500 --out run.json --html run.html
 
-Several client processes (multiprocessing, spawned), each with its own grpc.aio channel(s) and
-event loop, send Calculate calls with receipts drawn from the demo catalogue and members
+Several client processes (multiprocessing, spawned), each with its own grpc.aio channels
+(several connections by default, so every server process gets load) and event loop, send
+Calculate calls with receipts drawn from the demo catalogue and members
 (`--source demo`) or from a store database (`--database-url URL`, what the server uses):
 see clients/load_receipts.py for the line-count distribution, member/anonymous mix and
 favorites hit rate. A share `--confirm-share` of receipts is also confirmed (the write path).
@@ -16,7 +17,8 @@ favorites hit rate. A share `--confirm-share` of receipts is also confirmed (the
   `--max-in-flight` calls per process; beyond that a call is counted DROPPED_BY_CLIENT.
 
 The run stops by itself after `--duration` seconds (or `--max-calls`), shows a progress bar on
-stderr, and writes a report: throughput, latency p50/p90/p99/p99.9/max, errors by status, as
+stderr, and writes a report: throughput, latency p50/p90/p99/p99.9/max of every call sent
+(failed ones too, and by status), errors by status, as
 JSON (`--out`) and as a self-contained HTML page with SVG charts (`--html`). Calls are not
 retried: the report shows what the server did. Targets must be on this machine (loopback)
 unless `--allow-remote` says otherwise.
@@ -36,6 +38,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -56,8 +59,9 @@ from clients.client import (
     token_from_args,
 )
 from clients.load_receipts import ReceiptFactory, ReceiptMix
-from clients.load_report import DROPPED, Samples, render_html, summarize
+from clients.load_report import DROPPED, Samples, bucket_size, render_html, summarize
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
+from service.cli import EXIT_USAGE, ToolError, tool
 from service.logs import configure_tool_logging
 
 MAX_DURATION_S = 3600.0
@@ -116,6 +120,14 @@ class LoadConfig:
         return total / self.processes
 
 
+def default_channels() -> int:
+    """Connections per client process. A server runs one process per core on one port
+    (SO_REUSEPORT), and the kernel gives each new connection to one of them by a hash: with
+    one connection per client process some server processes would get no load at all; with
+    several, each its own connection (distinct channel arguments), every one gets its share."""
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
 # --- the worker process --------------------------------------------------------------------------
 
 
@@ -150,11 +162,10 @@ class _Worker:
         self.pool = [
             receipt_pb2.CalculateRequest(receipt=self.factory.receipt()) for _ in range(POOL_SIZE)
         ]
-        self.samples = Samples()
+        self.samples = Samples(slot_s=bucket_size(config.duration_s))
         self.metadata = bearer_metadata(config.token)
         self.max_calls = int(config.share(config.max_calls, index)) if config.max_calls else 0
         self.sent = 0
-        self.errors = 0
         self.start = 0.0
         self.end = 0.0
         self.stopping = False
@@ -162,7 +173,12 @@ class _Worker:
 
     def _channel(self, number: int) -> grpc.aio.Channel:
         # A channel of its own (own TCP connection) even with the same target and options.
-        options = [*channel_options(self.config.tls), ("grpc.use_local_subchannel_pool", 1)]
+        # No service config: the channel must not retry either (the report shows every call).
+        options = [
+            *channel_options(self.config.tls, service_config=None),
+            ("grpc.enable_retries", 0),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
         options.append(("loyalty.load.channel", f"{self.index}-{number}"))
         tls = self.config.tls
         if tls is None:
@@ -209,11 +225,15 @@ class _Worker:
     async def _watch(self) -> None:
         """Progress to the parent; stop early when the parent says so."""
         while not self.stopping:
-            self.shared.reports.put(("progress", self.index, (self.sent, self.errors)))
+            self.shared.reports.put(("progress", self.index, self._answered()))
             if self.shared.stop.is_set():
                 self.stopping = True
             await asyncio.sleep(PROGRESS_EVERY_S)
-        self.shared.reports.put(("progress", self.index, (self.sent, self.errors)))
+        self.shared.reports.put(("progress", self.index, self._answered()))
+
+    def _answered(self) -> tuple[int, int]:
+        """Calls finished so far (answered, failed or dropped) and how many of them failed."""
+        return len(self.samples), self.samples.errors
 
     def _request(self) -> tuple[receipt_pb2.CalculateRequest, bool]:
         if self.config.confirm_share and self.rng.random() < self.config.confirm_share:
@@ -237,7 +257,6 @@ class _Worker:
             answer = await method(request, timeout=self.config.timeout_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as err:
             code = err.code().value[0]
-            self.errors += 1
         finished = time.monotonic()
         self.samples.add(due - self.start, finished - due, code, number)
         return answer
@@ -262,7 +281,6 @@ class _Worker:
                 break
             self.sent += 1
             if len(in_flight) >= self.config.max_in_flight:
-                self.errors += 1
                 self.samples.add(due - self.start, 0.0, DROPPED, 0)
             else:
                 task = asyncio.create_task(self._one(due))
@@ -281,23 +299,35 @@ class _Worker:
 
 
 class Progress:
-    """A progress bar on stderr (a line now and then when stderr is not a terminal)."""
+    """A progress bar on stderr (a line now and then when stderr is not a terminal). The rate
+    is of calls finished over the last RATE_WINDOW_S, not the average since the start, so a
+    server that slows down shows it at once; the final line gives the whole run's rate."""
+
+    RATE_WINDOW_S = 2.0
 
     def __init__(self, config: LoadConfig, stream: TextIO = sys.stderr) -> None:
         self.config = config
         self.stream = stream
         self.tty = stream.isatty()
         self.last_line = 0.0
+        self.seen: deque[tuple[float, int]] = deque()
+
+    def rate(self, elapsed: float, calls: int, final: bool) -> float:
+        self.seen.append((elapsed, calls))
+        while len(self.seen) > 2 and elapsed - self.seen[1][0] >= self.RATE_WINDOW_S:
+            self.seen.popleft()
+        since, before = (0.0, 0) if final else self.seen[0]
+        return (calls - before) / (elapsed - since) if elapsed > since else 0.0
 
     def show(self, elapsed: float, calls: int, errors: int, final: bool = False) -> None:
         duration = self.config.duration_s
         now = time.monotonic()
+        rate = self.rate(elapsed, calls, final)
         if not self.tty and not final and now - self.last_line < 1.0:
             return
         self.last_line = now
         done = min(max(elapsed / duration, 0.0), 1.0)
         bar = "#" * int(done * 30) + "-" * (30 - int(done * 30))
-        rate = calls / elapsed if elapsed > 0 else 0.0
         text = (
             f"[{bar}] {min(elapsed, duration):5.1f}/{duration:g} s  {calls:,} calls"
             f"  {rate:,.0f}/s  {errors:,} errors"
@@ -382,15 +412,14 @@ def _conduct(
             time.sleep(0.5)
             if shared.reports.empty():
                 raise LoadFailed(f"client process {dead[0].name} died ({dead[0].exitcode})")
-    samples = Samples()
+    samples = Samples(slot_s=bucket_size(config.duration_s))
     for index in sorted(results):
         samples.extend(results[index])
     duration = config.duration_s
-    if config.max_calls and samples.offsets:
-        ends = zip(samples.offsets, samples.latencies, strict=True)
-        duration = min(duration, max(offset + latency for offset, latency in ends))
+    if config.max_calls and len(samples):
+        duration = min(duration, samples.last_end_s)
     if progress is not None:
-        progress.show(duration, len(samples), sum(1 for c in samples.codes if c), final=True)
+        progress.show(duration, len(samples), samples.errors, final=True)
     return summarize(
         samples,
         duration,
@@ -452,7 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     load.add_argument("--max-calls", type=int, default=0, help="stop after this many calls")
     load.add_argument("--processes", type=int, default=2, help="client processes (default 2)")
-    load.add_argument("--channels", type=int, default=1, help="connections per process")
+    load.add_argument(
+        "--channels",
+        type=int,
+        default=0,
+        help="connections per process (default: twice the cores, at least 4, so that the"
+        " kernel spreads them over every server process sharing the port)",
+    )
     load.add_argument("--max-in-flight", type=int, default=1000, help="per process, open loop")
     load.add_argument("--confirm-share", type=float, default=0.0, help="receipts also confirmed")
     load.add_argument("--seed", type=int, default=1)
@@ -497,7 +532,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         max_calls=args.max_calls,
         timeout_s=args.timeout,
         confirm_share=args.confirm_share,
-        channels=args.channels,
+        channels=args.channels or default_channels(),
         seed=args.seed,
         mix=mix,
         tls=tls_from_args(args),
@@ -512,10 +547,17 @@ def print_summary(report: dict[str, Any], stream: TextIO = sys.stdout) -> None:
         file=stream,
     )
     print(
-        "latency ms: "
+        "latency ms (every call sent): "
         + "  ".join(f"{k} {latency[k]:.2f}" for k in ("p50", "p90", "p99", "p99.9", "max")),
         file=stream,
     )
+    if set(report["latency_by_status_ms"]) != {"OK"}:
+        for status, figures in report["latency_by_status_ms"].items():
+            print(
+                f"  {status}: {figures['calls']:,} calls,"
+                f" p50 {figures['p50']:.2f} p99 {figures['p99']:.2f} max {figures['max']:.2f}",
+                file=stream,
+            )
     if len(report["methods"]) > 1:
         for name, method in report["methods"].items():
             m = method["latency_ms"]
@@ -528,31 +570,26 @@ def print_summary(report: dict[str, Any], stream: TextIO = sys.stdout) -> None:
     print(f"errors: {errors}", file=stream)
 
 
+@tool("loyalty-load")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_tool_logging("WARNING")
     try:
         config = config_from_args(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise ToolError(str(err), EXIT_USAGE) from None
     if not args.allow_remote and not is_loopback_target(config.target):
-        print(
-            f"error: {config.target} is not on this machine; a load test goes to loopback"
+        raise ToolError(
+            f"{config.target} is not on this machine; a load test goes to loopback"
             " unless --allow-remote is given",
-            file=sys.stderr,
+            EXIT_USAGE,
         )
-        return 2
     shop = shop_from_store(args.database_url) if args.database_url else demo_shop()
     progress = None if args.quiet else Progress(config)
     try:
         report = run_load(config, shop, progress=progress)
     except LoadFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        raise ToolError(str(err)) from None
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.html:

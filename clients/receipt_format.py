@@ -37,21 +37,46 @@ def receipt_from_dict(data: Mapping[str, Any]) -> receipt_pb2.Receipt:
         receipt.member.member_id = str(data["member_id"])
     if data.get("sale_time"):
         receipt.sale_time.FromDatetime(datetime.fromisoformat(str(data["sale_time"])))
-    for number, item in enumerate(data.get("lines", ()), start=1):
-        line = receipt.lines.add()
-        line.line_id = str(item.get("line_id", number))
-        line.sku = str(item["sku"])
-        line.quantity = int(item.get("quantity", 1000))
-        line.price = int(item["price"])
-        line.amount = int(item.get("amount", line_amount(line.price, line.quantity)))
+    lines = data.get("lines", ())
+    if not isinstance(lines, list):
+        raise ValueError("`lines` must be a list of lines")
+    for number, item in enumerate(lines, start=1):
+        _add_line(receipt, number, item)
     return receipt
 
 
+def _add_line(receipt: receipt_pb2.Receipt, number: int, item: Any) -> None:
+    """One line of the JSON; a ValueError names the line and what is wrong with it."""
+    if not isinstance(item, Mapping):
+        raise ValueError(f"line {number} must be an object with sku, quantity and price")
+    for key in ("sku", "price"):
+        if key not in item:
+            raise ValueError(f"line {number} has no {key}")
+    line = receipt.lines.add()
+    line.line_id = str(item.get("line_id", number))
+    line.sku = str(item["sku"])
+    try:
+        line.quantity = int(item.get("quantity", 1000))
+        line.price = int(item["price"])
+        line.amount = int(item.get("amount", line_amount(line.price, line.quantity)))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(
+            f"line {number}: quantity (thousandths), price and amount (minor units) are"
+            " whole numbers"
+        ) from None
+
+
 def load_receipt(path: Path) -> tuple[receipt_pb2.Receipt, dict[str, str]]:
-    """The receipt in a JSON file, and the product names it gives (sku -> name)."""
+    """The receipt in a JSON file, and the product names it gives (sku -> name). OSError for a
+    file that cannot be read, ValueError (JSONDecodeError among them) for one that is not a
+    receipt."""
     data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("a receipt is a JSON object with store_id and lines")
     names = {
-        str(item["sku"]): str(item["name"]) for item in data.get("lines", ()) if "name" in item
+        str(item["sku"]): str(item["name"])
+        for item in data.get("lines", ())
+        if isinstance(item, Mapping) and "name" in item and "sku" in item
     }
     return receipt_from_dict(data), names
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from clients.client import LoyaltyError, add_connection_arguments, client_from_args
 from clients.receipt_format import format_receipt, load_receipt, receipt_from_dict
 from loyalty.v1 import receipt_pb2
+from service.cli import EXIT_USAGE, ToolError, describe, tool
 from service.logs import configure_tool_logging
 
 DEMO_RECEIPT = (
@@ -58,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _receipt_from_args(args: argparse.Namespace) -> tuple[receipt_pb2.Receipt, dict[str, str]]:
     if args.file or args.demo or not args.line:
-        receipt, names = load_receipt(args.file or DEMO_RECEIPT)
+        path = args.file or DEMO_RECEIPT
+        try:
+            receipt, names = load_receipt(path)
+        except (OSError, ValueError) as bad:
+            message = f"cannot read the receipt {path}: {describe(bad)}"
+            raise ToolError(message, EXIT_USAGE) from None
         if args.card:
             receipt.member.card_number = args.card
         return receipt, names
@@ -66,6 +72,7 @@ def _receipt_from_args(args: argparse.Namespace) -> tuple[receipt_pb2.Receipt, d
     return receipt_from_dict(data), {}
 
 
+@tool("loyalty-register")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_tool_logging("WARNING")
@@ -82,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" points balance {confirmed.points_balance}."
                 )
         except LoyaltyError as err:
-            print(f"error: {err.describe()}", file=sys.stderr)
-            return 1
+            raise ToolError(err.describe()) from None
     return 0
 
 

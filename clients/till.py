@@ -57,6 +57,7 @@ from clients.receipt_format import (
     quantity_text,
 )
 from loyalty.v1 import common_pb2, receipt_pb2
+from service.cli import EXIT_USAGE, ToolError, describe, tool
 from service.logs import configure_tool_logging
 
 PROMPT = "till> "
@@ -465,14 +466,15 @@ def _keyboard_lines() -> Iterator[str]:
             return
 
 
+@tool("loyalty-till")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_tool_logging("WARNING")
     try:
         prices = _price_list(args.prices)
     except (OSError, ValueError, KeyError) as err:
-        print(f"error: cannot read prices from {args.prices}: {err}", file=sys.stderr)
-        return 2
+        message = f"cannot read prices from {args.prices}: {describe(err)}"
+        raise ToolError(message, EXIT_USAGE) from None
     channel = common_pb2.Channel.Value(f"CHANNEL_{args.channel}")
     with _client_from_args(args) as client:
         till = Till(

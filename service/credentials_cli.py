@@ -4,8 +4,10 @@
     loyalty-credentials --database-url URL list
     loyalty-credentials --database-url URL revoke <credential id>
 
-A new credential's token is printed once; only its hash is stored. Every replica sees a
-new or revoked credential through the change feed within the sync delay.
+The database must exist and carry the schema (the server creates both on its first start);
+`--create` makes a new one. A new credential's token is printed once; only its hash is
+stored. Every replica sees a new or revoked credential through the change feed within the
+sync delay.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from service.cli import EXIT_USAGE, ToolError, tool
 from service.logs import configure_tool_logging
 from service.store import db
 from service.store.credentials_repo import (
@@ -34,7 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--database-url", default="sqlite:///var/loyalty.db")
+    parser.add_argument(
+        "--database-url", default="sqlite:///var/loyalty.db", help="the store (SQLAlchemy URL)"
+    )
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="create and migrate the database if it does not exist (otherwise it must)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a credential and print its token")
     create.add_argument("--name", required=True, help="who holds it: a till, an app, a person")
@@ -56,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@tool("loyalty-credentials")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_tool_logging("WARNING")
+    if not args.create:
+        db.require_store(args.database_url, create_flag="--create")
     db.migrate(args.database_url)
     engine = db.make_engine(args.database_url)
     try:
@@ -83,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"no active credential {args.credential_id!r}", file=sys.stderr)
                 return 1
     except ValueError as refused:  # nothing was written: the transaction rolled back
-        print(f"loyalty-credentials: {refused}", file=sys.stderr)
-        return 2
+        raise ToolError(str(refused), EXIT_USAGE) from None
     finally:
         engine.dispose()
     return 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.cli import tool
 from service.clock import utc_now
 from service.demo_data.generate import (
     SHOWCASE,
@@ -172,7 +175,8 @@ def demo_receipt() -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+@tool("service.demo")
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="sqlite:///var/demo.db", help="database URL")
     parser.add_argument("--receipt", action="store_true", help="print the demo receipt only")
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.write_receipt:
             RECEIPT_FILE.write_text(receipt)
         print(receipt, end="")
-        return
+        return 0
     if args.url.startswith("sqlite:///"):
         Path(args.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     migrate(args.url)
@@ -193,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         engine.dispose()
     print(json.dumps(asdict(summary), indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from service.cli import tool
 from service.config import Settings, load_settings
 from service.logs import configure_logging
 
@@ -99,6 +100,7 @@ def refuse_unsafe_start(settings: Settings) -> None:
     signer_from_settings(settings)
 
 
+@tool("loyalty-server")
 def main(
     argv: Sequence[str] | None = None,
     *,

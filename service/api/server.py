@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from loyalty.v1 import (
     backoffice_pb2,
@@ -29,6 +28,7 @@ from loyalty.v1 import (
     replay_pb2,
     replay_pb2_grpc,
 )
+from service.api import reflection
 from service.api.auth import CredentialBook
 from service.api.backoffice import BackOfficeServicer
 from service.api.interceptors import Budgets, CallInterceptor
@@ -178,9 +178,7 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if settings.serves_reflection:
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
     port = _bind(server, settings)
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
     jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)

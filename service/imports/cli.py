@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clients.client import add_token_arguments, token_from_args
 from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
 from service.api.import_rows import row_to_proto
+from service.cli import ToolError, describe, tool
 from service.config import Settings
 from service.errors import DomainError
 from service.imports.files import AttributeFile, FileFormatError
@@ -117,12 +118,17 @@ def _clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+SHOWN_REJECTS = 5  # rejected rows the summary names without --rejects
+
+
 class Rejects:
-    """Rejected rows as CSV (line_number, field, reason), written as they are found."""
+    """Rejected rows as CSV (line_number, field, reason), written as they are found; the
+    first few are kept for the summary."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.count = 0
+        self.first: list[RowError] = []
         self._lines: set[int] = set()
         self._file: IO[str] | None = None
         self._writer: csv.DictWriter[str] | None = None
@@ -136,6 +142,8 @@ class Rejects:
             return
         self._lines.add(error.line_number)
         self.count += 1
+        if len(self.first) < SHOWN_REJECTS:
+            self.first.append(error)
         if self._writer is not None:
             self._writer.writerow(
                 {"line_number": error.line_number, "field": error.field, "reason": error.reason}
@@ -144,6 +152,7 @@ class Rejects:
     def clear(self) -> None:
         """Nothing of this run counts (a replayed import): an empty file."""
         self.count = 0
+        self.first.clear()
         self._lines.clear()
         if self._file is not None:
             self._file.seek(0)
@@ -329,24 +338,31 @@ def print_summary(summary: Summary, rejects: Rejects, stream: TextIO | None = No
     ]
     if summary.resumed_from:
         lines.append(f"  resumed after {summary.resumed_from:,} rows applied by an earlier run")
+    for error in rejects.first:
+        where = f"line {error.line_number}" if error.line_number else "the file"
+        field = f" {error.field}:" if error.field else ""
+        lines.append(f"  rejected {where}:{field} {error.reason}")
+    if rejects.count > len(rejects.first):
+        more = rejects.count - len(rejects.first)
+        lines.append(
+            f"  ... and {more:,} more rejected rows"
+            + ("" if rejects.path else " (--rejects FILE lists every one)")
+        )
     if rejects.path is not None:
         lines.append(f"  rejected rows: {rejects.path} ({rejects.count:,} listed)")
     (stream or sys.stdout).write("\n".join(lines) + "\n")
 
 
 def _check_store(url: str, migrate: bool) -> None:
+    """Without --migrate the store must exist with its schema: a mistyped path is an error,
+    not a new empty database."""
     if migrate:
         db.migrate(url)
-        return
-    engine = db.make_engine(url)
-    try:
-        revision = db.current_revision(engine)
-    finally:
-        engine.dispose()
-    if revision is None:
-        raise FileFormatError("the store has no schema: start the server once, or pass --migrate")
+    else:
+        db.require_store(url, create_flag="--migrate")
 
 
+@tool("loyalty-import")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_tool_logging("WARNING")
@@ -354,9 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = AttributeFile(args.file, args.time_zone, args.format)
         if args.database_url:
             _check_store(args.database_url, args.migrate)
-    except (FileFormatError, OSError, ValueError) as error:
-        print(f"loyalty-import: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    except (FileFormatError, OSError, ValueError, db.NoStore) as error:
+        raise ToolError(describe(error), EXIT_USAGE) from None
     fingerprint = None if args.no_fingerprint else file_digest(args.file)
     progress = Progress(source.size, enabled=not args.no_progress)
     rejects = Rejects(args.rejects)
@@ -375,17 +390,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
     except FileFormatError as error:
         progress.close()
-        print(f"loyalty-import: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        raise ToolError(str(error), EXIT_USAGE) from None
     except (DomainError, SQLAlchemyError, grpc.RpcError) as error:
         progress.close()
-        print(f"loyalty-import: the import failed: {_describe(error)}", file=sys.stderr)
-        print("loyalty-import: run the same command again to resume", file=sys.stderr)
-        return EXIT_FAILED
+        message = f"the import failed: {_describe(error)}; run the same command again to resume"
+        raise ToolError(message, EXIT_FAILED) from None
     except KeyboardInterrupt:
         progress.close()
-        print("loyalty-import: interrupted; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        message = "interrupted; run the same command again to resume"
+        raise ToolError(message, EXIT_INTERRUPTED) from None
     finally:
         rejects.close()
     progress.close()

@@ -307,3 +307,33 @@ def current_revision(engine: Engine) -> str | None:
     """The Alembic revision the database is at; None for a database never migrated."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+class NoStore(LookupError):
+    """The URL names no database, or one that was never migrated: a tool that only reads or
+    edits a store says so instead of creating an empty one."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None for another backend or an in-memory database)."""
+    parsed = make_url(normalize_url(url))
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return None if database.startswith("file:") else Path(database)
+
+
+def require_store(url: str, *, create_flag: str = "") -> None:
+    """Raise NoStore unless `url` names an existing, migrated database; creates nothing.
+    `create_flag` is the tool's flag that would create it, for the message."""
+    how = f"use {create_flag}" if create_flag else "the server makes it on its first start"
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise NoStore(f"no database at {path} (for a new one, {how})")
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    if revision is None:
+        raise NoStore(f"the database has no schema ({how})")

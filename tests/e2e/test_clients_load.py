@@ -56,7 +56,8 @@ def test_a_closed_loop_run_reports_sane_numbers_as_json_and_html(
     assert latency["p99.9"] <= latency["max"]
     assert report["duration_s"] == 3.0
     assert sum(row["ok_per_s"] for row in report["timeline"]) > 0
-    assert sum(b["count"] for b in report["histogram"]) == report["ok"]
+    assert sum(b["count"] for b in report["histogram"]) == report["calls"]
+    assert report["latency_ms"]["calls"] == report["calls"]
     assert report["config"]["token"] == "***", "the credential is not written to the report"
     assert page.count("<svg") == 3
     assert "Latency over time" in page and "Latency histogram" in page
@@ -118,3 +119,21 @@ def test_generated_receipts_follow_the_configured_mix() -> None:
     for r in receipts[:200]:
         assert len({x.line_id for x in r.lines}) == len(r.lines)
         assert all(x.amount == line_amount(x.price, x.quantity) for x in r.lines)
+
+
+def test_calls_that_fail_count_in_the_latency_figures_by_status(
+    demo_server: LoyaltyServer, tmp_path: Path
+) -> None:
+    """A deadline shorter than most answers: the failed calls are in the percentiles."""
+    _, report, page = load(
+        demo_server, tmp_path,
+        "--duration", "2", "--processes", "2", "--rate", "100", "--timeout", "0.001",
+    )  # fmt: skip
+    failed = report["errors"].get("DEADLINE_EXCEEDED", 0)
+    assert failed > 0
+    by_status = report["latency_by_status_ms"]
+    assert by_status["DEADLINE_EXCEEDED"]["calls"] == failed
+    assert sum(figures["calls"] for figures in by_status.values()) == report["calls"]
+    assert report["latency_ms"]["calls"] == report["calls"]
+    assert report["latency_ms"]["max"] >= by_status["DEADLINE_EXCEEDED"]["p50"]
+    assert "DEADLINE_EXCEEDED" in page

@@ -10,6 +10,12 @@ from service.errors import Unauthenticated
 from service.store import db
 
 
+@pytest.fixture(autouse=True)
+def _a_store(sqlite_url: str) -> None:
+    """The store the server would have made on its first start."""
+    db.migrate(sqlite_url)
+
+
 def test_a_created_credential_authenticates_until_it_is_revoked(
     sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -63,6 +63,21 @@ def test_an_import_prints_a_summary_writes_rejects_and_exits_one_for_rejected_ro
     assert "unknown member 'M9'" in listed[1]["reason"]
 
 
+def test_without_a_rejects_file_the_summary_still_says_why_the_first_rows_were_rejected(
+    store, tmp_path
+):
+    stranger = {**ROWS[3], "offer_id": "C2"}
+    rows = [ROWS[0], *([stranger] * (importer.SHOWN_REJECTS + 2))]
+    code, out, _err = run_cli(
+        "--database-url", store, "--import-id", "I1", str(jsonl(tmp_path / "rows.jsonl", rows))
+    )
+    assert code == importer.EXIT_REJECTS
+    reasons = [line for line in out.splitlines() if line.startswith("  rejected line ")]
+    assert len(reasons) == importer.SHOWN_REJECTS
+    assert reasons[0].startswith("  rejected line 2: member_id:") and "unknown member" in reasons[0]
+    assert "... and 2 more rejected rows (--rejects FILE lists every one)" in out
+
+
 def test_rows_with_times_no_datetime_holds_are_rejected_and_the_import_goes_on(store, tmp_path):
     offer = {**ROWS[1], "offer_id": "P-FAR"}
     source = jsonl(tmp_path / "rows.jsonl", [
