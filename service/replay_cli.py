@@ -33,11 +33,13 @@ from clients.client import add_token_arguments, bearer_metadata, token_from_args
 from loyalty.v1 import backoffice_pb2, replay_pb2, replay_pb2_grpc
 from service.api.replay import replay_request, report_message
 from service.app.replay import CampaignReplay, ReplayProgress
+from service.cli import EXIT_USAGE, ToolError, describe, tool
 from service.config import Settings
 from service.errors import DomainError
+from service.logs import configure_tool_logging
 from service.store import db
 
-EXIT_BAD_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_BAD_USAGE, EXIT_FAILED = EXIT_USAGE, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +99,7 @@ def replay_in_store(
 ) -> Iterator[replay_pb2.ReplayResponse]:
     """The use case on the store itself, as the server would stream it."""
     replay = replay_request(request)
+    db.require_store(args.database_url)  # a mistyped path is an error, not a new empty store
     engine = db.make_engine(args.database_url)
     try:
         use_case = CampaignReplay(
@@ -157,8 +160,10 @@ def format_report(report: replay_pb2.ReplayReport, draft_id: str) -> str:
     return "\n".join(rows)
 
 
+@tool("loyalty-replay")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_tool_logging("WARNING")
     request = request_from_args(args)
     run = replay_in_store if args.database_url else replay_on_server
     try:
@@ -172,18 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(json_format.MessageToJson(report, preserving_proto_field_name=True))
                 else:
                     print(format_report(report, request.draft_offer.id))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
     except DomainError as error:
-        print(f"loyalty-replay: {error}", file=sys.stderr)
-        return EXIT_BAD_USAGE
+        raise ToolError(str(error), EXIT_BAD_USAGE) from error
     except SQLAlchemyError as error:
-        print(f"loyalty-replay: the store failed: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        raise ToolError(f"the store failed: {describe(error)}", EXIT_FAILED) from error
     except grpc.RpcError as error:
-        print(f"loyalty-replay: {error.code().name}: {error.details()}", file=sys.stderr)
         bad = error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        return EXIT_BAD_USAGE if bad else EXIT_FAILED
+        told = f"{error.code().name}: {error.details()}"
+        raise ToolError(told, EXIT_BAD_USAGE if bad else EXIT_FAILED) from error
     return 0
 
 

@@ -168,7 +168,7 @@ def run_tool(module: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_tools_log_json_lines_too(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tools.db'}"
     created = run_tool(
-        "service.credentials_cli", "--database-url", url,
+        "service.credentials_cli", "--database-url", url, "--create",
         "create", "--name", "till-1", "--role", "REGISTER", "--store", "S001",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
