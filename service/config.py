@@ -110,6 +110,28 @@ class Settings:
     worker_name: str = setting("", "set by the supervisor: this worker's name in logs")
     supervisor_pid: int = setting(0, "set by the supervisor: the worker exits when it dies")
     migrate_only: bool = setting(False, "migrate the store, print one line and exit; serve nothing")
+    # --- till sessions (service/api/till_sessions.py, docs/till_sessions.md) ---
+    till_session_address: str = setting(
+        "",
+        "host:port of the till session stream, served by an asyncio server of its own "
+        "(port 0: any free); empty: off",
+    )
+    till_session_workers: int = setting(
+        4, "threads that calculate the receipts of till sessions, beyond --max-workers"
+    )
+    till_sessions_max: int = setting(10_000, "till sessions open at once per process")
+    till_sessions_per_connection: int = setting(
+        1_000, "till sessions open at once on one client connection"
+    )
+    till_sessions_per_credential: int = setting(
+        2_000, "till sessions open at once per credential (all its connections)"
+    )
+    till_session_idle_s: float = setting(
+        600.0, "a till session that sends nothing this long is ended (SESSION_IDLE)"
+    )
+    till_session_max_messages: int = setting(
+        20_000, "messages one till session may send (its lines: --max-receipt-lines)"
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -136,6 +158,23 @@ class Settings:
             raise ValueError("token_ttl_s must be > 0 (and at most ten years)")
         if not 0 < self.max_sale_time_age_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
             raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
+        self._check_till_sessions()
+
+    def _check_till_sessions(self) -> None:
+        counts = (
+            self.till_session_workers,
+            self.till_sessions_max,
+            self.till_sessions_per_connection,
+            self.till_sessions_per_credential,
+            self.till_session_max_messages,
+        )
+        if min(counts) < 1:
+            raise ValueError(
+                "till_session_workers, till_sessions_max, till_sessions_per_connection, "
+                "till_sessions_per_credential and till_session_max_messages must be >= 1"
+            )
+        if not 0 < self.till_session_idle_s <= 86400:  # NaN and inf too
+            raise ValueError("till_session_idle_s must be > 0 (and at most a day)")
 
     @property
     def development_mode(self) -> bool:

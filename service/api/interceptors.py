@@ -170,7 +170,7 @@ class _Undecodable:
 UNDECODABLE = _Undecodable()
 
 
-def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
     if deserialize is None:
         return None
 
@@ -183,7 +183,7 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
-def _checked(request: Any) -> Any:
+def checked(request: Any) -> Any:
     if request is UNDECODABLE:
         raise InvalidArgument("request", "the body is not a valid message of this method")
     return request
@@ -191,11 +191,11 @@ def _checked(request: Any) -> Any:
 
 def _checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
     for request in requests:
-        yield _checked(request)
+        yield checked(request)
 
 
 def _unary(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Behavior:
-    check = _checked_stream if streamed_request else _checked
+    check = _checked_stream if streamed_request else checked
 
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
@@ -213,7 +213,7 @@ def _unary(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Behavio
 
 
 def _streaming(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Behavior:
-    check = _checked_stream if streamed_request else _checked
+    check = _checked_stream if streamed_request else checked
 
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         started, code, caller = perf_counter(), grpc.StatusCode.OK, "-"
@@ -280,7 +280,7 @@ def _rewrap(handler: Handler, guard: _Guard, budgets: Budgets) -> Handler:
     budget = _budget_of(guard, h, budgets)
     if budget is not None:
         handle = _budgeted(budget, budgets.refusal(budget), guard, handle)
-    codec = (_tolerant(h.request_deserializer), h.response_serializer)
+    codec = (tolerant(h.request_deserializer), h.response_serializer)
     if h.unary_unary:
         return grpc.unary_unary_rpc_method_handler(handle, *codec)
     if h.unary_stream:

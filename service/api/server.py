@@ -35,6 +35,7 @@ from service.api.members import MemberServicer
 from service.api.metrics import CallMetrics, StatsCollector
 from service.api.notifications import NotificationServicer
 from service.api.receipts import ReceiptServicer
+from service.api.till_sessions import SessionLimits, TillSessionServer, TillSessionServicer
 from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
 from service.cache.sync import ChangeFollower
@@ -73,12 +74,20 @@ class LoyaltyServer:
     notifications: NotificationServicer
     jobs: JobScheduler
     port: int
+    till_sessions: TillSessionServer | None = None  # --till-session-address set
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         """Start taking calls (health NOT_SERVING), prepare, then report SERVING."""
         self.grpc_server.start()
+        if self.till_sessions is not None:
+            self.till_sessions.start()
         self.prepare()
+
+    @property
+    def till_session_port(self) -> int:
+        """The port of the till sessions; 0 when they are off."""
+        return self.till_sessions.port if self.till_sessions is not None else 0
 
     def prepare(self) -> None:
         """Migrate the store, load demo data if asked, load the cache; then SERVING."""
@@ -105,7 +114,10 @@ class LoyaltyServer:
         self._set_serving(False)
         self.notifications.close()  # event streams end at their next poll
         grace = self.settings.grace_period_s if grace is None else grace
-        self.grpc_server.stop(grace).wait()
+        stopped = self.grpc_server.stop(grace)
+        if self.till_sessions is not None:
+            self.till_sessions.stop(grace)  # within the same grace as the unary calls
+        stopped.wait()
         self.follower.stop()
         self.jobs.stop()
         self.store.dispose()
@@ -154,7 +166,7 @@ def create_server(
     )
     server = _grpc_server(settings, credentials, metrics, extension)
     follower = _follower(settings, sessions, cache, credentials, metrics, health_servicer)
-    notifications = _add_loyalty_services(server, settings, sessions, cache, follower)
+    receipts, notifications = _add_loyalty_services(server, settings, sessions, cache, follower)
     server.add_generic_rpc_handlers(extension.handlers)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -163,6 +175,7 @@ def create_server(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     port = _bind(server, settings)
+    till_sessions = _till_sessions(settings, receipts, credentials, metrics)
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
     jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)
     loyalty = LoyaltyServer(
@@ -177,8 +190,35 @@ def create_server(
         notifications,
         jobs,
         port,
+        till_sessions,
     )
     return loyalty, port
+
+
+def _till_sessions(
+    settings: Settings,
+    receipts: ReceiptServicer,
+    credentials: CredentialBook,
+    metrics: CallMetrics,
+) -> TillSessionServer | None:
+    """The asyncio server of the till sessions on its own port, calculating with the same
+    servicer (cache, engine, token key) as Calculate, with the same credentials and TLS."""
+    if not settings.till_session_address:
+        return None
+    limits = SessionLimits.from_settings(settings)
+
+    def servicer_for(pool: futures.ThreadPoolExecutor) -> TillSessionServicer:
+        return TillSessionServicer(
+            receipts, credentials, metrics, limits, pool, log_calls=settings.log_calls
+        )
+
+    till = TillSessionServer(
+        settings, servicer_for, _server_credentials(settings), _options(settings)
+    )
+    if till.port == 0:
+        till.stop(0)
+        raise CannotListen(settings.till_session_address, "the address cannot be bound")
+    return till
 
 
 def _grpc_server(
@@ -202,12 +242,16 @@ def _grpc_server(
         # instead of queueing without end.
         maximum_concurrent_rpcs=settings.max_concurrent_calls,
         interceptors=[interceptor],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-        ],
+        options=_options(settings),
     )
+
+
+def _options(settings: Settings) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+    ]
 
 
 def _follower(
@@ -241,7 +285,7 @@ def _add_loyalty_services(
     sessions: Any,
     cache: BenefitCache,
     follower: ChangeFollower,
-) -> NotificationServicer:
+) -> tuple[ReceiptServicer, NotificationServicer]:
     members = MemberLookup.from_settings(cache, settings)  # one miss budget per credential
     receipts = ReceiptServicer(
         settings,
@@ -260,7 +304,7 @@ def _add_loyalty_services(
     # Each event stream holds a worker thread: at most half of them, so calls still flow.
     notifications = NotificationServicer(sessions, max_streams=max(1, settings.max_workers // 2))
     notification_pb2_grpc.add_NotificationServiceServicer_to_server(notifications, server)
-    return notifications
+    return receipts, notifications
 
 
 def _cache_and_sync_stats(
@@ -289,16 +333,22 @@ def _bind(server: grpc.Server, settings: Settings) -> int:
 
 
 def _add_port(server: grpc.Server, settings: Settings) -> int:
-    """Plain TCP, TLS (--tls-cert/--tls-key), or mutual TLS (also --tls-client-ca)."""
-    if not settings.tls_cert:
+    credentials = _server_credentials(settings)
+    if credentials is None:
         return server.add_insecure_port(settings.address)
+    return server.add_secure_port(settings.address, credentials)
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """None (plain TCP), TLS (--tls-cert/--tls-key), or mutual TLS (also --tls-client-ca)."""
+    if not settings.tls_cert:
+        return None
     with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
         pair = (key.read(), cert.read())
     client_ca = None
     if settings.tls_client_ca:
         with open(settings.tls_client_ca, "rb") as ca:
             client_ca = ca.read()
-    credentials = grpc.ssl_server_credentials(
+    return grpc.ssl_server_credentials(
         [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
-    return server.add_secure_port(settings.address, credentials)
