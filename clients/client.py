@@ -663,7 +663,8 @@ class TillSession:
         """The steps that make the session's receipt `receipt`: voids of lines gone or
         changed, scans of lines new (a changed line moves to the end), identify for another
         buyer; a new session for another
-        header (id, store, channel, sale time). The last answer; None when nothing changed."""
+        header (id, store, channel, sale time). The last answer; None when nothing changed on
+        the open stream (after `finish`, the receipt is calculated again on a new one)."""
         if _header(receipt) != _header(self.receipt):  # another receipt: one start says all
             self.close()
             self.receipt = receipt_pb2.Receipt()
@@ -680,6 +681,8 @@ class TillSession:
                 answer = self.scan(line)
         if receipt.member != self.receipt.member:
             answer = self.identify(receipt.member if receipt.HasField("member") else None)
+        if answer is None and self._responses is None:  # finished or ended: calculated anew
+            answer = self._step_start()
         return answer
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ moment a shutdown begins, so load balancers stop sending calls before the server
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -177,6 +178,8 @@ def create_server(
     port = _bind(server, settings)
     till_sessions = _till_sessions(settings, receipts, credentials, metrics)
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
+    if till_sessions is not None:
+        metrics.add_collector(StatsCollector(functools.partial(_session_stats, till_sessions)))
     jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)
     loyalty = LoyaltyServer(
         settings,
@@ -319,6 +322,10 @@ def _cache_and_sync_stats(
         "loyalty_sync_open_gaps": ("gauge", follower.open_gaps),
         "loyalty_sync_seconds_since_success": ("gauge", follower.seconds_since_success()),
     }
+
+
+def _session_stats(till_sessions: TillSessionServer) -> dict[str, tuple[str, float]]:
+    return {"loyalty_till_sessions_open": ("gauge", till_sessions.open_sessions)}
 
 
 def _bind(server: grpc.Server, settings: Settings) -> int:

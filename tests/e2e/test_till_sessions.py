@@ -4,8 +4,11 @@ session with INVALID_ARGUMENT naming its field (tests/e2e/test_bad_input.py styl
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,11 +22,13 @@ from loyalty.v1 import till_session_pb2_grpc as session_grpc
 from service import limits
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
+from service.api.till_sessions import METHOD
 from tests.e2e.conftest import auth, demo_settings
 from tests.e2e.statuses import refusal
 from tests.e2e.test_bad_input import request_fields, store_fingerprint
 
 CARD = "2000000000001"
+REPO = Path(__file__).resolve().parents[2]
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 Request = till_session_pb2.SessionRequest
 
@@ -387,3 +392,50 @@ def test_the_unary_server_does_not_serve_sessions(server: LoyaltyServer) -> None
     ):
         opened(ch, auth())
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# --- the till ---------------------------------------------------------------------------------
+
+TILL_SCRIPT = """4600000000015 2
+card 2000000000001
+4600000000787 0.753
+4600000000329
+void 1
+pay
+refund 3 1
+quit
+"""
+
+
+def run_till(server: LoyaltyServer, *args: str) -> str:
+    command = [sys.executable, "-m", "clients.till", "--target", f"127.0.0.1:{server.port}"]
+    command += ["--token", DEV_TOKENS[Role.REGISTER], *args]
+    done = subprocess.run(
+        command, input=TILL_SCRIPT, capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def totals(output: str) -> list[str]:
+    """What the till printed but the receipt ids and times."""
+    return [line for line in output.splitlines() if "TOTAL" in line or "PAID" in line]
+
+
+def test_the_till_over_a_session_shows_and_pays_what_it_shows_over_calculate(
+    server: LoyaltyServer,
+) -> None:
+    def sessions_done() -> float:
+        value = server.metrics.registry.get_sample_value(
+            "loyalty_calls_total", {"method": METHOD, "code": "OK"}
+        )
+        return value or 0.0
+
+    before = sessions_done()
+    streamed = run_till(server, "--session-target", f"127.0.0.1:{server.till_session_port}")
+    assert sessions_done() == before + 1, "one session: scans, card and void, then finish"
+    unary = run_till(server)
+    assert totals(streamed) == totals(unary)
+    printed = totals(streamed)
+    assert sum(line.startswith("TOTAL") for line in printed) >= 5, "a receipt per change"
+    assert sum(line.startswith("PAID") for line in printed) == 1
