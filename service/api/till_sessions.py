@@ -257,7 +257,7 @@ class TillSessionServicer:
         peer = context.peer()
         try:
             authorization = _authorization(context.invocation_metadata())
-            principal = await self._run(None, self._admit, authorization)
+            principal = await self._run(None, None, self._admit, authorization)
             caller = principal.name
             self.slots.take(peer, principal.credential_id)
             try:
@@ -298,7 +298,7 @@ class TillSessionServicer:
                     reason=SESSION_TOO_LONG,
                 )
             remaining = context.time_remaining()
-            response = await self._run(principal, self._answer, so_far, request, remaining)
+            response = await self._run(principal, remaining, self._answer, so_far, request)
             yield response
             if response.confirmation_token:
                 return  # finished
@@ -323,14 +323,8 @@ class TillSessionServicer:
         authorize(principal, METHOD, self._allowed)
         return principal
 
-    def _answer(
-        self,
-        so_far: ReceiptSoFar,
-        request: Any,
-        remaining: float | None,
-    ) -> till_session_pb2.SessionResponse:
+    def _answer(self, so_far: ReceiptSoFar, request: Any) -> till_session_pb2.SessionResponse:
         """One message applied and the receipt so far calculated (on the pool)."""
-        set_call_deadline(remaining)
         request = checked(request)
         action = request.WhichOneof("action")
         finish = action == "finish"
@@ -367,11 +361,19 @@ class TillSessionServicer:
             return so_far.finish()
         raise InvalidArgument("action", "set one of start, scan, void, identify, finish")
 
-    async def _run(self, principal: Principal | None, work: Callable[..., T], *args: Any) -> T:
-        """`work` on the pool, as the caller `principal` (None: before authentication)."""
+    async def _run(
+        self,
+        principal: Principal | None,
+        remaining: float | None,
+        work: Callable[..., T],
+        *args: Any,
+    ) -> T:
+        """`work` on the pool, as the caller `principal` (None: before authentication) with
+        the stream's remaining time (None: no deadline); a pool thread keeps neither."""
 
         def as_caller() -> T:
             set_current_principal(principal)
+            set_call_deadline(remaining)
             return work(*args)
 
         loop = asyncio.get_running_loop()
