@@ -13,6 +13,8 @@ from typing import Any
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clients import register_cli
 from clients.client import LoyaltyClient, LoyaltyError, by_card
@@ -26,6 +28,8 @@ from service.api.till_sessions import METHOD
 from tests.e2e.conftest import auth, demo_settings
 from tests.e2e.statuses import refusal
 from tests.e2e.test_bad_input import request_fields, store_fingerprint
+from tests.e2e.test_fuzz import NEVER, messages
+from tests.waiting import until
 
 CARD = "2000000000001"
 REPO = Path(__file__).resolve().parents[2]
@@ -439,3 +443,33 @@ def test_the_till_over_a_session_shows_and_pays_what_it_shows_over_calculate(
     printed = totals(streamed)
     assert sum(line.startswith("TOTAL") for line in printed) >= 5, "a receipt per change"
     assert sum(line.startswith("PAID ") and "BACK" not in line for line in printed) == 1
+
+
+# --- fuzzing ----------------------------------------------------------------------------------
+
+
+def test_no_generated_session_gets_unknown_or_internal(
+    server: LoyaltyServer, session_channel: grpc.Channel
+) -> None:
+    stub = session_grpc.TillSessionServiceStub(session_channel)
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        opening=st.sampled_from([[], [S], [EMPTY_START]]),
+        sent=st.lists(messages(Request.DESCRIPTOR), min_size=1, max_size=4),
+    )
+    def one_session(opening: list[Request], sent: list[Any]) -> None:
+        try:
+            for _ in stub.Session(iter([*opening, *sent]), metadata=auth(), timeout=5):
+                pass
+        except grpc.RpcError as err:
+            assert err.code() not in NEVER, f"{err.code()} {err.details()}"
+            assert len(err.details() or "") <= limits.MESSAGE
+
+    one_session()
+    assert server.till_sessions is not None
+    until(lambda: server.till_sessions.open_sessions == 0, what="every session ended")
