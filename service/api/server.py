@@ -175,8 +175,14 @@ def create_server(
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-    port = _bind(server, settings)
+    # The sessions' port first: a grpc server that bound its port keeps it until collected.
     till_sessions = _till_sessions(settings, receipts, credentials, metrics)
+    try:
+        port = _bind(server, settings)
+    except CannotListen:
+        if till_sessions is not None:
+            till_sessions.stop(0)
+        raise
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
     if till_sessions is not None:
         metrics.add_collector(StatsCollector(functools.partial(_session_stats, till_sessions)))
@@ -215,13 +221,9 @@ def _till_sessions(
             receipts, credentials, metrics, limits, pool, log_calls=settings.log_calls
         )
 
-    till = TillSessionServer(
+    return TillSessionServer(
         settings, servicer_for, _server_credentials(settings), _options(settings)
     )
-    if till.port == 0:
-        till.stop(0)
-        raise CannotListen(settings.till_session_address, "the address cannot be bound")
-    return till
 
 
 def _grpc_server(

@@ -46,6 +46,7 @@ from service.config import Settings
 from service.deadline import set_call_deadline
 from service.errors import FailedPrecondition, InvalidArgument, TooManyRequests
 from service.limits import check_length, quote
+from service.port import CannotListen
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +402,15 @@ class TillSessionServer:
         )
         self._thread.start()
         self._server: grpc.aio.Server | None = None
-        self.port = self._call(self._bind(settings.till_session_address, credentials, options))
+        self._started = False
+        address = settings.till_session_address
+        try:
+            self.port = self._call(self._bind(address, credentials, options))
+        except RuntimeError:  # gRPC's "Failed to bind to address"; its log says why
+            self.port = 0
+        if self.port == 0:
+            self.stop(0)
+            raise CannotListen(address, "the address cannot be bound")
 
     async def _bind(
         self, address: str, credentials: grpc.ServerCredentials | None, options: list[Any]
@@ -419,10 +428,13 @@ class TillSessionServer:
     def start(self) -> None:
         assert self._server is not None
         self._call(self._server.start())
+        self._started = True
 
     def stop(self, grace: float) -> None:
         """Sessions open get `grace` seconds to finish, then are cancelled."""
         if self._server is not None:
+            if not self._started:  # a server never started keeps its port: start it to stop
+                self._call(self._server.start())
             self._call(self._server.stop(grace))
             self._server = None
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from loyalty.v1 import receipt_pb2, till_session_pb2
 from loyalty.v1 import till_session_pb2_grpc as session_grpc
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
+from service.port import CannotListen
 from tests.e2e.conftest import auth, demo_settings
 from tests.e2e.statuses import refusal
 from tests.waiting import until
@@ -153,3 +155,26 @@ def test_messages_and_lines_per_session_are_bounded(tmp_path: Path) -> None:
             stream.send(request)
         code, reason, _ = refused(stream, scan("11"))
         assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "SESSION_TOO_LONG")
+
+
+def test_an_address_in_use_is_refused_and_leaves_the_other_port_free(tmp_path: Path) -> None:
+    for busy_one in ("address", "till_session_address"):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            ports = {"address": free_port(), "till_session_address": free_port()}
+            ports[busy_one] = taken.getsockname()[1]
+            addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+            settings = demo_settings(tmp_path / busy_one, **addresses)
+            with pytest.raises(CannotListen, match="cannot be bound"):
+                create_server(settings)
+        for name, port in ports.items():
+            if name != busy_one:  # nothing of the failed server holds it
+                with socket.socket() as again:
+                    again.bind(("127.0.0.1", port))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
