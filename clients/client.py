@@ -37,6 +37,10 @@ retried at all comes from that file, so the two cannot disagree.
 
 Credentials: `authorization: Bearer <token>` on every call. TLS: `TlsConfig` (root
 certificate, and a client certificate and key for mutual TLS).
+
+Till sessions (docs/till_sessions.md): with `session_target`, `till_session(receipt)` opens
+a `TillSession` that streams scans and voids and gets the receipt calculated after each;
+`finish()` gives the token for `confirm`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import random
 import threading
 import time
@@ -59,7 +64,15 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc, receipt_pb2, receipt_pb2_grpc
+from loyalty.v1 import (
+    common_pb2,
+    member_pb2,
+    member_pb2_grpc,
+    receipt_pb2,
+    receipt_pb2_grpc,
+    till_session_pb2,
+    till_session_pb2_grpc,
+)
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 5.0
@@ -346,6 +359,7 @@ class LoyaltyClient:
         channel: grpc.Channel | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        session_target: str | None = None,
     ) -> None:
         if timeout <= 0 or (attempt_timeout is not None and attempt_timeout <= 0):
             raise ValueError("timeouts must be positive")
@@ -364,12 +378,16 @@ class LoyaltyClient:
         self._receipts = receipt_pb2_grpc.ReceiptServiceStub(self.channel)
         self._members = member_pb2_grpc.MemberServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
+        self.session_target = session_target
+        self._session_channel = open_channel(session_target, tls) if session_target else None
 
     # -- life cycle --
 
     def close(self) -> None:
         if self._own_channel:
             self.channel.close()
+        if self._session_channel is not None:
+            self._session_channel.close()
 
     def __enter__(self) -> LoyaltyClient:
         return self
@@ -424,6 +442,14 @@ class LoyaltyClient:
         return self._call(
             receipt_pb2.RefundResponse, "Refund", self._receipts.Refund, request, timeout
         )
+
+    def till_session(self, receipt: receipt_pb2.Receipt) -> TillSession:
+        """A till session for this receipt (its lines so far, if any), opened at the first
+        step; needs `session_target`."""
+        if self._session_channel is None:
+            raise ValueError("till sessions need the client's session_target")
+        stub = till_session_pb2_grpc.TillSessionServiceStub(self._session_channel)
+        return TillSession(stub.Session, self._metadata, receipt)
 
     # -- members --
 
@@ -607,6 +633,149 @@ class LoyaltyClient:
         with self._lock:
             jittered = self.retry.delay(attempt, self._rng)
         return max(jittered, _server_retry_delay(err))
+
+
+# --- till sessions -------------------------------------------------------------------------------
+
+SessionResponse = till_session_pb2.SessionResponse
+_REOPEN = frozenset({"SESSION_IDLE", "SESSION_TOO_LONG"})  # the server ended it: go on anew
+
+
+class TillSession:
+    """One receipt on a till session stream: `scan`, `void`, `identify` each answer the
+    receipt calculated so far; `finish` adds the confirmation token and the receipt to
+    confirm. `receipt` is the receipt as the server last answered it.
+
+    A refused step ends the server's stream (nothing of that step is kept); the next step
+    opens a new stream with `receipt`, so the session goes on as before the refusal. A stream
+    the server ended for idleness or length, or lost (UNAVAILABLE), is reopened the same way
+    and the step sent once more. One thread at a time."""
+
+    def __init__(
+        self,
+        open_stream: Callable[..., Any],
+        metadata: tuple[tuple[str, str], ...],
+        receipt: receipt_pb2.Receipt,
+    ) -> None:
+        self._open_stream = open_stream
+        self._metadata = metadata
+        self.receipt = receipt_pb2.Receipt()
+        self.receipt.CopyFrom(receipt)
+        self._requests: queue.SimpleQueue[Any] | None = None
+        self._responses: Any = None
+
+    def scan(self, line: receipt_pb2.ReceiptLine) -> SessionResponse:
+        answer = self._step(till_session_pb2.SessionRequest(scan={"line": line}))
+        self.receipt.lines.append(line)
+        return answer
+
+    def void(self, line_id: str) -> SessionResponse:
+        answer = self._step(till_session_pb2.SessionRequest(void={"line_id": line_id}))
+        kept = [x for x in self.receipt.lines if x.line_id != line_id]
+        del self.receipt.lines[:]
+        self.receipt.lines.extend(kept)
+        return answer
+
+    def identify(self, member: common_pb2.MemberIdentity | None) -> SessionResponse:
+        request = till_session_pb2.SessionRequest(identify={})
+        if member is not None:
+            request.identify.member.CopyFrom(member)
+        answer = self._step(request)
+        if member is None:
+            self.receipt.ClearField("member")
+        else:
+            self.receipt.member.CopyFrom(member)
+        return answer
+
+    def finish(self, *, explain: bool = False) -> SessionResponse:
+        """The result with the token for Confirm (of `answer.receipt`); the stream ends."""
+        answer = self._step(till_session_pb2.SessionRequest(finish={"explain": explain}))
+        self._end()
+        return answer
+
+    def sync(self, receipt: receipt_pb2.Receipt) -> SessionResponse | None:
+        """The steps that make the session's receipt `receipt`: voids of lines gone or
+        changed, scans of lines new (a changed line moves to the end), identify for another
+        buyer; a new session for another
+        header (id, store, channel, sale time). The last answer; None when nothing changed on
+        the open stream (after `finish`, the receipt is calculated again on a new one)."""
+        if _header(receipt) != _header(self.receipt):  # another receipt: one start says all
+            self.close()
+            self.receipt = receipt_pb2.Receipt()
+            self.receipt.CopyFrom(receipt)
+            return self._step_start()
+        answer: SessionResponse | None = None
+        wanted = {line.line_id: line for line in receipt.lines}
+        for line in list(self.receipt.lines):
+            if wanted.get(line.line_id) != line:
+                answer = self.void(line.line_id)
+        have = {line.line_id for line in self.receipt.lines}
+        for line in receipt.lines:
+            if line.line_id not in have:
+                answer = self.scan(line)
+        if receipt.member != self.receipt.member:
+            answer = self.identify(receipt.member if receipt.HasField("member") else None)
+        if answer is None and self._responses is None:  # finished or ended: calculated anew
+            answer = self._step_start()
+        return answer
+
+    def close(self) -> None:
+        """End the stream (the server forgets the session); the next step opens a new one."""
+        if self._responses is not None:
+            self._responses.cancel()
+        self._end()
+
+    def _step(self, request: Any) -> SessionResponse:
+        try:
+            return self._exchange(request)
+        except LoyaltyError as err:
+            if err.reason not in _REOPEN and err.status != _U:
+                raise
+        return self._exchange(request)  # once more, on a new stream
+
+    def _step_start(self) -> SessionResponse:
+        try:
+            return self._start()
+        except LoyaltyError as err:
+            if err.status != _U:
+                raise
+        return self._start()
+
+    def _exchange(self, request: Any) -> SessionResponse:
+        if self._responses is None:
+            self._start()
+        return self._answer(request)
+
+    def _start(self) -> SessionResponse:
+        self._requests = queue.SimpleQueue()
+        self._responses = self._open_stream(iter(self._requests.get, None), metadata=self._metadata)
+        return self._answer(till_session_pb2.SessionRequest(start={"receipt": self.receipt}))
+
+    def _answer(self, request: Any) -> SessionResponse:
+        assert self._requests is not None
+        self._requests.put(request)
+        try:
+            return cast(SessionResponse, next(self._responses))
+        except grpc.RpcError as err:
+            self._end()
+            raise LoyaltyError.from_rpc_error("Session", err, 1) from None
+        except StopIteration:
+            self._end()
+            raise LoyaltyError("Session", _U, "the server ended the session") from None
+
+    def _end(self) -> None:
+        if self._requests is not None:
+            self._requests.put(None)  # the end of the register's side
+        self._requests, self._responses = None, None
+
+
+def _header(receipt: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
+    """The receipt without its lines and buyer: what a session cannot change."""
+    header = receipt_pb2.Receipt()
+    header.CopyFrom(receipt)
+    header.ClearField("lines")
+    header.ClearField("member")
+    return header
 
 
 # --- command-line helpers shared by the tools ----------------------------------------------------

@@ -17,6 +17,10 @@ line by line with the benefits under each line.
   help                 this text
   quit                 leave (Ctrl-D too)
 
+Scans, voids and cards go over a till session stream with `--session-target HOST:PORT`
+(the server's --till-session-address): the receipt is calculated as each line is scanned,
+without sending the whole receipt each time; without it, each change is one Calculate.
+
 Prices: `--prices demo` (default) uses the demo data set's shelf prices; `--prices FILE` a
 JSON price file (see clients/catalogue.py); a PRICE typed on a scan is used for that line and
 remembered for the SKU. Works with stdin not a terminal, for scripts:
@@ -45,7 +49,13 @@ from pathlib import Path
 from typing import TextIO
 
 from clients.catalogue import Item, demo_shop, load_price_file
-from clients.client import LoyaltyClient, LoyaltyError, add_connection_arguments, by_card
+from clients.client import (
+    LoyaltyClient,
+    LoyaltyError,
+    TillSession,
+    add_connection_arguments,
+    by_card,
+)
 from clients.client import client_from_args as _client_from_args
 from clients.receipt_format import (
     format_receipt,
@@ -89,6 +99,11 @@ class Sale:
     next_line: int = 1
     calculated: receipt_pb2.CalculateResponse | None = None
     receipt: receipt_pb2.Receipt | None = None  # exactly what was calculated
+    session: TillSession | None = None  # with --session-target
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
 
 
 @dataclass
@@ -251,6 +266,7 @@ class Till:
         position = sale.lines.index(line)
         sale.lines.remove(line)
         if not sale.lines:
+            sale.close()
             self.sale = None
             self.say(f"Receipt {sale.receipt_id} is empty: nothing to pay.")
             return
@@ -279,6 +295,7 @@ class Till:
 
     def cmd_cancel(self, args: list[str]) -> None:
         sale = self._require_sale()
+        sale.close()
         self.sale = None
         self.say(f"Receipt {sale.receipt_id} cancelled.")
 
@@ -306,7 +323,7 @@ class Till:
         sale = self._require_sale()
         receipt = self._receipt(sale)
         try:
-            calculated = self.client.calculate(receipt)
+            receipt, calculated = self._calculated(sale, receipt)
         except LoyaltyError as err:
             card = sale.card
             undo()
@@ -317,6 +334,32 @@ class Till:
             raise
         sale.receipt, sale.calculated = receipt, calculated
         self._print_sale(sale)
+
+    def _calculated(
+        self, sale: Sale, receipt: receipt_pb2.Receipt
+    ) -> tuple[receipt_pb2.Receipt, receipt_pb2.CalculateResponse]:
+        """The receipt calculated: by one Calculate, or by the steps of the sale's session
+        that bring it to this receipt (then the receipt is the session's)."""
+        if self.client.session_target is None:
+            return receipt, self.client.calculate(receipt)
+        if sale.session is None:
+            sale.session = self.client.till_session(receipt_pb2.Receipt())
+        answer = sale.session.sync(receipt)
+        if answer is None and sale.calculated is not None:  # nothing changed
+            return sale.session.receipt, sale.calculated
+        result = answer.result if answer is not None else None
+        return sale.session.receipt, receipt_pb2.CalculateResponse(result=result)
+
+    def _token(self, sale: Sale) -> tuple[receipt_pb2.Receipt, bytes]:
+        """The receipt to confirm and its token: Calculate's, or the session's finish."""
+        assert sale.receipt is not None and sale.calculated is not None
+        if sale.session is None:
+            return sale.receipt, sale.calculated.confirmation_token
+        finished = sale.session.finish()
+        sale.calculated = receipt_pb2.CalculateResponse(
+            result=finished.result, confirmation_token=finished.confirmation_token
+        )
+        return finished.receipt, finished.confirmation_token
 
     def _names(self) -> dict[str, str]:
         return {sku: item.name for sku, item in self.items.items()}
@@ -365,7 +408,8 @@ class Till:
         if sale.calculated is None or sale.receipt is None or not sale.lines:
             raise CommandError("nothing to pay")
         try:
-            confirmed = self.client.confirm(sale.receipt, sale.calculated.confirmation_token)
+            receipt, token = self._token(sale)
+            confirmed = self.client.confirm(receipt, token)
         except LoyaltyError as err:
             self.say(f"! not paid: {err.describe()}; calculating again")
             self._recalculate(undo=lambda: None)
@@ -379,7 +423,7 @@ class Till:
                 f"Member {result.member_id}: +{result.total_points} points,"
                 f" balance {confirmed.points_balance}"
             )
-        self.paid = PaidReceipt(sale.receipt, result)
+        self.paid = PaidReceipt(receipt, result)
         self.sale = None
 
     def cmd_refund(self, args: list[str]) -> None:
@@ -430,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="`demo` (the demo data's shelf prices) or a JSON price file",
     )
     parser.add_argument("--script", type=Path, help="read commands from this file, not stdin")
+    parser.add_argument(
+        "--session-target",
+        help="host:port of the till sessions (the server's --till-session-address): stream "
+        "scans over a session instead of one Calculate per change",
+    )
     return parser
 
 
@@ -452,6 +501,8 @@ def run(till: Till, lines: Iterable[str], *, echo: bool) -> int:
             break
     if till.sale is not None and till.sale.lines:
         till.say(f"(receipt {till.sale.receipt_id} left unpaid)")
+    if till.sale is not None:
+        till.sale.close()
     return 1 if failed else 0
 
 
@@ -476,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"cannot read prices from {args.prices}: {describe(err)}"
         raise ToolError(message, EXIT_USAGE) from None
     channel = common_pb2.Channel.Value(f"CHANNEL_{args.channel}")
-    with _client_from_args(args) as client:
+    with _client_from_args(args, session_target=args.session_target) as client:
         till = Till(
             client,
             prices=prices,

@@ -127,6 +127,28 @@ class Settings:
         "OTLP/gRPC collector traces are exported to, e.g. http://127.0.0.1:4317 "
         "(https:// for TLS); empty: tracing off",
     )
+    # --- till sessions (service/api/till_sessions.py, docs/till_sessions.md) ---
+    till_session_address: str = setting(
+        "",
+        "host:port of the till session stream, served by an asyncio server of its own "
+        "(port 0: any free); empty: off",
+    )
+    till_session_workers: int = setting(
+        4, "threads that calculate the receipts of till sessions, beyond --max-workers"
+    )
+    till_sessions_max: int = setting(10_000, "till sessions open at once per process")
+    till_sessions_per_connection: int = setting(
+        1_000, "till sessions open at once on one client connection"
+    )
+    till_sessions_per_credential: int = setting(
+        2_000, "till sessions open at once per credential (all its connections)"
+    )
+    till_session_idle_s: float = setting(
+        600.0, "a till session that sends nothing this long is ended (SESSION_IDLE)"
+    )
+    till_session_max_messages: int = setting(
+        20_000, "messages one till session may send (its lines: --max-receipt-lines)"
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -161,6 +183,23 @@ class Settings:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
             raise ValueError("otlp_endpoint must be an http:// or https:// URL (or empty: off)")
+        self._check_till_sessions()
+
+    def _check_till_sessions(self) -> None:
+        counts = (
+            self.till_session_workers,
+            self.till_sessions_max,
+            self.till_sessions_per_connection,
+            self.till_sessions_per_credential,
+            self.till_session_max_messages,
+        )
+        if min(counts) < 1:
+            raise ValueError(
+                "till_session_workers, till_sessions_max, till_sessions_per_connection, "
+                "till_sessions_per_credential and till_session_max_messages must be >= 1"
+            )
+        if not 0 < self.till_session_idle_s <= 86400:  # NaN and inf too
+            raise ValueError("till_session_idle_s must be > 0 (and at most a day)")
 
     @property
     def development_mode(self) -> bool:

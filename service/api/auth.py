@@ -64,6 +64,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/loyalty.v1.ReceiptService/Calculate": frozenset({_R}),
     "/loyalty.v1.ReceiptService/Confirm": frozenset({_R}),
     "/loyalty.v1.ReceiptService/Refund": frozenset({_R}),
+    "/loyalty.v1.TillSessionService/Session": frozenset({_R}),
     "/loyalty.v1.MemberService/GetMemberOffers": frozenset({_R, _C, _O}),
     # An operator (CRM, call centre) can do what customer services do, and edit favorites.
     "/loyalty.v1.MemberService/SelectFavoriteProducts": frozenset({_C, _O}),

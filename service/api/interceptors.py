@@ -202,7 +202,7 @@ class _Undecodable:
 UNDECODABLE = _Undecodable()
 
 
-def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
     if deserialize is None:
         return None
 
@@ -215,7 +215,7 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
-def _checked(request: Any) -> Any:
+def checked(request: Any) -> Any:
     if request is UNDECODABLE:
         raise InvalidArgument("request", "the body is not a valid message of this method")
     return request
@@ -228,9 +228,9 @@ def _check(guard: _Guard, streamed_request: bool) -> Callable[[Any], Any]:
     def checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
         for request in requests:
             received.inc()
-            yield _checked(request)
+            yield checked(request)
 
-    return checked_stream if streamed_request else _checked
+    return checked_stream if streamed_request else checked
 
 
 def _counted(responses: Iterator[Any], sent: Any) -> Iterator[Any]:
@@ -340,7 +340,7 @@ def _rewrap(handler: Handler, guard: _Guard, budgets: Budgets) -> Handler:
         handle = _budgeted(budget, budgets.refusal(budget), guard, handle)
     if guard.tracer is not None:  # outermost: refusals by a budget are traced too
         handle = traced(guard.tracer, guard.method, handle, inspect.isgeneratorfunction(handle))
-    codec = (_tolerant(h.request_deserializer), h.response_serializer)
+    codec = (tolerant(h.request_deserializer), h.response_serializer)
     if h.unary_unary:
         return grpc.unary_unary_rpc_method_handler(handle, *codec)
     if h.unary_stream:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -24,6 +24,7 @@ from service.app.sessions import Sessions
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.engine.model import Member, Receipt
 from service.errors import InvalidArgument
 from service.limits import check_length
 
@@ -72,14 +73,18 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
     def Calculate(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.CalculateRequest, context: grpc.ServicerContext
     ) -> receipt_pb2.CalculateResponse:
+        return self.calculate(request.receipt, explain=request.explain)
+
+    def calculate(
+        self, receipt_pb: receipt_pb2.Receipt, *, explain: bool = False, sign: bool = True
+    ) -> receipt_pb2.CalculateResponse:
+        """Calculate's one path, for the unary call and the till sessions alike: the receipt
+        checked, its member resolved, its result; and the confirmation token unless `sign`
+        is off (a till session signs only the receipt it finishes)."""
         now = self._clock()
-        receipt_pb = request.receipt
-        check_receipt_ids(receipt_pb)
-        current_principal().check_store(receipt_pb.store_id, receipt_pb.receipt_id)
-        member = self._members.resolve(receipt_pb.member, "receipt.member")
-        receipt = convert.receipt_to_model(receipt_pb, member, now)
+        member, receipt = self._receipt_model(receipt_pb, now)
         try:
-            result = self._receipts.calculate(receipt, now, explain=request.explain)
+            result = self._receipts.calculate(receipt, now, explain=explain)
         except InvalidArgument as error:  # the engine names fields of the receipt itself
             raise InvalidArgument(f"receipt.{error.field}", error.description) from None
         response = receipt_pb2.CalculateResponse()
@@ -91,8 +96,24 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             sale_time=receipt.sale_time,
             degraded=not self._store_available(),
         )
-        response.confirmation_token = self._signer.sign(receipt_pb, response.result, result.usage)
+        if sign:
+            response.confirmation_token = self._signer.sign(
+                receipt_pb, response.result, result.usage
+            )
         return response
+
+    def check_receipt_header(self, receipt_pb: receipt_pb2.Receipt) -> None:
+        """What Calculate checks before the lines: ids, the store, the member, channel and
+        sale time (a till session opened before its first scan)."""
+        self._receipt_model(receipt_pb, self._clock())
+
+    def _receipt_model(
+        self, receipt_pb: receipt_pb2.Receipt, now: datetime
+    ) -> tuple[Member | None, Receipt]:
+        check_receipt_ids(receipt_pb)
+        current_principal().check_store(receipt_pb.store_id, receipt_pb.receipt_id)
+        member = self._members.resolve(receipt_pb.member, "receipt.member")
+        return member, convert.receipt_to_model(receipt_pb, member, now)
 
     def Confirm(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.ConfirmRequest, context: grpc.ServicerContext

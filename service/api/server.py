@@ -6,6 +6,7 @@ moment a shutdown begins, so load balancers stop sending calls before the server
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ from service.api.metrics import CallMetrics, StatsCollector
 from service.api.notifications import NotificationServicer
 from service.api.receipts import ReceiptServicer
 from service.api.replay import CampaignReplayServicer
+from service.api.till_sessions import SessionLimits, TillSessionServer, TillSessionServicer
 from service.api.tracing import provider_from_settings
 from service.bootstrap import prepare_store
 from service.cache.state import BenefitCache
@@ -81,12 +83,20 @@ class LoyaltyServer:
     port: int
     # Made from the settings (OTLP export): shut down, so spans are flushed, with the server.
     own_tracing: Any = None
+    till_sessions: TillSessionServer | None = None  # --till-session-address set
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         """Start taking calls (health NOT_SERVING), prepare, then report SERVING."""
         self.grpc_server.start()
+        if self.till_sessions is not None:
+            self.till_sessions.start()
         self.prepare()
+
+    @property
+    def till_session_port(self) -> int:
+        """The port of the till sessions; 0 when they are off."""
+        return self.till_sessions.port if self.till_sessions is not None else 0
 
     def prepare(self) -> None:
         """Migrate the store, load demo data if asked, load the cache; then SERVING."""
@@ -113,7 +123,10 @@ class LoyaltyServer:
         self._set_serving(False)
         self.notifications.close()  # event streams end at their next poll
         grace = self.settings.grace_period_s if grace is None else grace
-        self.grpc_server.stop(grace).wait()
+        stopped = self.grpc_server.stop(grace)
+        if self.till_sessions is not None:
+            self.till_sessions.stop(grace)  # within the same grace as the unary calls
+        stopped.wait()
         self.follower.stop()
         self.jobs.stop()
         self.store.dispose()
@@ -173,14 +186,23 @@ def create_server(
     tracer = tracing.get_tracer("service.api") if tracing is not None else None
     server = _grpc_server(settings, credentials, metrics, extension, tracer)
     follower = _follower(settings, sessions, cache, credentials, metrics, health_servicer)
-    notifications = _add_loyalty_services(server, settings, sessions, cache, follower)
+    receipts, notifications = _add_loyalty_services(server, settings, sessions, cache, follower)
     server.add_generic_rpc_handlers(extension.handlers)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     if settings.serves_reflection:
         reflection.enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
-    port = _bind(server, settings)
+    # The sessions' port first: a grpc server that bound its port keeps it until collected.
+    till_sessions = _till_sessions(settings, receipts, credentials, metrics)
+    try:
+        port = _bind(server, settings)
+    except CannotListen:
+        if till_sessions is not None:
+            till_sessions.stop(0)
+        raise
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
+    if till_sessions is not None:
+        metrics.add_collector(StatsCollector(functools.partial(_session_stats, till_sessions)))
     jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)
     loyalty = LoyaltyServer(
         settings,
@@ -195,8 +217,31 @@ def create_server(
         jobs,
         port,
         own_tracing,
+        till_sessions,
     )
     return loyalty, port
+
+
+def _till_sessions(
+    settings: Settings,
+    receipts: ReceiptServicer,
+    credentials: CredentialBook,
+    metrics: CallMetrics,
+) -> TillSessionServer | None:
+    """The asyncio server of the till sessions on its own port, calculating with the same
+    servicer (cache, engine, token key) as Calculate, with the same credentials and TLS."""
+    if not settings.till_session_address:
+        return None
+    limits = SessionLimits.from_settings(settings)
+
+    def servicer_for(pool: futures.ThreadPoolExecutor) -> TillSessionServicer:
+        return TillSessionServicer(
+            receipts, credentials, metrics, limits, pool, log_calls=settings.log_calls
+        )
+
+    return TillSessionServer(
+        settings, servicer_for, _server_credentials(settings), _options(settings)
+    )
 
 
 def _grpc_server(
@@ -225,12 +270,16 @@ def _grpc_server(
         # instead of queueing without end.
         maximum_concurrent_rpcs=settings.max_concurrent_calls,
         interceptors=[interceptor],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-        ],
+        options=_options(settings),
     )
+
+
+def _options(settings: Settings) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+    ]
 
 
 def _follower(
@@ -264,7 +313,7 @@ def _add_loyalty_services(
     sessions: Any,
     cache: BenefitCache,
     follower: ChangeFollower,
-) -> NotificationServicer:
+) -> tuple[ReceiptServicer, NotificationServicer]:
     members = MemberLookup.from_settings(cache, settings)  # one miss budget per credential
     receipts = ReceiptServicer(
         settings,
@@ -286,7 +335,7 @@ def _add_loyalty_services(
     # Each event stream holds a worker thread: at most half of them, so calls still flow.
     notifications = NotificationServicer(sessions, max_streams=max(1, settings.max_workers // 2))
     notification_pb2_grpc.add_NotificationServiceServicer_to_server(notifications, server)
-    return notifications
+    return receipts, notifications
 
 
 def _cache_and_sync_stats(
@@ -332,6 +381,16 @@ def _cache_and_sync_stats(
     }
 
 
+def _session_stats(till_sessions: TillSessionServer) -> dict[str, tuple[str, str, float]]:
+    return {
+        "loyalty_till_sessions_open": (
+            "gauge",
+            "Till sessions (scans streamed at the till) open in this process",
+            till_sessions.open_sessions,
+        )
+    }
+
+
 def _bind(server: grpc.Server, settings: Settings) -> int:
     """The port bound; raises CannotListen."""
     try:
@@ -344,16 +403,22 @@ def _bind(server: grpc.Server, settings: Settings) -> int:
 
 
 def _add_port(server: grpc.Server, settings: Settings) -> int:
-    """Plain TCP, TLS (--tls-cert/--tls-key), or mutual TLS (also --tls-client-ca)."""
-    if not settings.tls_cert:
+    credentials = _server_credentials(settings)
+    if credentials is None:
         return server.add_insecure_port(settings.address)
+    return server.add_secure_port(settings.address, credentials)
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """None (plain TCP), TLS (--tls-cert/--tls-key), or mutual TLS (also --tls-client-ca)."""
+    if not settings.tls_cert:
+        return None
     with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
         pair = (key.read(), cert.read())
     client_ca = None
     if settings.tls_client_ca:
         with open(settings.tls_client_ca, "rb") as ca:
             client_ca = ca.read()
-    credentials = grpc.ssl_server_credentials(
+    return grpc.ssl_server_credentials(
         [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
-    return server.add_secure_port(settings.address, credentials)

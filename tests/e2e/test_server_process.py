@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients import register_cli
 from clients.receipt_format import load_receipt
-from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
+from loyalty.v1 import receipt_pb2, receipt_pb2_grpc, till_session_pb2, till_session_pb2_grpc
 from service.store import db
 from tests.e2e.conftest import auth
 from tests.integration.test_store_migrations import HEAD
@@ -159,6 +159,41 @@ def test_make_run_serves_the_demo_with_a_worker_per_core(tmp_path: Path) -> None
                 receipt_pb2.CalculateRequest(receipt=receipt), timeout=10, metadata=auth()
             )
         assert shown.result.total_discount > 0
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
+
+
+def test_every_worker_serves_till_sessions_on_the_shared_session_port(tmp_path: Path) -> None:
+    sessions_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_TOKEN")}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "service.main",
+            "--address", f"127.0.0.1:{free_port()}",
+            "--till-session-address", f"127.0.0.1:{sessions_port}",
+            "--database-url", f"sqlite:///{tmp_path / 'run.db'}",
+            "--demo-data", "--processes", "2", "--log-level", "WARNING",
+        ],
+        stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        # Printed once both workers serve: a worker that could not bind the port fails it.
+        assert "listening on" in process.stdout.readline()
+        receipt = load_receipt(register_cli.DEMO_RECEIPT)[0]
+        start = till_session_pb2.SessionRequest(start={"receipt": receipt})
+        for _ in range(6):  # connections of their own, spread over the workers by the kernel
+            with grpc.insecure_channel(
+                f"127.0.0.1:{sessions_port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as channel:
+                stub = till_session_pb2_grpc.TillSessionServiceStub(channel)
+                (answer,) = stub.Session(iter([start]), timeout=10, metadata=auth())
+                assert answer.result.total_discount > 0
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

@@ -10,8 +10,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from loyalty.v1 import receipt_pb2, till_session_pb2, till_session_pb2_grpc
+from loyalty.v1.common_pb2 import CHANNEL_POS
 from service.api.server import create_server
-from tests.e2e.conftest import PRODUCTION_SECRET, demo_settings
+from tests.e2e.conftest import PRODUCTION_SECRET, auth, demo_settings
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -137,3 +139,42 @@ def test_mutual_tls_accepts_a_client_certificate_signed_by_the_ca(
     )
     with grpc.secure_channel(f"127.0.0.1:{mtls_port}", creds) as channel:
         assert health_over(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_till_sessions_take_the_same_mutual_tls(tmp_path: Path, pki: Path) -> None:
+    settings = demo_settings(
+        tmp_path,
+        till_session_address="127.0.0.1:0",
+        tls_cert=str(pki / "server.pem"),
+        tls_key=str(pki / "server.key"),
+        tls_client_ca=str(pki / "ca.pem"),
+    )
+    server, _ = create_server(settings)
+    server.start()
+    ca = (pki / "ca.pem").read_bytes()
+    with_cert = grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=(pki / "client.key").read_bytes(),
+        certificate_chain=(pki / "client.pem").read_bytes(),
+    )
+    target = f"127.0.0.1:{server.till_session_port}"
+    try:
+        with grpc.secure_channel(target, with_cert) as channel:
+            assert opened_session(channel).line_count == 0
+        for refused in (
+            grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca)),
+            grpc.insecure_channel(target),
+        ):
+            with refused, pytest.raises(grpc.RpcError) as caught:
+                opened_session(refused)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(grace=0.5)
+
+
+def opened_session(channel: grpc.Channel) -> till_session_pb2.SessionResponse:
+    receipt = receipt_pb2.Receipt(receipt_id="TLS-1", store_id="S001", channel=CHANNEL_POS)
+    start = till_session_pb2.SessionRequest(start={"receipt": receipt})
+    stub = till_session_pb2_grpc.TillSessionServiceStub(channel)
+    (answer,) = stub.Session(iter([start]), metadata=auth(), timeout=10)
+    return answer
