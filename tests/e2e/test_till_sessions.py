@@ -24,7 +24,6 @@ from loyalty.v1 import till_session_pb2_grpc as session_grpc
 from service import limits
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
-from service.api.till_sessions import METHOD
 from tests.e2e.conftest import auth, demo_settings
 from tests.e2e.statuses import refusal
 from tests.e2e.test_bad_input import request_fields, store_fingerprint
