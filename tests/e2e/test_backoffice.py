@@ -83,10 +83,15 @@ def test_a_new_all_buyers_offer_gives_its_discount_in_the_next_calculate(channel
         active=True,
     )
     answer = call(channel, "UpsertOffer", bo.UpsertOfferRequest(offer=offer))
-    assert answer.offer == offer
+    # the deprecated `active = true` alone still means active; the answer says so both ways
+    expected = bo.Offer()
+    expected.CopyFrom(offer)
+    expected.state = bo.OFFER_STATE_ACTIVE
+    assert answer.offer == expected
     after = calculate(channel, "E2E-1", "E2E-B2")
     assert [(b.offer_id, b.discount) for b in after.lines[0].benefits] == [("A-E2E", 5000)]
     offer.active = False
+    offer.state = bo.OFFER_STATE_INACTIVE
     call(channel, "UpsertOffer", bo.UpsertOfferRequest(offer=offer))
     assert not calculate(channel, "E2E-1", "E2E-B3").lines[0].benefits
 
@@ -128,6 +133,7 @@ def test_a_favorite_products_offer_needs_at_least_one_slot(channel):
             benefit=c.Benefit(kind=c.BENEFIT_KIND_PERCENT, value=1500),
             stacking=c.STACKING_EXCLUSIVE,
             active=True,
+            state=bo.OFFER_STATE_ACTIVE,
         ),
         list_source=c.LIST_SOURCE_PURCHASE_HISTORY,
         frequency=c.SELECTION_FREQUENCY_MONTHLY,

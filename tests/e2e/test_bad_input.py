@@ -474,6 +474,7 @@ def offer(**fields: Any) -> backoffice_pb2.Offer:
         store_ids=["S001"],
         audience=backoffice_pb2.Audience(segment_tags=["vip"]),
         text="Bad input -1 %",
+        state=backoffice_pb2.OFFER_STATE_ACTIVE,
     )
     for name, value in fields.items():
         base.ClearField(name)  # None: left unset
