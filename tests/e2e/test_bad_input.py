@@ -431,6 +431,102 @@ CASES = [
     ),  # noqa: E501
 ]
 
+# --- back-office reads and the offer switch (spec §14) -------------------------------------------
+CASES += [
+    Case(
+        "list page of -1",
+        B,
+        "ListOffers",
+        backoffice_pb2.ListOffersRequest(page=backoffice_pb2.PageRequest(page_size=-1)),
+        INVALID,
+        "page.page_size",
+        BO,
+    ),
+    Case(
+        "list page of 1001",
+        B,
+        "ListProducts",
+        backoffice_pb2.ListProductsRequest(page=backoffice_pb2.PageRequest(page_size=1001)),
+        INVALID,
+        "page.page_size",
+        BO,
+    ),
+    Case(
+        "made-up page token",
+        B,
+        "ListStores",
+        backoffice_pb2.ListStoresRequest(page=backoffice_pb2.PageRequest(page_token="e30=")),
+        INVALID,
+        "page.page_token",
+        BO,
+    ),
+    Case(
+        "offer filter of an unknown state",
+        B,
+        "ListOffers",
+        backoffice_pb2.ListOffersRequest(filter=backoffice_pb2.OfferFilter(state=9)),
+        INVALID,
+        "filter.state",
+        BO,
+    ),
+    Case(
+        "offer filter of an unknown level",
+        B,
+        "ListOffers",
+        backoffice_pb2.ListOffersRequest(filter=backoffice_pb2.OfferFilter(level=99)),
+        INVALID,
+        "filter.level",
+        BO,
+    ),
+    Case(
+        "favorite-products offers of level ALL_BUYERS",
+        B,
+        "ListFavoriteProductsOffers",
+        backoffice_pb2.ListFavoriteProductsOffersRequest(
+            filter=backoffice_pb2.OfferFilter(level=common_pb2.LEVEL_ALL_BUYERS)
+        ),
+        INVALID,
+        "filter.level",
+        BO,
+    ),
+    Case(
+        "get without an id",
+        B,
+        "GetOffer",
+        backoffice_pb2.GetOfferRequest(),
+        INVALID,
+        "id",
+        BO,
+    ),
+    Case(
+        "get of an unknown product",
+        B,
+        "GetProduct",
+        backoffice_pb2.GetProductRequest(sku="NOPE"),
+        NOT_FOUND,
+        None,
+        BO,
+    ),
+    Case(
+        "deactivate an unknown offer",
+        B,
+        "DeactivateOffer",
+        backoffice_pb2.DeactivateOfferRequest(id="NOPE"),
+        NOT_FOUND,
+        None,
+        BO,
+    ),
+    Case(
+        "reactivate without an id",
+        B,
+        "ReactivateOffer",
+        backoffice_pb2.ReactivateOfferRequest(),
+        INVALID,
+        "id",
+        BO,
+    ),
+]
+
 EVERY_N_DAYS_CASES = [
     Case(
         "favorite offer changed every 2**31-1 days",  # next_allowed would leave the calendar
@@ -618,6 +714,32 @@ GOOD: dict[str, tuple[str, Any, Role]] = {
         backoffice_pb2.RunFavoriteAutofillRequest(offer_id="NOPE", member_ids=["M-NONE"]),
         BO,
     ),
+    # reads change nothing whatever they answer; the switches name an unknown offer
+    **{
+        name: (B, request, BO)
+        for name, request in {
+            "GetCategory": backoffice_pb2.GetCategoryRequest(id="NOPE"),
+            "ListCategories": backoffice_pb2.ListCategoriesRequest(parent_id="C-X"),
+            "GetProduct": backoffice_pb2.GetProductRequest(sku="NOPE"),
+            "ListProducts": backoffice_pb2.ListProductsRequest(category_id="C", group_id="G"),
+            "GetProductGroup": backoffice_pb2.GetProductGroupRequest(id="NOPE"),
+            "ListProductGroups": backoffice_pb2.ListProductGroupsRequest(sku="X"),
+            "GetProductList": backoffice_pb2.GetProductListRequest(id="NOPE"),
+            "ListProductLists": backoffice_pb2.ListProductListsRequest(),
+            "GetStore": backoffice_pb2.GetStoreRequest(id="NOPE"),
+            "ListStores": backoffice_pb2.ListStoresRequest(),
+            "GetOffer": backoffice_pb2.GetOfferRequest(id="NOPE"),
+            "ListOffers": backoffice_pb2.ListOffersRequest(
+                filter=backoffice_pb2.OfferFilter(scope_group_id="G", store_id="S001")
+            ),
+            "GetFavoriteProductsOffer": backoffice_pb2.GetFavoriteProductsOfferRequest(id="NOPE"),
+            "ListFavoriteProductsOffers": backoffice_pb2.ListFavoriteProductsOffersRequest(
+                filter=backoffice_pb2.OfferFilter(scope_group_id="G", store_id="S001")
+            ),
+            "DeactivateOffer": backoffice_pb2.DeactivateOfferRequest(id="NOPE"),
+            "ReactivateOffer": backoffice_pb2.ReactivateOfferRequest(id="NOPE"),
+        }.items()
+    },
     "StreamMemberEvents": (  # all good: each case makes it refused before it streams
         N,
         notification_pb2.StreamMemberEventsRequest(member_id="M000001", consumer="c"),
@@ -671,6 +793,8 @@ TIMESTAMP_FIELDS = {
         "offer.offer.validity.valid_from",
         "offer.offer.validity.valid_to",
     ],
+    "ListOffers": ["filter.valid_at"],
+    "ListFavoriteProductsOffers": ["filter.valid_at"],
 }
 
 
@@ -718,6 +842,9 @@ def offer_strings(prefix: str) -> list[tuple[str, int]]:
 def ids(prefix: str, *names: str) -> list[tuple[str, int]]:
     return [(f"{prefix}.{name}", limits.NAME if name == "name" else limits.ID) for name in names]
 
+
+PAGE_TOKEN = ("page.page_token", limits.PAGE_TOKEN)
+OFFER_FILTER = [PAGE_TOKEN, ("filter.scope_group_id", limits.ID), ("filter.store_id", limits.ID)]
 
 # method -> (path, limit) of each string field of its request (the attribute import's rows
 # aside: service/imports/records.py checks those).
@@ -767,6 +894,20 @@ STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
     "RunFavoriteAutofill": [("offer_id", limits.ID), ("member_ids[0]", limits.ID)],
     "StreamMemberEvents": [("member_id", limits.ID), ("consumer", limits.ID)],
     "AckMemberEvents": [("consumer", limits.ID)],
+    **{f"Get{kind}": [("id", limits.ID)] for kind in ("Category", "ProductGroup", "ProductList")},
+    "GetStore": [("id", limits.ID)],
+    "GetProduct": [("sku", limits.ID)],
+    "GetOffer": [("id", limits.ID)],
+    "GetFavoriteProductsOffer": [("id", limits.ID)],
+    "DeactivateOffer": [("id", limits.ID)],
+    "ReactivateOffer": [("id", limits.ID)],
+    "ListCategories": [PAGE_TOKEN, ("parent_id", limits.ID)],
+    "ListProducts": [PAGE_TOKEN, ("category_id", limits.ID), ("group_id", limits.ID)],
+    "ListProductGroups": [PAGE_TOKEN, ("sku", limits.ID)],
+    "ListProductLists": [PAGE_TOKEN],
+    "ListStores": [PAGE_TOKEN],
+    "ListOffers": OFFER_FILTER,
+    "ListFavoriteProductsOffers": OFFER_FILTER,
 }
 # A favorite-products offer has no audience: one is refused before its tags are read.
 REFUSED_AS = {"offer.offer.audience.segment_tags[0]": "offer.offer.audience"}
