@@ -18,7 +18,9 @@ from service import limits
 from service.api import convert
 from service.api.auth import current_principal
 from service.api.lookup import MemberLookup
+from service.api.member_profiles import MemberProfilesServicer
 from service.app import categories, favorites
+from service.app.member_profiles import MemberProfiles
 from service.app.member_view import GeneralOffers, PersonalOfferView, member_offers
 from service.app.member_write import MemberWrite
 from service.app.sessions import Sessions
@@ -144,7 +146,7 @@ def _slot_skus(skus: Iterable[str]) -> list[str | None]:
 # --- the servicer -----------------------------------------------------------------------------
 
 
-class MemberServicer(member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(MemberProfilesServicer, member_pb2_grpc.MemberServiceServicer):
     def __init__(
         self,
         settings: Settings,
@@ -159,6 +161,9 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         self._sessions = sessions
         self._clock = clock
         self._general = GeneralOffers()
+        self._profiles = MemberProfiles(
+            sessions, cache.members_changed, cache.forget_card, clock=clock
+        )
 
     def _member(self, identity: common_pb2.MemberIdentity) -> Member:
         member = self._members.resolve(identity, "member")
