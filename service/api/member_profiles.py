@@ -42,8 +42,8 @@ class MemberProfilesServicer:
         """The member a card (blocked too) or member id names; NOT_FOUND when none."""
         card = check_length(identity.card_number, limits.CARD, "member.card_number")
         member_id = check_length(identity.member_id, limits.ID, "member.member_id")
-        if bool(card) == bool(member_id):
-            raise InvalidArgument("member", "exactly one of card_number and member_id")
+        if not card and not member_id:  # a oneof: at most one is set
+            raise InvalidArgument("member", "a card number or a member id is required")
         if card:
             owner = self._profiles.owner_of_card(card)
             if owner is None:

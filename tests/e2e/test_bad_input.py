@@ -431,6 +431,68 @@ CASES = [
     ),  # noqa: E501
 ]
 
+# --- members one by one (spec §15) -------------------------------------------------------------
+CASES += [
+    Case(
+        "profile lookup without a member",
+        M,
+        "GetMemberProfile",
+        member_pb2.GetMemberProfileRequest(),
+        INVALID,
+        "member",
+        CS,
+    ),
+    Case(
+        "profile upsert without a profile",
+        M,
+        "UpsertMemberProfile",
+        member_pb2.UpsertMemberProfileRequest(),
+        INVALID,
+        "profile",
+        CS,
+    ),
+    Case(
+        "profile with a card of another member",
+        M,
+        "UpsertMemberProfile",
+        member_pb2.UpsertMemberProfileRequest(
+            profile=backoffice_pb2.MemberProfileRow(member_id="M-NEW", card_numbers=[CARD])
+        ),
+        INVALID,
+        "profile.card_numbers[0]",
+        CS,
+    ),
+    Case(
+        "profile with February 30",
+        M,
+        "UpsertMemberProfile",
+        member_pb2.UpsertMemberProfileRequest(
+            profile=backoffice_pb2.MemberProfileRow(member_id="M-NEW", birth_date="1990-02-30")
+        ),
+        INVALID,
+        "profile.birth_date",
+        CS,
+    ),
+    Case(
+        "card given to an unknown member",
+        M,
+        "AddMemberCard",
+        member_pb2.AddMemberCardRequest(member_id="M-NONE", card_number="7799"),
+        NOT_FOUND,
+        None,
+        CS,
+    ),
+    Case(
+        "block of another member's card",
+        M,
+        "BlockMemberCard",
+        member_pb2.BlockMemberCardRequest(member_id="M000002", card_number=CARD),
+        INVALID,
+        "card_number",
+        CS,
+    ),
+]
+
 # --- back-office reads and the offer switch (spec §14) -------------------------------------------
 CASES += [
     Case(
@@ -647,6 +709,30 @@ GOOD: dict[str, tuple[str, Any, Role]] = {
         M,
         member_pb2.ListFavoriteProductsAuditRequest(member=member(), offer_id="I-FAV-PRODUCTS"),
         OP,
+    ),
+    # members one by one: a card of another member, an unknown member - refused as a whole
+    "GetMemberProfile": (M, member_pb2.GetMemberProfileRequest(member=member()), CS),
+    "UpsertMemberProfile": (
+        M,
+        member_pb2.UpsertMemberProfileRequest(
+            profile=backoffice_pb2.MemberProfileRow(
+                member_id="M-BAD-INPUT",
+                card_numbers=[CARD],
+                birth_date="1990-01-01",
+                segment_tags=["vip"],
+            )
+        ),
+        CS,
+    ),
+    "AddMemberCard": (
+        M,
+        member_pb2.AddMemberCardRequest(member_id="M-NONE", card_number="7799"),
+        CS,
+    ),
+    "BlockMemberCard": (
+        M,
+        member_pb2.BlockMemberCardRequest(member_id="M-NONE", card_number="7799"),
+        CS,
     ),
     "UpsertCategories": (
         B,
@@ -867,6 +953,15 @@ STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
         ("comment", limits.COMMENT),
     ],
     "ListFavoriteProductsAudit": [*IDENTITY, ("offer_id", limits.ID)],
+    "GetMemberProfile": IDENTITY,
+    "UpsertMemberProfile": [
+        ("profile.member_id", limits.ID),
+        ("profile.card_numbers[0]", limits.CARD),
+        ("profile.birth_date", len("YYYY-MM-DD")),
+        ("profile.segment_tags[0]", limits.ID),
+    ],
+    "AddMemberCard": [("member_id", limits.ID), ("card_number", limits.CARD)],
+    "BlockMemberCard": [("member_id", limits.ID), ("card_number", limits.CARD)],
     "UpsertCategories": ids("categories[0]", "id", "name", "parent_id"),
     "UpsertProducts": ids("products[0]", "sku", "name", "category_ids[0]"),
     "UpsertProductGroups": ids(
