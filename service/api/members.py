@@ -114,9 +114,13 @@ def fill_personal_offer(out: member_pb2.PersonalOfferView, view: PersonalOfferVi
     if offer.usage_limit is not None:
         convert.fill_usage_limit(out.usage_limit, offer.usage_limit)
         out.used = view.used
+    if view.left is not None:
+        out.usage_left = view.left
 
 
-def fill_general_offer(out: member_pb2.OfferSummary, general: GeneralOffer) -> None:
+def fill_general_offer(
+    out: member_pb2.OfferSummary, general: GeneralOffer, left: int | None = None
+) -> None:
     offer = general.offer
     out.offer_id = offer.id
     out.name = offer.name
@@ -125,6 +129,10 @@ def fill_general_offer(out: member_pb2.OfferSummary, general: GeneralOffer) -> N
     out.scope_group_id = offer.scope_group_id or ""
     convert.fill_validity(out.validity, offer.valid_from, offer.valid_to)
     out.text = general.rule.text
+    if offer.usage_limit is not None:
+        convert.fill_usage_limit(out.usage_limit, offer.usage_limit)
+    if left is not None:
+        out.usage_left = left
 
 
 def fill_audit(out: member_pb2.AuditEntry, entry: AuditEntry) -> None:
@@ -202,7 +210,8 @@ class MemberServicer(MemberProfilesServicer, member_pb2_grpc.MemberServiceServic
         for offer in found.personal_offers:
             fill_personal_offer(response.personal_offers.add(), offer)
         for applying in found.general_offers:
-            fill_general_offer(response.general_offers.add(), applying)
+            left = found.general_left.get(applying.offer.id)
+            fill_general_offer(response.general_offers.add(), applying, left)
         return response
 
     # --- favorite products ------------------------------------------------------------------

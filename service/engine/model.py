@@ -347,3 +347,6 @@ class ReceiptResult:
     total_points: int
     unknown_skus: tuple[str, ...] = ()
     usage: tuple[UsageCharge, ...] = ()
+    # offer id -> what is left of its per-member limit after this receipt (limited offers
+    # that applied to an identified member only; spec §5.4)
+    usage_left: tuple[tuple[str, int], ...] = ()
