@@ -1,4 +1,4 @@
-"""The back office's Get and List calls and the offer switch (spec §14), a part of
+"""The back office's Get and List calls and the offer switch (spec §12), a part of
 BackOfficeServicer: requests checked field by field (INVALID_ARGUMENT names the field), the
 reads of service/app/catalogue_reads.py, the answer in the messages the upserts take.
 

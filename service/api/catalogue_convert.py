@@ -284,7 +284,7 @@ def favorite_offer_to_model(
 
 
 def offer_state(offer: backoffice_pb2.Offer, path: str) -> bool:
-    """Whether the upserted offer is to be active (spec §14.3): `state` says so; without it
+    """Whether the upserted offer is to be active (spec §12.3): `state` says so; without it
     the deprecated `active = true` of older clients still means active, and anything else
     is refused, as proto3 cannot tell `active = false` from a client that forgot the field."""
     state, active = offer.state, offer.active

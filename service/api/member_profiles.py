@@ -1,4 +1,4 @@
-"""MemberService's single-member calls (spec §15), a part of MemberServicer: a profile read,
+"""MemberService's single-member calls (spec §13), a part of MemberServicer: a profile read,
 created or replaced, a card given or blocked. The request is checked by the import's own row
 checks (service/api/import_rows.py, service/imports/records.py) and applied by the import's
 batch rules (service/app/member_profiles.py); a refusal names the field of this request.

@@ -1,4 +1,4 @@
-"""Page tokens of the back office's List calls (spec §14.1).
+"""Page tokens of the back office's List calls (spec §12.1).
 
 A token carries the last key of the page it follows and a digest of the request's filters,
 so the next page continues in key order (keyset paging: no OFFSET, and items written between

@@ -121,7 +121,7 @@ class Catalogue:
         self._write(save)
 
     def set_offer_active(self, offer_id: str, active: bool) -> StoredOffer:
-        """Switch a stored offer of any level off or on (spec §14.3); the offer as stored now.
+        """Switch a stored offer of any level off or on (spec §12.3); the offer as stored now.
         Switching to the state it is in changes nothing but its updated_at."""
 
         def save(uow: UnitOfWork) -> None:

@@ -1,4 +1,4 @@
-"""The back office's reads of the catalogue and offers (spec §14): what the store holds, paged
+"""The back office's reads of the catalogue and offers (spec §12): what the store holds, paged
 in key order, with filters. Offers are read in any state.
 
 What a product group covers is this replica's resolution - the snapshot Calculate uses - so

@@ -1,4 +1,4 @@
-"""Members one by one (spec §15): a CRM screen or the call centre creates or replaces a
+"""Members one by one (spec §13): a CRM screen or the call centre creates or replaces a
 member's profile, gives a card or blocks one. Every change is a record of the attribute import
 (service.engine.attributes) applied by the import's own batch rules in one unit of work
 (service.imports.run.apply_batch): the same checks against the store, the same writes, member

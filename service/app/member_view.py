@@ -96,9 +96,8 @@ def member_offers(
         if valid_at(offer.valid_from, offer.valid_to, at)
     ]
     applying = offers_applying(snapshot, general, member, at, store_id, channel)
-    store_tz = snapshot.time_zone_for(store_id) if store_id else tz  # the periods' clock
-    left = {
-        g.offer.id: limit_left(g.offer.id, g.offer.usage_limit, member, at, store_tz)
+    left = {  # usage periods run on the program's clock, as in Calculate
+        g.offer.id: limit_left(g.offer.id, g.offer.usage_limit, member, at, tz)
         for g in applying
         if g.offer.usage_limit is not None
     }

@@ -42,7 +42,7 @@ class PersonalOfferGrant:
 @dataclass(frozen=True, slots=True)
 class CardChange:
     """One card of a member switched on (given, or unblocked) or off (blocked); the member's
-    other cards stay as they are. Not a row of a file: the single-member API (spec §15)."""
+    other cards stay as they are. Not a row of a file: the single-member API (spec §13)."""
 
     member_id: str
     card_number: str

@@ -83,5 +83,5 @@ def limit_used(offer_id: str, limit: UsageLimit, member: Member, at: datetime, t
 
 
 def limit_left(offer_id: str, limit: UsageLimit, member: Member, at: datetime, tz: ZoneInfo) -> int:
-    """What is left of an offer's per-member limit in its period at `at` (spec §5.4)."""
+    """What is left of an offer's per-member limit in its period at `at` (spec §14)."""
     return max(limit.limit - limit_used(offer_id, limit, member, at, tz), 0)

@@ -348,5 +348,5 @@ class ReceiptResult:
     unknown_skus: tuple[str, ...] = ()
     usage: tuple[UsageCharge, ...] = ()
     # offer id -> what is left of its per-member limit after this receipt (limited offers
-    # that applied to an identified member only; spec §5.4)
+    # that applied to an identified member only; spec §14)
     usage_left: tuple[tuple[str, int], ...] = ()

@@ -1,4 +1,4 @@
-"""Readers of the catalogue and offers for the back office (spec §14): pages in key order
+"""Readers of the catalogue and offers for the back office (spec §12): pages in key order
 (keyset paging: `key > after ORDER BY key LIMIT n`, no OFFSET), or the items of given keys,
 with the filters a back office asks for. Offers are read whatever their state.
 

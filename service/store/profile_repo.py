@@ -1,4 +1,4 @@
-"""Reads of one member's profile and cards, for the single-member API (spec §15). Writes go
+"""Reads of one member's profile and cards, for the single-member API (spec §13). Writes go
 through the import's rules (service.imports.batch) and service.store.attributes_repo."""
 
 from __future__ import annotations

@@ -179,7 +179,7 @@ def test_auto_fill_fills_last_months_buyers_once_and_refuses_an_offer_without_it
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-# --- reads and the offer switch (spec §14) ------------------------------------------------------
+# --- reads and the offer switch (spec §12) ------------------------------------------------------
 
 
 def test_every_offer_of_the_demo_is_listed_once_across_pages_in_id_order(channel):

@@ -431,7 +431,7 @@ CASES = [
     ),  # noqa: E501
 ]
 
-# --- members one by one (spec §15) -------------------------------------------------------------
+# --- members one by one (spec §13) -------------------------------------------------------------
 CASES += [
     Case(
         "profile lookup without a member",
@@ -493,7 +493,7 @@ CASES += [
     ),
 ]
 
-# --- back-office reads and the offer switch (spec §14) -------------------------------------------
+# --- back-office reads and the offer switch (spec §12) -------------------------------------------
 CASES += [
     Case(
         "list page of -1",

@@ -1,4 +1,4 @@
-"""Members one by one through a real server (spec §15): the call centre creates a member with a
+"""Members one by one through a real server (spec §13): the call centre creates a member with a
 card, the till knows them at once, a blocked card is unknown at the till at once, and only the
 customer-services, operator and back-office roles may do it."""
 

@@ -1,4 +1,4 @@
-"""What is left of a per-member usage limit, said inline (spec §5.4): Calculate's benefit of a
+"""What is left of a per-member usage limit, said inline (spec §14): Calculate's benefit of a
 limited offer and the member lookup tell the member how many uses remain, confirm by confirm,
 through a real server with the demo data (a module of its own: its offer applies to every
 receipt of the member)."""

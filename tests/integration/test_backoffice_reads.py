@@ -1,4 +1,4 @@
-"""The back office reads what it wrote (spec §14), on SQLite and PostgreSQL: Get and List of
+"""The back office reads what it wrote (spec §12), on SQLite and PostgreSQL: Get and List of
 every catalogue kind and of offers in any state, paged in key order with filters; an offer
 switched off and on by id; an upsert must say whether the offer is active."""
 

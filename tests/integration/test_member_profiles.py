@@ -1,4 +1,4 @@
-"""Members one by one (spec §15), on SQLite and PostgreSQL: a profile created, replaced and
+"""Members one by one (spec §13), on SQLite and PostgreSQL: a profile created, replaced and
 read; a card given and blocked; each through the import's rules, so a refusal names the field
 and writes nothing, and each change reaches the member document, the change feed and this
 replica's cache at once. Then the member's attribute rows need no profile row first."""
