@@ -9,7 +9,7 @@ PROTOS := $(wildcard protos/loyalty/v1/*.proto)
 DATA_DIR ?= var
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin))
 
-.PHONY: run test proto lint typecheck buf-lint postgres tools bench h2load clean venv
+.PHONY: run test proto lint typecheck buf-lint buf-breaking postgres tools bench h2load clean venv
 
 # --- install ---------------------------------------------------------------------------------
 
@@ -58,7 +58,7 @@ run: venv
 	$(VENV)/bin/loyalty-server --address 127.0.0.1:50051 \
 	  --database-url sqlite:///$(DATA_DIR)/loyalty.db --demo-data
 
-test: venv tools postgres lint typecheck buf-lint
+test: venv tools postgres lint typecheck buf-lint buf-breaking
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 # --- checks ------------------------------------------------------------------------------------
@@ -72,6 +72,11 @@ typecheck: venv
 
 buf-lint: tools
 	cd protos && ../tools/node_modules/.bin/buf lint
+
+# The contract may only grow: compared with the released one committed in contract/baseline
+# (a plain directory, so this works in any clone, on main too). See docs/contract.md.
+buf-breaking: tools
+	tools/node_modules/.bin/buf breaking protos --against contract/baseline
 
 # h2load (Debian's nghttp2-client) drives the server-bound figures: a C client does not eat
 # the server's CPU the way a Python client does.

@@ -18,6 +18,7 @@ CARD = 32  # card numbers (cards.card_number)
 NAME = 200  # names, benefit texts, an import's source
 ZONE = ID  # IANA time zone names (stores.time_zone)
 COMMENT = 1000  # an operator's comment on an audited edit
+PAGE_TOKEN = 512  # a List call's page token (a key of up to ID characters, a digest)
 
 QUOTE = 32  # characters of a caller's value a message quotes
 MESSAGE = 512  # characters of a status message at most

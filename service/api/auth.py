@@ -71,6 +71,11 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/loyalty.v1.MemberService/SelectFavoriteCategories": frozenset({_C, _O}),
     "/loyalty.v1.MemberService/OperatorSetFavoriteProducts": frozenset({_O}),
     "/loyalty.v1.MemberService/ListFavoriteProductsAudit": frozenset({_O}),
+    # Members one by one: the CRM screen, the call centre and the back office.
+    "/loyalty.v1.MemberService/GetMemberProfile": frozenset({_C, _O, _B}),
+    "/loyalty.v1.MemberService/UpsertMemberProfile": frozenset({_C, _O, _B}),
+    "/loyalty.v1.MemberService/AddMemberCard": frozenset({_C, _O, _B}),
+    "/loyalty.v1.MemberService/BlockMemberCard": frozenset({_C, _O, _B}),
     "/loyalty.v1.NotificationService/StreamMemberEvents": frozenset({_C, _B}),
     "/loyalty.v1.NotificationService/AckMemberEvents": frozenset({_C, _B}),
     "/loyalty.v1.CampaignReplayService/Replay": frozenset({_B}),

@@ -18,9 +18,11 @@ import grpc
 from loyalty.v1 import backoffice_pb2, backoffice_pb2_grpc
 from service import limits
 from service.api import catalogue_convert as convert
+from service.api.backoffice_reads import CatalogueReadsServicer
 from service.api.import_rows import fill_import_status, stream_rows
 from service.app.autofill import run_favorite_autofill
 from service.app.catalogue import Catalogue
+from service.app.catalogue_reads import CatalogueReads
 from service.app.sessions import Sessions
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
@@ -38,7 +40,7 @@ from service.limits import check_length, quote
 log = logging.getLogger(__name__)
 
 
-class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
+class BackOfficeServicer(CatalogueReadsServicer, backoffice_pb2_grpc.BackOfficeServiceServicer):
     def __init__(
         self,
         settings: Settings,
@@ -54,6 +56,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
         self._clock = clock
         self._import_batch_size = import_batch_size
         self._catalogue = Catalogue(sessions, cache.reload_snapshot, clock=clock)
+        self._reads = CatalogueReads(sessions, lambda: cache.snapshot)
 
     # --- catalogue ------------------------------------------------------------------------------
 
@@ -110,7 +113,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
         if not request.HasField("offer"):
             raise InvalidArgument("offer", "required")
         offer = convert.offer_to_model(request.offer, "offer", convert.GENERAL_LEVELS)
-        active = request.offer.active
+        active = convert.offer_state(request.offer, "offer")
         self._catalogue.upsert_offer(offer, active=active)
         response = backoffice_pb2.UpsertOfferResponse()
         convert.fill_offer(response.offer, offer, active=active)
@@ -124,7 +127,7 @@ class BackOfficeServicer(backoffice_pb2_grpc.BackOfficeServiceServicer):
         if not request.HasField("offer"):
             raise InvalidArgument("offer", "required")
         favorite = convert.favorite_offer_to_model(request.offer, "offer")
-        active = request.offer.offer.active
+        active = convert.offer_state(request.offer.offer, "offer.offer")
         self._catalogue.upsert_favorite_products_offer(favorite, active=active)
         response = backoffice_pb2.UpsertFavoriteProductsOfferResponse()
         convert.fill_favorite_offer(response.offer, favorite, active=active)

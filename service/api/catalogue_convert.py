@@ -29,7 +29,6 @@ GENERAL_LEVELS = (m.Level.ALL_BUYERS, m.Level.MEMBERS_ONLY, m.Level.TARGET_AUDIE
 MAX_SLOTS = 100
 MAX_AGE = 150
 MAX_BIRTHDAY_WINDOW = 183
-GENERAL_LEVELS = (m.Level.ALL_BUYERS, m.Level.MEMBERS_ONLY, m.Level.TARGET_AUDIENCE)
 
 
 # --- field checks --------------------------------------------------------------------------------
@@ -284,7 +283,54 @@ def favorite_offer_to_model(
     )
 
 
+def offer_state(offer: backoffice_pb2.Offer, path: str) -> bool:
+    """Whether the upserted offer is to be active (spec §17.3): `state` says so; without it
+    the deprecated `active = true` of older clients still means active, and anything else
+    is refused, as proto3 cannot tell `active = false` from a client that forgot the field."""
+    state, active = offer.state, offer.active
+    if state == backoffice_pb2.OFFER_STATE_ACTIVE:
+        return True
+    if state == backoffice_pb2.OFFER_STATE_INACTIVE:
+        if active:
+            raise InvalidArgument(f"{path}.active", "true contradicts state OFFER_STATE_INACTIVE")
+        return False
+    if state == backoffice_pb2.OFFER_STATE_UNSPECIFIED and active:
+        return True
+    raise InvalidArgument(
+        f"{path}.state",
+        "must be OFFER_STATE_ACTIVE or OFFER_STATE_INACTIVE (UNSPECIFIED is not a value)",
+    )
+
+
 # --- model -> proto (responses) ------------------------------------------------------------------
+
+
+def fill_category(out: backoffice_pb2.Category, category: m.Category) -> None:
+    out.id = category.id
+    out.name = category.name
+    out.parent_id = category.parent_id or ""
+
+
+def fill_product(out: backoffice_pb2.Product, product: m.Product) -> None:
+    out.sku = product.sku
+    out.name = product.name
+    out.category_ids.extend(product.category_ids)
+    out.unit = convert.UNIT.to_proto[product.unit]
+    if product.min_price is not None:
+        out.min_price = product.min_price
+    out.excluded = product.excluded
+
+
+def fill_product_list(out: backoffice_pb2.ProductList, product_list: m.ProductList) -> None:
+    out.id = product_list.id
+    out.name = product_list.name
+    out.skus.extend(product_list.skus)
+
+
+def fill_store(out: backoffice_pb2.Store, store: m.Store) -> None:
+    out.id = store.id
+    out.name = store.name
+    out.time_zone = store.time_zone or ""
 
 
 def fill_offer(out: backoffice_pb2.Offer, offer: m.Offer, *, active: bool) -> None:
@@ -311,6 +357,7 @@ def fill_offer(out: backoffice_pb2.Offer, offer: m.Offer, *, active: bool) -> No
         convert.fill_usage_limit(out.usage_limit, offer.usage_limit)
     out.text = offer.text
     out.active = active
+    out.state = backoffice_pb2.OFFER_STATE_ACTIVE if active else backoffice_pb2.OFFER_STATE_INACTIVE
 
 
 def _fill_audience(out: backoffice_pb2.Audience, audience: m.Audience) -> None:

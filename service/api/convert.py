@@ -139,6 +139,7 @@ def fill_result(
         out.unknown_skus.extend(result.unknown_skus)
     mechanic = _MECHANIC_BY_VALUE
     kind = _KIND_BY_VALUE
+    usage_left = dict(result.usage_left) if result.usage_left else None
     for line in result.lines:  # zero fields are left unset: same bytes, less work
         pl = out.lines.add()
         pl.line_id = line.line_id
@@ -160,6 +161,8 @@ def fill_result(
             if benefit.points:
                 pb.points = benefit.points
             pb.text = benefit.text
+            if usage_left is not None and benefit.offer_id in usage_left:
+                pb.usage_left = usage_left[benefit.offer_id]
         for rejected in line.rejected:
             pr = pl.rejected.add()
             pr.offer_id = rejected.offer_id

@@ -18,7 +18,9 @@ from service import limits
 from service.api import convert
 from service.api.auth import current_principal
 from service.api.lookup import MemberLookup
+from service.api.member_profiles import MemberProfilesServicer
 from service.app import categories, favorites
+from service.app.member_profiles import MemberProfiles
 from service.app.member_view import GeneralOffers, PersonalOfferView, member_offers
 from service.app.member_write import MemberWrite
 from service.app.sessions import Sessions
@@ -112,9 +114,13 @@ def fill_personal_offer(out: member_pb2.PersonalOfferView, view: PersonalOfferVi
     if offer.usage_limit is not None:
         convert.fill_usage_limit(out.usage_limit, offer.usage_limit)
         out.used = view.used
+    if view.left is not None:
+        out.usage_left = view.left
 
 
-def fill_general_offer(out: member_pb2.OfferSummary, general: GeneralOffer) -> None:
+def fill_general_offer(
+    out: member_pb2.OfferSummary, general: GeneralOffer, left: int | None = None
+) -> None:
     offer = general.offer
     out.offer_id = offer.id
     out.name = offer.name
@@ -123,6 +129,10 @@ def fill_general_offer(out: member_pb2.OfferSummary, general: GeneralOffer) -> N
     out.scope_group_id = offer.scope_group_id or ""
     convert.fill_validity(out.validity, offer.valid_from, offer.valid_to)
     out.text = general.rule.text
+    if offer.usage_limit is not None:
+        convert.fill_usage_limit(out.usage_limit, offer.usage_limit)
+    if left is not None:
+        out.usage_left = left
 
 
 def fill_audit(out: member_pb2.AuditEntry, entry: AuditEntry) -> None:
@@ -144,7 +154,7 @@ def _slot_skus(skus: Iterable[str]) -> list[str | None]:
 # --- the servicer -----------------------------------------------------------------------------
 
 
-class MemberServicer(member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(MemberProfilesServicer, member_pb2_grpc.MemberServiceServicer):
     def __init__(
         self,
         settings: Settings,
@@ -159,6 +169,9 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         self._sessions = sessions
         self._clock = clock
         self._general = GeneralOffers()
+        self._profiles = MemberProfiles(
+            sessions, cache.members_changed, cache.forget_card, clock=clock
+        )
 
     def _member(self, identity: common_pb2.MemberIdentity) -> Member:
         member = self._members.resolve(identity, "member")
@@ -197,7 +210,8 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         for offer in found.personal_offers:
             fill_personal_offer(response.personal_offers.add(), offer)
         for applying in found.general_offers:
-            fill_general_offer(response.general_offers.add(), applying)
+            left = found.general_left.get(applying.offer.id)
+            fill_general_offer(response.general_offers.add(), applying, left)
         return response
 
     # --- favorite products ------------------------------------------------------------------

@@ -29,9 +29,10 @@ from service.engine.model import (
     ProductList,
     Store,
 )
-from service.errors import FailedPrecondition
+from service.errors import FailedPrecondition, NotFound
 from service.limits import quote
-from service.store import catalog_repo
+from service.store import catalog_reads, catalog_repo
+from service.store.catalog_reads import Keys, OfferQuery, StoredOffer
 
 T = TypeVar("T")
 
@@ -118,3 +119,17 @@ class Catalogue:
             )
 
         self._write(save)
+
+    def set_offer_active(self, offer_id: str, active: bool) -> StoredOffer:
+        """Switch a stored offer of any level off or on (spec §17.3); the offer as stored now.
+        Switching to the state it is in changes nothing but its updated_at."""
+
+        def save(uow: UnitOfWork) -> None:
+            if not catalog_reads.set_offer_active(uow.session, offer_id, active, uow.now):
+                raise NotFound(f"no offer {quote(offer_id)}", reason="OFFER_NOT_FOUND")
+
+        self._write(save)
+        with self._sessions() as session:
+            return catalog_reads.read_offers(session, Keys(limit=1, only=[offer_id]), OfferQuery())[
+                0
+            ]

@@ -7,8 +7,9 @@ favorite-category change times when the member has such terms. Nothing is writte
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from service.app.favorites import favorite_states
 from service.app.unit_of_work import UnitOfWork
@@ -16,6 +17,7 @@ from service.engine.favorites import CategoryState, FavoriteState, category_wind
 from service.engine.member_offers import (
     GeneralOffer,
     general_offers,
+    limit_left,
     offers_applying,
     personal_offer_used,
 )
@@ -30,6 +32,7 @@ from service.store.receipt_repo import points_balance
 class PersonalOfferView:
     offer: PersonalOffer
     used: int  # in the current period of the offer's usage limit (0 without a limit)
+    left: int | None = None  # of that limit in that period; None without a limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class MemberOffers:
     personal_offers: list[PersonalOfferView]
     general_offers: list[GeneralOffer]
     points_balance: int
+    # offer id -> what is left of a general offer's per-member limit in its current period
+    general_left: dict[str, int] = field(default_factory=dict)
 
 
 class GeneralOffers:
@@ -86,9 +91,23 @@ def member_offers(
             CategoryState(t, last_change_at, category_window(t, last_change_at, at, tz))
         )
     personal = [
-        PersonalOfferView(offer, personal_offer_used(offer, member, at, tz))
+        _personal_view(offer, member, at, tz)
         for offer in member.personal_offers
         if valid_at(offer.valid_from, offer.valid_to, at)
     ]
     applying = offers_applying(snapshot, general, member, at, store_id, channel)
-    return MemberOffers(member.id, favorites, categories, personal, applying, points)
+    left = {  # usage periods run on the program's clock, as in Calculate
+        g.offer.id: limit_left(g.offer.id, g.offer.usage_limit, member, at, tz)
+        for g in applying
+        if g.offer.usage_limit is not None
+    }
+    return MemberOffers(member.id, favorites, categories, personal, applying, points, left)
+
+
+def _personal_view(
+    offer: PersonalOffer, member: Member, at: datetime, tz: ZoneInfo
+) -> PersonalOfferView:
+    used = personal_offer_used(offer, member, at, tz)
+    if offer.usage_limit is None:
+        return PersonalOfferView(offer, used)
+    return PersonalOfferView(offer, used, max(offer.usage_limit.limit - used, 0))

@@ -39,4 +39,14 @@ class PersonalOfferGrant:
     offer: PersonalOffer | None
 
 
-AttributeRecord = MemberProfile | FavoriteCategories | PersonalOfferGrant
+@dataclass(frozen=True, slots=True)
+class CardChange:
+    """One card of a member switched on (given, or unblocked) or off (blocked); the member's
+    other cards stay as they are. Not a row of a file: the single-member API (spec §18)."""
+
+    member_id: str
+    card_number: str
+    active: bool
+
+
+AttributeRecord = MemberProfile | FavoriteCategories | PersonalOfferGrant | CardChange

@@ -178,6 +178,7 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_amount += result.amount
         total_discount += result.discount
         total_points += result.points
+    usage, usage_left = _usage_charges(context)
     return ReceiptResult(
         receipt_id=receipt.receipt_id,
         lines=line_results,
@@ -186,7 +187,8 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_paid=total_amount - total_discount,
         total_points=total_points,
         unknown_skus=tuple(sorted(unknown)) if unknown else (),
-        usage=_usage_charges(context),
+        usage=usage,
+        usage_left=usage_left,
         configuration_version=snapshot.configuration_version,
     )
 
@@ -463,20 +465,25 @@ def _charge(
     charges[rule] = charges.get(rule, 0) + share
 
 
-def _usage_charges(context: ReceiptContext) -> tuple[UsageCharge, ...]:
-    """One charge per limited rule applied on the receipt: 1 receipt, or the units covered.
-    Nothing is charged without a member (the limit is per member)."""
+def _usage_charges(
+    context: ReceiptContext,
+) -> tuple[tuple[UsageCharge, ...], tuple[tuple[str, int], ...]]:
+    """One charge per limited rule applied on the receipt: 1 receipt, or the units covered;
+    and what is left of each limit once the receipt is confirmed. Nothing is charged without
+    a member (the limit is per member)."""
     if not context.charges or context.member is None:
-        return ()
+        return (), ()
     charges = []
+    left = []
     for rule, quantity in context.charges.items():
         limit = rule.usage_limit
         assert limit is not None
         used = quantity if limit.unit is LimitUnit.UNITS else 1
         offer_id, period = context.usage_key(rule)
         charges.append(UsageCharge(offer_id, period, used))
+        left.append((offer_id, max(context.remaining_use(rule) - used, 0)))
     charges.sort(key=lambda charge: (charge.offer_id, charge.period_key))
-    return tuple(charges)
+    return tuple(charges), tuple(sorted(left))
 
 
 def _spread_units_limits(

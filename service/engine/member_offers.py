@@ -10,7 +10,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from service.engine.eligibility import ReceiptContext, ineligibility_reason
-from service.engine.model import Channel, Member, Offer, PersonalOffer, Receipt
+from service.engine.model import Channel, Member, Offer, PersonalOffer, Receipt, UsageLimit
 from service.engine.rules import Rule, rule_for_offer
 from service.engine.snapshot import Snapshot
 from service.engine.usage import local_date, period_key
@@ -74,5 +74,14 @@ def personal_offer_used(offer: PersonalOffer, member: Member, at: datetime, tz: 
     a limit)."""
     if offer.usage_limit is None:
         return 0
-    key = period_key(offer.usage_limit.period, local_date(at, tz))
-    return member.usage.get((offer.offer_id, key), 0)
+    return limit_used(offer.offer_id, offer.usage_limit, member, at, tz)
+
+
+def limit_used(offer_id: str, limit: UsageLimit, member: Member, at: datetime, tz: ZoneInfo) -> int:
+    """What the member used of an offer's limit in its period at `at` (local dates in `tz`)."""
+    return member.usage.get((offer_id, period_key(limit.period, local_date(at, tz))), 0)
+
+
+def limit_left(offer_id: str, limit: UsageLimit, member: Member, at: datetime, tz: ZoneInfo) -> int:
+    """What is left of an offer's per-member limit in its period at `at` (spec §19)."""
+    return max(limit.limit - limit_used(offer_id, limit, member, at, tz), 0)

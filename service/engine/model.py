@@ -348,3 +348,6 @@ class ReceiptResult:
     unknown_skus: tuple[str, ...] = ()
     usage: tuple[UsageCharge, ...] = ()
     configuration_version: int = 0  # of the snapshot that computed it (spec §12)
+    # offer id -> what is left of its per-member limit after this receipt (limited offers
+    # that applied to an identified member only; spec §19)
+    usage_left: tuple[tuple[str, int], ...] = ()

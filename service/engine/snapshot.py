@@ -74,6 +74,7 @@ class Snapshot:
         "_favorites",
         "_stores",
         "_zones",
+        "_members_by_group",
     )
 
     def __init__(
@@ -109,6 +110,7 @@ class Snapshot:
         self._favorites = {f.offer.id: f for f in favorite_products_offers}
         self._stores = stores
         self._zones = zones
+        self._members_by_group: dict[str, tuple[str, ...]] | None = None
 
     # --- catalogue -----------------------------------------------------------------------
 
@@ -137,6 +139,17 @@ class Snapshot:
 
     def group_contains(self, group_id: str, sku: str) -> bool:
         return group_id in self.groups_of(sku)
+
+    def group_members(self, group_id: str) -> tuple[str, ...]:
+        """The known SKUs a group covers, sorted (for the back office's reads, not the hot
+        path: the inverted index is built on the first call; a racing second build is equal)."""
+        if self._members_by_group is None:
+            members: dict[str, list[str]] = defaultdict(list)
+            for sku in sorted(self.entries):
+                for member_of in self.entries[sku][1]:
+                    members[member_of].append(sku)
+            self._members_by_group = {g: tuple(skus) for g, skus in members.items()}
+        return self._members_by_group.get(group_id, ())
 
     def product_list(self, list_id: str) -> ProductList | None:
         return self._product_lists.get(list_id)

@@ -32,6 +32,7 @@ from typing import Any
 
 from service.engine.attributes import (
     AttributeRecord,
+    CardChange,
     FavoriteCategories,
     MemberProfile,
     PersonalOfferGrant,
@@ -65,9 +66,14 @@ class _Grant:
 def wanted(records: Sequence[AttributeRecord]) -> dict[str, Any]:
     """What of the store a batch of these records reads (service.store.attributes_repo)."""
     profiles = [r for r in records if isinstance(r, MemberProfile)]
+    changes = [r for r in records if isinstance(r, CardChange)]
     return {
         "member_ids": list(dict.fromkeys(r.member_id for r in records)),
-        "card_numbers": list(dict.fromkeys(c for p in profiles for c in p.card_numbers)),
+        "card_numbers": list(
+            dict.fromkeys(
+                [*(c for p in profiles for c in p.card_numbers), *(c.card_number for c in changes)]
+            )
+        ),
         # a member's other cards matter only to a profile that lists cards
         "card_owners": list(dict.fromkeys(p.member_id for p in profiles if p.card_numbers)),
         "category_keys": {
@@ -109,6 +115,9 @@ class Batch:
         """Change the state by one record; InvalidArgument (and no change) if it cannot be."""
         if isinstance(record, MemberProfile):
             self._apply_profile(record)
+        elif isinstance(record, CardChange):
+            self._require_member(record.member_id)
+            self._apply_card_change(record)
         elif isinstance(record, FavoriteCategories):
             self._require_member(record.member_id)
             self._apply_categories(record)
@@ -142,6 +151,18 @@ class Batch:
         for number in profile.card_numbers:
             self._set_card(number, member_id, active=True)
             own.add(number)
+
+    def _apply_card_change(self, change: CardChange) -> None:
+        """A card given to (or blocked for) one member: another member's card is refused as
+        in a profile; only the member's own card can be blocked."""
+        number, member_id = change.card_number, change.member_id
+        owner = self._card_owner.get(number)
+        if owner is not None and owner != member_id:
+            raise InvalidArgument("card_number", f"card {number} belongs to member {quoted(owner)}")
+        if owner is None and not change.active:
+            raise InvalidArgument("card_number", f"member {quoted(member_id)} has no card {number}")
+        self._set_card(number, member_id, active=change.active)
+        self._cards_of[member_id].add(number)
 
     def _set_card(self, number: str, member_id: str, *, active: bool) -> None:
         if self._card_owner.get(number) == member_id and self._card_active.get(number) == active:

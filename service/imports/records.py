@@ -24,6 +24,7 @@ from datetime import date, datetime
 from service import limits
 from service.engine.attributes import (
     AttributeRecord,
+    CardChange,
     FavoriteCategories,
     MemberProfile,
     PersonalOfferGrant,
@@ -221,6 +222,14 @@ def member_profile(
         gender=gender,
         segment_tags=frozenset(key_list(segment_tags, "segment_tags", unique=False)),
         active=True if active is None else active,
+    )
+
+
+def card_change(*, member_id: str, card_number: str, active: bool) -> CardChange:
+    return CardChange(
+        member_id=require_key(member_id, "member_id"),
+        card_number=require_key(card_number, "card_number", limits.CARD),
+        active=active,
     )
 
 

@@ -83,10 +83,15 @@ def test_a_new_all_buyers_offer_gives_its_discount_in_the_next_calculate(channel
         active=True,
     )
     answer = call(channel, "UpsertOffer", bo.UpsertOfferRequest(offer=offer))
-    assert answer.offer == offer
+    # the deprecated `active = true` alone still means active; the answer says so both ways
+    expected = bo.Offer()
+    expected.CopyFrom(offer)
+    expected.state = bo.OFFER_STATE_ACTIVE
+    assert answer.offer == expected
     after = calculate(channel, "E2E-1", "E2E-B2")
     assert [(b.offer_id, b.discount) for b in after.lines[0].benefits] == [("A-E2E", 5000)]
     offer.active = False
+    offer.state = bo.OFFER_STATE_INACTIVE
     call(channel, "UpsertOffer", bo.UpsertOfferRequest(offer=offer))
     assert not calculate(channel, "E2E-1", "E2E-B3").lines[0].benefits
 
@@ -128,6 +133,7 @@ def test_a_favorite_products_offer_needs_at_least_one_slot(channel):
             benefit=c.Benefit(kind=c.BENEFIT_KIND_PERCENT, value=1500),
             stacking=c.STACKING_EXCLUSIVE,
             active=True,
+            state=bo.OFFER_STATE_ACTIVE,
         ),
         list_source=c.LIST_SOURCE_PURCHASE_HISTORY,
         frequency=c.SELECTION_FREQUENCY_MONTHLY,
@@ -171,3 +177,79 @@ def test_auto_fill_fills_last_months_buyers_once_and_refuses_an_offer_without_it
     with pytest.raises(grpc.RpcError) as raised:
         call(channel, "RunFavoriteAutofill", bo.RunFavoriteAutofillRequest(offer_id="NOPE"))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- reads and the offer switch (spec §17) ------------------------------------------------------
+
+
+def test_every_offer_of_the_demo_is_listed_once_across_pages_in_id_order(channel):
+    seen: list[str] = []
+    token = ""
+    while True:
+        request = bo.ListOffersRequest(page=bo.PageRequest(page_size=3, page_token=token))
+        answer = call(channel, "ListOffers", request)
+        assert len(answer.offers) <= 3
+        seen += [o.id for o in answer.offers]
+        token = answer.next_page_token
+        if not token:
+            break
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) > 3
+    one_page = call(
+        channel, "ListOffers", bo.ListOffersRequest(page=bo.PageRequest(page_size=1000))
+    )
+    assert [o.id for o in one_page.offers] == seen and not one_page.next_page_token
+    levels = {o.level for o in one_page.offers}
+    assert c.LEVEL_INDIVIDUAL in levels and c.LEVEL_ALL_BUYERS in levels
+
+
+def test_a_switched_off_offer_gives_nothing_until_it_is_switched_on_again(channel):
+    call(
+        channel,
+        "UpsertProducts",
+        bo.UpsertProductsRequest(
+            products=[bo.Product(sku="E2E-SW", name="Switch", unit=c.UNIT_PIECE)]
+        ),
+    )
+    offer = bo.Offer(
+        id="A-E2E-SWITCH",
+        name="Everything -1 %",
+        level=c.LEVEL_ALL_BUYERS,
+        benefit=c.Benefit(kind=c.BENEFIT_KIND_PERCENT, value=100),
+        priority=1,
+        stacking=c.STACKING_COMBINABLE,
+        state=bo.OFFER_STATE_ACTIVE,
+    )
+    call(channel, "UpsertOffer", bo.UpsertOfferRequest(offer=offer))
+
+    def applied() -> bool:
+        result = calculate(channel, "E2E-SW", "E2E-SW")
+        return "A-E2E-SWITCH" in {b.offer_id for b in result.lines[0].benefits}
+
+    assert applied()
+    off = call(channel, "DeactivateOffer", bo.DeactivateOfferRequest(id="A-E2E-SWITCH"))
+    assert off.offer.state == bo.OFFER_STATE_INACTIVE and off.offer.name == offer.name
+    assert not applied()
+    listed = call(
+        channel,
+        "ListOffers",
+        bo.ListOffersRequest(filter=bo.OfferFilter(state=bo.OFFER_STATE_INACTIVE)),
+    )
+    assert "A-E2E-SWITCH" in {o.id for o in listed.offers}
+    call(channel, "ReactivateOffer", bo.ReactivateOfferRequest(id="A-E2E-SWITCH"))
+    assert applied()
+    got = call(channel, "GetOffer", bo.GetOfferRequest(id="A-E2E-SWITCH"))
+    assert got.offer.state == bo.OFFER_STATE_ACTIVE
+
+
+def test_reads_are_for_the_back_office_role_only(channel):
+    for role in (Role.REGISTER, Role.CUSTOMER_SERVICES, Role.OPERATOR):
+        with pytest.raises(grpc.RpcError) as raised:
+            call(channel, "ListProducts", bo.ListProductsRequest(), role=role)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as raised:
+            call(channel, "DeactivateOffer", bo.DeactivateOfferRequest(id="X"), role=role)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    group = call(
+        channel, "ListProductGroups", bo.ListProductGroupsRequest(page=bo.PageRequest(page_size=1))
+    )
+    assert len(group.groups) == 1 and group.next_page_token

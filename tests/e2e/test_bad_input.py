@@ -433,6 +433,164 @@ CASES = [
     ),  # noqa: E501
 ]
 
+# --- members one by one (spec §18) -------------------------------------------------------------
+CASES += [
+    Case(
+        "profile lookup without a member",
+        M,
+        "GetMemberProfile",
+        member_pb2.GetMemberProfileRequest(),
+        INVALID,
+        "member",
+        CS,
+    ),
+    Case(
+        "profile upsert without a profile",
+        M,
+        "UpsertMemberProfile",
+        member_pb2.UpsertMemberProfileRequest(),
+        INVALID,
+        "profile",
+        CS,
+    ),
+    Case(
+        "profile with a card of another member",
+        M,
+        "UpsertMemberProfile",
+        member_pb2.UpsertMemberProfileRequest(
+            profile=backoffice_pb2.MemberProfileRow(member_id="M-NEW", card_numbers=[CARD])
+        ),
+        INVALID,
+        "profile.card_numbers[0]",
+        CS,
+    ),
+    Case(
+        "profile with February 30",
+        M,
+        "UpsertMemberProfile",
+        member_pb2.UpsertMemberProfileRequest(
+            profile=backoffice_pb2.MemberProfileRow(member_id="M-NEW", birth_date="1990-02-30")
+        ),
+        INVALID,
+        "profile.birth_date",
+        CS,
+    ),
+    Case(
+        "card given to an unknown member",
+        M,
+        "AddMemberCard",
+        member_pb2.AddMemberCardRequest(member_id="M-NONE", card_number="7799"),
+        NOT_FOUND,
+        None,
+        CS,
+    ),
+    Case(
+        "block of another member's card",
+        M,
+        "BlockMemberCard",
+        member_pb2.BlockMemberCardRequest(member_id="M000002", card_number=CARD),
+        INVALID,
+        "card_number",
+        CS,
+    ),
+]
+
+# --- back-office reads and the offer switch (spec §17) -------------------------------------------
+CASES += [
+    Case(
+        "list page of -1",
+        B,
+        "ListOffers",
+        backoffice_pb2.ListOffersRequest(page=backoffice_pb2.PageRequest(page_size=-1)),
+        INVALID,
+        "page.page_size",
+        BO,
+    ),
+    Case(
+        "list page of 1001",
+        B,
+        "ListProducts",
+        backoffice_pb2.ListProductsRequest(page=backoffice_pb2.PageRequest(page_size=1001)),
+        INVALID,
+        "page.page_size",
+        BO,
+    ),
+    Case(
+        "made-up page token",
+        B,
+        "ListStores",
+        backoffice_pb2.ListStoresRequest(page=backoffice_pb2.PageRequest(page_token="e30=")),
+        INVALID,
+        "page.page_token",
+        BO,
+    ),
+    Case(
+        "offer filter of an unknown state",
+        B,
+        "ListOffers",
+        backoffice_pb2.ListOffersRequest(filter=backoffice_pb2.OfferFilter(state=9)),
+        INVALID,
+        "filter.state",
+        BO,
+    ),
+    Case(
+        "offer filter of an unknown level",
+        B,
+        "ListOffers",
+        backoffice_pb2.ListOffersRequest(filter=backoffice_pb2.OfferFilter(level=99)),
+        INVALID,
+        "filter.level",
+        BO,
+    ),
+    Case(
+        "favorite-products offers of level ALL_BUYERS",
+        B,
+        "ListFavoriteProductsOffers",
+        backoffice_pb2.ListFavoriteProductsOffersRequest(
+            filter=backoffice_pb2.OfferFilter(level=common_pb2.LEVEL_ALL_BUYERS)
+        ),
+        INVALID,
+        "filter.level",
+        BO,
+    ),
+    Case(
+        "get without an id",
+        B,
+        "GetOffer",
+        backoffice_pb2.GetOfferRequest(),
+        INVALID,
+        "id",
+        BO,
+    ),
+    Case(
+        "get of an unknown product",
+        B,
+        "GetProduct",
+        backoffice_pb2.GetProductRequest(sku="NOPE"),
+        NOT_FOUND,
+        None,
+        BO,
+    ),
+    Case(
+        "deactivate an unknown offer",
+        B,
+        "DeactivateOffer",
+        backoffice_pb2.DeactivateOfferRequest(id="NOPE"),
+        NOT_FOUND,
+        None,
+        BO,
+    ),
+    Case(
+        "reactivate without an id",
+        B,
+        "ReactivateOffer",
+        backoffice_pb2.ReactivateOfferRequest(),
+        INVALID,
+        "id",
+        BO,
+    ),
+]
+
 EVERY_N_DAYS_CASES = [
     Case(
         "favorite offer changed every 2**31-1 days",  # next_allowed would leave the calendar
@@ -476,6 +634,7 @@ def offer(**fields: Any) -> backoffice_pb2.Offer:
         store_ids=["S001"],
         audience=backoffice_pb2.Audience(segment_tags=["vip"]),
         text="Bad input -1 %",
+        state=backoffice_pb2.OFFER_STATE_ACTIVE,
     )
     for name, value in fields.items():
         base.ClearField(name)  # None: left unset
@@ -601,6 +760,30 @@ GOOD: dict[str, tuple[str, Any, Role]] = {
         member_pb2.ListFavoriteProductsAuditRequest(member=member(), offer_id="I-FAV-PRODUCTS"),
         OP,
     ),
+    # members one by one: a card of another member, an unknown member - refused as a whole
+    "GetMemberProfile": (M, member_pb2.GetMemberProfileRequest(member=member()), CS),
+    "UpsertMemberProfile": (
+        M,
+        member_pb2.UpsertMemberProfileRequest(
+            profile=backoffice_pb2.MemberProfileRow(
+                member_id="M-BAD-INPUT",
+                card_numbers=[CARD],
+                birth_date="1990-01-01",
+                segment_tags=["vip"],
+            )
+        ),
+        CS,
+    ),
+    "AddMemberCard": (
+        M,
+        member_pb2.AddMemberCardRequest(member_id="M-NONE", card_number="7799"),
+        CS,
+    ),
+    "BlockMemberCard": (
+        M,
+        member_pb2.BlockMemberCardRequest(member_id="M-NONE", card_number="7799"),
+        CS,
+    ),
     "UpsertCategories": (
         B,
         backoffice_pb2.UpsertCategoriesRequest(
@@ -667,6 +850,32 @@ GOOD: dict[str, tuple[str, Any, Role]] = {
         backoffice_pb2.RunFavoriteAutofillRequest(offer_id="NOPE", member_ids=["M-NONE"]),
         BO,
     ),
+    # reads change nothing whatever they answer; the switches name an unknown offer
+    **{
+        name: (B, request, BO)
+        for name, request in {
+            "GetCategory": backoffice_pb2.GetCategoryRequest(id="NOPE"),
+            "ListCategories": backoffice_pb2.ListCategoriesRequest(parent_id="C-X"),
+            "GetProduct": backoffice_pb2.GetProductRequest(sku="NOPE"),
+            "ListProducts": backoffice_pb2.ListProductsRequest(category_id="C", group_id="G"),
+            "GetProductGroup": backoffice_pb2.GetProductGroupRequest(id="NOPE"),
+            "ListProductGroups": backoffice_pb2.ListProductGroupsRequest(sku="X"),
+            "GetProductList": backoffice_pb2.GetProductListRequest(id="NOPE"),
+            "ListProductLists": backoffice_pb2.ListProductListsRequest(),
+            "GetStore": backoffice_pb2.GetStoreRequest(id="NOPE"),
+            "ListStores": backoffice_pb2.ListStoresRequest(),
+            "GetOffer": backoffice_pb2.GetOfferRequest(id="NOPE"),
+            "ListOffers": backoffice_pb2.ListOffersRequest(
+                filter=backoffice_pb2.OfferFilter(scope_group_id="G", store_id="S001")
+            ),
+            "GetFavoriteProductsOffer": backoffice_pb2.GetFavoriteProductsOfferRequest(id="NOPE"),
+            "ListFavoriteProductsOffers": backoffice_pb2.ListFavoriteProductsOffersRequest(
+                filter=backoffice_pb2.OfferFilter(scope_group_id="G", store_id="S001")
+            ),
+            "DeactivateOffer": backoffice_pb2.DeactivateOfferRequest(id="NOPE"),
+            "ReactivateOffer": backoffice_pb2.ReactivateOfferRequest(id="NOPE"),
+        }.items()
+    },
     "StreamMemberEvents": (  # all good: each case makes it refused before it streams
         N,
         notification_pb2.StreamMemberEventsRequest(member_id="M000001", consumer="c"),
@@ -727,6 +936,8 @@ TIMESTAMP_FIELDS = {
         "start",
         "end",
     ],
+    "ListOffers": ["filter.valid_at"],
+    "ListFavoriteProductsOffers": ["filter.valid_at"],
 }
 
 
@@ -775,6 +986,9 @@ def ids(prefix: str, *names: str) -> list[tuple[str, int]]:
     return [(f"{prefix}.{name}", limits.NAME if name == "name" else limits.ID) for name in names]
 
 
+PAGE_TOKEN = ("page.page_token", limits.PAGE_TOKEN)
+OFFER_FILTER = [PAGE_TOKEN, ("filter.scope_group_id", limits.ID), ("filter.store_id", limits.ID)]
+
 # method -> (path, limit) of each string field of its request (the attribute import's rows
 # aside: service/imports/records.py checks those).
 STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
@@ -796,6 +1010,15 @@ STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
         ("comment", limits.COMMENT),
     ],
     "ListFavoriteProductsAudit": [*IDENTITY, ("offer_id", limits.ID)],
+    "GetMemberProfile": IDENTITY,
+    "UpsertMemberProfile": [
+        ("profile.member_id", limits.ID),
+        ("profile.card_numbers[0]", limits.CARD),
+        ("profile.birth_date", len("YYYY-MM-DD")),
+        ("profile.segment_tags[0]", limits.ID),
+    ],
+    "AddMemberCard": [("member_id", limits.ID), ("card_number", limits.CARD)],
+    "BlockMemberCard": [("member_id", limits.ID), ("card_number", limits.CARD)],
     "UpsertCategories": ids("categories[0]", "id", "name", "parent_id"),
     "UpsertProducts": ids("products[0]", "sku", "name", "category_ids[0]"),
     "UpsertProductGroups": ids(
@@ -824,6 +1047,20 @@ STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
     "StreamMemberEvents": [("member_id", limits.ID), ("consumer", limits.ID)],
     "AckMemberEvents": [("consumer", limits.ID)],
     "Replay": [*offer_strings("draft_offer"), ("store_ids[0]", limits.ID)],
+    **{f"Get{kind}": [("id", limits.ID)] for kind in ("Category", "ProductGroup", "ProductList")},
+    "GetStore": [("id", limits.ID)],
+    "GetProduct": [("sku", limits.ID)],
+    "GetOffer": [("id", limits.ID)],
+    "GetFavoriteProductsOffer": [("id", limits.ID)],
+    "DeactivateOffer": [("id", limits.ID)],
+    "ReactivateOffer": [("id", limits.ID)],
+    "ListCategories": [PAGE_TOKEN, ("parent_id", limits.ID)],
+    "ListProducts": [PAGE_TOKEN, ("category_id", limits.ID), ("group_id", limits.ID)],
+    "ListProductGroups": [PAGE_TOKEN, ("sku", limits.ID)],
+    "ListProductLists": [PAGE_TOKEN],
+    "ListStores": [PAGE_TOKEN],
+    "ListOffers": OFFER_FILTER,
+    "ListFavoriteProductsOffers": OFFER_FILTER,
 }
 # A favorite-products offer has no audience: one is refused before its tags are read.
 REFUSED_AS = {"offer.offer.audience.segment_tags[0]": "offer.offer.audience"}

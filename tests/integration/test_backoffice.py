@@ -54,7 +54,7 @@ def offer(**extra) -> bo.Offer:
         benefit=c.Benefit(kind=c.BENEFIT_KIND_PERCENT, value=1000),
         stacking=c.STACKING_COMBINABLE,
         priority=5,
-        active=True,
+        state=bo.OFFER_STATE_ACTIVE,
     )
     fields.update(extra)
     return bo.Offer(**fields)
@@ -209,7 +209,7 @@ def test_an_offer_is_stored_returned_as_stored_and_used_at_once(servicer, cache)
 
 
 def test_an_inactive_offer_is_stored_but_not_used(servicer, cache, db):
-    servicer.UpsertOffer(bo.UpsertOfferRequest(offer=offer(active=False)), None)
+    servicer.UpsertOffer(bo.UpsertOfferRequest(offer=offer(state=bo.OFFER_STATE_INACTIVE)), None)
     assert cache.snapshot.offer("A-TEST") is None
     assert count(db, OfferRow) == 1
 

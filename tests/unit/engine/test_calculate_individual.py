@@ -240,6 +240,7 @@ def test_a_receipts_limit_applies_while_used_is_below_the_limit_and_charges_one_
     result = run(snapshot(), line("milk-1"), line("milk-2"), member=used_once)
     assert [len(r.benefits) for r in result.lines] == [1, 1]
     assert result.usage == (UsageCharge("po", "2026-11", 1),)
+    assert result.usage_left == (("po", 0),)  # once more this month, on this receipt
     used_up = member(personal_offers=(po,), usage={("po", "2026-11"): 2})
     result = run(snapshot(), line("milk-1"), member=used_up)
     assert (result.lines[0].benefits, result.usage) == ((), ())
@@ -259,6 +260,11 @@ def test_a_units_limit_covers_the_remaining_quantity_in_line_id_order() -> None:
         by_id = {r.line_id: applied(r) for r in result.lines}
         assert by_id == {"a": [("po", 100, 0)], "b": [("po", 51, 0)]}  # 203 x 500/2000 = 50.75
         assert result.usage == (UsageCharge("po", "OFFER", 1500),)
+        assert result.usage_left == (("po", 0),)
+    one_piece = run(snapshot(), a, member=buyer)
+    assert one_piece.usage_left == (("po", 500),)  # half a piece left after this one
+    anonymous = run(snapshot(), a)
+    assert anonymous.usage_left == ()  # the limit is per member: nothing to say
 
 
 def test_a_units_limit_used_up_gives_nothing() -> None:
