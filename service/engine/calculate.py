@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from service.engine.chips import apply_chips
 from service.engine.eligibility import ReceiptContext
 from service.engine.individual import individual_rules_for
 from service.engine.model import (
@@ -178,7 +179,7 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_amount += result.amount
         total_discount += result.discount
         total_points += result.points
-    return ReceiptResult(
+    result = ReceiptResult(
         receipt_id=receipt.receipt_id,
         lines=line_results,
         total_amount=total_amount,
@@ -188,6 +189,9 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         unknown_skus=tuple(sorted(unknown)) if unknown else (),
         usage=_usage_charges(context),
     )
+    if snapshot.chips is not None:  # rewards unlocked, chips granted (engine.chips)
+        result = apply_chips(snapshot, context, receipt, result)
+    return result
 
 
 # What _split_by_role finds on a line, as a plain tuple (this runs for every line): its own

@@ -34,6 +34,7 @@ from service.store.codec import (
     personal_offer_from_row,
 )
 from service.store.models import (
+    ChipBalanceRow,
     CardRow,
     CategoryRow,
     FavoriteCategoryAttributeRow,
@@ -292,6 +293,7 @@ def _load_member_chunk(session: Session, ids: Sequence[str]) -> dict[str, Member
     usage: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
     for r in _owned_rows(session, OfferUsageRow, ids):
         usage[r.member_id][(r.offer_id, r.period_key)] = r.used
+    chips = {r.member_id: r.balance for r in _owned_rows(session, ChipBalanceRow, ids)}
     return {
         p.id: Member(
             id=p.id,
@@ -303,6 +305,7 @@ def _load_member_chunk(session: Session, ids: Sequence[str]) -> dict[str, Member
             favorite_categories=tuple(attributes.get(p.id, ())),
             personal_offers=tuple(personal.get(p.id, ())),
             usage=usage.get(p.id, {}),
+            chips=chips.get(p.id, 0),
         )
         for p in profiles
     }
