@@ -231,9 +231,7 @@ def offer_to_model(offer: backoffice_pb2.Offer, path: str, levels: Sequence[m.Le
     )
     check_length(offer.text, limits.NAME, f"{path}.text")
     usage_limit = _usage_limit(offer, path)
-    check_chips_terms(
-        level, benefit, offer.chips_threshold, offer.chips_price, usage_limit, path
-    )
+    check_chips_terms(level, benefit, offer.chips_threshold, offer.chips_price, usage_limit, path)
     return m.Offer(
         id=offer_id,
         name=name,

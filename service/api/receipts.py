@@ -27,6 +27,7 @@ from service.config import Settings
 from service.errors import InvalidArgument
 from service.limits import check_length
 
+MAX_CHIPS_TO_SPEND = 10**12
 REFUND_CODEC = RefundCodec(counted_usage=convert.counted_usage, encode=convert.refund_record)
 
 
@@ -76,8 +77,12 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         receipt_pb = request.receipt
         check_receipt_ids(receipt_pb)
         current_principal().check_store(receipt_pb.store_id)
+        if not 0 <= request.chips_to_spend <= MAX_CHIPS_TO_SPEND:
+            raise InvalidArgument("chips_to_spend", "from 0 to 10^12 chips")
         member = self._members.resolve(receipt_pb.member, "receipt.member")
-        receipt = convert.receipt_to_model(receipt_pb, member, now)
+        receipt = convert.receipt_to_model(
+            receipt_pb, member, now, chips_to_spend=request.chips_to_spend
+        )
         try:
             result = self._receipts.calculate(receipt, now, explain=request.explain)
         except InvalidArgument as error:  # the engine names fields of the receipt itself

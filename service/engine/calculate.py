@@ -179,7 +179,7 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_amount += result.amount
         total_discount += result.discount
         total_points += result.points
-    result = ReceiptResult(
+    receipt_result = ReceiptResult(
         receipt_id=receipt.receipt_id,
         lines=line_results,
         total_amount=total_amount,
@@ -190,8 +190,8 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         usage=_usage_charges(context),
     )
     if snapshot.chips is not None:  # rewards unlocked, chips granted (engine.chips)
-        result = apply_chips(snapshot, context, receipt, result)
-    return result
+        return apply_chips(snapshot, context, receipt, receipt_result)
+    return receipt_result
 
 
 # What _split_by_role finds on a line, as a plain tuple (this runs for every line): its own

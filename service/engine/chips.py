@@ -40,7 +40,7 @@ from service.engine.money import allocate
 from service.engine.rules import INELIGIBLE, Rule, is_chips_offer, rule_for_chips_offer
 from service.engine.texts import benefit_text, format_money, mechanic_label
 from service.engine.valuation import covered_share, discount_on, min_price_floor
-from service.errors import FailedPrecondition, InvalidArgument
+from service.errors import FailedPrecondition
 
 if TYPE_CHECKING:
     from service.engine.eligibility import ReceiptContext
@@ -103,21 +103,27 @@ def chips_program(offers: Iterable[Offer]) -> ChipsProgram | None:
     return ChipsProgram(tuple(grants), tuple(rewards))
 
 
-def check_chips_to_spend(receipt: Receipt, field: str = "chips_to_spend") -> None:
-    """Chips may be spent only by an identified member, and at most what they hold."""
+def check_chips_to_spend(receipt: Receipt) -> None:
+    """Chips are spent only out of what the member holds; an anonymous buyer holds none.
+    (The caller refuses a negative amount as bad input.)"""
     asked = receipt.chips_to_spend
-    if asked < 0:
-        raise InvalidArgument(field, "must not be negative")
-    if asked == 0:
+    if asked <= 0:
         return
-    member = receipt.member
-    if member is None:
-        raise InvalidArgument(field, "spending chips needs an identified member")
-    if asked > member.chips:
-        raise FailedPrecondition(
-            f"the member holds {member.chips} chips, {asked} asked",
-            reason=CHIPS_INSUFFICIENT,
+    held = 0 if receipt.member is None else receipt.member.chips
+    if asked > held:
+        whose = (
+            "an anonymous buyer holds no chips"
+            if receipt.member is None
+            else (f"the member holds {held} chips")
         )
+        raise FailedPrecondition(f"{whose}, {asked} asked to spend", reason=CHIPS_INSUFFICIENT)
+
+
+def chips_after_refund(balance: int, taken_back: int, given_back: int) -> int:
+    """A member's balance after a refund takes back `taken_back` granted chips and gives
+    back `given_back` spent ones: never below zero (chips already spent elsewhere are not
+    owed)."""
+    return max(balance + given_back - taken_back, 0)
 
 
 def apply_chips(

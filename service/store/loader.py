@@ -34,9 +34,9 @@ from service.store.codec import (
     personal_offer_from_row,
 )
 from service.store.models import (
-    ChipBalanceRow,
     CardRow,
     CategoryRow,
+    ChipBalanceRow,
     FavoriteCategoryAttributeRow,
     FavoriteCategoryChoiceRow,
     FavoriteProductsOfferRow,
