@@ -23,6 +23,7 @@ from service.engine.model import Channel, Member, PersonalOffer
 from service.engine.snapshot import Snapshot
 from service.engine.validity import valid_at
 from service.store.category_choice_repo import last_category_changes
+from service.store.chips_repo import chips_balance
 from service.store.receipt_repo import points_balance
 
 
@@ -40,6 +41,7 @@ class MemberOffers:
     personal_offers: list[PersonalOfferView]
     general_offers: list[GeneralOffer]
     points_balance: int
+    chips_balance: int = 0
 
 
 class GeneralOffers:
@@ -71,7 +73,7 @@ def member_offers(
 ) -> MemberOffers:
     """Favorite products, favorite categories and personalized offers valid at `at`, the
     general and audience offers that apply to the member then (for the store and channel when
-    given), and the points balance."""
+    given), and the points and chips balances."""
     tz = snapshot.program_time_zone
     terms = [t for t in member.favorite_categories if valid_at(t.valid_from, t.valid_to, at)]
     with uow:
@@ -79,6 +81,7 @@ def member_offers(
         favorites = favorite_states(session, snapshot, member.id, at)
         changes = last_category_changes(session, member.id) if terms else {}
         points = points_balance(session, member.id)
+        chips = chips_balance(session, member.id)
     categories = []
     for t in terms:
         last_change_at = changes.get(t.offer_id)
@@ -91,4 +94,4 @@ def member_offers(
         if valid_at(offer.valid_from, offer.valid_to, at)
     ]
     applying = offers_applying(snapshot, general, member, at, store_id, channel)
-    return MemberOffers(member.id, favorites, categories, personal, applying, points)
+    return MemberOffers(member.id, favorites, categories, personal, applying, points, chips)

@@ -14,7 +14,8 @@ spending K chips each, out of the receipt's `chips_to_spend`: rewards in offer o
 priority, then offer id), each over its lines in line_id order, whole units while the budget
 lasts (a weighed line counts as whole kilograms, begun ones included). The discount comes
 last on the line, valued on what is left to pay for the unlocked share, capped by the min
-price; a reward that would give nothing costs nothing. Grants are counted after rewards.
+price; the line's bonus points are scaled to what is then paid. A reward that would give
+nothing costs nothing. Grants are counted after rewards.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from service.engine.model import (
     ReceiptResult,
     RewardUse,
 )
-from service.engine.money import allocate
+from service.engine.money import allocate, round_half_up
 from service.engine.rules import INELIGIBLE, Rule, is_chips_offer, rule_for_chips_offer
 from service.engine.texts import benefit_text, format_money, mechanic_label
 from service.engine.valuation import covered_share, discount_on, min_price_floor
@@ -148,6 +149,7 @@ def apply_chips(
         lines=tuple(lines),
         total_discount=discount,
         total_paid=result.total_amount - discount,
+        total_points=sum(line.points for line in lines),
         chips=ChipsResult(tuple(awards), tuple(rewards)),
     )
 
@@ -198,14 +200,26 @@ def _unlock_rewards(
             budget -= spent
             rewarded.add(index)
             benefit = AppliedBenefit(rule.offer_id, rule.mechanic, rule.kind, value, 0, reward.text)
-            lines[index] = replace(
-                line,
-                discount=line.discount + value,
-                paid=line.paid - value,
-                benefits=(*line.benefits, benefit),
-            )
+            lines[index] = _with_reward(line, benefit)
             used.append(RewardUse(line.line_id, rule.offer_id, spent))
     return used
+
+
+def _with_reward(line: LineResult, reward: AppliedBenefit) -> LineResult:
+    """The line with the reward's discount last; its bonus points follow the paid amount
+    (each scaled to what is paid now, rounded half up)."""
+    paid = line.paid - reward.discount
+    benefits = [
+        b if not b.points else replace(b, points=round_half_up(b.points * paid, line.paid))
+        for b in line.benefits
+    ]
+    return replace(
+        line,
+        discount=line.discount + reward.discount,
+        paid=paid,
+        points=sum(b.points for b in benefits),
+        benefits=(*benefits, reward),
+    )
 
 
 def _grant(

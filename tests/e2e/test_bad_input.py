@@ -431,6 +431,7 @@ CASES = [
     ),  # noqa: E501
 ]
 
+
 def chips_offer(**fields: Any) -> backoffice_pb2.UpsertOfferRequest:
     """A chips grant (spec §13) with fields changed."""
     offer = backoffice_pb2.Offer(

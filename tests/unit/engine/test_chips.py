@@ -188,3 +188,14 @@ def test_good_chips_terms_pass():
     check_chips_terms(Level.ALL_BUYERS, Benefit(CHIPS, 1), 50000, 0, None)
     check_chips_terms(Level.MEMBERS_ONLY, Benefit(FIXED, 100), 0, 10, None)
     check_chips_terms(Level.TARGET_AUDIENCE, Benefit(FIXED, 100), 0, 0, None)
+
+
+def test_bonus_points_follow_what_is_paid_after_the_reward():
+    from service.engine.model import BenefitKind as K
+
+    snap = snapshot([reward(scope="bread"), offer("points", K.BONUS_PERCENT, 200)])
+    before = run(snap, line("bread", 5000), member=member(chips=10))
+    assert before.total_points == 100
+    after = run(snap, line("bread", 5000), member=member(chips=10), chips_to_spend=10)
+    assert after.total_paid == 100
+    assert after.total_points == after.lines[0].points == 2, "2 % of 1.00"
