@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from loyalty.v1 import common_pb2, receipt_pb2
+from service.api.tokens import signer_from_settings
 from service.engine.money import round_half_up
 from service.errors import FailedPrecondition, InvalidArgument
 from service.store.chips_repo import chips_balance
 from service.store.models import ChipsLedgerRow
-from tests.integration.receipt_support import Register, row_counts, sku_named
+from tests.integration.receipt_support import SETTINGS, Register, row_counts, sku_named
 
 MEMBER = "M000001"
 FOOD = "Milk 2.5 % 930 ml, Village House"  # in G-FOOD, no other benefit for MEMBER
@@ -93,6 +94,8 @@ def test_chips_granted_are_credited_once_and_a_replay_changes_nothing(register: 
     assert [(b.offer_id, b.kind, b.chips) for b in chips_benefit] == [
         ("C-CHIPS-FOOD", common_pb2.BENEFIT_KIND_CHIPS, 2)
     ]
+    payload = signer_from_settings(SETTINGS).verify(receipt, shown.confirmation_token)
+    assert (payload.chips_granted, payload.chips_spent) == (2, 0), "the token carries them"
     first = register.confirm(receipt, shown.confirmation_token)
     assert first.chips_balance == 2 and not first.replayed
     again = register.confirm(receipt, shown.confirmation_token)
@@ -116,6 +119,8 @@ def test_spending_chips_unlocks_the_reward_and_a_refund_gives_them_back(register
     locked = calculate(register, receipt)
     assert locked.result.total_paid == 10000 and locked.result.total_chips_spent == 0
     shown = calculate(register, receipt, chips_to_spend=12)
+    payload = signer_from_settings(SETTINGS).verify(receipt, shown.confirmation_token)
+    assert payload.chips_spent == 10
     # one towel unlocked for 10 chips (2 left do not buy a second): 1.00 + 50.00
     assert shown.result.total_paid == 5100
     assert shown.result.total_chips_spent == 10
