@@ -110,14 +110,16 @@ def check_chips_to_spend(receipt: Receipt) -> None:
     asked = receipt.chips_to_spend
     if asked <= 0:
         return
-    held = 0 if receipt.member is None else receipt.member.chips
-    if asked > held:
-        whose = (
-            "an anonymous buyer holds no chips"
-            if receipt.member is None
-            else (f"the member holds {held} chips")
+    member = receipt.member
+    if member is None:
+        raise FailedPrecondition(
+            "an anonymous buyer holds no chips to spend", reason=CHIPS_INSUFFICIENT
         )
-        raise FailedPrecondition(f"{whose}, {asked} asked to spend", reason=CHIPS_INSUFFICIENT)
+    if asked > member.chips:
+        raise FailedPrecondition(
+            f"the member holds {member.chips} chips, {asked} asked to spend",
+            reason=CHIPS_INSUFFICIENT,
+        )
 
 
 def chips_after_refund(balance: int, taken_back: int, given_back: int) -> int:
