@@ -398,10 +398,18 @@ class LoyaltyClient:
     # -- receipts --
 
     def calculate(
-        self, receipt: receipt_pb2.Receipt, *, explain: bool = False, timeout: float | None = None
+        self,
+        receipt: receipt_pb2.Receipt,
+        *,
+        explain: bool = False,
+        chips_to_spend: int = 0,
+        timeout: float | None = None,
     ) -> receipt_pb2.CalculateResponse:
-        """The benefits of a receipt, line by line, and the token to confirm exactly them."""
-        request = receipt_pb2.CalculateRequest(receipt=receipt, explain=explain)
+        """The benefits of a receipt, line by line, and the token to confirm exactly them;
+        `chips_to_spend`: at most this many of the member's chips unlock rewards."""
+        request = receipt_pb2.CalculateRequest(
+            receipt=receipt, explain=explain, chips_to_spend=chips_to_spend
+        )
         return self._call(
             receipt_pb2.CalculateResponse, "Calculate", self._receipts.Calculate, request, timeout
         )

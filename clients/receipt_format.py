@@ -146,8 +146,7 @@ def format_receipt(
         if asked is not None:
             out.append(f"    {quantity_text(asked.quantity)} x {money(asked.price)}")
         for benefit in line.benefits:
-            value = f"+{benefit.points} pts" if benefit.points else money(-benefit.discount)
-            out.append(_row(f"    {benefit.text}", value))
+            out.append(_row(f"    {benefit.text}", _benefit_value(benefit)))
         for rejected in line.rejected:
             out.append(f"    (not applied: {rejected.offer_id}: {rejected.reason})")
     out.append("-" * WIDTH)
@@ -156,6 +155,12 @@ def format_receipt(
     out.append(_row(f"TOTAL {result.currency}", money(result.total_paid)))
     if result.total_points:
         out.append(_row("Bonus points", str(result.total_points)))
+    if result.total_chips:  # an anonymous buyer gets them as physical chips
+        out.append(
+            _row("CHIPS TO HAND OUT" if not result.member_id else "Chips", str(result.total_chips))
+        )
+    if result.total_chips_spent:
+        out.append(_row("Chips spent on rewards", str(result.total_chips_spent)))
     if result.degraded:
         out.append("(calculated offline: member data may be stale)")
     return "\n".join(out)
@@ -181,12 +186,29 @@ def format_refund(
         out.append(detail)
         if line.points:
             out.append(_row("    Bonus points taken back", str(line.points)))
+        if line.chips:
+            out.append(_row("    Chips taken back", str(line.chips)))
+        if line.chips_spent:
+            out.append(_row("    Chips given back", str(line.chips_spent)))
     out.append("-" * WIDTH)
     out.append(_row("PAID BACK", money(refund.total_paid)))
     if refund.total_points:
         out.append(_row("Bonus points taken back", str(refund.total_points)))
     out.append(_row("Points balance", str(refund.points_balance)))
+    if refund.total_chips or refund.total_chips_spent:
+        out.append(_row("Chips taken back", str(refund.total_chips)))
+        out.append(_row("Chips given back", str(refund.total_chips_spent)))
+        out.append(_row("Chips balance", str(refund.chips_balance)))
     return "\n".join(out)
+
+
+def _benefit_value(benefit: receipt_pb2.AppliedBenefit) -> str:
+    if benefit.chips:
+        return f"+{benefit.chips} chips"
+    if benefit.points:
+        return f"+{benefit.points} pts"
+    value = money(-benefit.discount)
+    return f"{value} ({benefit.chips_spent} chips)" if benefit.chips_spent else value
 
 
 def benefit_mechanics(result: receipt_pb2.ReceiptResult) -> Sequence[str]:

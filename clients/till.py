@@ -9,6 +9,7 @@ line by line with the benefits under each line.
   void LINE            take a line off the open receipt
   show                 print the open receipt again
   offers               the member's individual offers (favorites, personal offers)
+  chips N              spend up to N of the member's chips on rewards (`chips` alone: none)
   pay                  the customer paid: confirm exactly what was shown
   refund LINE [QTY]    refund a line of the last paid receipt (default: all that is left)
   refund all           refund everything left of the last paid receipt
@@ -96,6 +97,7 @@ class Sale:
     receipt_id: str
     lines: list[OpenLine] = field(default_factory=list)
     card: str = ""
+    chips: int = 0  # chips the member may spend on rewards
     next_line: int = 1
     calculated: receipt_pb2.CalculateResponse | None = None
     receipt: receipt_pb2.Receipt | None = None  # exactly what was calculated
@@ -148,6 +150,7 @@ class Till:
             "void": self.cmd_void,
             "show": self.cmd_show,
             "offers": self.cmd_offers,
+            "chips": self.cmd_chips,
             "pay": self.cmd_pay,
             "refund": self.cmd_refund,
             "cancel": self.cmd_cancel,
@@ -287,6 +290,21 @@ class Till:
 
         self._recalculate(undo=undo)
 
+    def cmd_chips(self, args: list[str]) -> None:
+        if len(args) > 1 or (args and not args[0].isdigit()):
+            raise CommandError("chips takes a whole NUMBER of chips to spend")
+        sale = self._open_sale()
+        before = sale.chips
+        sale.chips = int(args[0]) if args else 0
+        if not sale.lines:
+            self.say(f"Up to {sale.chips} chips to spend." if sale.chips else "No chips spent.")
+            return
+
+        def undo() -> None:
+            sale.chips = before
+
+        self._recalculate(undo=undo)
+
     def cmd_show(self, args: list[str]) -> None:
         sale = self._require_sale()
         if sale.calculated is None or sale.receipt is None:
@@ -329,6 +347,8 @@ class Till:
             undo()
             if err.reason == "CARD_NOT_FOUND":
                 raise CommandError(f"card {card} not recognised: {err.message}") from None
+            if err.reason == "CHIPS_INSUFFICIENT":
+                raise CommandError(f"not enough chips: {err.message}") from None
             if err.fields:
                 raise CommandError(f"{err.describe()}: not taken") from None
             raise
@@ -341,7 +361,7 @@ class Till:
         """The receipt calculated: by one Calculate, or by the steps of the sale's session
         that bring it to this receipt (then the receipt is the session's)."""
         if self.client.session_target is None:
-            return receipt, self.client.calculate(receipt)
+            return receipt, self.client.calculate(receipt, chips_to_spend=sale.chips)
         if sale.session is None:
             sale.session = self.client.till_session(receipt_pb2.Receipt())
         answer = sale.session.sync(receipt)
@@ -387,7 +407,10 @@ class Till:
             channel=self.channel,  # type: ignore[arg-type]
         )
         names = self._names()
-        self.say(f"Member {offers.member_id}, points balance {offers.points_balance}")
+        self.say(
+            f"Member {offers.member_id}, points balance {offers.points_balance},"
+            f" chips {offers.chips_balance}"
+        )
         for fav in offers.favorite_products:
             slots = "; ".join(names.get(x.sku, x.sku) if x.sku else "(empty)" for x in fav.slots)
             self.say(f"  {fav.name}: {slots or 'no slots'}")
@@ -422,6 +445,11 @@ class Till:
             self.say(
                 f"Member {result.member_id}: +{result.total_points} points,"
                 f" balance {confirmed.points_balance}"
+            )
+        if result.total_chips or result.total_chips_spent:
+            whose = f"balance {confirmed.chips_balance}" if result.member_id else "hand them out"
+            self.say(
+                f"Chips: +{result.total_chips} granted, -{result.total_chips_spent} spent, {whose}"
             )
         self.paid = PaidReceipt(receipt, result)
         self.sale = None

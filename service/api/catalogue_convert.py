@@ -17,6 +17,7 @@ from service.engine import model as m
 from service.engine.definitions import (
     MAX_USAGE_LIMIT,
     check_benefit,
+    check_chips_terms,
     check_every_n_days,
     check_money,
     check_validity,
@@ -228,6 +229,8 @@ def offer_to_model(offer: backoffice_pb2.Offer, path: str, levels: Sequence[m.Le
         for index, channel in enumerate(offer.channels)
     )
     check_length(offer.text, limits.NAME, f"{path}.text")
+    usage_limit = _usage_limit(offer, path)
+    check_chips_terms(level, benefit, offer.chips_threshold, offer.chips_price, usage_limit, path)
     return m.Offer(
         id=offer_id,
         name=name,
@@ -242,8 +245,10 @@ def offer_to_model(offer: backoffice_pb2.Offer, path: str, levels: Sequence[m.Le
         store_ids=frozenset(keys(offer.store_ids, f"{path}.store_ids")),
         channels=channels,
         audience=_audience(offer, level, path),
-        usage_limit=_usage_limit(offer, path),
+        usage_limit=usage_limit,
         text=offer.text,
+        chips_threshold=offer.chips_threshold,
+        chips_price=offer.chips_price,
     )
 
 
@@ -358,6 +363,8 @@ def fill_offer(out: backoffice_pb2.Offer, offer: m.Offer, *, active: bool) -> No
     out.text = offer.text
     out.active = active
     out.state = backoffice_pb2.OFFER_STATE_ACTIVE if active else backoffice_pb2.OFFER_STATE_INACTIVE
+    out.chips_threshold = offer.chips_threshold
+    out.chips_price = offer.chips_price
 
 
 def _fill_audience(out: backoffice_pb2.Audience, audience: m.Audience) -> None:

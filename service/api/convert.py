@@ -101,7 +101,7 @@ def receipt_lines(receipt: receipt_pb2.Receipt) -> tuple[m.Line, ...]:
 
 
 def receipt_to_model(
-    receipt: receipt_pb2.Receipt, member: m.Member | None, now: datetime
+    receipt: receipt_pb2.Receipt, member: m.Member | None, now: datetime, chips_to_spend: int = 0
 ) -> m.Receipt:
     """The receipt as the engine sees it; the member is resolved by the caller."""
     channel = CHANNEL.parse(receipt.channel, "receipt.channel")
@@ -113,6 +113,7 @@ def receipt_to_model(
         store_id=receipt.store_id,
         channel=channel,
         member=member,
+        chips_to_spend=chips_to_spend,
     )
 
 
@@ -169,6 +170,33 @@ def fill_result(
             pr.mechanic = mechanic[rejected.mechanic._value_]
             pr.reason = rejected.reason
             pr.discount = rejected.discount
+    if result.chips is not None:
+        _fill_chips(out, result.chips)
+
+
+def _fill_chips(out: receipt_pb2.ReceiptResult, chips: m.ChipsResult) -> None:
+    """spec §20: each grant as a benefit of kind CHIPS on its line, each reward's chips on
+    its discount, and the totals."""
+    lines = {line.line_id: line for line in out.lines}
+    for reward in chips.rewards:
+        line = lines[reward.line_id]
+        line.chips_spent += reward.chips_spent
+        for benefit in reversed(line.benefits):  # the reward is the line's last discount
+            if benefit.offer_id == reward.offer_id:
+                benefit.chips_spent = reward.chips_spent
+                break
+    for award in chips.awards:
+        line = lines[award.line_id]
+        line.chips += award.chips
+        line.benefits.add(
+            offer_id=award.offer_id,
+            mechanic=MECHANIC.to_proto[award.mechanic],
+            kind=common_pb2.BENEFIT_KIND_CHIPS,
+            chips=award.chips,
+            text=award.text,
+        )
+    out.total_chips = chips.granted
+    out.total_chips_spent = chips.spent
 
 
 # Keyed by the enum's value: hashing a str is a C call, hashing an Enum member a Python one.
@@ -246,6 +274,8 @@ def confirmed_receipt(
                 line.paid,
                 line.points,
                 benefits,
+                line.chips,
+                line.chips_spent,
             )
         )
     return lc.ConfirmedReceipt(
@@ -267,13 +297,18 @@ def usage_charges(charges: Iterable[token_pb2.UsageCharge]) -> tuple[m.UsageChar
 
 
 def confirmation_record(
-    result: receipt_pb2.ReceiptResult, points_balance: int, usage: Sequence[lc.CountedUsage]
+    result: receipt_pb2.ReceiptResult,
+    points_balance: int,
+    usage: Sequence[lc.CountedUsage],
+    chips_balance: int = 0,
 ) -> bytes:
-    """What a confirm keeps: its response (the result shown, the balance after it) and the
+    """What a confirm keeps: its response (the result shown, the balances after it) and the
     usage it counted, each with its limit's unit (refunds give it back)."""
     record = token_pb2.ConfirmationRecord()
     record.response.result.CopyFrom(result)
     record.response.points_balance = points_balance
+    if chips_balance:
+        record.response.chips_balance = chips_balance
     for counted in usage:
         entry = record.usage.add()
         entry.offer_id = counted.offer_id
@@ -324,9 +359,14 @@ def refund_record(refund: lc.Refund) -> bytes:
             discount=r.discount,
             paid=r.paid,
             points=r.points,
+            chips=r.chips,
+            chips_spent=r.chips_spent,
         )
     response.total_paid = refund.total_paid
     response.total_points = refund.total_points
+    response.total_chips = refund.total_chips
+    response.total_chips_spent = refund.total_chips_spent
+    response.chips_balance = refund.chips_balance
     return response.SerializeToString()
 
 

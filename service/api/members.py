@@ -201,7 +201,9 @@ class MemberServicer(MemberProfilesServicer, member_pb2_grpc.MemberServiceServic
             UnitOfWork(self._sessions), snapshot, member, at, general, request.store_id, channel
         )
         response = member_pb2.GetMemberOffersResponse(
-            member_id=found.member_id, points_balance=found.points_balance
+            member_id=found.member_id,
+            points_balance=found.points_balance,
+            chips_balance=found.chips_balance,
         )
         for state in found.favorite_products:
             fill_favorite_products(response.favorite_products.add(), state, snapshot)

@@ -28,6 +28,7 @@ from service.engine.model import Member, Receipt
 from service.errors import InvalidArgument
 from service.limits import check_length
 
+MAX_CHIPS_TO_SPEND = 10**12
 REFUND_CODEC = RefundCodec(counted_usage=convert.counted_usage, encode=convert.refund_record)
 
 
@@ -73,18 +74,21 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
     def Calculate(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.CalculateRequest, context: grpc.ServicerContext
     ) -> receipt_pb2.CalculateResponse:
-        return self.calculate(request.receipt, explain=request.explain)
+        return self.calculate(request)
 
     def calculate(
-        self, receipt_pb: receipt_pb2.Receipt, *, explain: bool = False, sign: bool = True
+        self, request: receipt_pb2.CalculateRequest, *, sign: bool = True
     ) -> receipt_pb2.CalculateResponse:
         """Calculate's one path, for the unary call and the till sessions alike: the receipt
         checked, its member resolved, its result; and the confirmation token unless `sign`
         is off (a till session signs only the receipt it finishes)."""
         now = self._clock()
-        member, receipt = self._receipt_model(receipt_pb, now)
+        receipt_pb = request.receipt
+        if not 0 <= request.chips_to_spend <= MAX_CHIPS_TO_SPEND:
+            raise InvalidArgument("chips_to_spend", "from 0 to 10^12 chips")
+        member, receipt = self._receipt_model(receipt_pb, now, request)
         try:
-            result = self._receipts.calculate(receipt, now, explain=explain)
+            result = self._receipts.calculate(receipt, now, explain=request.explain)
         except InvalidArgument as error:  # the engine names fields of the receipt itself
             raise InvalidArgument(f"receipt.{error.field}", error.description) from None
         response = receipt_pb2.CalculateResponse()
@@ -108,12 +112,16 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         self._receipt_model(receipt_pb, self._clock())
 
     def _receipt_model(
-        self, receipt_pb: receipt_pb2.Receipt, now: datetime
+        self,
+        receipt_pb: receipt_pb2.Receipt,
+        now: datetime,
+        request: receipt_pb2.CalculateRequest | None = None,
     ) -> tuple[Member | None, Receipt]:
         check_receipt_ids(receipt_pb)
         current_principal().check_store(receipt_pb.store_id, receipt_pb.receipt_id)
         member = self._members.resolve(receipt_pb.member, "receipt.member")
-        return member, convert.receipt_to_model(receipt_pb, member, now)
+        chips = request.chips_to_spend if request is not None else 0
+        return member, convert.receipt_to_model(receipt_pb, member, now, chips_to_spend=chips)
 
     def Confirm(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.ConfirmRequest, context: grpc.ServicerContext

@@ -339,7 +339,10 @@ class TillSessionServicer:
         try:
             if receipt.lines:
                 calculated = self._receipts.calculate(
-                    receipt, explain=finish and request.finish.explain, sign=finish
+                    receipt_pb2.CalculateRequest(
+                        receipt=receipt, explain=finish and request.finish.explain
+                    ),
+                    sign=finish,
                 )
                 response.result.CopyFrom(calculated.result)
                 if finish:

@@ -83,6 +83,8 @@ class TokenSigner:
         payload = token_pb2.ConfirmationTokenPayload()
         payload.receipt_fingerprint = receipt_fingerprint(receipt, result.sale_time)
         payload.result.CopyFrom(result)
+        payload.chips_granted = result.total_chips
+        payload.chips_spent = result.total_chips_spent
         for charge in usage:
             entry = payload.usage.add()
             entry.offer_id = charge.offer_id

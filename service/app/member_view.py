@@ -25,6 +25,7 @@ from service.engine.model import Channel, Member, PersonalOffer
 from service.engine.snapshot import Snapshot
 from service.engine.validity import valid_at
 from service.store.category_choice_repo import last_category_changes
+from service.store.chips_repo import chips_balance
 from service.store.receipt_repo import points_balance
 
 
@@ -45,6 +46,7 @@ class MemberOffers:
     points_balance: int
     # offer id -> what is left of a general offer's per-member limit in its current period
     general_left: dict[str, int] = field(default_factory=dict)
+    chips_balance: int = 0
 
 
 class GeneralOffers:
@@ -76,7 +78,7 @@ def member_offers(
 ) -> MemberOffers:
     """Favorite products, favorite categories and personalized offers valid at `at`, the
     general and audience offers that apply to the member then (for the store and channel when
-    given), and the points balance."""
+    given), and the points and chips balances."""
     tz = snapshot.program_time_zone
     terms = [t for t in member.favorite_categories if valid_at(t.valid_from, t.valid_to, at)]
     with uow:
@@ -84,6 +86,7 @@ def member_offers(
         favorites = favorite_states(session, snapshot, member.id, at)
         changes = last_category_changes(session, member.id) if terms else {}
         points = points_balance(session, member.id)
+        chips = chips_balance(session, member.id)
     categories = []
     for t in terms:
         last_change_at = changes.get(t.offer_id)
@@ -101,7 +104,7 @@ def member_offers(
         for g in applying
         if g.offer.usage_limit is not None
     }
-    return MemberOffers(member.id, favorites, categories, personal, applying, points, left)
+    return MemberOffers(member.id, favorites, categories, personal, applying, points, left, chips)
 
 
 def _personal_view(

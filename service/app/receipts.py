@@ -34,6 +34,7 @@ from service.app.unit_of_work import Patch, UnitOfWork
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.engine.calculate import calculate as calculate_benefits
+from service.engine.chips import CHIPS_INSUFFICIENT, check_chips_to_spend, chips_after_refund
 from service.engine.lifecycle import (
     ConfirmedLine,
     ConfirmedReceipt,
@@ -53,6 +54,7 @@ from service.engine.model import Member, Receipt, ReceiptResult, Unit, UsageChar
 from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from service.limits import NAME, quote
+from service.store.chips_repo import chips_balance, credit_chips, debit_chips
 from service.store.member_repo import member_exists
 from service.store.receipt_repo import (
     StoredRefund,
@@ -78,8 +80,9 @@ MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
 RECEIPT_NOT_FOUND = "RECEIPT_NOT_FOUND"
 
 Units = Callable[[], UnitOfWork]  # a new unit of work per transaction
-# (points balance after the confirm, the usage it counted) -> the record a repeat gets back
-EncodeConfirmation = Callable[[int, tuple[CountedUsage, ...]], bytes]
+# (points balance after the confirm, the usage it counted, chips balance after it) -> the
+# record a repeat gets back
+EncodeConfirmation = Callable[[int, tuple[CountedUsage, ...], int], bytes]
 Totals = Mapping[tuple[str, str], int]  # (offer id, period key) -> a counter's new value
 
 
@@ -175,19 +178,51 @@ def _write_confirmation(
     session, at = uow.session, uow.now
     receipt = confirmation.receipt
     write_lines(session, receipt)
-    balance = 0
+    balance = chips = 0
     counted: tuple[CountedUsage, ...] = ()
     member_id = receipt.member_id
     if member_id:
         uow.lock_members([member_id])
+        chips = _settle_chips(uow, member_id, receipt)
         counted, totals = _count_usage(session, member_id, confirmation.usage, at)
         accrue_points(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at)
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
         balance = points_balance(session, member_id)
-    record = encode(balance, counted)
+    record = encode(balance, counted, chips)
     set_record(session, receipt.receipt_id, record)
     return record
+
+
+def _settle_chips(uow: UnitOfWork, member_id: str, receipt: ConfirmedReceipt) -> int:
+    """spec §20: debit the chips the rewards cost (refused, CHIPS_INSUFFICIENT, if the
+    balance no longer holds them: checked by the database, so across replicas), then credit
+    the chips granted. The balance after."""
+    session, at, receipt_id = uow.session, uow.now, receipt.receipt_id
+    spent, granted = receipt.chips_spent, receipt.chips_granted
+    if not spent and not granted:
+        return chips_balance(session, member_id)
+    balance: int | None = 0
+    if spent:
+        balance = debit_chips(session, member_id, spent, at, receipt_id=receipt_id)
+        if balance is None:
+            raise FailedPrecondition(
+                f"the member no longer holds the {spent} chips the rewards cost; "
+                "calculate the receipt again",
+                reason=CHIPS_INSUFFICIENT,
+            )
+    if granted:
+        balance = credit_chips(session, member_id, granted, at, receipt_id=receipt_id)
+    assert balance is not None
+    uow.patch_members([member_id], _with_chips(balance))
+    return balance
+
+
+def _with_chips(balance: int) -> Patch:
+    def patch(member: Member) -> Member:
+        return replace(member, chips=balance)
+
+    return patch
 
 
 def _count_usage(
@@ -308,11 +343,18 @@ def _refund(
     points = points_by_offer(shares)
     member_id = sold.member_id
     balance = points_balance(session, member_id) - sum(points.values()) if member_id else 0
-    refund = Refund(request.refund_id, receipt_id, shares, balance)
+    chips_before = chips_after = 0
+    if member_id:
+        uow.lock_members([member_id])  # before the chips balance is read
+        chips_before = chips_balance(session, member_id)
+        taken = sum(share.chips for share in shares)
+        given = sum(share.chips_spent for share in shares)
+        chips_after = chips_after_refund(chips_before, taken, given)
+    refund = Refund(request.refund_id, receipt_id, shares, balance, chips_after)
     record = codec.encode(refund)
     save_refund(session, refund, request.fingerprint, record, uow.now)
     if member_id:
-        uow.lock_members([member_id])
+        _move_chips(uow, member_id, refund, chips_after - chips_before)
         usage = codec.counted_usage(sold.record)
         totals = _give_back_usage(session, member_id, usage, lines, refund, uow.now)
         reverse_points(session, member_id, refund, points, uow.now)
@@ -321,6 +363,18 @@ def _refund(
         _usage_changed(uow, member_id, totals)
     uow.commit()
     return Answer(record, replayed=False)
+
+
+def _move_chips(uow: UnitOfWork, member_id: str, refund: Refund, change: int) -> None:
+    """A refund's net change of the member's chips (engine.chips.chips_after_refund)."""
+    session, at = uow.session, uow.now
+    ids = {"receipt_id": refund.receipt_id, "refund_id": refund.refund_id}
+    if change > 0:
+        credit_chips(session, member_id, change, at, **ids)
+    elif change < 0:
+        debit_chips(session, member_id, -change, at, **ids)
+    if change:
+        uow.patch_members([member_id], _with_chips(refund.chips_balance))
 
 
 def _give_back_usage(
@@ -381,7 +435,8 @@ class ReceiptLifecycle:
 
     def calculate(self, receipt: Receipt, now: datetime, *, explain: bool = False) -> ReceiptResult:
         """The receipt's benefits from the cached snapshot; nothing is written. Raises
-        InvalidArgument naming the field of the receipt at fault."""
+        InvalidArgument naming the field of the receipt at fault, FailedPrecondition
+        (CHIPS_INSUFFICIENT) when the member holds fewer chips than it would spend."""
         snapshot = self._cache.snapshot
         validate_receipt(
             snapshot,
@@ -390,6 +445,7 @@ class ReceiptLifecycle:
             max_lines=self._max_receipt_lines,
             max_sale_time_age=self._max_sale_time_age,
         )
+        check_chips_to_spend(receipt)
         return calculate_benefits(snapshot, receipt, explain=explain)
 
     def confirm(

@@ -59,6 +59,10 @@ SHOWCASE = {
 }
 
 
+# The chips reward: these products at a token price for chips (docs/chips.md).
+CHIPS_REWARD = "Paper towels 2 rolls"
+
+
 def member_id(n: int) -> str:
     return f"M{n:06d}"
 
@@ -152,6 +156,11 @@ def _groups(products: tuple[DemoProduct, ...]) -> tuple[ProductGroup, ...]:
             category_ids=frozenset(FOOD_ROOTS),
             excluded_category_ids=frozenset({"coffee"}),
             excluded_skus=frozenset({by_name["Chocolate candies 200 g, Babaevsky"]}),
+        ),
+        ProductGroup(
+            "G-CHIPS-REWARD",
+            "Chips rewards",
+            skus=frozenset(sku for name, sku in by_name.items() if name.startswith(CHIPS_REWARD)),
         ),
     )
 
@@ -263,6 +272,12 @@ def demo_offers(
         offer("T-WOMEN-HOUSEHOLD", "Household for her", audience, pct, 1000,
               scope_group_id="G-HOUSEHOLD", store_ids=frozenset({"S001", "S002"}),
               audience=Audience(gender=Gender.FEMALE)),
+        offer("C-CHIPS-FOOD", "Chips for food", everyone, BenefitKind.CHIPS, 1,
+              scope_group_id="G-FOOD", chips_threshold=50000,
+              text="1 chip per 500.00 on food"),
+        offer("C-REWARD-TOWELS", "Towels for chips", members, fixed, 100,
+              scope_group_id="G-CHIPS-REWARD", chips_price=10, priority=60,
+              text="Paper towels 1.00 for 10 chips"),
     )  # fmt: skip
     favorites = (
         FavoriteProductsOffer(

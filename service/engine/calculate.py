@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from service.engine.chips import apply_chips
 from service.engine.eligibility import ReceiptContext
 from service.engine.individual import individual_rules_for
 from service.engine.model import (
@@ -179,7 +180,7 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_discount += result.discount
         total_points += result.points
     usage, usage_left = _usage_charges(context)
-    return ReceiptResult(
+    receipt_result = ReceiptResult(
         receipt_id=receipt.receipt_id,
         lines=line_results,
         total_amount=total_amount,
@@ -191,6 +192,9 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         usage_left=usage_left,
         configuration_version=snapshot.configuration_version,
     )
+    if snapshot.chips is not None:  # rewards unlocked, chips granted (engine.chips)
+        return apply_chips(snapshot, context, receipt, receipt_result)
+    return receipt_result
 
 
 # What _split_by_role finds on a line, as a plain tuple (this runs for every line): its own

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from service.engine.model import Benefit, BenefitKind, Category
+from service.engine.model import Benefit, BenefitKind, Category, Level, UsageLimit
 from service.errors import InvalidArgument
 from service.limits import quote
 
@@ -21,6 +21,8 @@ MAX_BASIS_POINTS = 10_000  # 100 %
 MAX_MONEY = 10**12  # minor units per unit; anything above is absurd
 MAX_USAGE_LIMIT = 10**12  # receipts, or thousandths of a unit
 MAX_EVERY_N_DAYS = 3660  # ten years: the next allowed change stays in the calendar
+MAX_CHIPS = 10**6  # chips per grant or per reward unit
+CHIPS_LEVELS = (Level.ALL_BUYERS, Level.MEMBERS_ONLY)
 
 
 def check_benefit(
@@ -41,9 +43,44 @@ def check_benefit(
     elif kind is BenefitKind.FIXED_PRICE:
         if not 0 <= value <= MAX_MONEY:
             raise InvalidArgument(field, "a price per unit from 0 to 10^12 minor units")
+    elif kind is BenefitKind.CHIPS:
+        if not 0 < value <= MAX_CHIPS:
+            raise InvalidArgument(field, "chips per threshold from 1 to 10^6")
     elif not 0 < value <= MAX_MONEY:
         raise InvalidArgument(field, "minor units per unit from 1 to 10^12")
     return Benefit(kind, value)
+
+
+def check_chips_terms(
+    level: Level,
+    benefit: Benefit,
+    threshold: int,
+    price: int,
+    usage_limit: UsageLimit | None,
+    path: str = "offer",
+) -> None:
+    """spec §20: a grant (kind CHIPS) has a threshold > 0, a reward a chips price > 0 and a
+    discount; both only at levels ALL_BUYERS and MEMBERS_ONLY, without a usage limit."""
+    grant = benefit.kind is BenefitKind.CHIPS
+    if not grant and threshold:
+        raise InvalidArgument(f"{path}.chips_threshold", "only for benefit kind CHIPS")
+    if grant and price:
+        raise InvalidArgument(f"{path}.chips_price", "a reward's benefit is a discount, not CHIPS")
+    if not grant and not price:
+        if price < 0:
+            raise InvalidArgument(f"{path}.chips_price", "must not be negative")
+        return
+    if grant and not 0 < threshold <= MAX_MONEY:
+        raise InvalidArgument(f"{path}.chips_threshold", "minor units from 1 to 10^12")
+    if not grant:
+        if not 0 < price <= MAX_CHIPS:
+            raise InvalidArgument(f"{path}.chips_price", "chips per unit from 1 to 10^6")
+        if benefit.kind is BenefitKind.BONUS_PERCENT:
+            raise InvalidArgument(f"{path}.benefit.kind", "a reward gives a discount")
+    if level not in CHIPS_LEVELS:
+        raise InvalidArgument(f"{path}.level", "chips offers are ALL_BUYERS or MEMBERS_ONLY")
+    if usage_limit is not None:
+        raise InvalidArgument(f"{path}.usage_limit", "chips offers take no usage limit")
 
 
 def check_money(value: int, field: str) -> int:

@@ -2,9 +2,10 @@
 and gives back (docs/receipts.md). No SQL, no protobuf: service.app.receipts runs the
 transactions, service.store.receipt_* persists these values, service.api.convert translates.
 
-A refund gives back every value of a line (amount, discount, each offer's points, each
-offer's usage in units) in proportion to the quantity refunded, on the cumulative quantity:
-after a refund the line has given back round_half_up(value x refunded so far / quantity).
+A refund gives back every value of a line (amount, discount, each offer's points, the chips
+granted and spent on it, each offer's usage in units) in proportion to the quantity refunded,
+on the cumulative quantity: after a refund the line has given back
+round_half_up(value x refunded so far / quantity).
 One refund's share is the difference between that after and before it. So the shares of all
 partial refunds of a line add up exactly to the line's value once the whole quantity is
 refunded, whatever the steps, and no step is ever negative.
@@ -54,6 +55,8 @@ class SoldLine:
     paid: int
     points: int
     benefits: tuple[AppliedBenefit, ...]
+    chips: int = 0  # granted on the line
+    chips_spent: int = 0  # spent on its reward
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,14 @@ class ConfirmedReceipt:
                 if benefit.points:
                     by_offer[benefit.offer_id] = by_offer.get(benefit.offer_id, 0) + benefit.points
         return dict(sorted(by_offer.items()))
+
+    @property
+    def chips_granted(self) -> int:
+        return sum(line.chips for line in self.lines)
+
+    @property
+    def chips_spent(self) -> int:
+        return sum(line.chips_spent for line in self.lines)
 
     def bought(self, time_zone: ZoneInfo) -> Bought:
         """What the purchase history of the sale's month gains."""
@@ -149,6 +160,8 @@ class ConfirmedLine:
     points_by_offer: tuple[tuple[str, int], ...]  # (offer id, points), by offer id
     offer_ids: frozenset[str]  # every offer with a benefit on the line
     refunded: int = 0  # quantity given back by earlier refunds
+    chips: int = 0  # granted on the line
+    chips_spent: int = 0  # spent on its reward
 
     @property
     def left(self) -> int:
@@ -166,6 +179,8 @@ class LineRefund:
     amount: int
     discount: int
     points_by_offer: tuple[tuple[str, int], ...]
+    chips: int = 0  # granted chips taken back
+    chips_spent: int = 0  # spent chips given back
 
     @property
     def paid(self) -> int:
@@ -184,10 +199,19 @@ class Refund:
     receipt_id: str
     lines: tuple[LineRefund, ...]
     points_balance: int
+    chips_balance: int = 0
 
     @property
     def total_paid(self) -> int:
         return sum(line.paid for line in self.lines)
+
+    @property
+    def total_chips(self) -> int:
+        return sum(line.chips for line in self.lines)
+
+    @property
+    def total_chips_spent(self) -> int:
+        return sum(line.chips_spent for line in self.lines)
 
     @property
     def total_points(self) -> int:
@@ -271,6 +295,8 @@ def refund_line(line: ConfirmedLine, quantity: int) -> LineRefund:
             (offer_id, step_share(points, before, after, whole))
             for offer_id, points in line.points_by_offer
         ),
+        chips=step_share(line.chips, before, after, whole),
+        chips_spent=step_share(line.chips_spent, before, after, whole),
     )
 
 

@@ -47,6 +47,7 @@ class BenefitKind(enum.Enum):
     AMOUNT_PER_UNIT = "AMOUNT_PER_UNIT"  # value: minor units per unit (per kg for WEIGHT)
     FIXED_PRICE = "FIXED_PRICE"  # value: minor units per unit
     BONUS_PERCENT = "BONUS_PERCENT"  # value: basis points of the paid amount, as points
+    CHIPS = "CHIPS"  # value: game chips per Offer.chips_threshold paid (engine.chips)
 
 
 class Stacking(enum.Enum):
@@ -203,6 +204,10 @@ class Offer:
     audience: Audience | None = None  # TARGET_AUDIENCE only
     usage_limit: UsageLimit | None = None  # per member
     text: str = ""  # printed on the receipt; empty: derived from name and benefit
+    # chips (engine.chips): minor units paid per grant of benefit.value chips (kind CHIPS),
+    # and the chips per unit a reward costs (0: not a reward)
+    chips_threshold: int = 0
+    chips_price: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +276,7 @@ class Member:
     # (offer id, period key) -> used so far: receipts or thousandths of a unit, per the
     # offer's UsageLimit. Period keys come from engine.usage.period_key().
     usage: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    chips: int = 0  # game chips held (the store's balance as of the last change)
 
 
 # --- receipt in, result out ----------------------------------------------------------------
@@ -293,6 +299,7 @@ class Receipt:
     store_id: str = ""
     channel: Channel = Channel.POS
     member: Member | None = None
+    chips_to_spend: int = 0  # at most this many of the member's chips unlock rewards
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +345,43 @@ class UsageCharge:
 
 
 @dataclass(frozen=True, slots=True)
+class ChipsAward:
+    """Chips a grant offer gives on one line (its share of the receipt's grant)."""
+
+    line_id: str
+    offer_id: str
+    mechanic: Mechanic
+    chips: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RewardUse:
+    """Chips spent on a reward on one line; its discount is one of the line's benefits."""
+
+    line_id: str
+    offer_id: str
+    chips_spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChipsResult:
+    """What chips do on a receipt (engine.chips): granted by line and offer, spent on
+    rewards by line."""
+
+    awards: tuple[ChipsAward, ...] = ()
+    rewards: tuple[RewardUse, ...] = ()
+
+    @property
+    def granted(self) -> int:
+        return sum(award.chips for award in self.awards)
+
+    @property
+    def spent(self) -> int:
+        return sum(reward.chips_spent for reward in self.rewards)
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptResult:
     receipt_id: str
     lines: tuple[LineResult, ...]  # in the request's order
@@ -351,3 +395,4 @@ class ReceiptResult:
     # offer id -> what is left of its per-member limit after this receipt (limited offers
     # that applied to an identified member only; spec §19)
     usage_left: tuple[tuple[str, int], ...] = ()
+    chips: ChipsResult | None = None  # None: no chips offer applied, none spent

@@ -169,9 +169,20 @@ def rule_for_offer(offer: Offer) -> Rule | None:
     """A configured offer of levels 1-3; None for an INDIVIDUAL offer (it applies only through
     a favorite-products offer or a member's terms)."""
     mechanic = _LEVEL_MECHANICS.get(offer.level)
-    if mechanic is None:
+    if mechanic is None or is_chips_offer(offer):
         return None
     return _rule_for_general_offer(offer, mechanic)
+
+
+def is_chips_offer(offer: Offer) -> bool:
+    """A chips grant or reward: engine.chips applies it after the lines, never the hot path."""
+    return offer.benefit.kind is BenefitKind.CHIPS or offer.chips_price > 0
+
+
+def rule_for_chips_offer(offer: Offer) -> Rule:
+    """A chips offer of level ALL_BUYERS or MEMBERS_ONLY compiled for its filters (validity,
+    store, channel, schedule, member) and its order; engine.chips values it."""
+    return _rule_for_general_offer(offer, _LEVEL_MECHANICS[offer.level])
 
 
 def rule_for_favorite_products(favorite: FavoriteProductsOffer) -> Rule:

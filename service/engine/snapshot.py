@@ -24,6 +24,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from service.engine.chips import chips_program
 from service.engine.model import (
     Category,
     FavoriteProductsOffer,
@@ -66,6 +67,7 @@ class Snapshot:
         "all_products_rules",
         "favorite_rules",
         "individual_memo",
+        "chips",
         "_categories",
         "_ancestors",
         "_groups",
@@ -102,6 +104,7 @@ class Snapshot:
         self.all_products_rules = all_products_rules
         self.favorite_rules = favorite_rules
         self.individual_memo: dict[int, IndividualRules] = {}
+        self.chips = chips_program(offers)  # None: no chips offer (engine.chips)
         self._categories = categories
         self._ancestors = ancestors
         self._groups = groups

@@ -51,6 +51,8 @@ def benefit_text(benefit: Benefit) -> str:
         return f"-{format_money(benefit.value)} per unit"
     if kind is BenefitKind.FIXED_PRICE:
         return f"price {format_money(benefit.value)}"
+    if kind is BenefitKind.CHIPS:
+        return f"+{benefit.value} chips"
     return f"+{format_percent(benefit.value)} %"
 
 

@@ -123,6 +123,8 @@ def offer_row(offer: Offer, *, active: bool, now: datetime) -> Row:
         "text": offer.text,
         "active": active,
         "updated_at": now,
+        "chips_threshold": offer.chips_threshold,
+        "chips_price": offer.chips_price,
     }
 
 
@@ -143,6 +145,8 @@ def offer_from_row(row: Any) -> Offer:
         audience=audience_from_json(row.audience),
         usage_limit=limit_from_row(row),
         text=row.text,
+        chips_threshold=row.chips_threshold,
+        chips_price=row.chips_price,
     )
 
 
@@ -307,6 +311,7 @@ def member_document(member: Member) -> str:
         "categories": [_terms_document(t) for t in member.favorite_categories],
         "personal": [_personal_document(o) for o in member.personal_offers],
         "usage": [[offer, period, used] for (offer, period), used in sorted(member.usage.items())],
+        "chips": member.chips,
     }
     return json.dumps(document, separators=(",", ":"))
 
@@ -325,6 +330,7 @@ def member_from_document(member_id: str, text: str) -> Member:
         favorite_categories=tuple(_terms_from_document(t) for t in d["categories"]),
         personal_offers=tuple(_personal_from_document(o) for o in d["personal"]),
         usage={(_intern(offer), _intern(period)): used for offer, period, used in d["usage"]},
+        chips=d.get("chips", 0),  # documents written before chips have none
     )
 
 

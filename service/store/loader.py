@@ -37,6 +37,7 @@ from service.store.configuration import configuration_version
 from service.store.models import (
     CardRow,
     CategoryRow,
+    ChipBalanceRow,
     FavoriteCategoryAttributeRow,
     FavoriteCategoryChoiceRow,
     FavoriteProductsOfferRow,
@@ -296,6 +297,7 @@ def _load_member_chunk(session: Session, ids: Sequence[str]) -> dict[str, Member
     usage: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
     for r in _owned_rows(session, OfferUsageRow, ids):
         usage[r.member_id][(r.offer_id, r.period_key)] = r.used
+    chips = {r.member_id: r.balance for r in _owned_rows(session, ChipBalanceRow, ids)}
     return {
         p.id: Member(
             id=p.id,
@@ -307,6 +309,7 @@ def _load_member_chunk(session: Session, ids: Sequence[str]) -> dict[str, Member
             favorite_categories=tuple(attributes.get(p.id, ())),
             personal_offers=tuple(personal.get(p.id, ())),
             usage=usage.get(p.id, {}),
+            chips=chips.get(p.id, 0),
         )
         for p in profiles
     }

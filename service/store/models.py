@@ -197,6 +197,9 @@ class OfferRow(Base):
     text: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # chips (migration 0006): a grant's threshold, a reward's chips per unit; 0: none
+    chips_threshold: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    chips_price: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class FavoriteProductsOfferRow(Base):
@@ -417,6 +420,9 @@ class ReceiptLineRow(Base):
     discount: Mapped[int] = mapped_column(BigInteger)
     paid: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[int] = mapped_column(BigInteger)
+    # chips granted on the line and spent on its reward (migration 0006)
+    chips: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    chips_spent: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class ReceiptBenefitRow(Base):
@@ -465,6 +471,9 @@ class RefundLineRow(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     discount: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[int] = mapped_column(BigInteger)
+    # chips taken back (granted) and given back (spent) (migration 0006)
+    chips: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    chips_spent: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class PointsLedgerRow(Base):
@@ -481,6 +490,31 @@ class PointsLedgerRow(Base):
     refund_id: Mapped[str | None] = mapped_column(String(KEY), ForeignKey("refunds.refund_id"))
     offer_id: Mapped[str] = mapped_column(String(KEY))
     points: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ChipBalanceRow(Base):
+    """A member's game chips (migration 0006). Never below zero: a debit is one conditional
+    UPDATE (balance >= chips), so confirms racing on any replicas cannot overdraw it."""
+
+    __tablename__ = "chip_balances"
+
+    member_id: Mapped[str] = mapped_column(String(KEY), _member_fk(), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ChipsLedgerRow(Base):
+    """One change of a member's chips: granted or spent by a confirm, reversed by a refund."""
+
+    __tablename__ = "chips_ledger"
+    __table_args__ = (Index(None, "member_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(String(KEY), _member_fk())
+    receipt_id: Mapped[str] = mapped_column(String(KEY), ForeignKey("receipts.receipt_id"))
+    refund_id: Mapped[str | None] = mapped_column(String(KEY), ForeignKey("refunds.refund_id"))
+    chips: Mapped[int] = mapped_column(BigInteger)  # signed: what the balance gained
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

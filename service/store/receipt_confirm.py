@@ -58,6 +58,8 @@ def write_lines(session: Session, receipt: ConfirmedReceipt) -> None:
                 "discount": line.discount,
                 "paid": line.paid,
                 "points": line.points,
+                "chips": line.chips,
+                "chips_spent": line.chips_spent,
             }
         )
         benefits.extend(

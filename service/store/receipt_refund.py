@@ -91,6 +91,8 @@ def confirmed_lines(session: Session, receipt_id: str) -> list[ConfirmedLine]:
             points_by_offer=tuple(sorted(points[r.line_no].items())),
             offer_ids=frozenset(offers[r.line_no]),
             refunded=refunded.get(r.line_no, 0),
+            chips=r.chips,
+            chips_spent=r.chips_spent,
         )
         for r in rows
     ]
@@ -124,6 +126,8 @@ def save_refund(
                 "amount": r.amount,
                 "discount": r.discount,
                 "points": r.points,
+                "chips": r.chips,
+                "chips_spent": r.chips_spent,
             }
             for r in refund.lines
         ],

@@ -591,6 +591,57 @@ CASES += [
     ),
 ]
 
+
+def chips_offer(**fields: Any) -> backoffice_pb2.UpsertOfferRequest:
+    """A chips grant (spec §20) with fields changed."""
+    offer = backoffice_pb2.Offer(
+        id="C-X",
+        name="x",
+        level=common_pb2.LEVEL_ALL_BUYERS,
+        benefit=common_pb2.Benefit(kind=common_pb2.BENEFIT_KIND_CHIPS, value=1),
+        stacking=1,
+        chips_threshold=50000,
+    )
+    for name, value in fields.items():
+        if name == "chips":
+            offer.benefit.value = value
+        elif name == "benefit":
+            offer.benefit.CopyFrom(value)
+        else:
+            setattr(offer, name, value)
+    return backoffice_pb2.UpsertOfferRequest(offer=offer)
+
+
+def spend(chips: int, r: receipt_pb2.Receipt | None = None) -> receipt_pb2.CalculateRequest:
+    return receipt_pb2.CalculateRequest(receipt=r or receipt(), chips_to_spend=chips)
+
+
+def anonymous(r: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
+    r.ClearField("member")
+    return r
+
+
+CHIPS_CASES = [
+    Case("negative chips to spend", R, "Calculate", spend(-1), INVALID, "chips_to_spend"),
+    Case("absurd chips to spend", R, "Calculate", spend(10**13), INVALID, "chips_to_spend"),
+    Case("more chips than held", R, "Calculate", spend(10**6), PRECONDITION),
+    Case("chips by an anonymous buyer", R, "Calculate", spend(1, anonymous(receipt())),
+         PRECONDITION),
+    Case("chips threshold zero", B, "UpsertOffer", chips_offer(chips_threshold=0), INVALID,
+         "offer.chips_threshold", BO),
+    Case("chips threshold negative", B, "UpsertOffer", chips_offer(chips_threshold=-1), INVALID,
+         "offer.chips_threshold", BO),
+    Case("no chips per threshold", B, "UpsertOffer", chips_offer(chips=0), INVALID,
+         "offer.benefit.value", BO),
+    Case("chips for a target audience", B, "UpsertOffer", chips_offer(level=3), INVALID,
+         "offer.level", BO),
+    Case("a reward of negative chips", B, "UpsertOffer",
+         chips_offer(benefit=common_pb2.Benefit(kind=3, value=100), chips_threshold=0,
+                     chips_price=-10), INVALID, "offer.chips_price", BO),
+    Case("a reward paying chips in chips", B, "UpsertOffer", chips_offer(chips_price=10),
+         INVALID, "offer.chips_price", BO),
+]  # fmt: skip
+
 EVERY_N_DAYS_CASES = [
     Case(
         "favorite offer changed every 2**31-1 days",  # next_allowed would leave the calendar
@@ -1169,6 +1220,7 @@ def send(channel: grpc.Channel, case: Case) -> None:
 
 
 ALL_CASES = CASES + EVERY_N_DAYS_CASES + TIMESTAMP_CASES + STRING_CASES + replay_cases()
+ALL_CASES = CASES + CHIPS_CASES + EVERY_N_DAYS_CASES + TIMESTAMP_CASES + STRING_CASES
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[c.name for c in ALL_CASES])

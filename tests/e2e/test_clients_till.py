@@ -134,3 +134,41 @@ def test_the_till_shows_the_members_individual_offers(demo_server: LoyaltyServer
     assert "Member M000001" in done.stdout
     assert "Greek yogurt 2 % 140 g, Green Meadow" in done.stdout  # a favorite-product slot
     assert "Your coffee -25 %" in done.stdout  # a personalized offer
+
+
+def test_the_till_prints_chips_granted_and_spends_them_on_a_reward(
+    demo_server: LoyaltyServer,
+) -> None:
+    food, towels = "4600000000022", "4600000002514"  # G-FOOD milk; the C-REWARD-TOWELS reward
+    done = till(
+        demo_server,
+        f"""card 2000000000002
+{food} 1 6000.00
+pay
+card 2000000000002
+{towels} 1 50.00
+chips 10
+pay
+offers 2000000000002
+""",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    earned, rest = done.stdout.split("till> pay")[1:]
+    spent, offers = rest.split("till> offers")
+    granted = int(earned.split("Chips: +")[1].split()[0])
+    assert granted >= 10, "at least 5 000.00 of food paid: 1 chip per 500.00"
+    assert f"Chips: +{granted} granted, -0 spent, balance {granted}" in earned
+    unlocked = done.stdout.split("till> chips 10")[1].split("till> pay")[0]
+    assert "Paper towels 1.00 for 10 chips" in unlocked and "(10 chips)" in unlocked
+    assert "Chips spent on rewards" in unlocked
+    assert f"Chips: +0 granted, -10 spent, balance {granted - 10}" in spent
+    assert f"chips {granted - 10}" in offers
+
+
+def test_the_till_refuses_to_spend_chips_the_member_does_not_hold(
+    demo_server: LoyaltyServer,
+) -> None:
+    done = till(demo_server, "card 2000000000003\n4600000002514\nchips 99\nshow\n")
+    assert done.returncode == 1
+    assert "not enough chips" in done.stdout
+    assert "(99 chips)" not in done.stdout.split("till> show")[1], "the receipt stays as it was"

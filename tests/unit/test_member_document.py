@@ -73,6 +73,7 @@ members = st.builds(
     favorite_categories=st.lists(terms, max_size=3).map(tuple),
     personal_offers=st.lists(personal_offers, max_size=3).map(tuple),
     usage=st.dictionaries(st.tuples(ids, ids), st.integers(0, 10**9), max_size=4),
+    chips=st.integers(0, 10**9),
 )
 
 
@@ -97,7 +98,7 @@ def test_equal_members_give_the_same_text(member: Member) -> None:
     )
     assert member_document(equal) == text
     assert set(json.loads(text)) == {
-        "active", "birth", "gender", "tags", "slots", "categories", "personal", "usage",
+        "active", "birth", "gender", "tags", "slots", "categories", "personal", "usage", "chips",
     }, "the id is the row's key, not repeated in the body"  # fmt: skip
 
 
