@@ -110,6 +110,20 @@ class Settings:
     worker_name: str = setting("", "set by the supervisor: this worker's name in logs")
     supervisor_pid: int = setting(0, "set by the supervisor: the worker exits when it dies")
     migrate_only: bool = setting(False, "migrate the store, print one line and exit; serve nothing")
+    # --- points spending (spec §12, docs/points.md) ---
+    point_value: int = setting(1, "minor units one bonus point pays (1: 1 point = 1 kopeck)")
+    points_max_share_bp: int = setting(
+        5000, "share of what is left to pay after discounts payable with points, basis points"
+    )
+    points_min_money_per_line: int = setting(
+        0, "minor units every line keeps paid in money when points are spent (0: none)"
+    )
+    points_accrue_on_money_only: bool = setting(
+        True, "accrue bonus points only on the part of a line paid in money"
+    )
+    points_activation_delay_s: float = setting(
+        0.0, "seconds after a confirm before its accrued points may be spent"
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -136,6 +150,17 @@ class Settings:
             raise ValueError("token_ttl_s must be > 0 (and at most ten years)")
         if not 0 < self.max_sale_time_age_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
             raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
+        self._check_points()
+
+    def _check_points(self) -> None:
+        if not 1 <= self.point_value <= 1_000_000:
+            raise ValueError("point_value must be from 1 to 1000000 minor units")
+        if not 0 <= self.points_max_share_bp <= 10000:
+            raise ValueError("points_max_share_bp must be from 0 to 10000")
+        if self.points_min_money_per_line < 0:
+            raise ValueError("points_min_money_per_line must be >= 0")
+        if not 0 <= self.points_activation_delay_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
+            raise ValueError("points_activation_delay_s must be >= 0 (and at most ten years)")
 
     @property
     def development_mode(self) -> bool:

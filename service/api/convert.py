@@ -165,6 +165,22 @@ def fill_result(
             pr.mechanic = mechanic[rejected.mechanic._value_]
             pr.reason = rejected.reason
             pr.discount = rejected.discount
+    if result.spend is not None:
+        fill_points_spend(out, result.spend)
+
+
+def fill_points_spend(out: receipt_pb2.ReceiptResult, spend: m.PointsSpend) -> None:
+    """The points a receipt spends (spec §12): per line and in total."""
+    out.points_requested = spend.requested
+    out.points_available = spend.available
+    out.points_allowed = spend.allowed
+    out.point_value = spend.point_value
+    out.total_points_spent = spend.spent
+    out.total_points_value = spend.value
+    for pl, points in zip(out.lines, spend.per_line, strict=True):
+        if points:
+            pl.points_spent = points
+            pl.points_value = points * spend.point_value
 
 
 # Keyed by the enum's value: hashing a str is a C call, hashing an Enum member a Python one.
@@ -242,6 +258,7 @@ def confirmed_receipt(
                 line.paid,
                 line.points,
                 benefits,
+                line.points_spent,
             )
         )
     return lc.ConfirmedReceipt(
@@ -320,9 +337,11 @@ def refund_record(refund: lc.Refund) -> bytes:
             discount=r.discount,
             paid=r.paid,
             points=r.points,
+            points_returned=r.points_returned,
         )
     response.total_paid = refund.total_paid
     response.total_points = refund.total_points
+    response.total_points_returned = refund.total_points_returned
     return response.SerializeToString()
 
 

@@ -188,7 +188,10 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
             UnitOfWork(self._sessions), snapshot, member, at, general, request.store_id, channel
         )
         response = member_pb2.GetMemberOffersResponse(
-            member_id=found.member_id, points_balance=found.points_balance
+            member_id=found.member_id,
+            points_balance=found.points.balance,
+            points_available=found.points.available,
+            points_pending=found.points.pending,
         )
         for state in found.favorite_products:
             fill_favorite_products(response.favorite_products.add(), state, snapshot)

@@ -1,8 +1,9 @@
 """The member lookup (spec §9; docs/favorites.md#the-member-lookup-getmemberoffers): what a
 member is offered at an instant, composed from the cache (the member's terms, catalogue and
 offers) and four indexed reads on the member's key: favorite selections, favorite slots, last
-month's purchases (only with a PURCHASE_HISTORY offer) and the points ledger, plus one for the
-favorite-category change times when the member has such terms. Nothing is written."""
+month's purchases (only with a PURCHASE_HISTORY offer) and the points ledger (balance and
+what of it is available at the instant), plus one for the favorite-category change times
+when the member has such terms. Nothing is written."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from service.engine.model import Channel, Member, PersonalOffer
 from service.engine.snapshot import Snapshot
 from service.engine.validity import valid_at
 from service.store.category_choice_repo import last_category_changes
-from service.store.receipt_repo import points_balance
+from service.store.points_repo import PointsPosition, points_position
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class MemberOffers:
     favorite_categories: list[CategoryState]
     personal_offers: list[PersonalOfferView]
     general_offers: list[GeneralOffer]
-    points_balance: int
+    points: PointsPosition  # balance, available now, pending activation (spec §12)
 
 
 class GeneralOffers:
@@ -71,14 +72,14 @@ def member_offers(
 ) -> MemberOffers:
     """Favorite products, favorite categories and personalized offers valid at `at`, the
     general and audience offers that apply to the member then (for the store and channel when
-    given), and the points balance."""
+    given), and the member's points: balance, available, pending."""
     tz = snapshot.program_time_zone
     terms = [t for t in member.favorite_categories if valid_at(t.valid_from, t.valid_to, at)]
     with uow:
         session = uow.session
         favorites = favorite_states(session, snapshot, member.id, at)
         changes = last_category_changes(session, member.id) if terms else {}
-        points = points_balance(session, member.id)
+        points = points_position(session, member.id, at)
     categories = []
     for t in terms:
         last_change_at = changes.get(t.offer_id)

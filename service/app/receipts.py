@@ -7,11 +7,13 @@ work (service.app.unit_of_work), their statements in the order that makes them c
     confirm  claim the receipt id (the FIRST statement: the primary key decides a race); a
              repeat answers from the stored record. Anything new: the token's age and the
              window for late receipts, then lines and benefits, the member's lock, usage
-             (each counter a conditional upsert, refused past its limit), ledger, history,
-             the record with the balance -> commit
+             (each counter a conditional upsert, refused past its limit), points spent
+             (refused beyond what is available, read under the lock), ledger, history, the
+             record with the balance -> commit
     refund   one read answers most repeats. Then: lock the receipt row (a stored refund
              answers), each line's share (engine.lifecycle), the refund with its record, the
-             member's lock, usage given back, ledger reversal, history -> commit
+             member's lock, usage given back, ledger reversal and spent points given back,
+             history -> commit
 
 The unit of work patches the member's document with the new counters, appends the change
 feed and, after the commit, tells this replica's cache. What a confirm or refund answered is
@@ -50,20 +52,20 @@ from service.engine.lifecycle import (
     usage_given_back,
 )
 from service.engine.model import Member, Receipt, ReceiptResult, Unit, UsageCharge, UsageLimit
+from service.engine.points_spend import PointsPolicy, PointsRequest
 from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from service.limits import NAME, quote
 from service.store.member_repo import member_exists
+from service.store.points_repo import accrue, points_position, reverse, spend
 from service.store.receipt_repo import (
     StoredRefund,
-    accrue_points,
     add_to_history,
     add_usage,
     claim_receipt,
     confirmed_lines,
     lock_receipt,
     points_balance,
-    reverse_points,
     save_refund,
     set_record,
     sold_receipt,
@@ -74,6 +76,7 @@ from service.store.receipt_repo import (
 )
 
 USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
+POINTS_INSUFFICIENT = "POINTS_INSUFFICIENT"
 MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
 RECEIPT_NOT_FOUND = "RECEIPT_NOT_FOUND"
 
@@ -145,12 +148,15 @@ def confirm_receipt(
     time_zone: ZoneInfo,
     encode: EncodeConfirmation,
     admission: Admission = ADMIT_ANY,
+    activation_delay: timedelta = timedelta(0),
 ) -> Answer:
     """Commit the receipt once and return its record; a repeat returns the stored one.
 
     Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used up
-    since the calculation; MEMBER_NOT_FOUND, the member deleted since) and what `admission`
-    refuses; database errors propagate, nothing written."""
+    since the calculation; POINTS_INSUFFICIENT, the points spent no longer available;
+    MEMBER_NOT_FOUND, the member deleted since) and what `admission` refuses; database
+    errors propagate, nothing written. Accrued points may be spent `activation_delay` after
+    the confirm."""
     receipt = confirmation.receipt
     with units() as uow:
         session = uow.session
@@ -159,7 +165,7 @@ def confirm_receipt(
                 # the id is taken by a committed receipt (a concurrent claim was waited for)
                 return _replay_confirm(session, receipt.receipt_id, confirmation.fingerprint)
             admission.check(receipt)
-            record = _write_confirmation(uow, confirmation, time_zone, encode)
+            record = _write_confirmation(uow, confirmation, time_zone, encode, activation_delay)
             uow.commit()
         except IntegrityError:
             session.rollback()
@@ -169,7 +175,11 @@ def confirm_receipt(
 
 
 def _write_confirmation(
-    uow: UnitOfWork, confirmation: Confirmation, time_zone: ZoneInfo, encode: EncodeConfirmation
+    uow: UnitOfWork,
+    confirmation: Confirmation,
+    time_zone: ZoneInfo,
+    encode: EncodeConfirmation,
+    activation_delay: timedelta,
 ) -> bytes:
     """What a new confirm writes after its claim; the record last (it carries the balance)."""
     session, at = uow.session, uow.now
@@ -181,7 +191,9 @@ def _write_confirmation(
     if member_id:
         uow.lock_members([member_id])
         counted, totals = _count_usage(session, member_id, confirmation.usage, at)
-        accrue_points(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at)
+        _spend_points(session, receipt, at)
+        available_at = at + activation_delay if activation_delay else None
+        accrue(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at, available_at)
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
         balance = points_balance(session, member_id)
@@ -209,6 +221,23 @@ def _count_usage(
         counted.append(CountedUsage(claim.offer_id, claim.period_key, claim.used, claim.unit))
         totals[(claim.offer_id, claim.period_key)] = used
     return tuple(counted), totals
+
+
+def _spend_points(session: Session, receipt: ConfirmedReceipt, at: datetime) -> None:
+    """Debit the points the receipt spends; refused if the member no longer has them
+    available. Read under the member's lock, so a concurrent confirm of the same member (on
+    any replica) waits and then sees this one's debit."""
+    spent = receipt.total_points_spent
+    if not spent:
+        return
+    available = points_position(session, receipt.member_id, at).available
+    if available < spent:
+        raise FailedPrecondition(
+            f"{spent} points were to be spent but {max(available, 0)} are available now; "
+            "calculate the receipt again",
+            reason=POINTS_INSUFFICIENT,
+        )
+    spend(session, receipt.member_id, receipt.receipt_id, spent, at)
 
 
 def _replay_confirm(session: Session, receipt_id: str, fingerprint: str) -> Answer:
@@ -307,15 +336,18 @@ def _refund(
     shares = tuple(refund_line(line, quantity) for line, quantity in wanted)
     points = points_by_offer(shares)
     member_id = sold.member_id
-    balance = points_balance(session, member_id) - sum(points.values()) if member_id else 0
-    refund = Refund(request.refund_id, receipt_id, shares, balance)
+    refund = Refund(request.refund_id, receipt_id, shares, 0)
+    returned = refund.total_points_returned
+    if member_id:
+        balance = points_balance(session, member_id) - sum(points.values()) + returned
+        refund = replace(refund, points_balance=balance)
     record = codec.encode(refund)
     save_refund(session, refund, request.fingerprint, record, uow.now)
     if member_id:
         uow.lock_members([member_id])
         usage = codec.counted_usage(sold.record)
         totals = _give_back_usage(session, member_id, usage, lines, refund, uow.now)
-        reverse_points(session, member_id, refund, points, uow.now)
+        reverse(session, member_id, receipt_id, request.refund_id, points, returned, uow.now)
         month = purchase_month(sold.sale_time, time_zone)
         add_to_history(session, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
@@ -354,6 +386,13 @@ def _replay_refund(stored: StoredRefund, fingerprint: str) -> Answer:
     return Answer(stored.response, replayed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class SpendAsk:
+    """Points a calculation is asked to spend: a number, or None for as many as allowed."""
+
+    points: int | None
+
+
 # --- as a replica serves them -----------------------------------------------------------------
 
 
@@ -370,8 +409,12 @@ class ReceiptLifecycle:
         time_zone: ZoneInfo,
         max_sale_time_age: timedelta,
         max_receipt_lines: int,
+        points_policy: PointsPolicy = PointsPolicy(),
+        activation_delay: timedelta = timedelta(0),
         clock: Clock = utc_now,
     ) -> None:
+        self._points_policy = points_policy
+        self._activation_delay = activation_delay
         self._cache = cache
         self._sessions = sessions
         self._time_zone = time_zone
@@ -379,9 +422,18 @@ class ReceiptLifecycle:
         self._max_receipt_lines = max_receipt_lines
         self._clock = clock
 
-    def calculate(self, receipt: Receipt, now: datetime, *, explain: bool = False) -> ReceiptResult:
+    def calculate(
+        self,
+        receipt: Receipt,
+        now: datetime,
+        *,
+        explain: bool = False,
+        spend: SpendAsk | None = None,
+    ) -> ReceiptResult:
         """The receipt's benefits from the cached snapshot; nothing is written. Raises
-        InvalidArgument naming the field of the receipt at fault."""
+        InvalidArgument naming the field of the receipt at fault. With `spend` (the caller
+        checked there is a member), the member's available points are read from the store
+        (the one read a calculation makes) and spent on the receipt (spec §12)."""
         snapshot = self._cache.snapshot
         validate_receipt(
             snapshot,
@@ -390,7 +442,12 @@ class ReceiptLifecycle:
             max_lines=self._max_receipt_lines,
             max_sale_time_age=self._max_sale_time_age,
         )
-        return calculate_benefits(snapshot, receipt, explain=explain)
+        points = None
+        if spend is not None and receipt.member is not None:
+            with self._units(now)() as uow:
+                available = points_position(uow.session, receipt.member.id, now).available
+            points = PointsRequest(spend.points, max(available, 0), self._points_policy)
+        return calculate_benefits(snapshot, receipt, explain=explain, points=points)
 
     def confirm(
         self,
@@ -413,6 +470,7 @@ class ReceiptLifecycle:
                 time_zone=self._time_zone,
                 encode=encode,
                 admission=Admission(token_refusal, now, self._max_sale_time_age),
+                activation_delay=self._activation_delay,
             )
         except FailedPrecondition as refused:
             if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it

@@ -38,6 +38,7 @@ from service.engine.model import (
     RejectedCandidate,
     UsageCharge,
 )
+from service.engine.points_spend import PointsRequest, spend_points
 from service.engine.records import new_applied_benefit, new_line_result
 from service.engine.rules import BONUS, COMBINABLE, EXCLUSIVE, UNITS_LIMITED, Rule
 from service.engine.snapshot import Snapshot, order_of
@@ -131,11 +132,18 @@ def _undominated(exclusive: list[Rule]) -> tuple[Rule, ...]:
     return tuple(kept)
 
 
-def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) -> ReceiptResult:
+def calculate(
+    snapshot: Snapshot,
+    receipt: Receipt,
+    *,
+    explain: bool = False,
+    points: PointsRequest | None = None,
+) -> ReceiptResult:
     """The benefits of every line of the receipt, in request order; totals are exact sums.
 
     The receipt is assumed valid (engine.validation.validate_receipt). With explain=True
     each line also lists the candidates that were considered and lost, with the reason.
+    With `points`, the points asked for are spent on the settled lines (engine.points_spend).
     """
     context = ReceiptContext(snapshot, receipt)
     wide = _ReceiptWide(snapshot.all_products_rules, context)
@@ -178,7 +186,7 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_amount += result.amount
         total_discount += result.discount
         total_points += result.points
-    return ReceiptResult(
+    settled = ReceiptResult(
         receipt_id=receipt.receipt_id,
         lines=line_results,
         total_amount=total_amount,
@@ -188,6 +196,10 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         unknown_skus=tuple(sorted(unknown)) if unknown else (),
         usage=_usage_charges(context),
     )
+    # receipt-level steps after the lines are settled (spec §12)
+    if points is not None:
+        settled = spend_points(snapshot, [line.quantity for line in lines], settled, points)
+    return settled
 
 
 # What _split_by_role finds on a line, as a plain tuple (this runs for every line): its own

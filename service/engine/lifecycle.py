@@ -9,6 +9,9 @@ One refund's share is the difference between that after and before it. So the sh
 partial refunds of a line add up exactly to the line's value once the whole quantity is
 refunded, whatever the steps, and no step is ever negative.
 
+Points spent on a line (spec §12) come back the same way, so all the refunds of a line give
+back exactly what was spent on it, never more.
+
 A usage limit counted in RECEIPTS is given back when every line the offer applied to is
 refunded in full; one counted in UNITS is spread over those lines as the engine covered them
 (in line_id order, each line up to its quantity) and given back in proportion, like money.
@@ -54,6 +57,7 @@ class SoldLine:
     paid: int
     points: int
     benefits: tuple[AppliedBenefit, ...]
+    points_spent: int = 0  # bonus points spent on the line (spec §12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,10 @@ class ConfirmedReceipt:
     total_discount: int
     total_paid: int
     total_points: int
+
+    @property
+    def total_points_spent(self) -> int:
+        return sum(line.points_spent for line in self.lines)
 
     def points_by_offer(self) -> dict[str, int]:
         """The points each offer gave on the receipt, by offer id (one ledger row each)."""
@@ -149,6 +157,7 @@ class ConfirmedLine:
     points_by_offer: tuple[tuple[str, int], ...]  # (offer id, points), by offer id
     offer_ids: frozenset[str]  # every offer with a benefit on the line
     refunded: int = 0  # quantity given back by earlier refunds
+    points_spent: int = 0  # bonus points the confirm spent on the line
 
     @property
     def left(self) -> int:
@@ -166,6 +175,7 @@ class LineRefund:
     amount: int
     discount: int
     points_by_offer: tuple[tuple[str, int], ...]
+    points_returned: int = 0  # of the points spent on the line, what this refund gives back
 
     @property
     def paid(self) -> int:
@@ -192,6 +202,10 @@ class Refund:
     @property
     def total_points(self) -> int:
         return sum(line.points for line in self.lines)
+
+    @property
+    def total_points_returned(self) -> int:
+        return sum(line.points_returned for line in self.lines)
 
 
 def lines_to_refund(
@@ -271,6 +285,7 @@ def refund_line(line: ConfirmedLine, quantity: int) -> LineRefund:
             (offer_id, step_share(points, before, after, whole))
             for offer_id, points in line.points_by_offer
         ),
+        points_returned=step_share(line.points_spent, before, after, whole),
     )
 
 

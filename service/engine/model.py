@@ -338,6 +338,26 @@ class UsageCharge:
 
 
 @dataclass(frozen=True, slots=True)
+class PointsSpend:
+    """Points a receipt spends (engine.points_spend, spec §12): per line in the result's
+    order, and the figures behind it."""
+
+    requested: int
+    available: int
+    allowed: int  # the most the limits allow on this receipt, whatever the balance
+    point_value: int
+    per_line: tuple[int, ...]  # points spent per line, in the result's order
+
+    @property
+    def spent(self) -> int:
+        return sum(self.per_line)
+
+    @property
+    def value(self) -> int:
+        return self.spent * self.point_value
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptResult:
     receipt_id: str
     lines: tuple[LineResult, ...]  # in the request's order
@@ -347,3 +367,4 @@ class ReceiptResult:
     total_points: int
     unknown_skus: tuple[str, ...] = ()
     usage: tuple[UsageCharge, ...] = ()
+    spend: PointsSpend | None = None  # None: the request spent no points

@@ -415,6 +415,8 @@ class ReceiptLineRow(Base):
     discount: Mapped[int] = mapped_column(BigInteger)
     paid: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[int] = mapped_column(BigInteger)
+    # Bonus points spent on the line (migration 0004); refunds give them back in proportion.
+    points_spent: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class ReceiptBenefitRow(Base):
@@ -466,7 +468,9 @@ class RefundLineRow(Base):
 
 
 class PointsLedgerRow(Base):
-    """One accrual (positive, on confirm) or reversal (negative, on refund) of bonus points."""
+    """One movement of a member's bonus points (`kind`, service.store.points_repo): an
+    accrual (positive, on confirm), a reversal of one (negative, on refund), a spending
+    (negative, on confirm) or spent points given back (positive, on refund)."""
 
     __tablename__ = "points_ledger"
     __table_args__ = (Index(None, "member_id", "id"),)
@@ -480,6 +484,9 @@ class PointsLedgerRow(Base):
     offer_id: Mapped[str] = mapped_column(String(KEY))
     points: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # migration 0004: the kind of movement, and when its points may be spent (NULL: at once)
+    kind: Mapped[str] = mapped_column(String(16), server_default="accrual")
+    available_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 # --- sync, notifications, audit, imports, credentials ----------------------------------------
