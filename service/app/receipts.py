@@ -77,6 +77,7 @@ from service.store.receipt_repo import (
 
 USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
 POINTS_INSUFFICIENT = "POINTS_INSUFFICIENT"
+DEFAULT_POINTS_POLICY = PointsPolicy()
 MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
 RECEIPT_NOT_FOUND = "RECEIPT_NOT_FOUND"
 
@@ -409,7 +410,7 @@ class ReceiptLifecycle:
         time_zone: ZoneInfo,
         max_sale_time_age: timedelta,
         max_receipt_lines: int,
-        points_policy: PointsPolicy = PointsPolicy(),
+        points_policy: PointsPolicy = DEFAULT_POINTS_POLICY,
         activation_delay: timedelta = timedelta(0),
         clock: Clock = utc_now,
     ) -> None:
