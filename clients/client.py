@@ -346,10 +346,23 @@ class LoyaltyClient:
     # -- receipts --
 
     def calculate(
-        self, receipt: receipt_pb2.Receipt, *, explain: bool = False, timeout: float | None = None
+        self,
+        receipt: receipt_pb2.Receipt,
+        *,
+        explain: bool = False,
+        points_to_spend: int = 0,
+        spend_max_points: bool = False,
+        timeout: float | None = None,
     ) -> receipt_pb2.CalculateResponse:
-        """The benefits of a receipt, line by line, and the token to confirm exactly them."""
-        request = receipt_pb2.CalculateRequest(receipt=receipt, explain=explain)
+        """The benefits of a receipt, line by line, and the token to confirm exactly them.
+        With `points_to_spend` (or `spend_max_points`: as many as allowed) the member's bonus
+        points pay part of it; the result says how many may be spent and where."""
+        request = receipt_pb2.CalculateRequest(
+            receipt=receipt,
+            explain=explain,
+            points_to_spend=points_to_spend,
+            spend_max_points=spend_max_points,
+        )
         return self._call(
             receipt_pb2.CalculateResponse, "Calculate", self._receipts.Calculate, request, timeout
         )

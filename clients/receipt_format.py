@@ -123,17 +123,36 @@ def format_receipt(
         for benefit in line.benefits:
             value = f"+{benefit.points} pts" if benefit.points else money(-benefit.discount)
             out.append(_row(f"    {benefit.text}", value))
+        if line.points_spent:
+            out.append(_row(f"    Paid with {line.points_spent} pts", money(-line.points_value)))
         for rejected in line.rejected:
             out.append(f"    (not applied: {rejected.offer_id}: {rejected.reason})")
     out.append("-" * WIDTH)
     out.append(_row("Subtotal", money(result.total_amount)))
     out.append(_row("Loyalty discount", money(-result.total_discount)))
     out.append(_row(f"TOTAL {result.currency}", money(result.total_paid)))
+    if result.total_points_spent:
+        out.append(
+            _row(f"Paid with {result.total_points_spent} points", money(-result.total_points_value))
+        )
+        out.append(
+            _row(f"TO PAY {result.currency}", money(result.total_paid - result.total_points_value))
+        )
     if result.total_points:
-        out.append(_row("Bonus points", str(result.total_points)))
+        out.append(_row("Bonus points earned", points_text(result.total_points, result)))
+    if result.point_value:
+        value = f"1 point = {money(result.point_value)} {result.currency}"
+        out.append(_row("Points", value))
     if result.degraded:
         out.append("(calculated offline: member data may be stale)")
     return "\n".join(out)
+
+
+def points_text(points: int, result: receipt_pb2.ReceiptResult) -> str:
+    """Points with what they are worth: "246 pts = 2.46"."""
+    if not result.point_value:
+        return f"{points} pts"
+    return f"{points} pts = {money(points * result.point_value)}"
 
 
 def format_refund(
@@ -156,10 +175,14 @@ def format_refund(
         out.append(detail)
         if line.points:
             out.append(_row("    Bonus points taken back", str(line.points)))
+        if line.points_returned:
+            out.append(_row("    Spent points given back", str(line.points_returned)))
     out.append("-" * WIDTH)
     out.append(_row("PAID BACK", money(refund.total_paid)))
     if refund.total_points:
         out.append(_row("Bonus points taken back", str(refund.total_points)))
+    if refund.total_points_returned:
+        out.append(_row("Spent points given back", str(refund.total_points_returned)))
     out.append(_row("Points balance", str(refund.points_balance)))
     return "\n".join(out)
 

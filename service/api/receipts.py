@@ -96,6 +96,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             sale_time=receipt.sale_time,
             degraded=not self._store_available(),
         )
+        response.result.point_value = self._settings.point_value  # what the till prints
         response.confirmation_token = self._signer.sign(receipt_pb, response.result, result.usage)
         return response
 
