@@ -124,6 +124,12 @@ class Settings:
     points_activation_delay_s: float = setting(
         0.0, "seconds after a confirm before its accrued points may be spent"
     )
+    points_expiry_days: int = setting(
+        0, "days accrued points may be spent once active, then they expire (0: never)"
+    )
+    points_expiring_soon_days: int = setting(
+        30, "points expiring within this many days are 'expiring soon' (lookup, event)"
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -161,6 +167,11 @@ class Settings:
             raise ValueError("points_min_money_per_line must be >= 0")
         if not 0 <= self.points_activation_delay_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
             raise ValueError("points_activation_delay_s must be >= 0 (and at most ten years)")
+        if (
+            not 0 <= self.points_expiry_days <= 3660
+            or not 0 <= self.points_expiring_soon_days <= 3660
+        ):
+            raise ValueError("points_expiry_days and points_expiring_soon_days: 0 to 3660")
 
     @property
     def development_mode(self) -> bool:

@@ -25,6 +25,7 @@ from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine.model import Member
+from service.engine.points_balance import Lifetime
 from service.engine.points_spend import PointsPolicy
 from service.errors import InvalidArgument
 from service.limits import check_length
@@ -69,7 +70,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             max_sale_time_age=timedelta(seconds=settings.max_sale_time_age_s),
             max_receipt_lines=settings.max_receipt_lines,
             points_policy=points_policy(settings),
-            activation_delay=timedelta(seconds=settings.points_activation_delay_s),
+            points_lifetime=points_lifetime(settings),
             clock=clock,
         )
 
@@ -135,6 +136,14 @@ def points_policy(settings: Settings) -> PointsPolicy:
         max_share_bp=settings.points_max_share_bp,
         min_money_per_line=settings.points_min_money_per_line,
         accrue_on_money_only=settings.points_accrue_on_money_only,
+    )
+
+
+def points_lifetime(settings: Settings) -> Lifetime:
+    expiry = settings.points_expiry_days
+    return Lifetime(
+        activation=timedelta(seconds=settings.points_activation_delay_s),
+        expiry=timedelta(days=expiry) if expiry else None,
     )
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -164,7 +165,12 @@ def create_server(
         )
     port = _bind(server, settings)
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
-    jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)
+    jobs = JobScheduler(
+        sessions,
+        cache,
+        settings.jobs_interval_s,
+        points_expiring_soon=timedelta(days=settings.points_expiring_soon_days),
+    )
     loyalty = LoyaltyServer(
         settings,
         server,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from service.app.favorites import favorite_states
 from service.app.unit_of_work import UnitOfWork
@@ -21,10 +21,11 @@ from service.engine.member_offers import (
     personal_offer_used,
 )
 from service.engine.model import Channel, Member, PersonalOffer
+from service.engine.points_balance import PointsPosition
 from service.engine.snapshot import Snapshot
 from service.engine.validity import valid_at
 from service.store.category_choice_repo import last_category_changes
-from service.store.points_repo import PointsPosition, points_position
+from service.store.points_repo import points_position
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class MemberOffers:
     favorite_categories: list[CategoryState]
     personal_offers: list[PersonalOfferView]
     general_offers: list[GeneralOffer]
-    points: PointsPosition  # balance, available now, pending activation (spec §12)
+    points: PointsPosition  # available now, pending, expiring soon (spec §12)
 
 
 class GeneralOffers:
@@ -69,17 +70,18 @@ def member_offers(
     general: list[GeneralOffer],
     store_id: str = "",
     channel: Channel | None = None,
+    expiring_soon: timedelta = timedelta(0),
 ) -> MemberOffers:
     """Favorite products, favorite categories and personalized offers valid at `at`, the
     general and audience offers that apply to the member then (for the store and channel when
-    given), and the member's points: balance, available, pending."""
+    given), and the member's points: available, pending, expiring within `expiring_soon`."""
     tz = snapshot.program_time_zone
     terms = [t for t in member.favorite_categories if valid_at(t.valid_from, t.valid_to, at)]
     with uow:
         session = uow.session
         favorites = favorite_states(session, snapshot, member.id, at)
         changes = last_category_changes(session, member.id) if terms else {}
-        points = points_position(session, member.id, at)
+        points = points_position(session, member.id, at, expiring_soon)
     categories = []
     for t in terms:
         last_change_at = changes.get(t.offer_id)

@@ -52,6 +52,7 @@ from service.engine.lifecycle import (
     usage_given_back,
 )
 from service.engine.model import Member, Receipt, ReceiptResult, Unit, UsageCharge, UsageLimit
+from service.engine.points_balance import FOREVER, Lifetime
 from service.engine.points_spend import PointsPolicy, PointsRequest
 from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
@@ -65,7 +66,6 @@ from service.store.receipt_repo import (
     claim_receipt,
     confirmed_lines,
     lock_receipt,
-    points_balance,
     save_refund,
     set_record,
     sold_receipt,
@@ -149,15 +149,14 @@ def confirm_receipt(
     time_zone: ZoneInfo,
     encode: EncodeConfirmation,
     admission: Admission = ADMIT_ANY,
-    activation_delay: timedelta = timedelta(0),
+    lifetime: Lifetime = FOREVER,
 ) -> Answer:
     """Commit the receipt once and return its record; a repeat returns the stored one.
 
     Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used up
     since the calculation; POINTS_INSUFFICIENT, the points spent no longer available;
     MEMBER_NOT_FOUND, the member deleted since) and what `admission` refuses; database
-    errors propagate, nothing written. Accrued points may be spent `activation_delay` after
-    the confirm."""
+    errors propagate, nothing written. Accrued points live the `lifetime` given."""
     receipt = confirmation.receipt
     with units() as uow:
         session = uow.session
@@ -166,7 +165,7 @@ def confirm_receipt(
                 # the id is taken by a committed receipt (a concurrent claim was waited for)
                 return _replay_confirm(session, receipt.receipt_id, confirmation.fingerprint)
             admission.check(receipt)
-            record = _write_confirmation(uow, confirmation, time_zone, encode, activation_delay)
+            record = _write_confirmation(uow, confirmation, time_zone, encode, lifetime)
             uow.commit()
         except IntegrityError:
             session.rollback()
@@ -180,7 +179,7 @@ def _write_confirmation(
     confirmation: Confirmation,
     time_zone: ZoneInfo,
     encode: EncodeConfirmation,
-    activation_delay: timedelta,
+    lifetime: Lifetime,
 ) -> bytes:
     """What a new confirm writes after its claim; the record last (it carries the balance)."""
     session, at = uow.session, uow.now
@@ -193,11 +192,10 @@ def _write_confirmation(
         uow.lock_members([member_id])
         counted, totals = _count_usage(session, member_id, confirmation.usage, at)
         _spend_points(session, receipt, at)
-        available_at = at + activation_delay if activation_delay else None
-        accrue(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at, available_at)
+        accrue(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at, lifetime)
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
-        balance = points_balance(session, member_id)
+        balance = points_position(session, member_id, at).balance
     record = encode(balance, counted)
     set_record(session, receipt.receipt_id, record)
     return record
@@ -293,8 +291,10 @@ def refund_receipt(
     time_zone: ZoneInfo,
     is_piece: IsPiece,
     codec: RefundCodec,
+    lifetime: Lifetime = FOREVER,
 ) -> Answer:
-    """Refund once and return the response's record; a repeat returns the stored one.
+    """Refund once and return the response's record; a repeat returns the stored one. Spent
+    points given back live the `lifetime` of new points (spendable at once).
 
     The request's own fields are validated by the caller (ids present, positive quantities,
     no duplicate lines, `full` xor lines). Raises NotFound (no such confirmed receipt),
@@ -307,7 +307,7 @@ def refund_receipt(
         return _replay_refund(stored, request.fingerprint)
     with units() as uow:
         try:
-            return _refund(uow, request, time_zone, is_piece, codec)
+            return _refund(uow, request, time_zone, is_piece, codec, lifetime)
         except IntegrityError:
             # the same refund id was stored meanwhile, for another receipt
             uow.session.rollback()
@@ -323,6 +323,7 @@ def _refund(
     time_zone: ZoneInfo,
     is_piece: IsPiece,
     codec: RefundCodec,
+    lifetime: Lifetime,
 ) -> Answer:
     session = uow.session
     receipt_id = request.receipt_id
@@ -340,7 +341,8 @@ def _refund(
     refund = Refund(request.refund_id, receipt_id, shares, 0)
     returned = refund.total_points_returned
     if member_id:
-        balance = points_balance(session, member_id) - sum(points.values()) + returned
+        before = points_position(session, member_id, uow.now).balance
+        balance = before - sum(points.values()) + returned
         refund = replace(refund, points_balance=balance)
     record = codec.encode(refund)
     save_refund(session, refund, request.fingerprint, record, uow.now)
@@ -348,7 +350,9 @@ def _refund(
         uow.lock_members([member_id])
         usage = codec.counted_usage(sold.record)
         totals = _give_back_usage(session, member_id, usage, lines, refund, uow.now)
-        reverse(session, member_id, receipt_id, request.refund_id, points, returned, uow.now)
+        reverse(
+            session, member_id, receipt_id, request.refund_id, points, returned, uow.now, lifetime
+        )
         month = purchase_month(sold.sale_time, time_zone)
         add_to_history(session, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
@@ -411,11 +415,11 @@ class ReceiptLifecycle:
         max_sale_time_age: timedelta,
         max_receipt_lines: int,
         points_policy: PointsPolicy = DEFAULT_POINTS_POLICY,
-        activation_delay: timedelta = timedelta(0),
+        points_lifetime: Lifetime = FOREVER,
         clock: Clock = utc_now,
     ) -> None:
         self._points_policy = points_policy
-        self._activation_delay = activation_delay
+        self._points_lifetime = points_lifetime
         self._cache = cache
         self._sessions = sessions
         self._time_zone = time_zone
@@ -471,7 +475,7 @@ class ReceiptLifecycle:
                 time_zone=self._time_zone,
                 encode=encode,
                 admission=Admission(token_refusal, now, self._max_sale_time_age),
-                activation_delay=self._activation_delay,
+                lifetime=self._points_lifetime,
             )
         except FailedPrecondition as refused:
             if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it
@@ -494,6 +498,7 @@ class ReceiptLifecycle:
             time_zone=self._time_zone,
             is_piece=is_piece,
             codec=codec,
+            lifetime=self._points_lifetime,
         )
 
     def _units(self, now: datetime) -> Units:

@@ -470,7 +470,8 @@ class RefundLineRow(Base):
 class PointsLedgerRow(Base):
     """One movement of a member's bonus points (`kind`, service.store.points_repo): an
     accrual (positive, on confirm), a reversal of one (negative, on refund), a spending
-    (negative, on confirm) or spent points given back (positive, on refund)."""
+    (negative, on confirm), spent points given back (positive, on refund) or the record of
+    points that expired (negative, by the expiry job)."""
 
     __tablename__ = "points_ledger"
     __table_args__ = (Index(None, "member_id", "id"),)
@@ -484,9 +485,11 @@ class PointsLedgerRow(Base):
     offer_id: Mapped[str] = mapped_column(String(KEY))
     points: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    # migration 0004: the kind of movement, and when its points may be spent (NULL: at once)
+    # migration 0004: the kind of movement, when its points may be spent (NULL: at once) and
+    # when they expire (NULL: never)
     kind: Mapped[str] = mapped_column(String(16), server_default="accrual")
     available_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
 
 
 # --- sync, notifications, audit, imports, credentials ----------------------------------------

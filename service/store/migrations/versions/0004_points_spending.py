@@ -4,9 +4,10 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01
 
-`points_ledger.kind` is one of accrual, reversal, spend, return (rows written before this
-revision are accruals, or reversals when a refund wrote them); `available_at` is when an
-accrual's points may be spent (NULL: at once, as every earlier row). `receipt_lines.
+`points_ledger.kind` is one of accrual, reversal, spend, return, expiry (rows written before
+this revision are accruals, or reversals when a refund wrote them); `available_at` is when an
+accrual's points may be spent (NULL: at once, as every earlier row) and `expires_at` when
+they expire (NULL: never, as every earlier row; indexed for the expiry job). `receipt_lines.
 points_spent` is what a confirm spent on the line, given back in proportion by refunds.
 """
 
@@ -27,6 +28,8 @@ def upgrade() -> None:
     with op.batch_alter_table("points_ledger") as batch:
         batch.add_column(sa.Column("kind", sa.String(16), nullable=False, server_default="accrual"))
         batch.add_column(sa.Column("available_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch.create_index("ix_points_ledger_expires_at", ["expires_at"])
     op.execute("UPDATE points_ledger SET kind = 'reversal' WHERE refund_id IS NOT NULL")
     with op.batch_alter_table("receipt_lines") as batch:
         batch.add_column(
@@ -38,5 +41,7 @@ def downgrade() -> None:
     with op.batch_alter_table("receipt_lines") as batch:
         batch.drop_column("points_spent")
     with op.batch_alter_table("points_ledger") as batch:
+        batch.drop_index("ix_points_ledger_expires_at")
+        batch.drop_column("expires_at")
         batch.drop_column("available_at")
         batch.drop_column("kind")
