@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from service.app.member_view import member_offers
+from service.app.points_jobs import run_points_expiry
 from service.app.unit_of_work import UnitOfWork
 from service.errors import FailedPrecondition, InvalidArgument
-from service.store.models import PointsLedgerRow
+from service.store.models import OutboxRow, PointsLedgerRow
 from service.store.points_repo import points_position
 from tests.integration.receipt_support import (
     SETTINGS,
@@ -220,3 +221,57 @@ def test_an_anonymous_receipt_cannot_spend_points(register: Register) -> None:
     with pytest.raises(InvalidArgument) as refused:
         register.calculate(receipt, spend_max=True)
     assert refused.value.field == "spend_max_points"
+
+
+# --- expiry -------------------------------------------------------------------------------
+
+
+def expiring(register: Register) -> Register:
+    """A replica whose accruals expire 10 days after the confirm."""
+    return open_register(register.sessions, replace(SETTINGS, points_expiry_days=10))
+
+
+def events_of(register: Register, event_type: str) -> list[dict[str, object]]:
+    with register.sessions() as session:
+        rows = session.execute(
+            select(OutboxRow.payload).where(
+                OutboxRow.member_id == SHOWCASE_MEMBER, OutboxRow.event_type == event_type
+            )
+        )
+        return [r.payload for r in rows]
+
+
+def run_expiry(register: Register, now: datetime) -> int:
+    uow = UnitOfWork(register.sessions, register.cache.members_changed, now=now)
+    return run_points_expiry(uow, timedelta(days=3))
+
+
+def test_points_expire_are_announced_before_and_recorded_after(register: Register) -> None:
+    receipt = showcase_receipt("R-P-EXPIRE")
+    earned = expiring(register).confirm(receipt).result.total_points
+    start = datetime.now(UTC)
+    assert run_expiry(register, start) == 0, "nothing enters the 3-day window yet"
+    assert run_expiry(register, start + timedelta(days=8)) == 1
+    assert run_expiry(register, start + timedelta(days=8, hours=1)) == 0, "announced once"
+    [event] = events_of(register, "POINTS_EXPIRING_SOON")
+    assert event["points"] == earned
+    member = register.cache.member(SHOWCASE_MEMBER)
+    assert member is not None
+    view = member_offers(
+        UnitOfWork(register.sessions),
+        register.cache.snapshot,
+        member,
+        start + timedelta(days=8),
+        [],
+        expiring_soon=timedelta(days=3),
+    ).points
+    assert view.expiring_soon == earned
+    # after the expiry: gone from the balance, and recorded once
+    later = start + timedelta(days=11)
+    run_expiry(register, later)
+    run_expiry(register, later + timedelta(hours=1))
+    assert ("expiry", -earned) in kinds(register)
+    assert [k for k, _ in kinds(register)].count("expiry") == 1
+    with register.sessions() as session:
+        assert points_position(session, SHOWCASE_MEMBER, later).balance == 0
+    assert ledger_sum(register.sessions, SHOWCASE_MEMBER) == 0
