@@ -379,6 +379,9 @@ class Till:
             f"Member {offers.member_id}, points balance {offers.points_balance}:"
             f" {offers.points_available} to spend, {offers.points_pending} pending"
         )
+        if offers.points_expiring_soon:
+            before = offers.points_expiring_before.ToDatetime(UTC).date().isoformat()
+            self.say(f"  {offers.points_expiring_soon} points expire before {before}")
         for fav in offers.favorite_products:
             slots = "; ".join(names.get(x.sku, x.sku) if x.sku else "(empty)" for x in fav.slots)
             self.say(f"  {fav.name}: {slots or 'no slots'}")
