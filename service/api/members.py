@@ -30,6 +30,7 @@ from service.config import Settings
 from service.engine.favorites import CategoryState, ChangeWindow, FavoriteState
 from service.engine.member_offers import GeneralOffer
 from service.engine.model import Member
+from service.engine.points_balance import soon_until
 from service.engine.snapshot import Snapshot
 from service.engine.validation import check_instant
 from service.errors import InvalidArgument
@@ -204,7 +205,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
             points_expiring_soon=found.points.expiring_soon,
         )
         if found.points.expiring_soon:
-            response.points_expiring_before.FromDatetime(at + soon)
+            response.points_expiring_before.FromDatetime(soon_until(at, soon))
         for state in found.favorite_products:
             fill_favorite_products(response.favorite_products.add(), state, snapshot)
         for terms in found.favorite_categories:

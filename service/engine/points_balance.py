@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 ACCRUAL = "accrual"
 REVERSAL = "reversal"
@@ -112,7 +112,7 @@ def points_position(
         elif m.points < 0:
             debt += _take(lots, -m.points, m)
     available = pending = expiring = expired = 0
-    horizon = at + soon
+    horizon = soon_until(at, soon)
     for lot in lots:
         if lot.expired(at):
             expired += lot.left
@@ -123,6 +123,14 @@ def points_position(
         else:
             pending += lot.left
     return PointsPosition(available - debt, pending, expiring, expired, recorded)
+
+
+def soon_until(at: datetime, soon: timedelta) -> datetime:
+    """The end of the "expiring soon" window from `at`; the last datetime near year 9999."""
+    try:
+        return at + soon
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _take(lots: list[_Lot], points: int, movement: Movement) -> int:
