@@ -105,6 +105,7 @@ class CheckoutReport:
     confirm_replayed: list[bool] = field(default_factory=list)
     confirm_same_result: bool = False
     points_balance: int = 0
+    points_spent: int = 0
     refund_id: str = ""
     refund_lines: dict[str, int] = field(default_factory=dict)
     refund_paid_back: int = 0
@@ -173,9 +174,11 @@ def run_checkout(
     changes: Sequence[Change],
     *,
     store_id: str = "S001",
+    spend_points: bool = True,
     out: TextIO = sys.stdout,
 ) -> CheckoutReport:
-    """The whole story; raises LoyaltyError when the service refuses a step."""
+    """The whole story; raises LoyaltyError when the service refuses a step. With
+    `spend_points`, a signed-in customer pays with as many bonus points as allowed."""
     cart = Cart(f"WEB-{uuid.uuid4().hex[:12]}", store_id, prices)
     report = CheckoutReport(cart.cart_id)
     names = {sku: item.name for sku, item in prices.items()}
@@ -200,6 +203,16 @@ def run_checkout(
         )
     if calculated is None:
         raise ValueError("the cart is empty: nothing to pay")
+    if spend_points and receipt.HasField("member"):
+        # at payment the customer ticks "pay with my points": as many as the rules allow
+        calculated = client.calculate(receipt, spend_max_points=True)
+        r = calculated.result
+        report.points_spent = r.total_points_spent
+        print(
+            f"\nPay with points: {r.total_points_spent} of {r.points_available} available"
+            f" = {money(r.total_points_value)} {r.currency}",
+            file=out,
+        )
     print("\n" + format_receipt(receipt, calculated.result, names, title="ORDER"), file=out)
 
     token = calculated.confirmation_token
@@ -256,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--item", action="append", type=_parse_item, default=[], help="SKU[:QTY]")
     parser.add_argument("--prices", default="demo", help="`demo` or a JSON price file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")
+    parser.add_argument(
+        "--no-points", action="store_true", help="pay in money only (default: with points)"
+    )
     return parser
 
 
@@ -269,7 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = io.StringIO() if args.json else sys.stdout
     try:
         with client_from_args(args) as client:
-            report = run_checkout(client, prices, changes, store_id=args.store, out=out)
+            report = run_checkout(
+                client,
+                prices,
+                changes,
+                store_id=args.store,
+                spend_points=not args.no_points,
+                out=out,
+            )
     except (LoyaltyError, KeyError, ValueError) as err:
         raise ToolError(err.describe() if isinstance(err, LoyaltyError) else str(err)) from None
     if args.json:

@@ -403,12 +403,20 @@ class LoyaltyClient:
         *,
         explain: bool = False,
         chips_to_spend: int = 0,
+        points_to_spend: int = 0,
+        spend_max_points: bool = False,
         timeout: float | None = None,
     ) -> receipt_pb2.CalculateResponse:
-        """The benefits of a receipt, line by line, and the token to confirm exactly them;
+        """The benefits of a receipt, line by line, and the token to confirm exactly them.
+        With `points_to_spend` (or `spend_max_points`: as many as allowed) the member's bonus
+        points pay part of it; the result says how many may be spent and where.
         `chips_to_spend`: at most this many of the member's chips unlock rewards."""
         request = receipt_pb2.CalculateRequest(
-            receipt=receipt, explain=explain, chips_to_spend=chips_to_spend
+            receipt=receipt,
+            explain=explain,
+            chips_to_spend=chips_to_spend,
+            points_to_spend=points_to_spend,
+            spend_max_points=spend_max_points,
         )
         return self._call(
             receipt_pb2.CalculateResponse, "Calculate", self._receipts.Calculate, request, timeout

@@ -147,23 +147,42 @@ def format_receipt(
             out.append(f"    {quantity_text(asked.quantity)} x {money(asked.price)}")
         for benefit in line.benefits:
             out.append(_row(f"    {benefit.text}", _benefit_value(benefit)))
+        if line.points_spent:
+            out.append(_row(f"    Paid with {line.points_spent} pts", money(-line.points_value)))
         for rejected in line.rejected:
             out.append(f"    (not applied: {rejected.offer_id}: {rejected.reason})")
     out.append("-" * WIDTH)
     out.append(_row("Subtotal", money(result.total_amount)))
     out.append(_row("Loyalty discount", money(-result.total_discount)))
     out.append(_row(f"TOTAL {result.currency}", money(result.total_paid)))
+    if result.total_points_spent:
+        out.append(
+            _row(f"Paid with {result.total_points_spent} points", money(-result.total_points_value))
+        )
+        out.append(
+            _row(f"TO PAY {result.currency}", money(result.total_paid - result.total_points_value))
+        )
     if result.total_points:
-        out.append(_row("Bonus points", str(result.total_points)))
+        out.append(_row("Bonus points earned", points_text(result.total_points, result)))
     if result.total_chips:  # an anonymous buyer gets them as physical chips
         out.append(
             _row("CHIPS TO HAND OUT" if not result.member_id else "Chips", str(result.total_chips))
         )
     if result.total_chips_spent:
         out.append(_row("Chips spent on rewards", str(result.total_chips_spent)))
+    if result.point_value:
+        value = f"1 point = {money(result.point_value)} {result.currency}"
+        out.append(_row("Points", value))
     if result.degraded:
         out.append("(calculated offline: member data may be stale)")
     return "\n".join(out)
+
+
+def points_text(points: int, result: receipt_pb2.ReceiptResult) -> str:
+    """Points with what they are worth: "246 pts = 2.46"."""
+    if not result.point_value:
+        return f"{points} pts"
+    return f"{points} pts = {money(points * result.point_value)}"
 
 
 def format_refund(
@@ -190,10 +209,14 @@ def format_refund(
             out.append(_row("    Chips taken back", str(line.chips)))
         if line.chips_spent:
             out.append(_row("    Chips given back", str(line.chips_spent)))
+        if line.points_returned:
+            out.append(_row("    Spent points given back", str(line.points_returned)))
     out.append("-" * WIDTH)
     out.append(_row("PAID BACK", money(refund.total_paid)))
     if refund.total_points:
         out.append(_row("Bonus points taken back", str(refund.total_points)))
+    if refund.total_points_returned:
+        out.append(_row("Spent points given back", str(refund.total_points_returned)))
     out.append(_row("Points balance", str(refund.points_balance)))
     if refund.total_chips or refund.total_chips_spent:
         out.append(_row("Chips taken back", str(refund.total_chips)))

@@ -6,6 +6,9 @@ line by line with the benefits under each line.
   SKU [QTY] [PRICE]    scan: QTY in units as on the scale (2, 0.753 kg; default 1),
                        PRICE per unit (per kg) in money, 87.90 (default: the price list)
   card NUMBER          identify the member by loyalty card (`card` alone: remove it)
+  points N             pay N of the member's bonus points on this receipt (1 point pays
+                       the value the receipt prints, 0.01 in the demo); `points 0`: none
+  points max           pay as many points as the balance and the limits allow
   void LINE            take a line off the open receipt
   show                 print the open receipt again
   offers               the member's individual offers (favorites, personal offers)
@@ -98,6 +101,8 @@ class Sale:
     lines: list[OpenLine] = field(default_factory=list)
     card: str = ""
     chips: int = 0  # chips the member may spend on rewards
+    points: int = 0  # bonus points to spend
+    points_max: bool = False  # as many as allowed
     next_line: int = 1
     calculated: receipt_pb2.CalculateResponse | None = None
     receipt: receipt_pb2.Receipt | None = None  # exactly what was calculated
@@ -147,6 +152,7 @@ class Till:
         self.paid: PaidReceipt | None = None
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "card": self.cmd_card,
+            "points": self.cmd_points,
             "void": self.cmd_void,
             "show": self.cmd_show,
             "offers": self.cmd_offers,
@@ -281,6 +287,8 @@ class Till:
         sale = self._open_sale()
         before = sale.card
         sale.card = args[0] if args else ""
+        if not sale.card:  # no member, no points to spend
+            sale.points, sale.points_max = 0, False
         if not sale.lines:
             self.say(f"Card {sale.card} noted." if sale.card else "No card.")
             return
@@ -304,6 +312,29 @@ class Till:
             sale.chips = before
 
         self._recalculate(undo=undo)
+
+    def cmd_points(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise CommandError("points takes N or `max`")
+        sale = self._require_sale()
+        if not sale.card:
+            raise CommandError("points need a member: `card NUMBER` first")
+        wanted = args[0].lower()
+        if wanted != "max" and not (wanted.isdigit() and len(wanted) <= 12):
+            raise CommandError("points takes a whole number of points or `max`")
+        before = (sale.points, sale.points_max)
+        sale.points, sale.points_max = (0, True) if wanted == "max" else (int(wanted), False)
+
+        def undo() -> None:
+            sale.points, sale.points_max = before
+
+        self._recalculate(undo=undo)
+        result = sale.calculated.result if sale.calculated else None
+        if result is not None and (sale.points or sale.points_max):
+            self.say(
+                f"Points: {result.total_points_spent} of {result.points_available} available"
+                f" spent (at most {result.points_allowed} on this receipt)"
+            )
 
     def cmd_show(self, args: list[str]) -> None:
         sale = self._require_sale()
@@ -361,7 +392,12 @@ class Till:
         """The receipt calculated: by one Calculate, or by the steps of the sale's session
         that bring it to this receipt (then the receipt is the session's)."""
         if self.client.session_target is None:
-            return receipt, self.client.calculate(receipt, chips_to_spend=sale.chips)
+            return receipt, self.client.calculate(
+                receipt,
+                chips_to_spend=sale.chips,
+                points_to_spend=sale.points,
+                spend_max_points=sale.points_max,
+            )
         if sale.session is None:
             sale.session = self.client.till_session(receipt_pb2.Receipt())
         answer = sale.session.sync(receipt)
@@ -408,9 +444,13 @@ class Till:
         )
         names = self._names()
         self.say(
-            f"Member {offers.member_id}, points balance {offers.points_balance},"
+            f"Member {offers.member_id}, points balance {offers.points_balance}:"
+            f" {offers.points_available} to spend, {offers.points_pending} pending,"
             f" chips {offers.chips_balance}"
         )
+        if offers.points_expiring_soon:
+            before = offers.points_expiring_before.ToDatetime(UTC).date().isoformat()
+            self.say(f"  {offers.points_expiring_soon} points expire before {before}")
         for fav in offers.favorite_products:
             slots = "; ".join(names.get(x.sku, x.sku) if x.sku else "(empty)" for x in fav.slots)
             self.say(f"  {fav.name}: {slots or 'no slots'}")
@@ -439,8 +479,14 @@ class Till:
             raise CommandError("check the receipt and `pay` again") from None
         result = confirmed.result
         again = " (already confirmed: same result)" if confirmed.replayed else ""
-        self.say(f"PAID {money(result.total_paid)} {result.currency}{again}")
+        in_money = result.total_paid - result.total_points_value
+        self.say(f"PAID {money(in_money)} {result.currency}{again}")
         self.say(f"Receipt {sale.receipt_id} confirmed: discount {money(result.total_discount)}")
+        if result.total_points_spent:
+            self.say(
+                f"Paid with {result.total_points_spent} points"
+                f" ({money(result.total_points_value)} {result.currency})"
+            )
         if result.member_id:
             self.say(
                 f"Member {result.member_id}: +{result.total_points} points,"

@@ -149,6 +149,26 @@ class Settings:
     till_session_max_messages: int = setting(
         20_000, "messages one till session may send (its lines: --max-receipt-lines)"
     )
+    # --- points spending (spec §21, docs/points.md) ---
+    point_value: int = setting(1, "minor units one bonus point pays (1: 1 point = 1 kopeck)")
+    points_max_share_bp: int = setting(
+        5000, "share of what is left to pay after discounts payable with points, basis points"
+    )
+    points_min_money_per_line: int = setting(
+        0, "minor units every line keeps paid in money when points are spent (0: none)"
+    )
+    points_accrue_on_money_only: bool = setting(
+        True, "accrue bonus points only on the part of a line paid in money"
+    )
+    points_activation_delay_s: float = setting(
+        0.0, "seconds after a confirm before its accrued points may be spent"
+    )
+    points_expiry_days: int = setting(
+        0, "days accrued points may be spent once active, then they expire (0: never)"
+    )
+    points_expiring_soon_days: int = setting(
+        30, "points expiring within this many days are 'expiring soon' (lookup, event)"
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -184,6 +204,7 @@ class Settings:
         if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
             raise ValueError("otlp_endpoint must be an http:// or https:// URL (or empty: off)")
         self._check_till_sessions()
+        self._check_points()
 
     def _check_till_sessions(self) -> None:
         counts = (
@@ -200,6 +221,21 @@ class Settings:
             )
         if not 0 < self.till_session_idle_s <= 86400:  # NaN and inf too
             raise ValueError("till_session_idle_s must be > 0 (and at most a day)")
+
+    def _check_points(self) -> None:
+        if not 1 <= self.point_value <= 1_000_000:
+            raise ValueError("point_value must be from 1 to 1000000 minor units")
+        if not 0 <= self.points_max_share_bp <= 10000:
+            raise ValueError("points_max_share_bp must be from 0 to 10000")
+        if self.points_min_money_per_line < 0:
+            raise ValueError("points_min_money_per_line must be >= 0")
+        if not 0 <= self.points_activation_delay_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
+            raise ValueError("points_activation_delay_s must be >= 0 (and at most ten years)")
+        if (
+            not 0 <= self.points_expiry_days <= 3660
+            or not 0 <= self.points_expiring_soon_days <= 3660
+        ):
+            raise ValueError("points_expiry_days and points_expiring_soon_days: 0 to 3660")
 
     @property
     def development_mode(self) -> bool:

@@ -1,11 +1,13 @@
 """Runs the member jobs (service/app/jobs.py: the list switch on the 1st, "selection allowed
-again") inside the server, every `interval_s`. The jobs are idempotent, so a second replica
-running them too writes nothing twice; a multi-process server runs them in one worker only."""
+again", points expiry) inside the server, every `interval_s`. The jobs are idempotent, so a
+second replica running them too writes nothing twice; a multi-process server runs them in
+one worker only."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,8 +21,13 @@ log = logging.getLogger(__name__)
 
 class JobScheduler:
     def __init__(
-        self, sessions: sessionmaker[Session], cache: BenefitCache, interval_s: float
+        self,
+        sessions: sessionmaker[Session],
+        cache: BenefitCache,
+        interval_s: float,
+        points_expiring_soon: timedelta | None = None,
     ) -> None:
+        self._points_expiring_soon = points_expiring_soon
         self._sessions = sessions
         self._cache = cache
         self._interval_s = interval_s
@@ -46,7 +53,7 @@ class JobScheduler:
         def unit_of_work() -> UnitOfWork:
             return UnitOfWork(self._sessions, self._cache.members_changed, now=now)
 
-        return run_member_jobs(unit_of_work, self._cache.snapshot)
+        return run_member_jobs(unit_of_work, self._cache.snapshot, self._points_expiring_soon)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

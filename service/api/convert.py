@@ -172,6 +172,8 @@ def fill_result(
             pr.discount = rejected.discount
     if result.chips is not None:
         _fill_chips(out, result.chips)
+    if result.spend is not None:
+        fill_points_spend(out, result.spend)
 
 
 def _fill_chips(out: receipt_pb2.ReceiptResult, chips: m.ChipsResult) -> None:
@@ -197,6 +199,20 @@ def _fill_chips(out: receipt_pb2.ReceiptResult, chips: m.ChipsResult) -> None:
         )
     out.total_chips = chips.granted
     out.total_chips_spent = chips.spent
+
+
+def fill_points_spend(out: receipt_pb2.ReceiptResult, spend: m.PointsSpend) -> None:
+    """The points a receipt spends (spec §21): per line and in total."""
+    out.points_requested = spend.requested
+    out.points_available = spend.available
+    out.points_allowed = spend.allowed
+    out.point_value = spend.point_value
+    out.total_points_spent = spend.spent
+    out.total_points_value = spend.value
+    for pl, points in zip(out.lines, spend.per_line, strict=True):
+        if points:
+            pl.points_spent = points
+            pl.points_value = points * spend.point_value
 
 
 # Keyed by the enum's value: hashing a str is a C call, hashing an Enum member a Python one.
@@ -276,6 +292,7 @@ def confirmed_receipt(
                 benefits,
                 line.chips,
                 line.chips_spent,
+                line.points_spent,
             )
         )
     return lc.ConfirmedReceipt(
@@ -361,9 +378,11 @@ def refund_record(refund: lc.Refund) -> bytes:
             points=r.points,
             chips=r.chips,
             chips_spent=r.chips_spent,
+            points_returned=r.points_returned,
         )
     response.total_paid = refund.total_paid
     response.total_points = refund.total_points
+    response.total_points_returned = refund.total_points_returned
     response.total_chips = refund.total_chips
     response.total_chips_spent = refund.total_chips_spent
     response.chips_balance = refund.chips_balance

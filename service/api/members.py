@@ -10,6 +10,7 @@ the change-feed row written in the same transaction tells every other replica.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 import grpc
 
@@ -31,6 +32,7 @@ from service.config import Settings
 from service.engine.favorites import CategoryState, ChangeWindow, FavoriteState
 from service.engine.member_offers import GeneralOffer
 from service.engine.model import Member
+from service.engine.points_balance import soon_until
 from service.engine.snapshot import Snapshot
 from service.engine.validation import check_instant
 from service.errors import InvalidArgument
@@ -197,14 +199,27 @@ class MemberServicer(MemberProfilesServicer, member_pb2_grpc.MemberServiceServic
         member = self._member(request.member)
         snapshot = self._cache.snapshot
         general = self._general.of(snapshot)
+        soon = timedelta(days=self._settings.points_expiring_soon_days)
         found = member_offers(
-            UnitOfWork(self._sessions), snapshot, member, at, general, request.store_id, channel
+            UnitOfWork(self._sessions),
+            snapshot,
+            member,
+            at,
+            general,
+            request.store_id,
+            channel,
+            expiring_soon=soon,
         )
         response = member_pb2.GetMemberOffersResponse(
             member_id=found.member_id,
-            points_balance=found.points_balance,
+            points_balance=found.points.balance,
+            points_available=found.points.available,
+            points_pending=found.points.pending,
+            points_expiring_soon=found.points.expiring_soon,
             chips_balance=found.chips_balance,
         )
+        if found.points.expiring_soon:
+            response.points_expiring_before.FromDatetime(soon_until(at, soon))
         for state in found.favorite_products:
             fill_favorite_products(response.favorite_products.add(), state, snapshot)
         for terms in found.favorite_categories:

@@ -19,12 +19,14 @@ from service.api import convert
 from service.api.auth import current_principal
 from service.api.lookup import MemberLookup, check_identity
 from service.api.tokens import signer_from_settings
-from service.app.receipts import ReceiptLifecycle, RefundCodec
+from service.app.receipts import ReceiptLifecycle, RefundCodec, SpendAsk
 from service.app.sessions import Sessions
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine.model import Member, Receipt
+from service.engine.points_balance import Lifetime
+from service.engine.points_spend import PointsPolicy
 from service.errors import InvalidArgument
 from service.limits import check_length
 
@@ -68,6 +70,8 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             time_zone=ZoneInfo(settings.time_zone),
             max_sale_time_age=timedelta(seconds=settings.max_sale_time_age_s),
             max_receipt_lines=settings.max_receipt_lines,
+            points_policy=points_policy(settings),
+            points_lifetime=points_lifetime(settings),
             clock=clock,
         )
 
@@ -87,8 +91,9 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         if not 0 <= request.chips_to_spend <= MAX_CHIPS_TO_SPEND:
             raise InvalidArgument("chips_to_spend", "from 0 to 10^12 chips")
         member, receipt = self._receipt_model(receipt_pb, now, request)
+        spend = points_to_spend(request, member)
         try:
-            result = self._receipts.calculate(receipt, now, explain=request.explain)
+            result = self._receipts.calculate(receipt, now, explain=request.explain, spend=spend)
         except InvalidArgument as error:  # the engine names fields of the receipt itself
             raise InvalidArgument(f"receipt.{error.field}", error.description) from None
         response = receipt_pb2.CalculateResponse()
@@ -100,6 +105,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             sale_time=receipt.sale_time,
             degraded=not self._store_available(),
         )
+        response.result.point_value = self._settings.point_value  # what the till prints
         if sign:
             response.confirmation_token = self._signer.sign(
                 receipt_pb, response.result, result.usage
@@ -150,6 +156,40 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         current_principal().check_store(request.store_id, request.receipt_id)
         refunded = self._receipts.refund(convert.refund_request(request), codec=REFUND_CODEC)
         return convert.refund_response(refunded.record, replayed=refunded.replayed)
+
+
+def points_policy(settings: Settings) -> PointsPolicy:
+    return PointsPolicy(
+        point_value=settings.point_value,
+        max_share_bp=settings.points_max_share_bp,
+        min_money_per_line=settings.points_min_money_per_line,
+        accrue_on_money_only=settings.points_accrue_on_money_only,
+    )
+
+
+def points_lifetime(settings: Settings) -> Lifetime:
+    expiry = settings.points_expiry_days
+    return Lifetime(
+        activation=timedelta(seconds=settings.points_activation_delay_s),
+        expiry=timedelta(days=expiry) if expiry else None,
+    )
+
+
+def points_to_spend(
+    request: receipt_pb2.CalculateRequest, member: Member | None
+) -> SpendAsk | None:
+    """What the calculation is asked to spend (spec §21); None: no points."""
+    wanted = request.points_to_spend
+    if not 0 <= wanted <= limits.POINTS:
+        raise InvalidArgument("points_to_spend", f"must be from 0 to {limits.POINTS}")
+    if request.spend_max_points and wanted:
+        raise InvalidArgument("points_to_spend", "must be 0 with spend_max_points")
+    if not wanted and not request.spend_max_points:
+        return None
+    if member is None:
+        field = "spend_max_points" if request.spend_max_points else "points_to_spend"
+        raise InvalidArgument(field, "spending points needs a member (receipt.member)")
+    return SpendAsk(None if request.spend_max_points else wanted)
 
 
 def validate_refund(request: receipt_pb2.RefundRequest) -> None:

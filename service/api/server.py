@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -203,7 +204,12 @@ def create_server(
     metrics.add_collector(StatsCollector(lambda: _cache_and_sync_stats(cache, follower)))
     if till_sessions is not None:
         metrics.add_collector(StatsCollector(functools.partial(_session_stats, till_sessions)))
-    jobs = JobScheduler(sessions, cache, settings.jobs_interval_s)
+    jobs = JobScheduler(
+        sessions,
+        cache,
+        settings.jobs_interval_s,
+        points_expiring_soon=timedelta(days=settings.points_expiring_soon_days),
+    )
     loyalty = LoyaltyServer(
         settings,
         server,

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.app.points_jobs import run_points_expiry
 from service.app.unit_of_work import UnitOfWork
 from service.batching import batched
 from service.engine.favorites import (
@@ -320,12 +321,19 @@ def _announce(
 # --- running them -------------------------------------------------------------------------------
 
 
-def run_member_jobs(uows: UnitsOfWork, snapshot: Snapshot) -> int:
-    """The list switch and "selection allowed again", each in its own transaction, committed;
+def run_member_jobs(
+    uows: UnitsOfWork, snapshot: Snapshot, points_expiring_soon: timedelta | None = None
+) -> int:
+    """The list switch and "selection allowed again", each in its own transaction, committed,
+    and the points expiry (service.app.points_jobs) given its "expiring soon" window;
     returns the events written."""
     written = 0
     for job in (switch_month, announce_selection_allowed):
         outcome = job(uows(), snapshot)
         log.info("%s: %d events", job.__name__, outcome.events)
         written += outcome.events
+    if points_expiring_soon is not None:
+        events = run_points_expiry(uows(), points_expiring_soon)
+        log.info("run_points_expiry: %d events", events)
+        written += events
     return written

@@ -1,14 +1,15 @@
 """The member lookup (spec §9; docs/favorites.md#the-member-lookup-getmemberoffers): what a
 member is offered at an instant, composed from the cache (the member's terms, catalogue and
 offers) and four indexed reads on the member's key: favorite selections, favorite slots, last
-month's purchases (only with a PURCHASE_HISTORY offer) and the points ledger, plus one for the
-favorite-category change times when the member has such terms. Nothing is written."""
+month's purchases (only with a PURCHASE_HISTORY offer) and the points ledger (balance and
+what of it is available at the instant), plus one for the favorite-category change times
+when the member has such terms. Nothing is written."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from service.app.favorites import favorite_states
@@ -22,11 +23,12 @@ from service.engine.member_offers import (
     personal_offer_used,
 )
 from service.engine.model import Channel, Member, PersonalOffer
+from service.engine.points_balance import PointsPosition
 from service.engine.snapshot import Snapshot
 from service.engine.validity import valid_at
 from service.store.category_choice_repo import last_category_changes
 from service.store.chips_repo import chips_balance
-from service.store.receipt_repo import points_balance
+from service.store.points_repo import points_position
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class MemberOffers:
     favorite_categories: list[CategoryState]
     personal_offers: list[PersonalOfferView]
     general_offers: list[GeneralOffer]
-    points_balance: int
+    points: PointsPosition  # available now, pending, expiring soon (spec §21)
     # offer id -> what is left of a general offer's per-member limit in its current period
     general_left: dict[str, int] = field(default_factory=dict)
     chips_balance: int = 0
@@ -75,17 +77,19 @@ def member_offers(
     general: list[GeneralOffer],
     store_id: str = "",
     channel: Channel | None = None,
+    expiring_soon: timedelta = timedelta(0),
 ) -> MemberOffers:
     """Favorite products, favorite categories and personalized offers valid at `at`, the
     general and audience offers that apply to the member then (for the store and channel when
-    given), and the points and chips balances."""
+    given), the member's points (available, pending, expiring within `expiring_soon`) and
+    chips balance."""
     tz = snapshot.program_time_zone
     terms = [t for t in member.favorite_categories if valid_at(t.valid_from, t.valid_to, at)]
     with uow:
         session = uow.session
         favorites = favorite_states(session, snapshot, member.id, at)
         changes = last_category_changes(session, member.id) if terms else {}
-        points = points_balance(session, member.id)
+        points = points_position(session, member.id, at, expiring_soon)
         chips = chips_balance(session, member.id)
     categories = []
     for t in terms:

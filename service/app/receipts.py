@@ -7,11 +7,13 @@ work (service.app.unit_of_work), their statements in the order that makes them c
     confirm  claim the receipt id (the FIRST statement: the primary key decides a race); a
              repeat answers from the stored record. Anything new: the token's age and the
              window for late receipts, then lines and benefits, the member's lock, usage
-             (each counter a conditional upsert, refused past its limit), ledger, history,
-             the record with the balance -> commit
+             (each counter a conditional upsert, refused past its limit), points spent
+             (refused beyond what is available, read under the lock), ledger, history, the
+             record with the balance -> commit
     refund   one read answers most repeats. Then: lock the receipt row (a stored refund
              answers), each line's share (engine.lifecycle), the refund with its record, the
-             member's lock, usage given back, ledger reversal, history -> commit
+             member's lock, usage given back, ledger reversal and spent points given back,
+             history -> commit
 
 The unit of work patches the member's document with the new counters, appends the change
 feed and, after the commit, tells this replica's cache. What a confirm or refund answered is
@@ -51,21 +53,21 @@ from service.engine.lifecycle import (
     usage_given_back,
 )
 from service.engine.model import Member, Receipt, ReceiptResult, Unit, UsageCharge, UsageLimit
+from service.engine.points_balance import FOREVER, Lifetime
+from service.engine.points_spend import PointsPolicy, PointsRequest
 from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from service.limits import NAME, quote
 from service.store.chips_repo import chips_balance, credit_chips, debit_chips
 from service.store.member_repo import member_exists
+from service.store.points_repo import accrue, points_position, reverse, spend
 from service.store.receipt_repo import (
     StoredRefund,
-    accrue_points,
     add_to_history,
     add_usage,
     claim_receipt,
     confirmed_lines,
     lock_receipt,
-    points_balance,
-    reverse_points,
     save_refund,
     set_record,
     sold_receipt,
@@ -76,6 +78,8 @@ from service.store.receipt_repo import (
 )
 
 USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"
+POINTS_INSUFFICIENT = "POINTS_INSUFFICIENT"
+DEFAULT_POINTS_POLICY = PointsPolicy()
 MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
 RECEIPT_NOT_FOUND = "RECEIPT_NOT_FOUND"
 
@@ -148,12 +152,14 @@ def confirm_receipt(
     time_zone: ZoneInfo,
     encode: EncodeConfirmation,
     admission: Admission = ADMIT_ANY,
+    lifetime: Lifetime = FOREVER,
 ) -> Answer:
     """Commit the receipt once and return its record; a repeat returns the stored one.
 
     Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used up
-    since the calculation; MEMBER_NOT_FOUND, the member deleted since) and what `admission`
-    refuses; database errors propagate, nothing written."""
+    since the calculation; POINTS_INSUFFICIENT, the points spent no longer available;
+    MEMBER_NOT_FOUND, the member deleted since) and what `admission` refuses; database
+    errors propagate, nothing written. Accrued points live the `lifetime` given."""
     receipt = confirmation.receipt
     with units() as uow:
         session = uow.session
@@ -162,7 +168,7 @@ def confirm_receipt(
                 # the id is taken by a committed receipt (a concurrent claim was waited for)
                 return _replay_confirm(session, receipt.receipt_id, confirmation.fingerprint)
             admission.check(receipt)
-            record = _write_confirmation(uow, confirmation, time_zone, encode)
+            record = _write_confirmation(uow, confirmation, time_zone, encode, lifetime)
             uow.commit()
         except IntegrityError:
             session.rollback()
@@ -172,7 +178,11 @@ def confirm_receipt(
 
 
 def _write_confirmation(
-    uow: UnitOfWork, confirmation: Confirmation, time_zone: ZoneInfo, encode: EncodeConfirmation
+    uow: UnitOfWork,
+    confirmation: Confirmation,
+    time_zone: ZoneInfo,
+    encode: EncodeConfirmation,
+    lifetime: Lifetime,
 ) -> bytes:
     """What a new confirm writes after its claim; the record last (it carries the balance)."""
     session, at = uow.session, uow.now
@@ -185,10 +195,11 @@ def _write_confirmation(
         uow.lock_members([member_id])
         chips = _settle_chips(uow, member_id, receipt)
         counted, totals = _count_usage(session, member_id, confirmation.usage, at)
-        accrue_points(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at)
+        _spend_points(session, receipt, at)
+        accrue(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at, lifetime)
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
-        balance = points_balance(session, member_id)
+        balance = points_position(session, member_id, at).balance
     record = encode(balance, counted, chips)
     set_record(session, receipt.receipt_id, record)
     return record
@@ -246,6 +257,23 @@ def _count_usage(
     return tuple(counted), totals
 
 
+def _spend_points(session: Session, receipt: ConfirmedReceipt, at: datetime) -> None:
+    """Debit the points the receipt spends; refused if the member no longer has them
+    available. Read under the member's lock, so a concurrent confirm of the same member (on
+    any replica) waits and then sees this one's debit."""
+    spent = receipt.total_points_spent
+    if not spent:
+        return
+    available = points_position(session, receipt.member_id, at).available
+    if available < spent:
+        raise FailedPrecondition(
+            f"{spent} points were to be spent but {max(available, 0)} are available now; "
+            "calculate the receipt again",
+            reason=POINTS_INSUFFICIENT,
+        )
+    spend(session, receipt.member_id, receipt.receipt_id, spent, at)
+
+
 def _replay_confirm(session: Session, receipt_id: str, fingerprint: str) -> Answer:
     """The first answer to this receipt id, if the request is the same; else refused."""
     stored = stored_receipt(session, receipt_id)
@@ -298,8 +326,10 @@ def refund_receipt(
     time_zone: ZoneInfo,
     is_piece: IsPiece,
     codec: RefundCodec,
+    lifetime: Lifetime = FOREVER,
 ) -> Answer:
-    """Refund once and return the response's record; a repeat returns the stored one.
+    """Refund once and return the response's record; a repeat returns the stored one. Spent
+    points given back live the `lifetime` of new points (spendable at once).
 
     The request's own fields are validated by the caller (ids present, positive quantities,
     no duplicate lines, `full` xor lines). Raises NotFound (no such confirmed receipt),
@@ -312,7 +342,7 @@ def refund_receipt(
         return _replay_refund(stored, request.fingerprint)
     with units() as uow:
         try:
-            return _refund(uow, request, time_zone, is_piece, codec)
+            return _refund(uow, request, time_zone, is_piece, codec, lifetime)
         except IntegrityError:
             # the same refund id was stored meanwhile, for another receipt
             uow.session.rollback()
@@ -328,6 +358,7 @@ def _refund(
     time_zone: ZoneInfo,
     is_piece: IsPiece,
     codec: RefundCodec,
+    lifetime: Lifetime,
 ) -> Answer:
     session = uow.session
     receipt_id = request.receipt_id
@@ -342,22 +373,27 @@ def _refund(
     shares = tuple(refund_line(line, quantity) for line, quantity in wanted)
     points = points_by_offer(shares)
     member_id = sold.member_id
-    balance = points_balance(session, member_id) - sum(points.values()) if member_id else 0
+    refund = Refund(request.refund_id, receipt_id, shares, 0)
+    returned = refund.total_points_returned
     chips_before = chips_after = 0
     if member_id:
-        uow.lock_members([member_id])  # before the chips balance is read
+        uow.lock_members([member_id])  # before its points and chips balances are read
+        before = points_position(session, member_id, uow.now).balance
         chips_before = chips_balance(session, member_id)
         taken = sum(share.chips for share in shares)
         given = sum(share.chips_spent for share in shares)
         chips_after = chips_after_refund(chips_before, taken, given)
-    refund = Refund(request.refund_id, receipt_id, shares, balance, chips_after)
+        balance = before - sum(points.values()) + returned
+        refund = replace(refund, points_balance=balance, chips_balance=chips_after)
     record = codec.encode(refund)
     save_refund(session, refund, request.fingerprint, record, uow.now)
     if member_id:
         _move_chips(uow, member_id, refund, chips_after - chips_before)
         usage = codec.counted_usage(sold.record)
         totals = _give_back_usage(session, member_id, usage, lines, refund, uow.now)
-        reverse_points(session, member_id, refund, points, uow.now)
+        reverse(
+            session, member_id, receipt_id, request.refund_id, points, returned, uow.now, lifetime
+        )
         month = purchase_month(sold.sale_time, time_zone)
         add_to_history(session, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
@@ -408,6 +444,13 @@ def _replay_refund(stored: StoredRefund, fingerprint: str) -> Answer:
     return Answer(stored.response, replayed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class SpendAsk:
+    """Points a calculation is asked to spend: a number, or None for as many as allowed."""
+
+    points: int | None
+
+
 # --- as a replica serves them -----------------------------------------------------------------
 
 
@@ -424,8 +467,12 @@ class ReceiptLifecycle:
         time_zone: ZoneInfo,
         max_sale_time_age: timedelta,
         max_receipt_lines: int,
+        points_policy: PointsPolicy = DEFAULT_POINTS_POLICY,
+        points_lifetime: Lifetime = FOREVER,
         clock: Clock = utc_now,
     ) -> None:
+        self._points_policy = points_policy
+        self._points_lifetime = points_lifetime
         self._cache = cache
         self._sessions = sessions
         self._time_zone = time_zone
@@ -433,10 +480,20 @@ class ReceiptLifecycle:
         self._max_receipt_lines = max_receipt_lines
         self._clock = clock
 
-    def calculate(self, receipt: Receipt, now: datetime, *, explain: bool = False) -> ReceiptResult:
+    def calculate(
+        self,
+        receipt: Receipt,
+        now: datetime,
+        *,
+        explain: bool = False,
+        spend: SpendAsk | None = None,
+    ) -> ReceiptResult:
         """The receipt's benefits from the cached snapshot; nothing is written. Raises
         InvalidArgument naming the field of the receipt at fault, FailedPrecondition
-        (CHIPS_INSUFFICIENT) when the member holds fewer chips than it would spend."""
+        (CHIPS_INSUFFICIENT) when the member holds fewer chips than it would spend. With
+        `spend` (the caller checked there is a member), the member's available points are
+        read from the store (the one read a calculation makes) and spent on the receipt
+        (spec §21)."""
         snapshot = self._cache.snapshot
         validate_receipt(
             snapshot,
@@ -446,7 +503,12 @@ class ReceiptLifecycle:
             max_sale_time_age=self._max_sale_time_age,
         )
         check_chips_to_spend(receipt)
-        return calculate_benefits(snapshot, receipt, explain=explain)
+        points = None
+        if spend is not None and receipt.member is not None:
+            with self._units(now)() as uow:
+                available = points_position(uow.session, receipt.member.id, now).available
+            points = PointsRequest(spend.points, max(available, 0), self._points_policy)
+        return calculate_benefits(snapshot, receipt, explain=explain, points=points)
 
     def confirm(
         self,
@@ -469,6 +531,7 @@ class ReceiptLifecycle:
                 time_zone=self._time_zone,
                 encode=encode,
                 admission=Admission(token_refusal, now, self._max_sale_time_age),
+                lifetime=self._points_lifetime,
             )
         except FailedPrecondition as refused:
             if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it
@@ -491,6 +554,7 @@ class ReceiptLifecycle:
             time_zone=self._time_zone,
             is_piece=is_piece,
             codec=codec,
+            lifetime=self._points_lifetime,
         )
 
     def _units(self, now: datetime) -> Units:

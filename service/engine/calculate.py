@@ -39,6 +39,7 @@ from service.engine.model import (
     RejectedCandidate,
     UsageCharge,
 )
+from service.engine.points_spend import PointsRequest, spend_points
 from service.engine.records import new_applied_benefit, new_line_result
 from service.engine.rules import BONUS, COMBINABLE, EXCLUSIVE, UNITS_LIMITED, Rule
 from service.engine.snapshot import Snapshot, order_of
@@ -132,11 +133,18 @@ def _undominated(exclusive: list[Rule]) -> tuple[Rule, ...]:
     return tuple(kept)
 
 
-def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) -> ReceiptResult:
+def calculate(
+    snapshot: Snapshot,
+    receipt: Receipt,
+    *,
+    explain: bool = False,
+    points: PointsRequest | None = None,
+) -> ReceiptResult:
     """The benefits of every line of the receipt, in request order; totals are exact sums.
 
     The receipt is assumed valid (engine.validation.validate_receipt). With explain=True
     each line also lists the candidates that were considered and lost, with the reason.
+    With `points`, the points asked for are spent on the settled lines (engine.points_spend).
     """
     context = ReceiptContext(snapshot, receipt)
     wide = _ReceiptWide(snapshot.all_products_rules, context)
@@ -180,7 +188,7 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         total_discount += result.discount
         total_points += result.points
     usage, usage_left = _usage_charges(context)
-    receipt_result = ReceiptResult(
+    settled = ReceiptResult(
         receipt_id=receipt.receipt_id,
         lines=line_results,
         total_amount=total_amount,
@@ -192,9 +200,13 @@ def calculate(snapshot: Snapshot, receipt: Receipt, *, explain: bool = False) ->
         usage_left=usage_left,
         configuration_version=snapshot.configuration_version,
     )
-    if snapshot.chips is not None:  # rewards unlocked, chips granted (engine.chips)
-        return apply_chips(snapshot, context, receipt, receipt_result)
-    return receipt_result
+    # receipt-level steps after the lines are settled: chips rewards change discounts, so
+    # points spread over what is left to pay after them (spec §20, then spec §21)
+    if snapshot.chips is not None:
+        settled = apply_chips(snapshot, context, receipt, settled)
+    if points is not None:
+        settled = spend_points(snapshot, [line.quantity for line in lines], settled, points)
+    return settled
 
 
 # What _split_by_role finds on a line, as a plain tuple (this runs for every line): its own

@@ -10,6 +10,9 @@ One refund's share is the difference between that after and before it. So the sh
 partial refunds of a line add up exactly to the line's value once the whole quantity is
 refunded, whatever the steps, and no step is ever negative.
 
+Points spent on a line (spec §21) come back the same way, so all the refunds of a line give
+back exactly what was spent on it, never more.
+
 A usage limit counted in RECEIPTS is given back when every line the offer applied to is
 refunded in full; one counted in UNITS is spread over those lines as the engine covered them
 (in line_id order, each line up to its quantity) and given back in proportion, like money.
@@ -57,6 +60,7 @@ class SoldLine:
     benefits: tuple[AppliedBenefit, ...]
     chips: int = 0  # granted on the line
     chips_spent: int = 0  # spent on its reward
+    points_spent: int = 0  # bonus points spent on the line (spec §21)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,10 @@ class ConfirmedReceipt:
     total_discount: int
     total_paid: int
     total_points: int
+
+    @property
+    def total_points_spent(self) -> int:
+        return sum(line.points_spent for line in self.lines)
 
     def points_by_offer(self) -> dict[str, int]:
         """The points each offer gave on the receipt, by offer id (one ledger row each)."""
@@ -162,6 +170,7 @@ class ConfirmedLine:
     refunded: int = 0  # quantity given back by earlier refunds
     chips: int = 0  # granted on the line
     chips_spent: int = 0  # spent on its reward
+    points_spent: int = 0  # bonus points the confirm spent on the line
 
     @property
     def left(self) -> int:
@@ -181,6 +190,7 @@ class LineRefund:
     points_by_offer: tuple[tuple[str, int], ...]
     chips: int = 0  # granted chips taken back
     chips_spent: int = 0  # spent chips given back
+    points_returned: int = 0  # of the points spent on the line, what this refund gives back
 
     @property
     def paid(self) -> int:
@@ -216,6 +226,10 @@ class Refund:
     @property
     def total_points(self) -> int:
         return sum(line.points for line in self.lines)
+
+    @property
+    def total_points_returned(self) -> int:
+        return sum(line.points_returned for line in self.lines)
 
 
 def lines_to_refund(
@@ -297,6 +311,7 @@ def refund_line(line: ConfirmedLine, quantity: int) -> LineRefund:
         ),
         chips=step_share(line.chips, before, after, whole),
         chips_spent=step_share(line.chips_spent, before, after, whole),
+        points_returned=step_share(line.points_spent, before, after, whole),
     )
 
 

@@ -382,6 +382,26 @@ class ChipsResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PointsSpend:
+    """Points a receipt spends (engine.points_spend, spec §21): per line in the result's
+    order, and the figures behind it."""
+
+    requested: int
+    available: int
+    allowed: int  # the most the limits allow on this receipt, whatever the balance
+    point_value: int
+    per_line: tuple[int, ...]  # points spent per line, in the result's order
+
+    @property
+    def spent(self) -> int:
+        return sum(self.per_line)
+
+    @property
+    def value(self) -> int:
+        return self.spent * self.point_value
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptResult:
     receipt_id: str
     lines: tuple[LineResult, ...]  # in the request's order
@@ -396,3 +416,4 @@ class ReceiptResult:
     # that applied to an identified member only; spec §19)
     usage_left: tuple[tuple[str, int], ...] = ()
     chips: ChipsResult | None = None  # None: no chips offer applied, none spent
+    spend: PointsSpend | None = None  # None: the request spent no points

@@ -423,6 +423,8 @@ class ReceiptLineRow(Base):
     # chips granted on the line and spent on its reward (migration 0006)
     chips: Mapped[int] = mapped_column(BigInteger, server_default="0")
     chips_spent: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Bonus points spent on the line (migration 0004); refunds give them back in proportion.
+    points_spent: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class ReceiptBenefitRow(Base):
@@ -477,7 +479,10 @@ class RefundLineRow(Base):
 
 
 class PointsLedgerRow(Base):
-    """One accrual (positive, on confirm) or reversal (negative, on refund) of bonus points."""
+    """One movement of a member's bonus points (`kind`, service.store.points_repo): an
+    accrual (positive, on confirm), a reversal of one (negative, on refund), a spending
+    (negative, on confirm), spent points given back (positive, on refund) or the record of
+    points that expired (negative, by the expiry job)."""
 
     __tablename__ = "points_ledger"
     __table_args__ = (Index(None, "member_id", "id"),)
@@ -491,6 +496,11 @@ class PointsLedgerRow(Base):
     offer_id: Mapped[str] = mapped_column(String(KEY))
     points: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # migration 0004: the kind of movement, when its points may be spent (NULL: at once) and
+    # when they expire (NULL: never)
+    kind: Mapped[str] = mapped_column(String(16), server_default="accrual")
+    available_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
 
 
 class ChipBalanceRow(Base):

@@ -1,12 +1,12 @@
-"""The rows a confirm writes: the receipt, its lines and benefits, usage counters, the points
-ledger. Repository functions on the caller's transaction (service.app.receipts runs it, in
-the order docs/receipts.md gives: the claim of the receipt id first, then the member's lock);
-domain values in (service.engine.lifecycle), nothing committed here.
+"""The rows a confirm writes: the receipt, its lines and benefits, usage counters (its
+ledger rows: service.store.points_repo). Repository functions on the caller's transaction
+(service.app.receipts runs it, in the order docs/receipts.md gives: the claim of the receipt
+id first, then the member's lock); domain values in (service.engine.lifecycle), nothing
+committed here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +60,7 @@ def write_lines(session: Session, receipt: ConfirmedReceipt) -> None:
                 "points": line.points,
                 "chips": line.chips,
                 "chips_spent": line.chips_spent,
+                "points_spent": line.points_spent,
             }
         )
         benefits.extend(
@@ -100,22 +101,3 @@ def add_usage(session: Session, member_id: str, claim: UsageClaim, at: datetime)
     added = session.connection().execute(statements_for(session).add_usage_within_limit, row)
     found = added.first()
     return None if found is None else int(found.used)
-
-
-def accrue_points(
-    session: Session, member_id: str, receipt_id: str, points: Mapping[str, int], at: datetime
-) -> None:
-    """One ledger row per offer that gave points on the receipt (offer id -> points)."""
-    rows = [
-        {
-            "member_id": member_id,
-            "receipt_id": receipt_id,
-            "refund_id": None,
-            "offer_id": offer_id,
-            "points": given,
-            "created_at": at,
-        }
-        for offer_id, given in points.items()
-    ]
-    if rows:
-        session.connection().execute(statements_for(session).insert_ledger, rows)

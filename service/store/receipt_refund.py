@@ -1,13 +1,13 @@
-"""The rows a refund reads and writes: the receipt's lock and lines, the refund, its ledger
-reversal and the usage it gives back. Repository functions on the caller's transaction
-(service.app.receipts runs it: the receipt's lock first, then the member's); domain values
+"""The rows a refund reads and writes: the receipt's lock and lines, the refund and the usage
+it gives back (its ledger rows: service.store.points_repo). Repository functions on the
+caller's transaction (service.app.receipts runs it: the receipt's lock first, then the
+member's); domain values
 in and out (service.engine.lifecycle), nothing committed here.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,6 +89,7 @@ def confirmed_lines(session: Session, receipt_id: str) -> list[ConfirmedLine]:
             amount=r.amount,
             discount=r.discount,
             points_by_offer=tuple(sorted(points[r.line_no].items())),
+            points_spent=r.points_spent,
             offer_ids=frozenset(offers[r.line_no]),
             refunded=refunded.get(r.line_no, 0),
             chips=r.chips,
@@ -149,26 +150,3 @@ def take_back_usage(
     lowered = session.connection().execute(statements_for(session).take_back_usage, values)
     found = lowered.first()
     return None if found is None else int(found.used)
-
-
-def reverse_points(
-    session: Session,
-    member_id: str,
-    refund: Refund,
-    points: Mapping[str, int],
-    at: datetime,
-) -> None:
-    """One negative ledger row per offer whose points the refund takes back."""
-    rows = [
-        {
-            "member_id": member_id,
-            "receipt_id": refund.receipt_id,
-            "refund_id": refund.refund_id,
-            "offer_id": offer_id,
-            "points": -taken,
-            "created_at": at,
-        }
-        for offer_id, taken in points.items()
-    ]
-    if rows:
-        session.connection().execute(statements_for(session).insert_ledger, rows)

@@ -1,9 +1,9 @@
 """The receipt lifecycle in the store (docs/receipts.md): what a confirm and a refund persist,
 repository functions on the caller's transaction, domain values and bytes in and out.
 
-    claim_receipt, write_lines, add_usage, accrue_points        (receipt_confirm)
+    claim_receipt, write_lines, add_usage                       (receipt_confirm)
     lock_receipt, sold_receipt, confirmed_lines, save_refund,
-    take_back_usage, reverse_points                             (receipt_refund)
+    take_back_usage                                             (receipt_refund)
     add_to_history                                              (receipt_sql)
     stored_receipt, set_record, stored_refund, points_balance   (receipt_records)
 
@@ -13,7 +13,7 @@ cases' (service.app.receipts); every statement is built once per dialect (receip
 
 from __future__ import annotations
 
-from service.store.receipt_confirm import accrue_points, add_usage, claim_receipt, write_lines
+from service.store.receipt_confirm import add_usage, claim_receipt, write_lines
 from service.store.receipt_records import (
     StoredReceipt,
     StoredRefund,
@@ -26,7 +26,6 @@ from service.store.receipt_refund import (
     SoldReceipt,
     confirmed_lines,
     lock_receipt,
-    reverse_points,
     save_refund,
     sold_receipt,
     take_back_usage,
@@ -37,14 +36,12 @@ __all__ = [
     "SoldReceipt",
     "StoredReceipt",
     "StoredRefund",
-    "accrue_points",
     "add_to_history",
     "add_usage",
     "claim_receipt",
     "confirmed_lines",
     "lock_receipt",
     "points_balance",
-    "reverse_points",
     "save_refund",
     "set_record",
     "sold_receipt",

@@ -36,7 +36,6 @@ class ReceiptStatements:
     insert_benefits: Any
     add_usage_within_limit: Any  # upsert used += :used WHERE used + :used <= :usage_limit;
     # RETURNING used
-    insert_ledger: Any
     add_history: Any  # upsert quantity += :quantity, amount += :amount
     set_response: Any  # :b_receipt_id, :b_response
     # refund
@@ -84,7 +83,6 @@ def statements(dialect: str) -> ReceiptStatements:
         insert_lines=table_of(ReceiptLineRow).insert(),
         insert_benefits=table_of(ReceiptBenefitRow).insert(),
         add_usage_within_limit=add_usage.returning(usage.c.used),
-        insert_ledger=ledger.insert(),
         add_history=add_history,
         set_response=update(receipts)
         .where(receipts.c.receipt_id == bindparam("b_receipt_id"))

@@ -77,6 +77,11 @@ def unknown_card(r: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
     return r
 
 
+def anonymous(r: receipt_pb2.Receipt) -> receipt_pb2.Receipt:
+    r.ClearField("member")
+    return r
+
+
 def set_line(index: int, **values: Any) -> Callable[[Any], None]:
     def edit(lines: Any) -> None:
         for name, value in values.items():
@@ -195,6 +200,39 @@ CASES = [
         "receipt.sale_time",
     ),
     Case("unknown card", R, "Calculate", calc(unknown_card(receipt())), NOT_FOUND),
+    # --- spending points (spec §21) ---
+    Case(
+        "negative points to spend",
+        R,
+        "Calculate",
+        receipt_pb2.CalculateRequest(receipt=receipt(), points_to_spend=-1),
+        INVALID,
+        "points_to_spend",
+    ),
+    Case(
+        "absurd points to spend",
+        R,
+        "Calculate",
+        receipt_pb2.CalculateRequest(receipt=receipt(), points_to_spend=limits.POINTS + 1),
+        INVALID,
+        "points_to_spend",
+    ),
+    Case(
+        "points to spend and as many as allowed",
+        R,
+        "Calculate",
+        receipt_pb2.CalculateRequest(receipt=receipt(), points_to_spend=5, spend_max_points=True),
+        INVALID,
+        "points_to_spend",
+    ),
+    Case(
+        "points spent by an anonymous buyer",
+        R,
+        "Calculate",
+        receipt_pb2.CalculateRequest(receipt=anonymous(receipt()), points_to_spend=100),
+        INVALID,
+        "points_to_spend",
+    ),
     Case(
         "a SKU too long",
         R,

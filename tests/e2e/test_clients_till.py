@@ -172,3 +172,38 @@ def test_the_till_refuses_to_spend_chips_the_member_does_not_hold(
     assert done.returncode == 1
     assert "not enough chips" in done.stdout
     assert "(99 chips)" not in done.stdout.split("till> show")[1], "the receipt stays as it was"
+
+
+def test_the_till_pays_with_points_and_prints_them_with_their_value(
+    demo_server: LoyaltyServer,
+) -> None:
+    # a first sale earns points (spendable at once in the demo), the second spends them
+    done = till(
+        demo_server,
+        f"""card 2000000000001
+{MILK} 2
+{BANANAS} 0.753
+{YOGURT}
+pay
+card 2000000000001
+{MILK} 2
+points max
+pay
+refund all
+""",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "1 point = 0.01 RUB" in out, "the value of a point is printed"
+    spending = out.split("till> points max")[1].split("till> pay")[0]
+    assert "Paid with" in spending and "TO PAY RUB" in spending
+    assert "Points: " in spending and "available spent" in spending
+    paid = out.split("till> pay")[2]
+    assert "Paid with" in paid and "points (" in paid
+    assert "Spent points given back" in out.split("till> refund all")[1]
+
+
+def test_the_till_refuses_points_without_a_card(demo_server: LoyaltyServer) -> None:
+    done = till(demo_server, f"{MILK}\npoints 100\npoints lots\n")
+    assert done.returncode == 1
+    assert "points need a member" in done.stdout

@@ -21,13 +21,17 @@ from tests.e2e.conftest import auth
 
 
 @contextmanager
-def server_process(database_url: str, secret: str) -> Iterator[receipt_pb2_grpc.ReceiptServiceStub]:
-    """`python -m service.main` with the demo data; stopped with SIGTERM at the end."""
+def server_process(
+    database_url: str, secret: str, settings: dict[str, str] | None = None
+) -> Iterator[receipt_pb2_grpc.ReceiptServiceStub]:
+    """`python -m service.main` with the demo data (and LOYALTY_* `settings`); stopped with
+    SIGTERM at the end."""
     env = {
         **os.environ,
         "LOYALTY_TOKEN_SECRET": secret,
         "LOYALTY_TIME_ZONE": "Europe/Moscow",
         "LOYALTY_LOG_LEVEL": "WARNING",
+        **(settings or {}),
     }
     command = [
         sys.executable, "-m", "service.main",

@@ -72,9 +72,14 @@ class Register:
     cache: BenefitCache
     sessions: Sessions
 
-    def calculate(self, receipt: receipt_pb2.Receipt) -> receipt_pb2.CalculateResponse:
+    def calculate(
+        self, receipt: receipt_pb2.Receipt, *, points: int = 0, spend_max: bool = False
+    ) -> receipt_pb2.CalculateResponse:
+        """Calculate, spending `points` (or as many as allowed with `spend_max`)."""
         set_current_principal(REGISTER)
-        request = receipt_pb2.CalculateRequest(receipt=receipt)
+        request = receipt_pb2.CalculateRequest(
+            receipt=receipt, points_to_spend=points, spend_max_points=spend_max
+        )
         return self.servicer.Calculate(request, None)  # type: ignore[arg-type]
 
     def confirm(
