@@ -176,7 +176,9 @@ def test_spending_never_passes_a_limit_and_adds_up(drawn, policy, wanted, availa
 )
 def test_refunds_give_back_exactly_what_was_spent_never_more(points_spent, steps) -> None:
     quantity = sum(steps) * 1000
-    line_ = ConfirmedLine(0, "l", "bread", quantity, 10**7, 0, (), frozenset(), 0, points_spent)
+    line_ = ConfirmedLine(
+        0, "l", "bread", quantity, 10**7, 0, (), frozenset(), points_spent=points_spent
+    )
     returned = []
     for step in steps:
         share = refund_line(line_, step * 1000)
