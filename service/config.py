@@ -110,6 +110,14 @@ class Settings:
     worker_name: str = setting("", "set by the supervisor: this worker's name in logs")
     supervisor_pid: int = setting(0, "set by the supervisor: the worker exits when it dies")
     migrate_only: bool = setting(False, "migrate the store, print one line and exit; serve nothing")
+    # --- coupons ---
+    coupon_release_on_refund: bool = setting(
+        True, "a refund that returns a whole receipt gives its coupon codes back"
+    )
+    coupon_miss_rate_per_s: float = setting(
+        0.2, "unknown coupon codes a credential may try per second, after the burst"
+    )
+    coupon_miss_burst: int = setting(20, "unknown coupon codes a credential may try at once")
 
     def __post_init__(self) -> None:
         try:
@@ -136,6 +144,8 @@ class Settings:
             raise ValueError("token_ttl_s must be > 0 (and at most ten years)")
         if not 0 < self.max_sale_time_age_s <= MAX_SALE_TIME_AGE_S:  # NaN and inf too
             raise ValueError("max_sale_time_age_s must be > 0 (and at most ten years)")
+        if self.coupon_miss_burst < 1 or not self.coupon_miss_rate_per_s > 0:
+            raise ValueError("coupon_miss_burst must be >= 1 and coupon_miss_rate_per_s > 0")
 
     @property
     def development_mode(self) -> bool:

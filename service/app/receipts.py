@@ -29,11 +29,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.app import coupons
 from service.app.sessions import Sessions
 from service.app.unit_of_work import Patch, UnitOfWork
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.engine.calculate import calculate as calculate_benefits
+from service.engine.coupons import CouponOutcome, Redemption, coupon_outcomes, unlocked_offers
 from service.engine.lifecycle import (
     ConfirmedLine,
     ConfirmedReceipt,
@@ -92,6 +94,7 @@ class Confirmation:
     receipt: ConfirmedReceipt
     usage: tuple[UsageClaim, ...]
     fingerprint: str
+    coupons: tuple[Redemption, ...] = ()  # the codes that applied (the token's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,8 @@ def _write_confirmation(
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
         balance = points_balance(session, member_id)
+    if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
+        coupons.redeem(session, receipt.receipt_id, member_id, confirmation.coupons, at)
     record = encode(balance, counted)
     set_record(session, receipt.receipt_id, record)
     return record
@@ -263,6 +268,7 @@ def refund_receipt(
     time_zone: ZoneInfo,
     is_piece: IsPiece,
     codec: RefundCodec,
+    release_coupons: bool = False,
 ) -> Answer:
     """Refund once and return the response's record; a repeat returns the stored one.
 
@@ -277,7 +283,7 @@ def refund_receipt(
         return _replay_refund(stored, request.fingerprint)
     with units() as uow:
         try:
-            return _refund(uow, request, time_zone, is_piece, codec)
+            return _refund(uow, request, time_zone, is_piece, codec, release_coupons)
         except IntegrityError:
             # the same refund id was stored meanwhile, for another receipt
             uow.session.rollback()
@@ -293,6 +299,7 @@ def _refund(
     time_zone: ZoneInfo,
     is_piece: IsPiece,
     codec: RefundCodec,
+    release_coupons: bool,
 ) -> Answer:
     session = uow.session
     receipt_id = request.receipt_id
@@ -319,8 +326,16 @@ def _refund(
         month = purchase_month(sold.sale_time, time_zone)
         add_to_history(session, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
+    if release_coupons and _returned_in_full(lines, refund):
+        coupons.release(session, receipt_id)
     uow.commit()
     return Answer(record, replayed=False)
+
+
+def _returned_in_full(lines: Sequence[ConfirmedLine], refund: Refund) -> bool:
+    """Nothing of the receipt is left once this refund is made (spec §12: codes come back)."""
+    now = {r.line_no: r.quantity for r in refund.lines}
+    return all(line.left - now.get(line.line_no, 0) <= 0 for line in lines)
 
 
 def _give_back_usage(
@@ -371,6 +386,7 @@ class ReceiptLifecycle:
         max_sale_time_age: timedelta,
         max_receipt_lines: int,
         clock: Clock = utc_now,
+        release_coupons_on_refund: bool = True,
     ) -> None:
         self._cache = cache
         self._sessions = sessions
@@ -378,9 +394,18 @@ class ReceiptLifecycle:
         self._max_sale_time_age = max_sale_time_age
         self._max_receipt_lines = max_receipt_lines
         self._clock = clock
+        self._release_coupons = release_coupons_on_refund
 
-    def calculate(self, receipt: Receipt, now: datetime, *, explain: bool = False) -> ReceiptResult:
-        """The receipt's benefits from the cached snapshot; nothing is written. Raises
+    def calculate(
+        self,
+        receipt: Receipt,
+        now: datetime,
+        *,
+        explain: bool = False,
+        codes: Sequence[str] = (),
+    ) -> tuple[ReceiptResult, tuple[CouponOutcome, ...]]:
+        """The receipt's benefits from the cached snapshot, and what became of each coupon
+        code (normalised, checked for form by the caller); nothing is written. Raises
         InvalidArgument naming the field of the receipt at fault."""
         snapshot = self._cache.snapshot
         validate_receipt(
@@ -390,7 +415,15 @@ class ReceiptLifecycle:
             max_lines=self._max_receipt_lines,
             max_sale_time_age=self._max_sale_time_age,
         )
-        return calculate_benefits(snapshot, receipt, explain=explain)
+        if not codes:
+            return calculate_benefits(snapshot, receipt, explain=explain), ()
+        member_id = receipt.member.id if receipt.member is not None else ""
+        checks = coupons.check_codes(
+            self._sessions, snapshot.coupons, codes, member_id, receipt.sale_time
+        )
+        receipt = replace(receipt, coupon_offers=unlocked_offers(checks))
+        result = calculate_benefits(snapshot, receipt, explain=explain)
+        return result, coupon_outcomes(checks, result)
 
     def confirm(
         self,
@@ -400,6 +433,7 @@ class ReceiptLifecycle:
         *,
         encode: EncodeConfirmation,
         token_refusal: DomainError | None = None,
+        redeemed: Sequence[Redemption] = (),
     ) -> Answer:
         """Commit what the verified token says the customer was shown (confirm_receipt), with
         each usage charge at its offer's current limit; `token_refusal`: why the token may
@@ -409,7 +443,7 @@ class ReceiptLifecycle:
         try:
             return confirm_receipt(
                 self._units(now),
-                Confirmation(receipt, usage, fingerprint),
+                Confirmation(receipt, usage, fingerprint, tuple(redeemed)),
                 time_zone=self._time_zone,
                 encode=encode,
                 admission=Admission(token_refusal, now, self._max_sale_time_age),
@@ -435,6 +469,7 @@ class ReceiptLifecycle:
             time_zone=self._time_zone,
             is_piece=is_piece,
             codec=codec,
+            release_coupons=self._release_coupons,
         )
 
     def _units(self, now: datetime) -> Units:

@@ -293,6 +293,8 @@ class Receipt:
     store_id: str = ""
     channel: Channel = Channel.POS
     member: Member | None = None
+    # the coupon-gated offers a valid code on the receipt unlocks (engine.coupons)
+    coupon_offers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

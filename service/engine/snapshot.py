@@ -24,6 +24,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from service.engine.coupons import NO_COUPONS, CouponCampaign, CouponIndex
 from service.engine.model import (
     Category,
     FavoriteProductsOffer,
@@ -63,6 +64,7 @@ class Snapshot:
         "all_products_rules",
         "favorite_rules",
         "individual_memo",
+        "coupons",
         "_categories",
         "_ancestors",
         "_groups",
@@ -88,6 +90,7 @@ class Snapshot:
         product_lists: dict[str, ProductList],
         stores: dict[str, Store],
         zones: dict[str, ZoneInfo],
+        coupons: CouponIndex = NO_COUPONS,
     ) -> None:
         self.program_time_zone = program_time_zone
         self.offers = offers
@@ -96,6 +99,7 @@ class Snapshot:
         self.all_products_rules = all_products_rules
         self.favorite_rules = favorite_rules
         self.individual_memo: dict[int, IndividualRules] = {}
+        self.coupons = coupons
         self._categories = categories
         self._ancestors = ancestors
         self._groups = groups
@@ -173,6 +177,7 @@ def build_snapshot(
     favorite_product_offers: Iterable[FavoriteProductsOffer],
     stores: Iterable[Store],
     program_time_zone: str,
+    coupon_campaigns: Iterable[CouponCampaign] = (),
 ) -> Snapshot:
     """Index catalogue and offers. Raises ValueError on duplicate ids or an unknown zone."""
     program_zone = _zone(program_time_zone)
@@ -224,6 +229,7 @@ def build_snapshot(
         product_lists=list_by_id,
         stores=store_by_id,
         zones=zones,
+        coupons=CouponIndex(coupon_campaigns),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from service.engine.coupons import CouponCampaign
 from service.engine.model import (
     Category,
     FavoriteProductsOffer,
@@ -33,6 +34,7 @@ from service.store.codec import (
     offer_from_row,
     personal_offer_from_row,
 )
+from service.store.coupon_repo import load_campaigns
 from service.store.models import (
     CardRow,
     CategoryRow,
@@ -71,6 +73,7 @@ class Catalogue:
     offers: tuple[Offer, ...]
     favorite_product_offers: tuple[FavoriteProductsOffer, ...]
     stores: tuple[Store, ...]
+    coupon_campaigns: tuple[CouponCampaign, ...] = ()
 
     def as_kwargs(self) -> dict[str, tuple[Any, ...]]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -94,7 +97,8 @@ def _rows(session: Session, table: Table, *order_by: str, where: Any = None) -> 
 
 
 def load_catalogue(session: Session) -> Catalogue:
-    """The whole catalogue and every active offer, each kind ordered by id (10 queries)."""
+    """The whole catalogue, every active offer and the coupon campaigns, each kind ordered by
+    id (11 queries)."""
     return Catalogue(
         categories=tuple(
             Category(r.id, r.name, r.parent_id) for r in _rows(session, table_of(CategoryRow), "id")
@@ -107,6 +111,7 @@ def load_catalogue(session: Session) -> Catalogue:
         stores=tuple(
             Store(r.id, r.name, r.time_zone) for r in _rows(session, table_of(StoreRow), "id")
         ),
+        coupon_campaigns=load_campaigns(session),
     )
 
 
