@@ -19,6 +19,7 @@ from service.api import convert
 from service.api.auth import current_principal
 from service.api.lookup import MemberLookup
 from service.app import categories, favorites
+from service.app.coupons import CouponCampaigns
 from service.app.member_view import GeneralOffers, PersonalOfferView, member_offers
 from service.app.member_write import MemberWrite
 from service.app.sessions import Sessions
@@ -159,6 +160,7 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         self._sessions = sessions
         self._clock = clock
         self._general = GeneralOffers()
+        self._coupons = CouponCampaigns(sessions, lambda: cache.snapshot, cache.reload_snapshot)
 
     def _member(self, identity: common_pb2.MemberIdentity) -> Member:
         member = self._members.resolve(identity, "member")
@@ -198,6 +200,12 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
             fill_personal_offer(response.personal_offers.add(), offer)
         for applying in found.general_offers:
             fill_general_offer(response.general_offers.add(), applying)
+        for code, campaign in self._coupons.member_coupons(found.member_id, at):
+            entry = response.coupons.add(
+                code=code, campaign_id=campaign.id, offer_id=campaign.offer_id
+            )
+            if campaign.valid_to is not None:
+                entry.valid_to.FromDatetime(campaign.valid_to)
         return response
 
     # --- favorite products ------------------------------------------------------------------

@@ -204,9 +204,15 @@ class CouponCampaigns:
             uow.commit()
         return added
 
-    def member_coupons(self, member_id: str) -> list[tuple[str, CouponCampaign]]:
-        """The free codes assigned to the member whose campaign is known: (code, campaign)."""
+    def member_coupons(self, member_id: str, at: datetime) -> list[tuple[str, CouponCampaign]]:
+        """The free codes assigned to the member whose campaign is valid at `at` or later:
+        (code, campaign), by code."""
         campaigns = self._snapshot().coupons.campaigns
         with self._sessions() as session:
             rows = coupon_repo.member_codes(session, member_id)
-        return [(code, campaigns[cid]) for code, cid in rows if cid in campaigns]
+        found = [(code, campaigns.get(cid)) for code, cid in rows]
+        return [
+            (code, c)
+            for code, c in found
+            if c is not None and (c.valid_to is None or at < c.valid_to)
+        ]
