@@ -6,6 +6,7 @@ line by line with the benefits under each line.
   SKU [QTY] [PRICE]    scan: QTY in units as on the scale (2, 0.753 kg; default 1),
                        PRICE per unit (per kg) in money, 87.90 (default: the price list)
   card NUMBER          identify the member by loyalty card (`card` alone: remove it)
+  coupon CODE          add a coupon code to the receipt (`coupon` alone: remove them all)
   void LINE            take a line off the open receipt
   show                 print the open receipt again
   offers               the member's individual offers (favorites, personal offers)
@@ -84,6 +85,7 @@ class Sale:
     receipt_id: str
     lines: list[OpenLine] = field(default_factory=list)
     card: str = ""
+    coupons: list[str] = field(default_factory=list)
     next_line: int = 1
     calculated: receipt_pb2.CalculateResponse | None = None
     receipt: receipt_pb2.Receipt | None = None  # exactly what was calculated
@@ -128,6 +130,7 @@ class Till:
         self.paid: PaidReceipt | None = None
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "card": self.cmd_card,
+            "coupon": self.cmd_coupon,
             "void": self.cmd_void,
             "show": self.cmd_show,
             "offers": self.cmd_offers,
@@ -269,6 +272,24 @@ class Till:
 
         self._recalculate(undo=undo)
 
+    def cmd_coupon(self, args: list[str]) -> None:
+        if len(args) > 1:
+            raise CommandError("coupon takes one CODE")
+        sale = self._open_sale()
+        before = list(sale.coupons)
+        code = args[0].upper() if args else ""
+        if code in sale.coupons:
+            raise CommandError(f"coupon {code} is on the receipt already")
+        sale.coupons = [*sale.coupons, code] if code else []
+        if not sale.lines:
+            self.say(f"Coupon {code} noted." if code else "No coupons.")
+            return
+
+        def undo() -> None:
+            sale.coupons = before
+
+        self._recalculate(undo=undo)
+
     def cmd_show(self, args: list[str]) -> None:
         sale = self._require_sale()
         if sale.calculated is None or sale.receipt is None:
@@ -281,7 +302,7 @@ class Till:
         self.say(f"Receipt {sale.receipt_id} cancelled.")
 
     def _require_sale(self) -> Sale:
-        if self.sale is None or not (self.sale.lines or self.sale.card):
+        if self.sale is None or not (self.sale.lines or self.sale.card or self.sale.coupons):
             raise CommandError("no open receipt: scan something first")
         return self.sale
 
@@ -293,6 +314,7 @@ class Till:
         )
         if sale.card:
             receipt.member.card_number = sale.card
+        receipt.coupon_codes.extend(sale.coupons)
         for x in sale.lines:
             receipt.lines.add(
                 line_id=x.line_id, sku=x.sku, quantity=x.quantity, price=x.price, amount=x.amount
@@ -352,6 +374,8 @@ class Till:
         for personal in offers.personal_offers:
             skus = "; ".join(names.get(s, s) for s in personal.skus) or personal.group_id
             self.say(f"  {personal.name}: {skus}")
+        for coupon in offers.coupons:
+            self.say(f"  Coupon {coupon.code} (offer {coupon.offer_id})")
         general = "; ".join(g.text or g.name for g in offers.general_offers)
         if general:
             self.say(f"  Also now: {general}")
