@@ -12,8 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from clients.client import LoyaltyClient, LoyaltyError
 from loyalty.v1 import coupons_pb2, member_pb2, member_pb2_grpc
-from service.api.auth import Role
+from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from service.api.tokens import signer_from_settings
 from tests.e2e.conftest import auth, demo_settings
@@ -36,18 +37,24 @@ MEMBER = "M000001"  # a demo member
 
 
 @pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
-    """A demo server of its own (its miss budget is this module's), with the campaigns."""
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A demo server of its own (its miss budget is this module's)."""
     settings = demo_settings(tmp_path_factory.mktemp("coupons"), coupon_miss_burst=1000)
     server, port = create_server(settings)
     server.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            grpc.channel_ready_future(ch).result(timeout=10)
-            set_up_campaigns(ch, shared_total_limit=3)
-            yield ch
+        yield port
     finally:
         server.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def channel(port: int) -> Iterator[grpc.Channel]:
+    """A channel to the module's server, with the campaigns set up."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        set_up_campaigns(ch, shared_total_limit=3)
+        yield ch
 
 
 def discounts(result) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
@@ -259,3 +266,36 @@ def test_a_credential_trying_unknown_codes_is_refused_every_code_lookup_for_a_wh
             assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "COUPON_LOOKUPS_LIMITED")
         # receipts without codes, and card lookups, are not limited by it
         assert calculate(ch, tea_receipt("R-3")).result.total_paid == 10000
+
+
+def test_a_shared_code_with_a_per_member_limit_is_used_up_for_that_member_only(
+    channel: grpc.Channel,
+) -> None:
+    once = coupons_pb2.CouponCampaign(
+        id="ONCE", offer_id=SHARED_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
+        shared_code="ONCE-EACH", per_member_limit=1,
+    )  # fmt: skip
+    upsert_campaign(channel, once)
+    assert statuses(calculate(channel, tea_receipt("P-0", "ONCE-EACH")).result) == [
+        ("ONCE-EACH", "COUPON_STATUS_NOT_FOR_MEMBER")
+    ]
+    first = tea_receipt("P-1", "ONCE-EACH", member_id=MEMBER)
+    second = tea_receipt("P-2", "ONCE-EACH", member_id=MEMBER)
+    other = tea_receipt("P-3", "ONCE-EACH", member_id="M000002")
+    tokens = [calculate(channel, r).confirmation_token for r in (first, second, other)]
+    confirm(channel, first, tokens[0])
+    with pytest.raises(grpc.RpcError) as refused:
+        confirm(channel, second, tokens[1])
+    assert refusal(refused.value)[:2] == (grpc.StatusCode.FAILED_PRECONDITION, "COUPON_USED_UP")
+    assert not confirm(channel, other, tokens[2]).replayed
+
+
+def test_the_client_library_generates_and_imports_codes(channel: grpc.Channel, port: int) -> None:
+    with LoyaltyClient(f"127.0.0.1:{port}", DEV_TOKENS[Role.BACK_OFFICE]) as office:
+        assert len(office.generate_coupon_codes("U1", 3)) == 3
+        rows = [(f"LIB-{n}", "") for n in range(25)]
+        progress = list(office.import_coupon_codes("U1", rows, batch_size=10))
+        assert [(p.received, p.added) for p in progress] == [(10, 10), (20, 20), (25, 25)]
+        with pytest.raises(LoyaltyError) as refused:
+            list(office.import_coupon_codes("NO-SUCH", rows))
+        assert refused.value.reason == "CAMPAIGN_NOT_FOUND"
