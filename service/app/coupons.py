@@ -103,19 +103,12 @@ def _count_shared(session: Session, item: Redemption, member_id: str) -> None:
     )
     if not coupon_repo.count_shared_use(session, item.campaign_id):  # locks the campaign
         raise used_up
-    campaign = _stored_campaign(session, item.campaign_id)
+    # the current limits, not the snapshot's (another replica may have changed them)
+    campaign = coupon_repo.stored_campaign(session, item.campaign_id)
     if campaign is not None and campaign.per_member_limit:
         uses = coupon_repo.member_uses(session, item.campaign_id, member_id) if member_id else 0
         if not member_id or uses >= campaign.per_member_limit:
             raise used_up
-
-
-def _stored_campaign(session: Session, campaign_id: str) -> CouponCampaign | None:
-    # the current limits, not the snapshot's (another replica may have changed them)
-    for campaign in coupon_repo.load_campaigns(session):
-        if campaign.id == campaign_id:
-            return campaign
-    return None
 
 
 def release(session: Session, receipt_id: str) -> int:
@@ -153,7 +146,7 @@ class CouponCampaigns:
             raise NotFound(f"no offer {quote(campaign.offer_id)}", reason="OFFER_NOT_FOUND")
         with UnitOfWork(self._sessions, now=self._clock()) as uow:
             session = uow.session
-            known = _stored_campaign(session, campaign.id)
+            known = coupon_repo.stored_campaign(session, campaign.id)
             if known is not None and known.kind is not campaign.kind:
                 raise FailedPrecondition(
                     f"campaign {quote(campaign.id)} is {known.kind.value}; its kind is fixed",

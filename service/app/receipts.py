@@ -8,10 +8,12 @@ work (service.app.unit_of_work), their statements in the order that makes them c
              repeat answers from the stored record. Anything new: the token's age and the
              window for late receipts, then lines and benefits, the member's lock, usage
              (each counter a conditional upsert, refused past its limit), ledger, history,
-             the record with the balance -> commit
+             the coupon codes the token carries (service.app.coupons.redeem), the record
+             with the balance -> commit
     refund   one read answers most repeats. Then: lock the receipt row (a stored refund
              answers), each line's share (engine.lifecycle), the refund with its record, the
-             member's lock, usage given back, ledger reversal, history -> commit
+             member's lock, usage given back, ledger reversal, history, the coupon codes
+             released when nothing of the receipt is left -> commit
 
 The unit of work patches the member's document with the new counters, appends the change
 feed and, after the commit, tells this replica's cache. What a confirm or refund answered is

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -51,18 +52,24 @@ def save_campaign(session: Session, campaign: CouponCampaign, at: datetime) -> N
 
 def load_campaigns(session: Session) -> tuple[CouponCampaign, ...]:
     rows = session.execute(select(CAMPAIGNS).order_by(CAMPAIGNS.c.id))
-    return tuple(
-        CouponCampaign(
-            id=r.id,
-            offer_id=r.offer_id,
-            kind=r.kind,
-            shared_code=r.shared_code or "",
-            per_member_limit=r.per_member_limit,
-            total_limit=r.total_limit,
-            valid_from=r.valid_from,
-            valid_to=r.valid_to,
-        )
-        for r in rows
+    return tuple(_campaign(r) for r in rows)
+
+
+def stored_campaign(session: Session, campaign_id: str) -> CouponCampaign | None:
+    row = session.execute(select(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id)).first()
+    return None if row is None else _campaign(row)
+
+
+def _campaign(r: Any) -> CouponCampaign:
+    return CouponCampaign(
+        id=r.id,
+        offer_id=r.offer_id,
+        kind=r.kind,
+        shared_code=r.shared_code or "",
+        per_member_limit=r.per_member_limit,
+        total_limit=r.total_limit,
+        valid_from=r.valid_from,
+        valid_to=r.valid_to,
     )
 
 
