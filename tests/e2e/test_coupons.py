@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from clients.client import LoyaltyClient, LoyaltyError
-from loyalty.v1 import coupons_pb2, member_pb2, member_pb2_grpc
+from loyalty.v1 import coupons_pb2, member_pb2, member_pb2_grpc, receipt_pb2
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from service.api.tokens import signer_from_settings
@@ -26,6 +26,7 @@ from tests.e2e.coupon_support import (
     coupon_call,
     generate,
     refund_all,
+    register,
     set_up_campaigns,
     statuses,
     tea_receipt,
@@ -299,3 +300,36 @@ def test_the_client_library_generates_and_imports_codes(channel: grpc.Channel, p
         with pytest.raises(LoyaltyError) as refused:
             list(office.import_coupon_codes("NO-SUCH", rows))
         assert refused.value.reason == "CAMPAIGN_NOT_FOUND"
+
+
+def test_a_partial_refund_keeps_the_code_and_the_refund_of_the_rest_releases_it(
+    channel: grpc.Channel,
+) -> None:
+    (code,) = generate(channel)
+    two = tea_receipt("C-PR", code)
+    two.lines[0].quantity, two.lines[0].amount = 2000, 20000
+    confirm(channel, two, calculate(channel, two).confirmation_token)
+    probe = tea_receipt("C-PR-PROBE", code)
+    request = receipt_pb2.RefundRequest(refund_id="C-PR-R1", receipt_id="C-PR", store_id="S001")
+    request.lines.add(line_id="1", quantity=1000)
+    register(channel).Refund(request, timeout=10, metadata=auth())
+    assert statuses(calculate(channel, probe).result) == [(code, "COUPON_STATUS_USED_UP")]
+    refund_all(channel, "C-PR-R2", "C-PR")
+    assert statuses(calculate(channel, probe).result) == [(code, "COUPON_STATUS_APPLIED")]
+
+
+def test_with_release_off_a_full_refund_keeps_the_code_used(tmp_path: Path) -> None:
+    settings = demo_settings(tmp_path, coupon_release_on_refund=False)
+    server, port = create_server(settings)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            set_up_campaigns(ch)
+            (code,) = generate(ch)
+            sold = tea_receipt("K-1", code)
+            confirm(ch, sold, calculate(ch, sold).confirmation_token)
+            refund_all(ch, "K-1-R", "K-1")
+            later = calculate(ch, tea_receipt("K-2", code)).result
+            assert statuses(later) == [(code, "COUPON_STATUS_USED_UP")]
+    finally:
+        server.stop(grace=1.0)
