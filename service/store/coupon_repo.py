@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.engine.coupons import CampaignKind, CouponCampaign, Redemption, StoredCode
+from service.store.bulk_sql import IDS_PER_READ, BulkSql, in_ids
 from service.store.feed import EntityKind, append_changes
 from service.store.models import CouponCampaignRow, CouponCodeRow, CouponRedemptionRow
 from service.store.sql import chunks, insert_rows, table_of, upsert
@@ -95,21 +96,21 @@ def stored_codes(session: Session, codes: Sequence[str]) -> dict[str, StoredCode
 
 
 def add_codes(session: Session, campaign_id: str, rows: Sequence[tuple[str, str]]) -> int:
-    """Insert the (code, member id) rows not stored yet (first of duplicates wins); returns
-    how many were added."""
-    wanted = dict(rows)  # a code repeated in the batch counts once
+    """Insert the (code, member id) rows not stored yet (the first of a code repeated in the
+    batch wins), with the import's bulk statements; returns how many were added."""
+    wanted = dict(rows)
+    bulk = BulkSql(session)
     existing: set[str] = set()
-    for part in chunks(list(wanted), 1000):
-        existing.update(
-            session.execute(select(CODES.c.code).where(CODES.c.code.in_(part))).scalars()
-        )
+    # PostgreSQL takes the batch's codes as one array parameter, SQLite as IN lists
+    for part in chunks(list(wanted), 10_000 if bulk.postgres else IDS_PER_READ):
+        query = select(CODES.c.code).where(in_ids(CODES.c.code, part, bulk.postgres))
+        existing.update(session.execute(query).scalars())
     new = [
-        {"code": code, "campaign_id": campaign_id, "member_id": member or None,
-         "receipt_id": None, "used_at": None}
+        (code, campaign_id, member or None)
         for code, member in wanted.items()
         if code not in existing
-    ]  # fmt: skip
-    upsert(session, CouponCodeRow, new, keep=("campaign_id", "member_id", "receipt_id", "used_at"))
+    ]
+    bulk.insert_absent("coupon_codes", ("code", "campaign_id", "member_id"), ("code",), new)
     return len(new)
 
 
