@@ -88,6 +88,7 @@ def test_a_favorite_products_offer_is_loaded_only_as_such(db):
         "offers",
         "favorite_product_offers",
         "stores",
+        "coupon_campaigns",
     }
 
 
