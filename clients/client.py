@@ -53,7 +53,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +66,8 @@ from grpc_status import rpc_status
 
 from loyalty.v1 import (
     common_pb2,
+    coupons_pb2,
+    coupons_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     receipt_pb2,
@@ -377,6 +379,7 @@ class LoyaltyClient:
         self.channel = channel if channel is not None else open_channel(target, tls)
         self._receipts = receipt_pb2_grpc.ReceiptServiceStub(self.channel)
         self._members = member_pb2_grpc.MemberServiceStub(self.channel)
+        self._coupons = coupons_pb2_grpc.CouponServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self.session_target = session_target
         self._session_channel = open_channel(session_target, tls) if session_target else None
@@ -466,6 +469,68 @@ class LoyaltyClient:
             raise ValueError("till sessions need the client's session_target")
         stub = till_session_pb2_grpc.TillSessionServiceStub(self._session_channel)
         return TillSession(stub.Session, self._metadata, receipt)
+
+    # -- coupons (back office) --
+
+    def upsert_coupon_campaign(
+        self, campaign: coupons_pb2.CouponCampaign, *, timeout: float | None = None
+    ) -> None:
+        """Create or replace a coupon campaign; its offer then needs one of its codes."""
+        request = coupons_pb2.UpsertCouponCampaignRequest(campaign=campaign)
+        self._call(
+            coupons_pb2.UpsertCouponCampaignResponse,
+            "UpsertCouponCampaign",
+            self._coupons.UpsertCouponCampaign,
+            request,
+            timeout,
+        )
+
+    def generate_coupon_codes(
+        self, campaign_id: str, count: int, *, member_id: str = "", timeout: float | None = None
+    ) -> list[str]:
+        """`count` (at most 10,000) new random single-use codes of a UNIQUE campaign."""
+        request = coupons_pb2.GenerateCouponCodesRequest(
+            campaign_id=campaign_id, count=count, member_id=member_id
+        )
+        response = self._call(
+            coupons_pb2.GenerateCouponCodesResponse,
+            "GenerateCouponCodes",
+            self._coupons.GenerateCouponCodes,
+            request,
+            timeout,
+        )
+        return list(response.codes)
+
+    def import_coupon_codes(
+        self,
+        campaign_id: str,
+        codes: Iterable[tuple[str, str]],
+        *,
+        batch_size: int = 10_000,
+        timeout: float | None = None,
+    ) -> Iterator[coupons_pb2.ImportCouponCodesResponse]:
+        """Stream (code, member id or "") rows in batches; yields the totals after each
+        batch. Not retried: run it again instead (stored codes are skipped)."""
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError("batch_size must be from 1 to 10000")
+
+        def batches() -> Iterator[coupons_pb2.ImportCouponCodesRequest]:
+            batch = coupons_pb2.ImportCouponCodesRequest(campaign_id=campaign_id)
+            for code, member_id in codes:
+                batch.codes.add(code=code, member_id=member_id)
+                if len(batch.codes) == batch_size:
+                    yield batch
+                    batch = coupons_pb2.ImportCouponCodesRequest(campaign_id=campaign_id)
+            if batch.codes:
+                yield batch
+
+        stream = self._coupons.ImportCouponCodes(
+            batches(), timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
+        )
+        try:
+            yield from stream
+        except grpc.RpcError as err:
+            raise LoyaltyError.from_rpc_error("ImportCouponCodes", err, 1) from None
 
     # -- members --
 

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from loyalty.v1 import common_pb2, receipt_pb2
+from loyalty.v1 import common_pb2, coupons_pb2, receipt_pb2
 
 WIDTH = 64
 
@@ -119,6 +119,17 @@ def _row(left: str, right: str) -> str:
     return f"{left[:room]:<{room}} {right}"
 
 
+# What a printed receipt says about each coupon code (coupons.proto CouponStatus).
+COUPON_OUTCOMES = {
+    coupons_pb2.COUPON_STATUS_APPLIED: "applied",
+    coupons_pb2.COUPON_STATUS_UNKNOWN: "unknown code",
+    coupons_pb2.COUPON_STATUS_EXPIRED: "expired",
+    coupons_pb2.COUPON_STATUS_USED_UP: "used up",
+    coupons_pb2.COUPON_STATUS_NOT_FOR_MEMBER: "not for this member",
+    coupons_pb2.COUPON_STATUS_NOTHING_TO_APPLY: "nothing to apply to",
+}
+
+
 def format_receipt(
     receipt: receipt_pb2.Receipt,
     result: receipt_pb2.ReceiptResult,
@@ -173,6 +184,8 @@ def format_receipt(
     if result.point_value:
         value = f"1 point = {money(result.point_value)} {result.currency}"
         out.append(_row("Points", value))
+    for coupon in result.coupons:
+        out.append(_row(f"Coupon {coupon.code}", COUPON_OUTCOMES.get(coupon.status, "?")))
     if result.degraded:
         out.append("(calculated offline: member data may be stale)")
     return "\n".join(out)

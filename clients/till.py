@@ -9,6 +9,7 @@ line by line with the benefits under each line.
   points N             pay N of the member's bonus points on this receipt (1 point pays
                        the value the receipt prints, 0.01 in the demo); `points 0`: none
   points max           pay as many points as the balance and the limits allow
+  coupon CODE          add a coupon code to the receipt (`coupon` alone: remove them all)
   void LINE            take a line off the open receipt
   show                 print the open receipt again
   offers               the member's individual offers (favorites, personal offers)
@@ -103,6 +104,7 @@ class Sale:
     chips: int = 0  # chips the member may spend on rewards
     points: int = 0  # bonus points to spend
     points_max: bool = False  # as many as allowed
+    coupons: list[str] = field(default_factory=list)
     next_line: int = 1
     calculated: receipt_pb2.CalculateResponse | None = None
     receipt: receipt_pb2.Receipt | None = None  # exactly what was calculated
@@ -153,6 +155,7 @@ class Till:
         self.commands: dict[str, Callable[[list[str]], None]] = {
             "card": self.cmd_card,
             "points": self.cmd_points,
+            "coupon": self.cmd_coupon,
             "void": self.cmd_void,
             "show": self.cmd_show,
             "offers": self.cmd_offers,
@@ -336,6 +339,24 @@ class Till:
                 f" spent (at most {result.points_allowed} on this receipt)"
             )
 
+    def cmd_coupon(self, args: list[str]) -> None:
+        if len(args) > 1:
+            raise CommandError("coupon takes one CODE")
+        sale = self._open_sale()
+        before = list(sale.coupons)
+        code = args[0].upper() if args else ""
+        if code in sale.coupons:
+            raise CommandError(f"coupon {code} is on the receipt already")
+        sale.coupons = [*sale.coupons, code] if code else []
+        if not sale.lines:
+            self.say(f"Coupon {code} noted." if code else "No coupons.")
+            return
+
+        def undo() -> None:
+            sale.coupons = before
+
+        self._recalculate(undo=undo)
+
     def cmd_show(self, args: list[str]) -> None:
         sale = self._require_sale()
         if sale.calculated is None or sale.receipt is None:
@@ -349,7 +370,7 @@ class Till:
         self.say(f"Receipt {sale.receipt_id} cancelled.")
 
     def _require_sale(self) -> Sale:
-        if self.sale is None or not (self.sale.lines or self.sale.card):
+        if self.sale is None or not (self.sale.lines or self.sale.card or self.sale.coupons):
             raise CommandError("no open receipt: scan something first")
         return self.sale
 
@@ -361,6 +382,7 @@ class Till:
         )
         if sale.card:
             receipt.member.card_number = sale.card
+        receipt.coupon_codes.extend(sale.coupons)
         for x in sale.lines:
             receipt.lines.add(
                 line_id=x.line_id, sku=x.sku, quantity=x.quantity, price=x.price, amount=x.amount
@@ -460,6 +482,8 @@ class Till:
         for personal in offers.personal_offers:
             skus = "; ".join(names.get(s, s) for s in personal.skus) or personal.group_id
             self.say(f"  {personal.name}: {skus}")
+        for coupon in offers.coupons:
+            self.say(f"  Coupon {coupon.code} (offer {coupon.offer_id})")
         general = "; ".join(g.text or g.name for g in offers.general_offers)
         if general:
             self.say(f"  Also now: {general}")

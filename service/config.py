@@ -169,6 +169,14 @@ class Settings:
     points_expiring_soon_days: int = setting(
         30, "points expiring within this many days are 'expiring soon' (lookup, event)"
     )
+    # --- coupons ---
+    coupon_release_on_refund: bool = setting(
+        True, "a refund that returns a whole receipt gives its coupon codes back"
+    )
+    coupon_miss_rate_per_s: float = setting(
+        0.2, "unknown coupon codes a credential may try per second, after the burst"
+    )
+    coupon_miss_burst: int = setting(20, "unknown coupon codes a credential may try at once")
 
     def __post_init__(self) -> None:
         try:
@@ -203,6 +211,8 @@ class Settings:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
             raise ValueError("otlp_endpoint must be an http:// or https:// URL (or empty: off)")
+        if self.coupon_miss_burst < 1 or not self.coupon_miss_rate_per_s > 0:
+            raise ValueError("coupon_miss_burst must be >= 1 and coupon_miss_rate_per_s > 0")
         self._check_till_sessions()
         self._check_points()
 

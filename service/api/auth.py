@@ -79,6 +79,9 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/loyalty.v1.NotificationService/StreamMemberEvents": frozenset({_C, _B}),
     "/loyalty.v1.NotificationService/AckMemberEvents": frozenset({_C, _B}),
     "/loyalty.v1.CampaignReplayService/Replay": frozenset({_B}),
+    "/loyalty.v1.CouponService/UpsertCouponCampaign": frozenset({_B}),
+    "/loyalty.v1.CouponService/GenerateCouponCodes": frozenset({_B}),
+    "/loyalty.v1.CouponService/ImportCouponCodes": frozenset({_B}),
 }
 BACK_OFFICE_PREFIX = "/loyalty.v1.BackOfficeService/"
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

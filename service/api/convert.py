@@ -230,14 +230,19 @@ _KIND_BY_VALUE = {e._value_: n for e, n in BENEFIT_KIND.to_proto.items()}
 def receipt_fingerprint(
     receipt: receipt_pb2.Receipt, sale_time: timestamp_pb2.Timestamp | None = None
 ) -> bytes:
-    """SHA-256 of a receipt's content: id, store, channel, member, sale time and lines, in
-    line_id order (the order of lines does not matter). The sale time is the one sent (unset
-    stays unset), or `sale_time`: the one the receipt was evaluated at (a token's)."""
+    """SHA-256 of a receipt's content: id, store, channel, member, sale time, coupon codes
+    and lines, in line_id order (the order of lines and codes does not matter). The sale
+    time is the one sent (unset stays unset), or `sale_time`: the one the receipt was
+    evaluated at (a token's)."""
     canonical = receipt_pb2.Receipt()
     canonical.CopyFrom(receipt)
     if sale_time is not None:
         canonical.sale_time.seconds = sale_time.seconds
         canonical.sale_time.nanos = sale_time.nanos
+    if canonical.coupon_codes:  # the codes as a set: their order does not matter either
+        codes = sorted(code.strip().upper() for code in canonical.coupon_codes)
+        del canonical.coupon_codes[:]
+        canonical.coupon_codes.extend(codes)
     return _digest(canonical, lambda line: line.line_id)
 
 

@@ -30,11 +30,22 @@ BUCKETS = 65_536
 
 
 class MissLimiter:
+    """A token bucket of misses per credential: unknown card numbers, or unknown coupon codes
+    (`what` names them in the refusal, `reason` is its ErrorInfo reason)."""
+
     def __init__(
-        self, per_second: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self,
+        per_second: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        what: str = "unknown card numbers",
+        reason: str = "CARD_LOOKUPS_LIMITED",
     ) -> None:
         self.per_second = per_second
         self.burst = burst
+        self.what = what
+        self.reason = reason
         self._clock = clock
         self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(BUCKETS)  # tokens, at
         self._lock = threading.Lock()
@@ -48,14 +59,14 @@ class MissLimiter:
         if tokens < 1:
             wait = (1 - tokens) / self.per_second
             raise TooManyRequests(
-                f"too many unknown card numbers; retry in {wait:.1f} s",
-                reason="CARD_LOOKUPS_LIMITED",
+                f"too many {self.what}; retry in {wait:.1f} s",
+                reason=self.reason,
                 retry_after_s=wait,
             )
 
-    def miss(self, key: str) -> None:
+    def miss(self, key: str, count: int = 1) -> None:
         with self._lock:
-            self._buckets[key] = (self._refilled(key) - 1, self._clock())
+            self._buckets[key] = (self._refilled(key) - count, self._clock())
 
     def _refilled(self, key: str) -> float:
         tokens, at = self._buckets.get(key, (float(self.burst), 0.0))

@@ -21,6 +21,7 @@ from service.api.auth import current_principal
 from service.api.lookup import MemberLookup
 from service.api.member_profiles import MemberProfilesServicer
 from service.app import categories, favorites
+from service.app.coupons import CouponCampaigns
 from service.app.member_profiles import MemberProfiles
 from service.app.member_view import GeneralOffers, PersonalOfferView, member_offers
 from service.app.member_write import MemberWrite
@@ -174,6 +175,7 @@ class MemberServicer(MemberProfilesServicer, member_pb2_grpc.MemberServiceServic
         self._profiles = MemberProfiles(
             sessions, cache.members_changed, cache.forget_card, clock=clock
         )
+        self._coupons = CouponCampaigns(sessions, lambda: cache.snapshot, cache.reload_snapshot)
 
     def _member(self, identity: common_pb2.MemberIdentity) -> Member:
         member = self._members.resolve(identity, "member")
@@ -229,6 +231,12 @@ class MemberServicer(MemberProfilesServicer, member_pb2_grpc.MemberServiceServic
         for applying in found.general_offers:
             left = found.general_left.get(applying.offer.id)
             fill_general_offer(response.general_offers.add(), applying, left)
+        for code, campaign in self._coupons.member_coupons(found.member_id, at):
+            entry = response.coupons.add(
+                code=code, campaign_id=campaign.id, offer_id=campaign.offer_id
+            )
+            if campaign.valid_to is not None:
+                entry.valid_to.FromDatetime(campaign.valid_to)
         return response
 
     # --- favorite products ------------------------------------------------------------------

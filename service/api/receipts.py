@@ -15,15 +15,16 @@ import grpc
 
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service import limits
-from service.api import convert
+from service.api import convert, coupon_convert
 from service.api.auth import current_principal
-from service.api.lookup import MemberLookup, check_identity
+from service.api.lookup import MemberLookup, MissLimiter, check_identity
 from service.api.tokens import signer_from_settings
 from service.app.receipts import ReceiptLifecycle, RefundCodec, SpendAsk
 from service.app.sessions import Sessions
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.engine.coupons import CouponStatus, redemptions
 from service.engine.model import Member, Receipt
 from service.engine.points_balance import Lifetime
 from service.engine.points_spend import PointsPolicy
@@ -73,6 +74,13 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             points_policy=points_policy(settings),
             points_lifetime=points_lifetime(settings),
             clock=clock,
+            release_coupons_on_refund=settings.coupon_release_on_refund,
+        )
+        self._coupon_misses = MissLimiter(
+            settings.coupon_miss_rate_per_s,
+            settings.coupon_miss_burst,
+            what="unknown coupon codes",
+            reason="COUPON_LOOKUPS_LIMITED",
         )
 
     def Calculate(  # noqa: N802 - gRPC method name
@@ -92,10 +100,19 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             raise InvalidArgument("chips_to_spend", "from 0 to 10^12 chips")
         member, receipt = self._receipt_model(receipt_pb, now, request)
         spend = points_to_spend(request, member)
+        codes = coupon_convert.receipt_codes(receipt_pb)
+        caller = current_principal().credential_id if codes else ""
+        if codes:  # a credential out of misses may not try codes at all, known ones too
+            self._coupon_misses.admit(caller)
         try:
-            result = self._receipts.calculate(receipt, now, explain=request.explain, spend=spend)
+            result, coupons = self._receipts.calculate(
+                receipt, now, explain=request.explain, spend=spend, codes=codes
+            )
         except InvalidArgument as error:  # the engine names fields of the receipt itself
             raise InvalidArgument(f"receipt.{error.field}", error.description) from None
+        unknown = sum(c.status is CouponStatus.UNKNOWN for c in coupons)
+        if unknown:
+            self._coupon_misses.miss(caller, unknown)
         response = receipt_pb2.CalculateResponse()
         convert.fill_result(
             response.result,
@@ -106,9 +123,10 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             degraded=not self._store_available(),
         )
         response.result.point_value = self._settings.point_value  # what the till prints
+        coupon_convert.fill_coupons(response.result, coupons)
         if sign:
             response.confirmation_token = self._signer.sign(
-                receipt_pb, response.result, result.usage
+                receipt_pb, response.result, result.usage, redemptions(coupons)
             )
         return response
 
@@ -137,6 +155,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             raise InvalidArgument("receipt.receipt_id", "required to confirm a receipt")
         check_receipt_ids(receipt_pb)
         check_receipt_lines(receipt_pb)
+        coupon_convert.receipt_codes(receipt_pb)  # in form; the token says what to redeem
         convert.optional_datetime(receipt_pb, "sale_time", "receipt.sale_time")  # in range
         current_principal().check_store(receipt_pb.store_id, receipt_pb.receipt_id)
         payload, stale = self._signer.open(receipt_pb, request.confirmation_token)
@@ -146,6 +165,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             convert.confirm_fingerprint(receipt_pb),
             encode=functools.partial(convert.confirmation_record, payload.result),
             token_refusal=stale,
+            redeemed=coupon_convert.redeemed_of(payload),
         )
         return convert.confirm_response(confirmed.record, replayed=confirmed.replayed)
 

@@ -21,6 +21,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from loyalty.v1 import (
     backoffice_pb2,
     backoffice_pb2_grpc,
+    coupons_pb2,
+    coupons_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     notification_pb2,
@@ -33,6 +35,7 @@ from loyalty.v1 import (
 from service.api import reflection
 from service.api.auth import CredentialBook
 from service.api.backoffice import BackOfficeServicer
+from service.api.coupons import CouponServicer
 from service.api.interceptors import Budgets, CallInterceptor
 from service.api.lookup import MemberLookup
 from service.api.members import MemberServicer
@@ -62,6 +65,7 @@ SERVICE_NAMES = (
     backoffice_pb2.DESCRIPTOR.services_by_name["BackOfficeService"].full_name,
     notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
     replay_pb2.DESCRIPTOR.services_by_name["CampaignReplayService"].full_name,
+    coupons_pb2.DESCRIPTOR.services_by_name["CouponService"].full_name,
 )
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Health of the store behind this replica: NOT_SERVING while it cannot be reached. The
@@ -338,6 +342,7 @@ def _add_loyalty_services(
     replay_pb2_grpc.add_CampaignReplayServiceServicer_to_server(
         CampaignReplayServicer(settings, sessions), server
     )
+    coupons_pb2_grpc.add_CouponServiceServicer_to_server(CouponServicer(cache, sessions), server)
     # Each event stream holds a worker thread: at most half of them, so calls still flow.
     notifications = NotificationServicer(sessions, max_streams=max(1, settings.max_workers // 2))
     notification_pb2_grpc.add_NotificationServiceServicer_to_server(notifications, server)

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from loyalty.v1 import receipt_pb2, token_pb2
 from service.api.convert import receipt_fingerprint
+from service.api.coupon_convert import add_redeemed
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.engine.coupons import Redemption
 from service.engine.model import UsageCharge
 from service.errors import FailedPrecondition, InvalidArgument
 
@@ -79,6 +81,7 @@ class TokenSigner:
         receipt: receipt_pb2.Receipt,
         result: receipt_pb2.ReceiptResult,
         usage: tuple[UsageCharge, ...],
+        coupons: Sequence[Redemption] = (),
     ) -> bytes:
         payload = token_pb2.ConfirmationTokenPayload()
         payload.receipt_fingerprint = receipt_fingerprint(receipt, result.sale_time)
@@ -90,6 +93,7 @@ class TokenSigner:
             entry.offer_id = charge.offer_id
             entry.period_key = charge.period_key
             entry.used = charge.used
+        add_redeemed(payload, coupons)
         payload.expires_at.FromDatetime(_expiry(self._clock(), self._ttl))
         body = payload.SerializeToString(deterministic=True)
         mac = hmac.digest(self._mac_keys[self._current.key_id], self._header + body, "sha256")

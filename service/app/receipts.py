@@ -9,11 +9,12 @@ work (service.app.unit_of_work), their statements in the order that makes them c
              window for late receipts, then lines and benefits, the member's lock, usage
              (each counter a conditional upsert, refused past its limit), points spent
              (refused beyond what is available, read under the lock), ledger, history, the
-             record with the balance -> commit
+             coupon codes the token carries (service.app.coupons.redeem), the record with the
+             balance -> commit
     refund   one read answers most repeats. Then: lock the receipt row (a stored refund
              answers), each line's share (engine.lifecycle), the refund with its record, the
              member's lock, usage given back, ledger reversal and spent points given back,
-             history -> commit
+             history, the coupon codes released when nothing of the receipt is left -> commit
 
 The unit of work patches the member's document with the new counters, appends the change
 feed and, after the commit, tells this replica's cache. What a confirm or refund answered is
@@ -31,12 +32,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.app import coupons
 from service.app.sessions import Sessions
 from service.app.unit_of_work import Patch, UnitOfWork
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.engine.calculate import calculate as calculate_benefits
 from service.engine.chips import CHIPS_INSUFFICIENT, check_chips_to_spend, chips_after_refund
+from service.engine.coupons import CouponOutcome, Redemption, coupon_outcomes, unlocked_offers
 from service.engine.lifecycle import (
     ConfirmedLine,
     ConfirmedReceipt,
@@ -99,6 +102,7 @@ class Confirmation:
     receipt: ConfirmedReceipt
     usage: tuple[UsageClaim, ...]
     fingerprint: str
+    coupons: tuple[Redemption, ...] = ()  # the codes that applied (the token's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,8 @@ def _write_confirmation(
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
         balance = points_position(session, member_id, at).balance
+    if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
+        coupons.redeem(session, receipt.receipt_id, member_id, confirmation.coupons, at)
     record = encode(balance, counted, chips)
     set_record(session, receipt.receipt_id, record)
     return record
@@ -327,6 +333,7 @@ def refund_receipt(
     is_piece: IsPiece,
     codec: RefundCodec,
     lifetime: Lifetime = FOREVER,
+    release_coupons: bool = False,
 ) -> Answer:
     """Refund once and return the response's record; a repeat returns the stored one. Spent
     points given back live the `lifetime` of new points (spendable at once).
@@ -342,7 +349,7 @@ def refund_receipt(
         return _replay_refund(stored, request.fingerprint)
     with units() as uow:
         try:
-            return _refund(uow, request, time_zone, is_piece, codec, lifetime)
+            return _refund(uow, request, time_zone, is_piece, codec, lifetime, release_coupons)
         except IntegrityError:
             # the same refund id was stored meanwhile, for another receipt
             uow.session.rollback()
@@ -359,6 +366,7 @@ def _refund(
     is_piece: IsPiece,
     codec: RefundCodec,
     lifetime: Lifetime,
+    release_coupons: bool,
 ) -> Answer:
     session = uow.session
     receipt_id = request.receipt_id
@@ -397,6 +405,8 @@ def _refund(
         month = purchase_month(sold.sale_time, time_zone)
         add_to_history(session, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
+    if release_coupons and _returned_in_full(lines, refund):
+        coupons.release(session, receipt_id)
     uow.commit()
     return Answer(record, replayed=False)
 
@@ -411,6 +421,12 @@ def _move_chips(uow: UnitOfWork, member_id: str, refund: Refund, change: int) ->
         debit_chips(session, member_id, -change, at, **ids)
     if change:
         uow.patch_members([member_id], _with_chips(refund.chips_balance))
+
+
+def _returned_in_full(lines: Sequence[ConfirmedLine], refund: Refund) -> bool:
+    """Nothing of the receipt is left once this refund is made (spec §22: codes come back)."""
+    now = {r.line_no: r.quantity for r in refund.lines}
+    return all(line.left - now.get(line.line_no, 0) <= 0 for line in lines)
 
 
 def _give_back_usage(
@@ -470,6 +486,7 @@ class ReceiptLifecycle:
         points_policy: PointsPolicy = DEFAULT_POINTS_POLICY,
         points_lifetime: Lifetime = FOREVER,
         clock: Clock = utc_now,
+        release_coupons_on_refund: bool = True,
     ) -> None:
         self._points_policy = points_policy
         self._points_lifetime = points_lifetime
@@ -479,6 +496,7 @@ class ReceiptLifecycle:
         self._max_sale_time_age = max_sale_time_age
         self._max_receipt_lines = max_receipt_lines
         self._clock = clock
+        self._release_coupons = release_coupons_on_refund
 
     def calculate(
         self,
@@ -487,8 +505,10 @@ class ReceiptLifecycle:
         *,
         explain: bool = False,
         spend: SpendAsk | None = None,
-    ) -> ReceiptResult:
-        """The receipt's benefits from the cached snapshot; nothing is written. Raises
+        codes: Sequence[str] = (),
+    ) -> tuple[ReceiptResult, tuple[CouponOutcome, ...]]:
+        """The receipt's benefits from the cached snapshot, and what became of each coupon
+        code (normalised, checked for form by the caller); nothing is written. Raises
         InvalidArgument naming the field of the receipt at fault, FailedPrecondition
         (CHIPS_INSUFFICIENT) when the member holds fewer chips than it would spend. With
         `spend` (the caller checked there is a member), the member's available points are
@@ -508,7 +528,15 @@ class ReceiptLifecycle:
             with self._units(now)() as uow:
                 available = points_position(uow.session, receipt.member.id, now).available
             points = PointsRequest(spend.points, max(available, 0), self._points_policy)
-        return calculate_benefits(snapshot, receipt, explain=explain, points=points)
+        if not codes:
+            return calculate_benefits(snapshot, receipt, explain=explain, points=points), ()
+        member_id = receipt.member.id if receipt.member is not None else ""
+        checks = coupons.check_codes(
+            self._sessions, snapshot.coupons, codes, member_id, receipt.sale_time
+        )
+        receipt = replace(receipt, coupon_offers=unlocked_offers(checks))
+        result = calculate_benefits(snapshot, receipt, explain=explain, points=points)
+        return result, coupon_outcomes(checks, result)
 
     def confirm(
         self,
@@ -518,6 +546,7 @@ class ReceiptLifecycle:
         *,
         encode: EncodeConfirmation,
         token_refusal: DomainError | None = None,
+        redeemed: Sequence[Redemption] = (),
     ) -> Answer:
         """Commit what the verified token says the customer was shown (confirm_receipt), with
         each usage charge at its offer's current limit; `token_refusal`: why the token may
@@ -527,7 +556,7 @@ class ReceiptLifecycle:
         try:
             return confirm_receipt(
                 self._units(now),
-                Confirmation(receipt, usage, fingerprint),
+                Confirmation(receipt, usage, fingerprint, tuple(redeemed)),
                 time_zone=self._time_zone,
                 encode=encode,
                 admission=Admission(token_refusal, now, self._max_sale_time_age),
@@ -555,6 +584,7 @@ class ReceiptLifecycle:
             is_piece=is_piece,
             codec=codec,
             lifetime=self._points_lifetime,
+            release_coupons=self._release_coupons,
         )
 
     def _units(self, now: datetime) -> Units:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 
 from service.engine.audience import audience_matches
+from service.engine.coupons import COUPON_REQUIRED
 from service.engine.model import Audience, Member, Receipt, Schedule
 from service.engine.rules import INELIGIBLE, UNITS_LIMITED, Role, Rule, to_epoch_us
 from service.engine.schedule import LocalClock, schedule_open
@@ -42,6 +43,7 @@ class ReceiptContext:
         "roles",
         "reasons",
         "charges",
+        "locked",
         "_clock",
         "_local_date",
         "_period_keys",
@@ -59,6 +61,8 @@ class ReceiptContext:
         self.roles: dict[Rule, Role] = {}  # memo: rule -> role on this receipt
         self.reasons: dict[Rule, str] = {}  # ineligible rule -> why
         self.charges: dict[Rule, int] = {}  # limited rules applied -> quantity covered
+        gated = snapshot.coupons.gated  # coupon-gated offers without a valid code here
+        self.locked = gated - receipt.coupon_offers if gated else gated
         self._clock: LocalClock | None = None
         self._local_date: date | None = None
         self._period_keys: dict[int, str] = {}  # id(period) -> key
@@ -71,6 +75,8 @@ class ReceiptContext:
         role = self.roles.get(rule)
         if role is None:
             reason = ineligibility_reason(rule, self) if rule.has_filters else None
+            if reason is None and rule.offer_id in self.locked:
+                reason = COUPON_REQUIRED
             if reason is not None:
                 self.reasons[rule] = reason
                 role = INELIGIBLE

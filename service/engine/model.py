@@ -300,6 +300,8 @@ class Receipt:
     channel: Channel = Channel.POS
     member: Member | None = None
     chips_to_spend: int = 0  # at most this many of the member's chips unlock rewards
+    # the coupon-gated offers a valid code on the receipt unlocks (engine.coupons)
+    coupon_offers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

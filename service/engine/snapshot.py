@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from service.engine.chips import chips_program
+from service.engine.coupons import NO_COUPONS, CouponCampaign, CouponIndex
 from service.engine.model import (
     Category,
     FavoriteProductsOffer,
@@ -68,6 +69,7 @@ class Snapshot:
         "favorite_rules",
         "individual_memo",
         "chips",
+        "coupons",
         "_categories",
         "_ancestors",
         "_groups",
@@ -95,6 +97,7 @@ class Snapshot:
         stores: dict[str, Store],
         zones: dict[str, ZoneInfo],
         configuration_version: int = 0,
+        coupons: CouponIndex = NO_COUPONS,
     ) -> None:
         self.configuration_version = configuration_version
         self.program_time_zone = program_time_zone
@@ -105,6 +108,7 @@ class Snapshot:
         self.favorite_rules = favorite_rules
         self.individual_memo: dict[int, IndividualRules] = {}
         self.chips = chips_program(offers)  # None: no chips offer (engine.chips)
+        self.coupons = coupons
         self._categories = categories
         self._ancestors = ancestors
         self._groups = groups
@@ -195,6 +199,7 @@ def build_snapshot(
     stores: Iterable[Store],
     program_time_zone: str,
     configuration_version: int = 0,
+    coupon_campaigns: Iterable[CouponCampaign] = (),
 ) -> Snapshot:
     """Index catalogue and offers. Raises ValueError on duplicate ids or an unknown zone."""
     program_zone = _zone(program_time_zone)
@@ -247,6 +252,7 @@ def build_snapshot(
         stores=store_by_id,
         zones=zones,
         configuration_version=configuration_version,
+        coupons=CouponIndex(coupon_campaigns),
     )
 
 

@@ -132,6 +132,16 @@ class BulkSql:
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
         self._insert_rows(table, columns, rows, "")
 
+    def insert_absent(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """INSERT ... ON CONFLICT (key) DO NOTHING: rows whose key is stored are left out."""
+        self._insert_rows(table, columns, rows, f" ON CONFLICT ({', '.join(key)}) DO NOTHING")
+
     def _insert_rows(
         self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], tail: str
     ) -> None:

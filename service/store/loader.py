@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from service.engine.coupons import CouponCampaign
 from service.engine.model import (
     Category,
     FavoriteProductsOffer,
@@ -34,6 +35,7 @@ from service.store.codec import (
     personal_offer_from_row,
 )
 from service.store.configuration import configuration_version
+from service.store.coupon_repo import load_campaigns
 from service.store.models import (
     CardRow,
     CategoryRow,
@@ -74,6 +76,7 @@ class Catalogue:
     favorite_product_offers: tuple[FavoriteProductsOffer, ...]
     stores: tuple[Store, ...]
     configuration_version: int = 0  # read with the rest (spec §12)
+    coupon_campaigns: tuple[CouponCampaign, ...] = ()
 
     def as_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -97,8 +100,9 @@ def _rows(session: Session, table: Table, *order_by: str, where: Any = None) -> 
 
 
 def load_catalogue(session: Session) -> Catalogue:
-    """The whole catalogue and every active offer, each kind ordered by id, and the
-    configuration version (11 queries; read them in db.read_snapshot() for one snapshot)."""
+    """The whole catalogue, every active offer and the coupon campaigns, each kind ordered by
+    id, and the configuration version (12 queries; read them in db.read_snapshot() for one
+    snapshot)."""
     return Catalogue(
         categories=tuple(
             Category(r.id, r.name, r.parent_id) for r in _rows(session, table_of(CategoryRow), "id")
@@ -112,6 +116,7 @@ def load_catalogue(session: Session) -> Catalogue:
             Store(r.id, r.name, r.time_zone) for r in _rows(session, table_of(StoreRow), "id")
         ),
         configuration_version=configuration_version(session),
+        coupon_campaigns=load_campaigns(session),
     )
 
 

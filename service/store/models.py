@@ -35,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from service import limits
+from service.engine.coupons import CODE_LENGTH as COUPON_CODE
+from service.engine.coupons import CampaignKind
 from service.engine.model import (
     BenefitKind,
     Channel,
@@ -626,3 +628,57 @@ class ApiCredentialRow(Base):
     store_ids: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- coupons ------------------------------------------------------------------------------------
+
+
+class CouponCampaignRow(Base):
+    """A coupon campaign (engine.coupons.CouponCampaign). `used` counts the redemptions of a
+    shared code not released by refunds: the conditional UPDATE of this counter is what
+    keeps the total limit across replicas, and its row lock orders a shared code's confirms."""
+
+    __tablename__ = "coupon_campaigns"
+
+    id: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    offer_id: Mapped[str] = mapped_column(String(KEY), index=True)
+    kind: Mapped[CampaignKind] = mapped_column(enum_type(CampaignKind))
+    shared_code: Mapped[str | None] = mapped_column(String(COUPON_CODE), unique=True)
+    per_member_limit: Mapped[int] = mapped_column(BigInteger)
+    total_limit: Mapped[int] = mapped_column(BigInteger)
+    used: Mapped[int] = mapped_column(BigInteger)
+    valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CouponCodeRow(Base):
+    """A unique single-use code; `receipt_id` is the receipt that redeemed it (NULL: free).
+    `member_id` (loose, like a slot's SKU) names the only member who may use it."""
+
+    __tablename__ = "coupon_codes"
+
+    code: Mapped[str] = mapped_column(String(COUPON_CODE), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(
+        String(KEY), ForeignKey("coupon_campaigns.id"), index=True
+    )
+    member_id: Mapped[str | None] = mapped_column(String(KEY), index=True)
+    receipt_id: Mapped[str | None] = mapped_column(String(KEY))
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class CouponRedemptionRow(Base):
+    """A code a confirmed receipt redeemed; `released` once a refund gave it back."""
+
+    __tablename__ = "coupon_redemptions"
+    __table_args__ = (Index(None, "campaign_id", "member_id"),)
+
+    receipt_id: Mapped[str] = mapped_column(
+        String(KEY), ForeignKey("receipts.receipt_id"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(COUPON_CODE), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String(KEY))
+    kind: Mapped[CampaignKind] = mapped_column(enum_type(CampaignKind))
+    member_id: Mapped[str | None] = mapped_column(String(KEY))
+    released: Mapped[bool] = mapped_column(Boolean)
+    redeemed_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -24,6 +24,8 @@ from loyalty.v1 import (
     backoffice_pb2,
     backoffice_pb2_grpc,
     common_pb2,
+    coupons_pb2,
+    coupons_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     notification_pb2,
@@ -36,6 +38,7 @@ from loyalty.v1 import (
 from service import limits
 from service.api.auth import Role
 from service.api.server import LoyaltyServer
+from service.engine.coupons import CODE_LENGTH
 from service.store import db
 from service.store.models import Base
 from tests.e2e.conftest import auth
@@ -49,6 +52,7 @@ PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 def receipt(**change: Any) -> receipt_pb2.Receipt:
     """The demo receipt with one thing changed; `lines` edits take a callable."""
     base, _ = load_receipt(register_cli.DEMO_RECEIPT)
+    base.coupon_codes.extend(change.pop("coupon_codes", ()))
     edit_lines = change.pop("lines", None)
     for name, value in change.items():
         setattr(base, name, value)
@@ -118,10 +122,88 @@ class Case:
     role: Role = Role.REGISTER
 
 
-R, M, B, N, P = "receipts", "members", "backoffice", "notifications", "replay"
+R, M, B, N, P, CP = "receipts", "members", "backoffice", "notifications", "replay", "coupons"
 CS, OP, BO = Role.CUSTOMER_SERVICES, Role.OPERATOR, Role.BACK_OFFICE
 
 CASES = [
+    # --- coupons ----------------------------------------------------------------------------
+    Case(
+        "coupon code with a space",
+        R,
+        "Calculate",
+        calc(receipt(coupon_codes=["OK-1", "NOT OK"])),
+        INVALID,
+        "receipt.coupon_codes[1]",
+    ),
+    Case(
+        "eleven coupon codes",
+        R,
+        "Calculate",
+        calc(receipt(coupon_codes=[f"C{n}" for n in range(11)])),
+        INVALID,
+        "receipt.coupon_codes",
+    ),
+    Case(
+        "no codes to generate",
+        CP,
+        "GenerateCouponCodes",
+        coupons_pb2.GenerateCouponCodesRequest(campaign_id="U-NOPE", count=0),
+        INVALID,
+        "count",
+        Role.BACK_OFFICE,
+    ),
+    Case(
+        "a campaign of no kind",
+        CP,
+        "UpsertCouponCampaign",
+        coupons_pb2.UpsertCouponCampaignRequest(
+            campaign=coupons_pb2.CouponCampaign(id="CMP-X", offer_id="A-NOPE")
+        ),
+        INVALID,
+        "campaign.kind",
+        Role.BACK_OFFICE,
+    ),
+    Case(
+        "a negative total limit",
+        CP,
+        "UpsertCouponCampaign",
+        coupons_pb2.UpsertCouponCampaignRequest(
+            campaign=coupons_pb2.CouponCampaign(
+                id="CMP-X",
+                offer_id="A-NOPE",
+                kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
+                shared_code="X1",
+                total_limit=-1,
+            )
+        ),
+        INVALID,
+        "campaign.total_limit",
+        Role.BACK_OFFICE,
+    ),  # fmt: skip
+    Case(
+        "a campaign for an unknown offer",
+        CP,
+        "UpsertCouponCampaign",
+        coupons_pb2.UpsertCouponCampaignRequest(
+            campaign=coupons_pb2.CouponCampaign(
+                id="CMP-X", offer_id="A-NOPE", kind=coupons_pb2.COUPON_CAMPAIGN_KIND_UNIQUE
+            )
+        ),
+        NOT_FOUND,
+        None,
+        Role.BACK_OFFICE,
+    ),
+    Case(
+        "codes for an unknown campaign",
+        CP,
+        "ImportCouponCodes",
+        coupons_pb2.ImportCouponCodesRequest(
+            campaign_id="U-NOPE", codes=[coupons_pb2.CouponCodeRow(code="GOOD-1")]
+        ),
+        NOT_FOUND,
+        None,
+        Role.BACK_OFFICE,
+    ),
     # --- receipts ---------------------------------------------------------------------------
     Case(
         "empty receipt",
@@ -806,6 +888,30 @@ def twice(message_class: Any, key: str, **fields: Any) -> list[Any]:
 # repeat, an unknown receipt, a missing token, a position beyond the last event...), so a
 # case that makes one field bad writes nothing even when that field is not checked.
 GOOD: dict[str, tuple[str, Any, Role]] = {
+    "UpsertCouponCampaign": (
+        CP,
+        coupons_pb2.UpsertCouponCampaignRequest(
+            campaign=coupons_pb2.CouponCampaign(
+                id="CMP-X",
+                offer_id="A-NOPE",
+                kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
+                shared_code="X1",
+            )
+        ),
+        BO,
+    ),  # fmt: skip
+    "GenerateCouponCodes": (
+        CP,
+        coupons_pb2.GenerateCouponCodesRequest(campaign_id="U-NOPE", count=1),
+        BO,
+    ),
+    "ImportCouponCodes": (
+        CP,
+        coupons_pb2.ImportCouponCodesRequest(
+            campaign_id="U-NOPE", codes=[coupons_pb2.CouponCodeRow(code="GOOD-1")]
+        ),
+        BO,
+    ),
     "Calculate": (R, calc(receipt()), Role.REGISTER),
     "Confirm": (R, receipt_pb2.ConfirmRequest(receipt=receipt()), Role.REGISTER),
     "Refund": (
@@ -1014,6 +1120,7 @@ TIMESTAMP_FIELDS = {
     "Calculate": ["receipt.sale_time"],
     "Confirm": ["receipt.sale_time"],
     "GetMemberOffers": ["at"],
+    "UpsertCouponCampaign": ["campaign.valid_from", "campaign.valid_to"],
     "UpsertOffer": ["offer.validity.valid_from", "offer.validity.valid_to"],
     "UpsertFavoriteProductsOffer": [
         "offer.offer.validity.valid_from",
@@ -1062,6 +1169,7 @@ RECEIPT = [
     ("receipt.member.member_id", limits.ID),
     ("receipt.lines[0].line_id", limits.ID),
     ("receipt.lines[0].sku", limits.ID),
+    ("receipt.coupon_codes[0]", CODE_LENGTH),
 ]
 
 
@@ -1150,6 +1258,17 @@ STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
     "ListStores": [PAGE_TOKEN],
     "ListOffers": OFFER_FILTER,
     "ListFavoriteProductsOffers": OFFER_FILTER,
+    "UpsertCouponCampaign": [
+        ("campaign.id", limits.ID),
+        ("campaign.offer_id", limits.ID),
+        ("campaign.shared_code", CODE_LENGTH),
+    ],
+    "GenerateCouponCodes": [("campaign_id", limits.ID), ("member_id", limits.ID)],
+    "ImportCouponCodes": [
+        ("campaign_id", limits.ID),
+        ("codes[0].code", CODE_LENGTH),
+        ("codes[0].member_id", limits.ID),
+    ],
 }
 # A favorite-products offer has no audience: one is refused before its tags are read.
 REFUSED_AS = {"offer.offer.audience.segment_tags[0]": "offer.offer.audience"}
@@ -1191,6 +1310,7 @@ STUBS = {
     B: backoffice_pb2_grpc.BackOfficeServiceStub,
     N: notification_pb2_grpc.NotificationServiceStub,
     P: replay_pb2_grpc.CampaignReplayServiceStub,
+    CP: coupons_pb2_grpc.CouponServiceStub,
 }
 
 
@@ -1216,6 +1336,7 @@ def test_the_cases_cover_every_string_and_timestamp_of_every_request() -> None:
         (backoffice_pb2, "BackOfficeService"),
         (notification_pb2, "NotificationService"),
         (replay_pb2, "CampaignReplayService"),
+        (coupons_pb2, "CouponService"),
     ):
         for method in proto.DESCRIPTOR.services_by_name[service].methods:
             found = list(request_fields(method.input_type))
@@ -1252,6 +1373,9 @@ def send(channel: grpc.Channel, case: Case) -> None:
         call(iter([case.request]), timeout=10, metadata=metadata)
     elif case.method in ("StreamMemberEvents", "Replay"):
         for _ in call(case.request, timeout=10, metadata=metadata):
+            pass
+    elif case.method == "ImportCouponCodes":  # a stream both ways
+        for _ in call(iter([case.request]), timeout=10, metadata=metadata):
             pass
     else:
         call(case.request, timeout=10, metadata=metadata)

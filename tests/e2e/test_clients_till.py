@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
+
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer
+from tests.e2e.coupon_support import set_up_campaigns
 
 REPO = Path(__file__).resolve().parents[2]
 MILK, YOGURT, BANANAS = "4600000000015", "4600000000329", "4600000000787"
@@ -207,3 +210,20 @@ def test_the_till_refuses_points_without_a_card(demo_server: LoyaltyServer) -> N
     done = till(demo_server, f"{MILK}\npoints 100\npoints lots\n")
     assert done.returncode == 1
     assert "points need a member" in done.stdout
+
+
+def test_the_till_takes_coupon_codes_and_prints_each_codes_outcome(
+    demo_server: LoyaltyServer, channel: grpc.Channel
+) -> None:
+    set_up_campaigns(channel)
+    done = till(
+        demo_server,
+        "coupon summer10\ncoupon NOPE-1\nscan CPN-TEA 1 100.00\ncoupon BAD!CODE\npay\n",
+    )
+    assert done.returncode == 1, "the bad code is refused, the rest goes on"
+    out = done.stdout
+    receipt = out.split("till> pay")[0].split("till> scan")[1]
+    assert "Coupon SUMMER10" in receipt and "applied" in receipt
+    assert "Coupon NOPE-1" in receipt and "unknown code" in receipt
+    assert "coupon_codes" in out.split("till> coupon BAD!CODE")[1]  # named, not taken
+    assert "PAID 90.00" in out

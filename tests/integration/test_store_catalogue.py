@@ -89,6 +89,7 @@ def test_a_favorite_products_offer_is_loaded_only_as_such(db):
         "favorite_product_offers",
         "stores",
         "configuration_version",
+        "coupon_campaigns",
     }
 
 

@@ -1,0 +1,219 @@
+"""Coupon campaigns, unique codes and redemptions (docs/coupons.md): rows in and out, and the
+conditional updates that make a redemption atomic across replicas. The caller commits.
+
+- a unique code is taken by `UPDATE coupon_codes SET receipt_id = ... WHERE code = ... AND
+  receipt_id IS NULL`: of two racing confirms the second waits for the first's row lock and
+  then updates nothing;
+- a shared code's total is `UPDATE coupon_campaigns SET used = used + 1 WHERE ... used <
+  total_limit`, whose row lock also orders the per-member count of that campaign's confirms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.engine.coupons import CampaignKind, CouponCampaign, Redemption, StoredCode
+from service.store.bulk_sql import IDS_PER_READ, BulkSql, in_ids
+from service.store.feed import EntityKind, append_changes
+from service.store.models import CouponCampaignRow, CouponCodeRow, CouponRedemptionRow
+from service.store.sql import chunks, insert_rows, table_of, upsert
+
+CAMPAIGNS = table_of(CouponCampaignRow)
+CODES = table_of(CouponCodeRow)
+REDEMPTIONS = table_of(CouponRedemptionRow)
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+
+def save_campaign(session: Session, campaign: CouponCampaign, at: datetime) -> None:
+    """Upsert the campaign (its use counter kept); replicas reload their snapshot, as for a
+    change of the offer it gates."""
+    row = {
+        "id": campaign.id,
+        "offer_id": campaign.offer_id,
+        "kind": campaign.kind,
+        "shared_code": campaign.shared_code or None,
+        "per_member_limit": campaign.per_member_limit,
+        "total_limit": campaign.total_limit,
+        "used": 0,
+        "valid_from": campaign.valid_from,
+        "valid_to": campaign.valid_to,
+        "updated_at": at,
+    }
+    upsert(session, CouponCampaignRow, [row], keep=("used",))
+    append_changes(session, EntityKind.OFFER, [campaign.offer_id], at)
+
+
+def load_campaigns(session: Session) -> tuple[CouponCampaign, ...]:
+    rows = session.execute(select(CAMPAIGNS).order_by(CAMPAIGNS.c.id))
+    return tuple(_campaign(r) for r in rows)
+
+
+def stored_campaign(session: Session, campaign_id: str) -> CouponCampaign | None:
+    row = session.execute(select(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id)).first()
+    return None if row is None else _campaign(row)
+
+
+def _campaign(r: Any) -> CouponCampaign:
+    return CouponCampaign(
+        id=r.id,
+        offer_id=r.offer_id,
+        kind=r.kind,
+        shared_code=r.shared_code or "",
+        per_member_limit=r.per_member_limit,
+        total_limit=r.total_limit,
+        valid_from=r.valid_from,
+        valid_to=r.valid_to,
+    )
+
+
+def campaign_holding(session: Session, shared_code: str) -> str | None:
+    """The id of the campaign whose shared code this is, if any."""
+    query = select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.shared_code == shared_code)
+    return session.execute(query).scalar()
+
+
+# --- unique codes -------------------------------------------------------------------------------
+
+
+def stored_codes(session: Session, codes: Sequence[str]) -> dict[str, StoredCode]:
+    """The stored unique codes among `codes` (one indexed read)."""
+    if not codes:
+        return {}
+    query = select(CODES.c.code, CODES.c.campaign_id, CODES.c.member_id, CODES.c.receipt_id)
+    found = session.execute(query.where(CODES.c.code.in_(list(codes))))
+    return {
+        r.code: StoredCode(r.code, r.campaign_id, r.member_id or "", r.receipt_id is not None)
+        for r in found
+    }
+
+
+def add_codes(session: Session, campaign_id: str, rows: Sequence[tuple[str, str]]) -> int:
+    """Insert the (code, member id) rows not stored yet (the first of a code repeated in the
+    batch wins), with the import's bulk statements; returns how many were added."""
+    wanted = dict(rows)
+    bulk = BulkSql(session)
+    existing: set[str] = set()
+    # PostgreSQL takes the batch's codes as one array parameter, SQLite as IN lists
+    for part in chunks(list(wanted), 10_000 if bulk.postgres else IDS_PER_READ):
+        query = select(CODES.c.code).where(in_ids(CODES.c.code, part, bulk.postgres))
+        existing.update(session.execute(query).scalars())
+    new = [
+        (code, campaign_id, member or None)
+        for code, member in wanted.items()
+        if code not in existing
+    ]
+    bulk.insert_absent("coupon_codes", ("code", "campaign_id", "member_id"), ("code",), new)
+    return len(new)
+
+
+def take_code(session: Session, code: str, receipt_id: str, member_id: str, at: datetime) -> bool:
+    """Mark a free unique code used by the receipt; False if it was taken (or is another
+    member's)."""
+    mine: ColumnElement[bool] = CODES.c.member_id.is_(None)
+    if member_id:
+        mine = or_(mine, CODES.c.member_id == member_id)
+    stmt = (
+        update(CODES)
+        .where(CODES.c.code == code, CODES.c.receipt_id.is_(None), mine)
+        .values(receipt_id=receipt_id, used_at=at)
+    )
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def member_codes(session: Session, member_id: str) -> list[tuple[str, str]]:
+    """The free unique codes assigned to the member: (code, campaign id), by code."""
+    query = (
+        select(CODES.c.code, CODES.c.campaign_id)
+        .where(CODES.c.member_id == member_id, CODES.c.receipt_id.is_(None))
+        .order_by(CODES.c.code)
+    )
+    return [(r.code, r.campaign_id) for r in session.execute(query)]
+
+
+# --- shared codes -------------------------------------------------------------------------------
+
+
+def count_shared_use(session: Session, campaign_id: str) -> bool:
+    """One more use of the campaign's shared code, unless its total limit is reached."""
+    stmt = (
+        update(CAMPAIGNS)
+        .where(
+            CAMPAIGNS.c.id == campaign_id,
+            (CAMPAIGNS.c.total_limit == 0) | (CAMPAIGNS.c.used < CAMPAIGNS.c.total_limit),
+        )
+        .values(used=CAMPAIGNS.c.used + 1)
+    )
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def member_uses(session: Session, campaign_id: str, member_id: str) -> int:
+    """The member's redemptions of the campaign that no refund released."""
+    query = select(func.count()).where(
+        REDEMPTIONS.c.campaign_id == campaign_id,
+        REDEMPTIONS.c.member_id == member_id,
+        REDEMPTIONS.c.released.is_(False),
+    )
+    return int(session.execute(query).scalar_one())
+
+
+# --- redemptions --------------------------------------------------------------------------------
+
+
+def add_redemptions(
+    session: Session,
+    receipt_id: str,
+    member_id: str,
+    redeemed: Iterable[Redemption],
+    at: datetime,
+) -> None:
+    insert_rows(
+        session,
+        CouponRedemptionRow,
+        [
+            {"receipt_id": receipt_id, "code": r.code, "campaign_id": r.campaign_id,
+             "kind": r.kind, "member_id": member_id or None, "released": False,
+             "redeemed_at": at}
+            for r in redeemed
+        ],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    code: str
+    campaign_id: str
+
+
+def release_receipt_codes(session: Session, receipt_id: str) -> tuple[Released, ...]:
+    """Give back every code the receipt redeemed and no refund released yet: a unique code is
+    free again, a shared code's use uncounted."""
+    query = select(REDEMPTIONS).where(
+        REDEMPTIONS.c.receipt_id == receipt_id, REDEMPTIONS.c.released.is_(False)
+    )
+    rows = list(session.execute(query.order_by(REDEMPTIONS.c.code)))
+    for row in rows:
+        if row.kind is CampaignKind.UNIQUE:
+            session.execute(
+                update(CODES)
+                .where(CODES.c.code == row.code, CODES.c.receipt_id == receipt_id)
+                .values(receipt_id=None, used_at=None)
+            )
+        else:
+            session.execute(
+                update(CAMPAIGNS)
+                .where(CAMPAIGNS.c.id == row.campaign_id, CAMPAIGNS.c.used > 0)
+                .values(used=CAMPAIGNS.c.used - 1)
+            )
+    if rows:
+        session.execute(
+            update(REDEMPTIONS).where(REDEMPTIONS.c.receipt_id == receipt_id).values(released=True)
+        )
+    return tuple(Released(r.code, r.campaign_id) for r in rows)

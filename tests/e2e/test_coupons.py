@@ -1,0 +1,335 @@
+"""Coupon codes end to end (docs/coupons.md): a gated offer applies only with its code, each
+code's outcome is in the result, a unique code is redeemed once, a shared code within its
+limit, a full refund gives codes back, unknown codes are rate-limited per credential, and a
+large batch of codes imports in batches with progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from clients.client import LoyaltyClient, LoyaltyError
+from loyalty.v1 import coupons_pb2, member_pb2, member_pb2_grpc, receipt_pb2
+from service.api.auth import DEV_TOKENS, Role
+from service.api.server import LoyaltyServer, create_server
+from service.api.tokens import signer_from_settings
+from tests.e2e.conftest import auth, demo_settings
+from tests.e2e.coupon_support import (
+    SHARED_OFFER,
+    UNIQUE_OFFER,
+    calculate,
+    confirm,
+    coupon_call,
+    generate,
+    refund_all,
+    register,
+    set_up_campaigns,
+    statuses,
+    tea_receipt,
+    upsert_campaign,
+)
+from tests.e2e.statuses import refusal
+
+MEMBER = "M000001"  # a demo member
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A demo server of its own (its miss budget is this module's)."""
+    settings = demo_settings(tmp_path_factory.mktemp("coupons"), coupon_miss_burst=1000)
+    server, port = create_server(settings)
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def channel(port: int) -> Iterator[grpc.Channel]:
+    """A channel to the module's server, with the campaigns set up."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        set_up_campaigns(ch, shared_total_limit=3)
+        yield ch
+
+
+def discounts(result) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    return [(b.offer_id, b.discount) for line in result.lines for b in line.benefits]
+
+
+def test_a_gated_offer_applies_only_with_its_code_and_each_code_says_what_became_of_it(
+    channel: grpc.Channel,
+) -> None:
+    assert discounts(calculate(channel, tea_receipt("C-1")).result) == []
+    shown = calculate(channel, tea_receipt("C-2", "summer10", "NO-SUCH-CODE")).result
+    assert discounts(shown) == [(SHARED_OFFER, 1000)]  # 10 % of 100.00
+    assert statuses(shown) == [
+        ("SUMMER10", "COUPON_STATUS_APPLIED"),
+        ("NO-SUCH-CODE", "COUPON_STATUS_UNKNOWN"),
+    ]
+    assert shown.coupons[0].campaign_id == "SUMMER" and shown.total_paid == 9000
+
+
+def test_of_two_codes_for_one_line_the_better_offer_wins_and_the_other_applies_to_nothing(
+    channel: grpc.Channel,
+) -> None:
+    (code,) = generate(channel)
+    shown = calculate(channel, tea_receipt("C-3", "SUMMER10", code)).result
+    assert discounts(shown) == [(UNIQUE_OFFER, 2000)]  # exclusive 20 % beats 10 %
+    assert statuses(shown) == [
+        ("SUMMER10", "COUPON_STATUS_NOTHING_TO_APPLY"),
+        (code, "COUPON_STATUS_APPLIED"),
+    ]
+
+
+def test_a_unique_code_is_redeemed_once_replays_change_nothing_and_a_full_refund_frees_it(
+    channel: grpc.Channel, tmp_path: Path
+) -> None:
+    (code,) = generate(channel)
+    first, second = tea_receipt("C-U1", code), tea_receipt("C-U2", code)
+    token_first = calculate(channel, first).confirmation_token
+    token_second = calculate(channel, second).confirmation_token
+    payload = signer_from_settings(demo_settings(tmp_path)).verify(first, token_first)
+    assert [c.code for c in payload.coupons] == [code]  # the token carries what applied
+
+    confirmed = confirm(channel, first, token_first)
+    assert discounts(confirmed.result) == [(UNIQUE_OFFER, 2000)]
+    again = confirm(channel, first, token_first)
+    assert again.replayed and again.result == confirmed.result
+    with pytest.raises(grpc.RpcError) as refused:
+        confirm(channel, second, token_second)
+    assert refusal(refused.value)[:2] == (grpc.StatusCode.FAILED_PRECONDITION, "COUPON_USED")
+    with pytest.raises(grpc.RpcError) as still:  # nothing of the refused confirm was kept
+        confirm(channel, second, token_second)
+    assert refusal(still.value)[1] == "COUPON_USED"
+    assert statuses(calculate(channel, second).result) == [(code, "COUPON_STATUS_USED_UP")]
+
+    refund_all(channel, "C-U1-R", "C-U1")
+    assert statuses(calculate(channel, second).result) == [(code, "COUPON_STATUS_APPLIED")]
+    assert not confirm(channel, second, calculate(channel, second).confirmation_token).replayed
+
+
+def test_a_shared_code_is_used_up_at_its_total_limit(channel: grpc.Channel) -> None:
+    # the module's SUMMER campaign allows 3 uses in total
+    sent = [tea_receipt(f"C-S{i}", "SUMMER10") for i in range(4)]
+    tokens = [calculate(channel, r).confirmation_token for r in sent]
+    for receipt, token in zip(sent[:3], tokens[:3], strict=True):
+        confirm(channel, receipt, token)
+    with pytest.raises(grpc.RpcError) as refused:
+        confirm(channel, sent[3], tokens[3])
+    assert refusal(refused.value)[:2] == (grpc.StatusCode.FAILED_PRECONDITION, "COUPON_USED_UP")
+    refund_all(channel, "C-S0-R", "C-S0")  # released: one use free again
+    assert not confirm(channel, sent[3], tokens[3]).replayed
+
+
+def test_a_code_for_a_member_an_expired_campaign_and_the_member_lookup(
+    channel: grpc.Channel,
+) -> None:
+    (mine,) = generate(channel, member_id=MEMBER)
+    anonymous = calculate(channel, tea_receipt("C-M1", mine)).result
+    assert statuses(anonymous) == [(mine, "COUPON_STATUS_NOT_FOR_MEMBER")]
+    theirs = calculate(channel, tea_receipt("C-M2", mine, member_id=MEMBER)).result
+    assert statuses(theirs) == [(mine, "COUPON_STATUS_APPLIED")]
+
+    stub = member_pb2_grpc.MemberServiceStub(channel)
+    view = stub.GetMemberOffers(
+        member_pb2.GetMemberOffersRequest(member={"member_id": MEMBER}),
+        timeout=10, metadata=auth(Role.CUSTOMER_SERVICES),
+    )  # fmt: skip
+    assert [(c.code, c.campaign_id, c.offer_id) for c in view.coupons] == [
+        (mine, "U1", UNIQUE_OFFER)
+    ]
+
+    ended = coupons_pb2.CouponCampaign(
+        id="OLD", offer_id=SHARED_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
+        shared_code="WINTER5",
+    )  # fmt: skip
+    ended.valid_to.FromDatetime(datetime.now(UTC) - timedelta(days=1))
+    upsert_campaign(channel, ended)
+    late = calculate(channel, tea_receipt("C-M3", "WINTER5")).result
+    assert statuses(late) == [("WINTER5", "COUPON_STATUS_EXPIRED")] and not discounts(late)
+
+
+@pytest.mark.parametrize(
+    ("codes", "field"),
+    [
+        (["X" * 33], "receipt.coupon_codes[0]"),
+        (["SUMMER10", "NOT OK"], "receipt.coupon_codes[1]"),
+        (["SUMMER10", "summer10"], "receipt.coupon_codes[1]"),
+        ([""], "receipt.coupon_codes[0]"),
+        ([f"C{i}" for i in range(11)], "receipt.coupon_codes"),
+    ],
+)
+def test_a_bad_code_is_invalid_argument_naming_it(
+    channel: grpc.Channel, codes: list[str], field: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        calculate(channel, tea_receipt("C-BAD", *codes))
+    assert refusal(refused.value) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field)
+
+
+def test_campaigns_refuse_bad_definitions_and_other_roles(channel: grpc.Channel) -> None:
+    bad = coupons_pb2.CouponCampaign(
+        id="B", offer_id=SHARED_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_UNIQUE,
+        shared_code="X1",
+    )  # fmt: skip
+    with pytest.raises(grpc.RpcError) as refused:
+        upsert_campaign(channel, bad)
+    assert refusal(refused.value)[2] == "campaign.shared_code"
+    taken = coupons_pb2.CouponCampaign(
+        id="B", offer_id=UNIQUE_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
+        shared_code="SUMMER10",
+    )  # fmt: skip
+    with pytest.raises(grpc.RpcError) as clash:
+        upsert_campaign(channel, taken)
+    assert refusal(clash.value)[:2] == (grpc.StatusCode.FAILED_PRECONDITION, "COUPON_CODE_TAKEN")
+    unknown = coupons_pb2.CouponCampaign(
+        id="B", offer_id="NO-OFFER", kind=coupons_pb2.COUPON_CAMPAIGN_KIND_UNIQUE
+    )
+    with pytest.raises(grpc.RpcError) as missing:
+        upsert_campaign(channel, unknown)
+    assert refusal(missing.value)[:2] == (grpc.StatusCode.NOT_FOUND, "OFFER_NOT_FOUND")
+    with pytest.raises(grpc.RpcError) as denied:
+        coupon_call(
+            channel, "GenerateCouponCodes",
+            coupons_pb2.GenerateCouponCodesRequest(campaign_id="U1", count=1), Role.REGISTER,
+        )  # fmt: skip
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as too_many:
+        generate(channel, count=10_001)
+    assert refusal(too_many.value)[2] == "count"
+
+
+def test_generated_codes_are_long_random_and_distinct(channel: grpc.Channel) -> None:
+    codes = generate(channel, count=500)
+    assert len(set(codes)) == 500
+    assert all(len(code) == 19 and code.count("-") == 3 for code in codes)
+
+
+def batches(count: int, size: int, prefix: str) -> Iterator[coupons_pb2.ImportCouponCodesRequest]:
+    for start in range(0, count, size):
+        yield coupons_pb2.ImportCouponCodesRequest(
+            campaign_id="U1",
+            codes=[coupons_pb2.CouponCodeRow(code=f"{prefix}-{n:07d}") for n in
+                   range(start, min(count, start + size))],
+        )  # fmt: skip
+
+
+def test_a_hundred_thousand_codes_import_in_batches_with_progress_and_a_rerun_skips_them(
+    channel: grpc.Channel,
+) -> None:
+    progress = list(coupon_call(channel, "ImportCouponCodes", batches(100_000, 10_000, "IMP")))
+    assert [p.received for p in progress] == list(range(10_000, 100_001, 10_000))
+    assert (progress[-1].added, progress[-1].skipped) == (100_000, 0)
+    rerun = list(coupon_call(channel, "ImportCouponCodes", batches(20_000, 10_000, "IMP")))
+    assert (rerun[-1].added, rerun[-1].skipped) == (0, 20_000)
+    shown = calculate(channel, tea_receipt("C-IMP", "imp-0099999")).result
+    assert statuses(shown) == [("IMP-0099999", "COUPON_STATUS_APPLIED")]
+
+
+def test_a_bad_import_row_names_the_code_and_is_not_written(channel: grpc.Channel) -> None:
+    rows = [coupons_pb2.CouponCodeRow(code="BAD-1"), coupons_pb2.CouponCodeRow(code="no way")]
+    request = coupons_pb2.ImportCouponCodesRequest(campaign_id="U1", codes=rows)
+    with pytest.raises(grpc.RpcError) as refused:
+        list(coupon_call(channel, "ImportCouponCodes", iter([request])))
+    assert refusal(refused.value)[2] == "codes[1].code"
+    assert statuses(calculate(channel, tea_receipt("C-B1", "BAD-1")).result) == [
+        ("BAD-1", "COUPON_STATUS_UNKNOWN")
+    ]
+
+
+@pytest.fixture
+def stingy_server(tmp_path) -> Iterator[LoyaltyServer]:  # type: ignore[no-untyped-def]
+    settings = demo_settings(tmp_path, coupon_miss_burst=3, coupon_miss_rate_per_s=0.001)
+    server, _port = create_server(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=1.0)
+
+
+def test_a_credential_trying_unknown_codes_is_refused_every_code_lookup_for_a_while(
+    stingy_server: LoyaltyServer,
+) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{stingy_server.port}") as ch:
+        set_up_campaigns(ch)
+        calculate(ch, tea_receipt("R-1", "GUESS-1", "GUESS-2", "GUESS-3"))  # the burst
+        for codes in (["GUESS-4"], ["SUMMER10"]):  # a known code too: nothing to learn
+            with pytest.raises(grpc.RpcError) as refused:
+                calculate(ch, tea_receipt("R-2", *codes))
+            code, reason, _ = refusal(refused.value)
+            assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "COUPON_LOOKUPS_LIMITED")
+        # receipts without codes, and card lookups, are not limited by it
+        assert calculate(ch, tea_receipt("R-3")).result.total_paid == 10000
+
+
+def test_a_shared_code_with_a_per_member_limit_is_used_up_for_that_member_only(
+    channel: grpc.Channel,
+) -> None:
+    once = coupons_pb2.CouponCampaign(
+        id="ONCE", offer_id=SHARED_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
+        shared_code="ONCE-EACH", per_member_limit=1,
+    )  # fmt: skip
+    upsert_campaign(channel, once)
+    assert statuses(calculate(channel, tea_receipt("P-0", "ONCE-EACH")).result) == [
+        ("ONCE-EACH", "COUPON_STATUS_NOT_FOR_MEMBER")
+    ]
+    first = tea_receipt("P-1", "ONCE-EACH", member_id=MEMBER)
+    second = tea_receipt("P-2", "ONCE-EACH", member_id=MEMBER)
+    other = tea_receipt("P-3", "ONCE-EACH", member_id="M000002")
+    tokens = [calculate(channel, r).confirmation_token for r in (first, second, other)]
+    confirm(channel, first, tokens[0])
+    with pytest.raises(grpc.RpcError) as refused:
+        confirm(channel, second, tokens[1])
+    assert refusal(refused.value)[:2] == (grpc.StatusCode.FAILED_PRECONDITION, "COUPON_USED_UP")
+    assert not confirm(channel, other, tokens[2]).replayed
+
+
+def test_the_client_library_generates_and_imports_codes(channel: grpc.Channel, port: int) -> None:
+    with LoyaltyClient(f"127.0.0.1:{port}", DEV_TOKENS[Role.BACK_OFFICE]) as office:
+        assert len(office.generate_coupon_codes("U1", 3)) == 3
+        rows = [(f"LIB-{n}", "") for n in range(25)]
+        progress = list(office.import_coupon_codes("U1", rows, batch_size=10))
+        assert [(p.received, p.added) for p in progress] == [(10, 10), (20, 20), (25, 25)]
+        with pytest.raises(LoyaltyError) as refused:
+            list(office.import_coupon_codes("NO-SUCH", rows))
+        assert refused.value.reason == "CAMPAIGN_NOT_FOUND"
+
+
+def test_a_partial_refund_keeps_the_code_and_the_refund_of_the_rest_releases_it(
+    channel: grpc.Channel,
+) -> None:
+    (code,) = generate(channel)
+    two = tea_receipt("C-PR", code)
+    two.lines[0].quantity, two.lines[0].amount = 2000, 20000
+    confirm(channel, two, calculate(channel, two).confirmation_token)
+    probe = tea_receipt("C-PR-PROBE", code)
+    request = receipt_pb2.RefundRequest(refund_id="C-PR-R1", receipt_id="C-PR", store_id="S001")
+    request.lines.add(line_id="1", quantity=1000)
+    register(channel).Refund(request, timeout=10, metadata=auth())
+    assert statuses(calculate(channel, probe).result) == [(code, "COUPON_STATUS_USED_UP")]
+    refund_all(channel, "C-PR-R2", "C-PR")
+    assert statuses(calculate(channel, probe).result) == [(code, "COUPON_STATUS_APPLIED")]
+
+
+def test_with_release_off_a_full_refund_keeps_the_code_used(tmp_path: Path) -> None:
+    settings = demo_settings(tmp_path, coupon_release_on_refund=False)
+    server, port = create_server(settings)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            set_up_campaigns(ch)
+            (code,) = generate(ch)
+            sold = tea_receipt("K-1", code)
+            confirm(ch, sold, calculate(ch, sold).confirmation_token)
+            refund_all(ch, "K-1-R", "K-1")
+            later = calculate(ch, tea_receipt("K-2", code)).result
+            assert statuses(later) == [(code, "COUPON_STATUS_USED_UP")]
+    finally:
+        server.stop(grace=1.0)
