@@ -132,8 +132,9 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
 
     def check_receipt_header(self, receipt_pb: receipt_pb2.Receipt) -> None:
         """What Calculate checks before the lines: ids, the store, the member, channel and
-        sale time (a till session opened before its first scan)."""
+        sale time, coupon codes (a till session opened before its first scan)."""
         self._receipt_model(receipt_pb, self._clock())
+        coupon_convert.receipt_codes(receipt_pb)
 
     def _receipt_model(
         self,

@@ -24,15 +24,27 @@ from clients.client import (
 )
 from loyalty.v1 import (
     backoffice_pb2,
+    coupons_pb2,
     member_pb2,
     member_pb2_grpc,
     notification_pb2,
     receipt_pb2,
     receipt_pb2_grpc,
+    replay_pb2,
+    till_session_pb2,
 )
 
 CONFIG = json.loads(SERVICE_CONFIG_PATH.read_text(encoding="utf-8"))
-FILES = (receipt_pb2, member_pb2, backoffice_pb2, notification_pb2, health_pb2)
+FILES = (
+    receipt_pb2,
+    member_pb2,
+    backoffice_pb2,
+    notification_pb2,
+    coupons_pb2,
+    replay_pb2,
+    till_session_pb2,
+    health_pb2,
+)
 SERVICES = {s.full_name: s for f in FILES for s in f.DESCRIPTOR.services_by_name.values()}
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 

@@ -335,6 +335,11 @@ CASES = [
         grpc.StatusCode.NOT_FOUND,
     ),
     Case("finish with no lines", (EMPTY_START, FINISH), "finish"),
+    Case(
+        "a coupon code of other characters",
+        (start_with(lambda r: r.coupon_codes.append("BAD!CODE")),),
+        "start.receipt.coupon_codes[0]",
+    ),
 ]
 
 # Every string and Timestamp field of a SessionRequest, and the case that covers it.
@@ -346,6 +351,7 @@ COVERED = {
     "start.receipt.member.member_id",
     "start.receipt.lines[0].line_id",
     "start.receipt.lines[0].sku",
+    "start.receipt.coupon_codes[0]",
     "scan.line.line_id",
     "scan.line.sku",
     "void.line_id",
