@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import signal
 import statistics
 import subprocess
@@ -223,7 +224,7 @@ def main() -> int:
             earn_points(register, args.earning_receipts)
         measured = measure(target, args.rounds, args.calls, args.points, began)
     results = {
-        "command": " ".join(["python -m bench.extras_bench", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", "bench.extras_bench", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "note": args.note,
