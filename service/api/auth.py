@@ -82,6 +82,8 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     "/loyalty.v1.CouponService/UpsertCouponCampaign": frozenset({_B}),
     "/loyalty.v1.CouponService/GenerateCouponCodes": frozenset({_B}),
     "/loyalty.v1.CouponService/ImportCouponCodes": frozenset({_B}),
+    "/loyalty.v1.CouponService/GetCouponCampaign": frozenset({_B}),
+    "/loyalty.v1.CouponService/ListCouponCampaigns": frozenset({_B}),
 }
 BACK_OFFICE_PREFIX = "/loyalty.v1.BackOfficeService/"
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -9,7 +9,7 @@ from typing import Any
 
 from loyalty.v1 import coupons_pb2, receipt_pb2
 from service import limits
-from service.api.convert import EnumMap, optional_datetime
+from service.api.convert import EnumMap, optional_datetime, set_timestamp
 from service.engine.coupons import (
     MAX_CODES,
     CampaignKind,
@@ -22,6 +22,7 @@ from service.engine.coupons import (
 )
 from service.errors import InvalidArgument
 from service.limits import check_length, quote
+from service.store.coupon_reads import StoredCampaign
 
 KIND = EnumMap(coupons_pb2.CouponCampaignKind, CampaignKind, "COUPON_CAMPAIGN_KIND")
 STATUS = EnumMap(coupons_pb2.CouponStatus, CouponStatus, "COUPON_STATUS")
@@ -105,3 +106,19 @@ def campaign_to_model(pb: coupons_pb2.CouponCampaign, field: str = "campaign") -
         valid_from=valid_from,
         valid_to=valid_to,
     )
+
+
+def fill_campaign_view(out: coupons_pb2.CouponCampaignView, stored: StoredCampaign) -> None:
+    campaign = stored.campaign
+    out.campaign.id = campaign.id
+    out.campaign.offer_id = campaign.offer_id
+    out.campaign.kind = KIND.to_proto[campaign.kind]
+    out.campaign.shared_code = campaign.shared_code
+    out.campaign.per_member_limit = campaign.per_member_limit
+    out.campaign.total_limit = campaign.total_limit
+    if campaign.valid_from is not None:
+        set_timestamp(out.campaign.valid_from, campaign.valid_from)
+    if campaign.valid_to is not None:
+        set_timestamp(out.campaign.valid_to, campaign.valid_to)
+    out.codes_issued = stored.codes_issued
+    out.codes_redeemed = stored.codes_redeemed

@@ -15,14 +15,17 @@ import grpc
 
 from loyalty.v1 import coupons_pb2, coupons_pb2_grpc
 from service import limits
-from service.api.coupon_convert import campaign_to_model
+from service.api import paging
+from service.api.convert import optional_datetime
+from service.api.coupon_convert import campaign_to_model, fill_campaign_view
 from service.app.coupons import MAX_GENERATED, CouponCampaigns
 from service.app.sessions import Sessions
 from service.cache.state import BenefitCache
 from service.clock import Clock, utc_now
 from service.engine.coupons import code_problem, normalise_code
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, NotFound
 from service.limits import check_length, quote
+from service.store.catalog_reads import Keys
 
 MAX_IMPORT_BATCH = 10_000  # codes per ImportCouponCodes message
 
@@ -63,6 +66,37 @@ class CouponServicer(coupons_pb2_grpc.CouponServiceServicer):
             yield coupons_pb2.ImportCouponCodesResponse(
                 received=received, added=added, skipped=received - added
             )
+
+    def GetCouponCampaign(  # noqa: N802
+        self, request: coupons_pb2.GetCouponCampaignRequest, context: grpc.ServicerContext
+    ) -> coupons_pb2.GetCouponCampaignResponse:
+        _campaign_id(request.id, "id")
+        found = self._campaigns.stored(Keys(limit=1, only=[request.id]))
+        if not found:
+            raise NotFound(
+                f"no coupon campaign {quote(request.id)}", reason="COUPON_CAMPAIGN_NOT_FOUND"
+            )
+        response = coupons_pb2.GetCouponCampaignResponse()
+        fill_campaign_view(response.campaign, found[0])
+        return response
+
+    def ListCouponCampaigns(  # noqa: N802
+        self, request: coupons_pb2.ListCouponCampaignsRequest, context: grpc.ServicerContext
+    ) -> coupons_pb2.ListCouponCampaignsResponse:
+        page = paging.cursor(request)
+        offer_id = check_length(request.offer_id, limits.ID, "offer_id") or None
+        valid_at = optional_datetime(request, "valid_at", "valid_at")
+        items, token = paging.paged(
+            page,
+            lambda limit, after: self._campaigns.stored(
+                Keys(limit, after), offer_id=offer_id, valid_at=valid_at
+            ),
+            lambda stored: stored.campaign.id,
+        )
+        response = coupons_pb2.ListCouponCampaignsResponse(next_page_token=token)
+        for stored in items:
+            fill_campaign_view(response.campaigns.add(), stored)
+        return response
 
 
 def _campaign_id(value: str, field: str) -> None:

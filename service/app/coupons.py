@@ -31,7 +31,9 @@ from service.engine.coupons import (
 from service.engine.snapshot import Snapshot
 from service.errors import FailedPrecondition, NotFound
 from service.limits import quote
-from service.store import coupon_repo
+from service.store import coupon_reads, coupon_repo
+from service.store.catalog_reads import Keys
+from service.store.coupon_reads import StoredCampaign
 
 COUPON_USED = "COUPON_USED"
 COUPON_USED_UP = "COUPON_USED_UP"
@@ -196,6 +198,14 @@ class CouponCampaigns:
             added = coupon_repo.add_codes(uow.session, campaign_id, rows)
             uow.commit()
         return added
+
+    def stored(
+        self, keys: Keys, *, offer_id: str | None = None, valid_at: datetime | None = None
+    ) -> list[StoredCampaign]:
+        """Campaigns as the store holds them (not this replica's snapshot), with the counts
+        of their unique codes."""
+        with self._sessions() as session:
+            return coupon_reads.read_campaigns(session, keys, offer_id=offer_id, valid_at=valid_at)
 
     def member_coupons(self, member_id: str, at: datetime) -> list[tuple[str, CouponCampaign]]:
         """The free codes assigned to the member whose campaign is valid at `at` or later:

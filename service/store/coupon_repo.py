@@ -53,15 +53,15 @@ def save_campaign(session: Session, campaign: CouponCampaign, at: datetime) -> N
 
 def load_campaigns(session: Session) -> tuple[CouponCampaign, ...]:
     rows = session.execute(select(CAMPAIGNS).order_by(CAMPAIGNS.c.id))
-    return tuple(_campaign(r) for r in rows)
+    return tuple(campaign_from_row(r) for r in rows)
 
 
 def stored_campaign(session: Session, campaign_id: str) -> CouponCampaign | None:
     row = session.execute(select(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id)).first()
-    return None if row is None else _campaign(row)
+    return None if row is None else campaign_from_row(row)
 
 
-def _campaign(r: Any) -> CouponCampaign:
+def campaign_from_row(r: Any) -> CouponCampaign:
     return CouponCampaign(
         id=r.id,
         offer_id=r.offer_id,

@@ -194,6 +194,42 @@ CASES = [
         Role.BACK_OFFICE,
     ),
     Case(
+        "get of a campaign without an id",
+        CP,
+        "GetCouponCampaign",
+        coupons_pb2.GetCouponCampaignRequest(),
+        INVALID,
+        "id",
+        BO,
+    ),
+    Case(
+        "get of an unknown campaign",
+        CP,
+        "GetCouponCampaign",
+        coupons_pb2.GetCouponCampaignRequest(id="U-NOPE"),
+        NOT_FOUND,
+        None,
+        BO,
+    ),
+    Case(
+        "campaign page of 1001",
+        CP,
+        "ListCouponCampaigns",
+        coupons_pb2.ListCouponCampaignsRequest(page=backoffice_pb2.PageRequest(page_size=1001)),
+        INVALID,
+        "page.page_size",
+        BO,
+    ),
+    Case(
+        "made-up campaign page token",
+        CP,
+        "ListCouponCampaigns",
+        coupons_pb2.ListCouponCampaignsRequest(page=backoffice_pb2.PageRequest(page_token="e30=")),
+        INVALID,
+        "page.page_token",
+        BO,
+    ),
+    Case(
         "codes for an unknown campaign",
         CP,
         "ImportCouponCodes",
@@ -905,6 +941,9 @@ GOOD: dict[str, tuple[str, Any, Role]] = {
         coupons_pb2.GenerateCouponCodesRequest(campaign_id="U-NOPE", count=1),
         BO,
     ),
+    # reads: they change nothing whatever they answer
+    "GetCouponCampaign": (CP, coupons_pb2.GetCouponCampaignRequest(id="U-NOPE"), BO),
+    "ListCouponCampaigns": (CP, coupons_pb2.ListCouponCampaignsRequest(offer_id="A-NOPE"), BO),
     "ImportCouponCodes": (
         CP,
         coupons_pb2.ImportCouponCodesRequest(
@@ -1134,6 +1173,7 @@ TIMESTAMP_FIELDS = {
     ],
     "ListOffers": ["filter.valid_at"],
     "ListFavoriteProductsOffers": ["filter.valid_at"],
+    "ListCouponCampaigns": ["valid_at"],
 }
 
 
@@ -1264,6 +1304,8 @@ STRING_FIELDS: dict[str, list[tuple[str, int]]] = {
         ("campaign.shared_code", CODE_LENGTH),
     ],
     "GenerateCouponCodes": [("campaign_id", limits.ID), ("member_id", limits.ID)],
+    "GetCouponCampaign": [("id", limits.ID)],
+    "ListCouponCampaigns": [PAGE_TOKEN, ("offer_id", limits.ID)],
     "ImportCouponCodes": [
         ("campaign_id", limits.ID),
         ("codes[0].code", CODE_LENGTH),

@@ -333,3 +333,119 @@ def test_with_release_off_a_full_refund_keeps_the_code_used(tmp_path: Path) -> N
             assert statuses(later) == [(code, "COUPON_STATUS_USED_UP")]
     finally:
         server.stop(grace=1.0)
+
+
+# --- reading campaigns back (GetCouponCampaign, ListCouponCampaigns) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def reads_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
+    """A server of its own, so that the campaigns and their counts are only these tests'."""
+    server, port = create_server(demo_settings(tmp_path_factory.mktemp("coupon-reads")))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=10)
+            set_up_campaigns(ch)
+            yield ch
+    finally:
+        server.stop(grace=1.0)
+
+
+def get_campaign(channel: grpc.Channel, campaign_id: str) -> coupons_pb2.CouponCampaignView:
+    request = coupons_pb2.GetCouponCampaignRequest(id=campaign_id)
+    return coupon_call(channel, "GetCouponCampaign", request).campaign
+
+
+def list_ids(channel: grpc.Channel, page_size: int = 0, **filters: object) -> list[list[str]]:
+    """The ids of every page of ListCouponCampaigns, page by page."""
+    pages, token = [], ""
+    while True:
+        request = coupons_pb2.ListCouponCampaignsRequest(**filters)  # type: ignore[arg-type]
+        request.page.page_size, request.page.page_token = page_size, token
+        answer = coupon_call(channel, "ListCouponCampaigns", request)
+        pages.append([view.campaign.id for view in answer.campaigns])
+        token = answer.next_page_token
+        if not token:
+            return pages
+
+
+def test_a_campaign_reads_back_as_it_was_upserted(reads_channel: grpc.Channel) -> None:
+    summer = coupons_pb2.CouponCampaign(
+        id="R-SUMMER", offer_id=SHARED_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
+        shared_code="sun-25", per_member_limit=2, total_limit=50,
+    )  # fmt: skip
+    summer.valid_from.FromDatetime(datetime(2026, 6, 1, tzinfo=UTC))
+    summer.valid_to.FromDatetime(datetime(2026, 9, 1, tzinfo=UTC))
+    upsert_campaign(reads_channel, summer)
+    view = get_campaign(reads_channel, "R-SUMMER")
+    summer.shared_code = "SUN-25"  # stored normalised
+    assert view.campaign == summer
+    assert (view.codes_issued, view.codes_redeemed) == (0, 0)
+    assert not get_campaign(reads_channel, "U1").campaign.HasField("valid_to")
+
+
+def test_an_unknown_campaign_is_not_found_and_other_roles_are_refused(
+    reads_channel: grpc.Channel,
+) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        get_campaign(reads_channel, "NO-SUCH")
+    assert refusal(missing.value)[:2] == (grpc.StatusCode.NOT_FOUND, "COUPON_CAMPAIGN_NOT_FOUND")
+    for method, request in (
+        ("GetCouponCampaign", coupons_pb2.GetCouponCampaignRequest(id="U1")),
+        ("ListCouponCampaigns", coupons_pb2.ListCouponCampaignsRequest()),
+    ):
+        for role in (Role.REGISTER, Role.CUSTOMER_SERVICES):
+            with pytest.raises(grpc.RpcError) as denied:
+                coupon_call(reads_channel, method, request, role)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_campaigns_list_in_pages_and_by_offer_and_validity(reads_channel: grpc.Channel) -> None:
+    june = datetime(2026, 6, 15, tzinfo=UTC)
+    for number in range(5):
+        campaign = coupons_pb2.CouponCampaign(
+            id=f"P-{number}", offer_id=UNIQUE_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_UNIQUE
+        )
+        if number % 2:  # P-1 and P-3 end before June
+            campaign.valid_to.FromDatetime(june - timedelta(days=30))
+        upsert_campaign(reads_channel, campaign)
+    everything = sum(list_ids(reads_channel), [])
+    assert everything == sorted(everything) and {"U1", "SUMMER", "P-0", "P-4"} <= set(everything)
+    pages = list_ids(reads_channel, page_size=2)
+    assert all(len(page) == 2 for page in pages[:-1]) and sum(pages, []) == everything
+
+    at = coupons_pb2.ListCouponCampaignsRequest().valid_at
+    at.FromDatetime(june)
+    by_offer = sum(list_ids(reads_channel, page_size=2, offer_id=UNIQUE_OFFER), [])
+    assert by_offer == ["P-0", "P-1", "P-2", "P-3", "P-4", "U1"]
+    in_june = sum(list_ids(reads_channel, offer_id=UNIQUE_OFFER, valid_at=at), [])
+    assert in_june == ["P-0", "P-2", "P-4", "U1"]
+
+    first = coupons_pb2.ListCouponCampaignsRequest(offer_id=UNIQUE_OFFER)
+    first.page.page_size = 2
+    token = coupon_call(reads_channel, "ListCouponCampaigns", first).next_page_token
+    other = coupons_pb2.ListCouponCampaignsRequest(offer_id=SHARED_OFFER)
+    other.page.page_token = token
+    with pytest.raises(grpc.RpcError) as refused:  # a token belongs to its filters
+        coupon_call(reads_channel, "ListCouponCampaigns", other)
+    assert refusal(refused.value)[2] == "page.page_token"
+
+
+def test_a_unique_campaign_counts_its_codes_issued_and_redeemed(
+    reads_channel: grpc.Channel,
+) -> None:
+    codes = generate(reads_channel, count=3)
+    sent = tea_receipt("R-C1", codes[0])
+    confirm(reads_channel, sent, calculate(reads_channel, sent).confirmation_token)
+    view = get_campaign(reads_channel, "U1")
+    assert (view.codes_issued, view.codes_redeemed) == (3, 1)
+    listed = coupon_call(
+        reads_channel, "ListCouponCampaigns",
+        coupons_pb2.ListCouponCampaignsRequest(offer_id=UNIQUE_OFFER),
+    )  # fmt: skip
+    last = listed.campaigns[-1]
+    assert (last.campaign.id, last.codes_issued, last.codes_redeemed) == ("U1", 3, 1)
+    refund_all(reads_channel, "R-C1-R", "R-C1")  # a full refund frees the code again
+    assert get_campaign(reads_channel, "U1").codes_redeemed == 0
+    assert get_campaign(reads_channel, "SUMMER").codes_issued == 0  # shared: no codes

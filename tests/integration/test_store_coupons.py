@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from service.engine.coupons import CampaignKind, CouponCampaign
-from service.store import coupon_repo
+from service.store import coupon_reads, coupon_repo
+from service.store.catalog_reads import Keys
+from service.store.coupon_reads import StoredCampaign
 from service.store.loader import load_catalogue
 
 AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -35,3 +37,24 @@ def test_codes_are_stored_once_and_taken_once(db) -> None:  # type: ignore[no-un
         session.commit()
         assert coupon_repo.stored_codes(session, ["A-1"])["A-1"].used
         assert coupon_repo.stored_campaign(session, "S") == SHARED
+
+
+def test_campaigns_read_in_pages_with_their_code_counts(db) -> None:  # type: ignore[no-untyped-def]
+    other = CouponCampaign("V", "O-2", CampaignKind.UNIQUE, valid_from=AT)
+    with db() as session:
+        for campaign in (SHARED, UNIQUE, other):
+            coupon_repo.save_campaign(session, campaign, AT)
+        coupon_repo.add_codes(session, "U", [("B-1", ""), ("B-2", ""), ("B-3", "")])
+        coupon_repo.add_codes(session, "V", [("B-4", "")])
+        assert coupon_repo.take_code(session, "B-2", "R-1", "", AT)
+        session.commit()
+        counted = coupon_reads.read_campaigns(session, Keys(limit=10))
+        assert counted == [
+            StoredCampaign(SHARED),
+            StoredCampaign(UNIQUE, codes_issued=3, codes_redeemed=1),
+            StoredCampaign(other, codes_issued=1, codes_redeemed=0),
+        ]
+        page = coupon_reads.read_campaigns(session, Keys(limit=1, after="S"), offer_id="O-2")
+        assert [s.campaign.id for s in page] == ["U"]
+        valid = coupon_reads.read_campaigns(session, Keys(limit=10), valid_at=AT)
+        assert [s.campaign.id for s in valid] == ["S", "V"]  # U ends at AT (half-open)
