@@ -21,6 +21,7 @@ COMMENT = 1000  # an operator's comment on an audited edit
 PAGE_TOKEN = 512  # a List call's page token (a key of up to ID characters, a digest)
 
 POINTS = 10**12  # bonus points a request may name (more is a typo, not a balance)
+CHIPS = 10**12  # chips a request may name, likewise
 
 QUOTE = 32  # characters of a caller's value a message quotes
 MESSAGE = 512  # characters of a status message at most

@@ -31,7 +31,6 @@ from service.engine.points_spend import PointsPolicy
 from service.errors import InvalidArgument
 from service.limits import check_length
 
-MAX_CHIPS_TO_SPEND = 10**12
 REFUND_CODEC = RefundCodec(counted_usage=convert.counted_usage, encode=convert.refund_record)
 
 
@@ -96,7 +95,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         is off (a till session signs only the receipt it finishes)."""
         now = self._clock()
         receipt_pb = request.receipt
-        if not 0 <= request.chips_to_spend <= MAX_CHIPS_TO_SPEND:
+        if not 0 <= request.chips_to_spend <= limits.CHIPS:
             raise InvalidArgument("chips_to_spend", "from 0 to 10^12 chips")
         member, receipt = self._receipt_model(receipt_pb, now, request)
         spend = points_to_spend(request, member)

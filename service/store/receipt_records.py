@@ -47,9 +47,3 @@ def stored_refund(session: Session, refund_id: str) -> StoredRefund | None:
     query = statements_for(session).stored_refund
     row = session.connection().execute(query, {"b_refund_id": refund_id}).first()
     return None if row is None else StoredRefund(refund_id, row.fingerprint, row.response)
-
-
-def points_balance(session: Session, member_id: str) -> int:
-    """A member's points: the sum of their ledger (accruals and reversals)."""
-    query = statements_for(session).balance
-    return int(session.connection().execute(query, {"b_member_id": member_id}).scalar() or 0)

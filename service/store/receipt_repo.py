@@ -5,7 +5,7 @@ repository functions on the caller's transaction, domain values and bytes in and
     lock_receipt, sold_receipt, confirmed_lines, save_refund,
     take_back_usage                                             (receipt_refund)
     add_to_history                                              (receipt_sql)
-    stored_receipt, set_record, stored_refund, points_balance   (receipt_records)
+    stored_receipt, set_record, stored_refund   (receipt_records)
 
 The transactions themselves, their order of statements and their refusals are the use
 cases' (service.app.receipts); every statement is built once per dialect (receipt_sql).
@@ -17,7 +17,6 @@ from service.store.receipt_confirm import add_usage, claim_receipt, write_lines
 from service.store.receipt_records import (
     StoredReceipt,
     StoredRefund,
-    points_balance,
     set_record,
     stored_receipt,
     stored_refund,
@@ -41,7 +40,6 @@ __all__ = [
     "claim_receipt",
     "confirmed_lines",
     "lock_receipt",
-    "points_balance",
     "save_refund",
     "set_record",
     "sold_receipt",

@@ -12,13 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.store.models import (
     OfferUsageRow,
-    PointsLedgerRow,
     PurchaseRow,
     ReceiptBenefitRow,
     ReceiptLineRow,
@@ -44,7 +43,6 @@ class ReceiptStatements:
     # reads
     stored_receipt: Any  # :b_receipt_id
     stored_refund: Any  # :b_refund_id
-    balance: Any  # :b_member_id
 
 
 @functools.cache
@@ -53,7 +51,6 @@ def statements(dialect: str) -> ReceiptStatements:
     receipts = table_of(ReceiptRow)
     usage = table_of(OfferUsageRow)
     history = table_of(PurchaseRow)
-    ledger = table_of(PointsLedgerRow)
     refunds = table_of(RefundRow)
 
     claim = insert(receipts).on_conflict_do_nothing(index_elements=["receipt_id"])
@@ -102,9 +99,6 @@ def statements(dialect: str) -> ReceiptStatements:
         ),
         stored_refund=select(refunds.c.fingerprint, refunds.c.response).where(
             refunds.c.refund_id == bindparam("b_refund_id")
-        ),
-        balance=select(func.coalesce(func.sum(ledger.c.points), 0)).where(
-            ledger.c.member_id == bindparam("b_member_id")
         ),
     )
 
