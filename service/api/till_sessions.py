@@ -18,8 +18,11 @@ was the receipt so far, which the register sends again in `start` to go on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import sys
 import threading
+import traceback
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +52,9 @@ from service.limits import check_length, quote
 from service.port import CannotListen
 
 log = logging.getLogger(__name__)
+# How long past the grace the session server may take to stop; then the process goes on
+# without it (its thread is a daemon), and says so with every thread's stack.
+STOP_MARGIN_S = 5.0
 
 SERVICE = till_session_pb2.DESCRIPTOR.services_by_name["TillSessionService"].full_name
 METHOD = f"/{SERVICE}/Session"
@@ -428,8 +434,8 @@ class TillSessionServer:
             return server.add_insecure_port(address)
         return server.add_secure_port(address, credentials)
 
-    def _call(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+    def _call(self, coroutine: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def start(self) -> None:
         assert self._server is not None
@@ -441,13 +447,28 @@ class TillSessionServer:
         if self._server is not None:
             if not self._started:  # a server never started keeps its port: start it to stop
                 self._call(self._server.start())
-            self._call(self._server.stop(grace))
+            try:
+                self._call(self._server.stop(grace), timeout=grace + STOP_MARGIN_S)
+            except concurrent.futures.TimeoutError:
+                _log_overrun("the session server's stop", grace + STOP_MARGIN_S)
             self._server = None
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        self._thread.join(timeout=STOP_MARGIN_S)
+        if self._thread.is_alive():  # a daemon thread: it does not hold the process
+            _log_overrun("the session loop", STOP_MARGIN_S)
+            return
         self._loop.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def open_sessions(self) -> int:
         return self.servicer.slots.open
+
+
+def _log_overrun(what: str, seconds: float) -> None:
+    stacks = {
+        thread.name: "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
+        for thread in threading.enumerate()
+        if thread.ident in sys._current_frames()
+    }
+    log.warning("%s took over %.1f s; going on without it", what, seconds, extra={"stacks": stacks})
