@@ -47,6 +47,9 @@ class Settings:
         "load the demo data set and dev credentials into an empty store; implies --development",
     )
     grace_period_s: float = setting(10.0, "seconds calls in flight get to finish on SIGTERM")
+    exit_margin_s: float = setting(
+        10.0, "seconds past the grace period a stopping process waits for its threads, then exits"
+    )
     max_workers: int = setting(16, "threads serving unary calls in one process")
     # Streams (health Watch, reflection, event streams, imports) each hold a thread of their
     # own while open, beyond max_workers.
@@ -191,6 +194,8 @@ class Settings:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         if self.processes < 0:
             raise ValueError("processes must be >= 0")
+        if self.grace_period_s < 0 or self.exit_margin_s <= 0:
+            raise ValueError("grace_period_s must be >= 0 and exit_margin_s > 0")
         if self.max_workers < 1 or self.member_cache_size < 1 or self.max_receipt_lines < 1:
             raise ValueError("max_workers, member_cache_size and max_receipt_lines must be >= 1")
         if self.max_store_calls < 1 or self.store_timeout_s <= 0:

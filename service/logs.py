@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -116,3 +117,17 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
         info = (args.exc_type, args.exc_value, args.exc_traceback)
     name = args.thread.name if args.thread is not None else "?"
     logging.getLogger("service.threads").error("uncaught in thread %s", name, exc_info=info)
+
+
+def log_overrun(logger: logging.Logger, what: str, seconds: float) -> None:
+    """A warning that `what` took over `seconds`, with every thread's stack (where it was),
+    for a part of shutdown that is then left behind rather than holding the process."""
+    frames = sys._current_frames()
+    stacks = {
+        thread.name: "".join(traceback.format_stack(frames[thread.ident]))
+        for thread in threading.enumerate()
+        if thread.ident in frames
+    }
+    logger.warning(
+        "%s took over %.1f s; going on without it", what, seconds, extra={"stacks": stacks}
+    )

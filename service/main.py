@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from service.cli import tool
 from service.config import Settings, load_settings
-from service.logs import configure_logging
+from service.logs import configure_logging, log_overrun
 
 if TYPE_CHECKING:  # gRPC objects exist only once a server process has started
     from service.api.server import Extension
@@ -53,9 +53,28 @@ def serve_one_process(settings: Settings, extension: Extension | None = None) ->
     if settings.demo_data:
         print_dev_credentials()
     _wait_for(stop_requested)
+    drained = threading.Event()
+    _leave_if_stuck(settings.grace_period_s + settings.exit_margin_s, drained)
     server.stop()
+    drained.set()
     log.info("stopped")
     return 0
+
+
+def _leave_if_stuck(seconds: float, drained: threading.Event) -> None:
+    """Bound the stop: a process that has not exited `seconds` after the stop began (a part of
+    its stop that hangs, or a thread that outlives it and holds the interpreter's exit) logs
+    where every thread is and exits: 0 if the calls in flight were drained, else 1. A process
+    that will not stop is worse for an operator than one thread's unfinished work."""
+
+    def leave() -> None:
+        log_overrun(log, "stopping", seconds)
+        logging.shutdown()  # flush the line before the process goes
+        os._exit(0 if drained.is_set() else 1)
+
+    timer = threading.Timer(seconds, leave)
+    timer.daemon = True  # the watchdog itself never holds the process
+    timer.start()
 
 
 def _wait_for(stop_requested: threading.Event) -> None:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import sys
 import threading
-import traceback
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +47,7 @@ from service.config import Settings
 from service.deadline import set_call_deadline
 from service.errors import FailedPrecondition, InvalidArgument, TooManyRequests
 from service.limits import check_length, quote
+from service.logs import log_overrun
 from service.port import CannotListen
 
 log = logging.getLogger(__name__)
@@ -450,12 +449,12 @@ class TillSessionServer:
             try:
                 self._call(self._server.stop(grace), timeout=grace + STOP_MARGIN_S)
             except concurrent.futures.TimeoutError:
-                _log_overrun("the session server's stop", grace + STOP_MARGIN_S)
+                log_overrun(log, "the session server's stop", grace + STOP_MARGIN_S)
             self._server = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=STOP_MARGIN_S)
         if self._thread.is_alive():  # a daemon thread: it does not hold the process
-            _log_overrun("the session loop", STOP_MARGIN_S)
+            log_overrun(log, "the session loop", STOP_MARGIN_S)
             return
         self._loop.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -463,12 +462,3 @@ class TillSessionServer:
     @property
     def open_sessions(self) -> int:
         return self.servicer.slots.open
-
-
-def _log_overrun(what: str, seconds: float) -> None:
-    stacks = {
-        thread.name: "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
-        for thread in threading.enumerate()
-        if thread.ident in sys._current_frames()
-    }
-    log.warning("%s took over %.1f s; going on without it", what, seconds, extra={"stacks": stacks})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,9 @@ from tests.integration.test_store_migrations import HEAD
 from tests.pg import free_port
 
 
-def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
+def start_server(
+    tmp_path: Path, *extra: str, module: str = "service.main", stderr: int | None = None
+) -> tuple[subprocess.Popen[str], int]:
     secret = tmp_path / "token-secret"
     secret.write_text("a production secret of 32+ bytes\n")
     env = {
@@ -35,7 +38,7 @@ def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], in
         [
             sys.executable,
             "-m",
-            "service.main",
+            module,
             "--address",
             "127.0.0.1:0",
             "--database-url",
@@ -43,6 +46,7 @@ def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], in
             *extra,
         ],
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env=env,
     )
@@ -87,6 +91,28 @@ def test_the_server_drains_and_exits_whichever_of_its_threads_takes_the_sigterm(
     try:
         signal_a_thread_other_than_the_main_one(process.pid, signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_thread_that_outlives_the_stop_does_not_hold_the_process(tmp_path: Path) -> None:
+    """Calls drained, one thread never ends: the process says where every thread was and
+    exits 0 once the margin past the grace period is over, rather than never."""
+    process, _port = start_server(
+        tmp_path,
+        *("--grace-period-s", "0.5", "--exit-margin-s", "1"),
+        module="tests.e2e.lingering_server",
+        stderr=subprocess.PIPE,
+    )
+    try:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        (line,) = [json.loads(x) for x in err.splitlines() if "going on without it" in x]
+        assert line["message"] == "stopping took over 1.5 s; going on without it"
+        assert "never-ends" in line["stacks"]
     finally:
         if process.poll() is None:
             process.kill()
