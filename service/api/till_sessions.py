@@ -64,6 +64,8 @@ TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
 
 T = TypeVar("T")
 Renames = tuple[tuple[str, str], ...]  # (field of the receipt, field of the message)
+# The fields of a SessionSpend, named as in CalculateRequest.
+SPEND_FIELDS = ("points_to_spend", "spend_max_points", "chips_to_spend")
 
 
 @dataclass(frozen=True)
@@ -140,15 +142,17 @@ def _renamed(error: InvalidArgument, renames: Renames) -> InvalidArgument:
 
 
 class ReceiptSoFar:
-    """The receipt of one session: what `start` opened and every message since. Each method
-    checks its message, changes the receipt and returns the renames of the fields the
-    calculation may refuse. No gRPC here; a refusal ends the session, so a refused message
-    needs no undoing."""
+    """The receipt of one session: what `start` opened and every message since, and what the
+    buyer spends on it. Each method checks its message, changes the receipt and returns the
+    renames of the fields the calculation may refuse. No gRPC here; a refusal ends the
+    session, so a refused message needs no undoing."""
 
     def __init__(self, limits: SessionLimits) -> None:
         self._limits = limits
         self.receipt: receipt_pb2.Receipt | None = None
         self._line_ids: set[str] = set()
+        self.spend = till_session_pb2.SessionSpend()
+        self._spend_message = "start.spend"  # the message that said the spend
 
     def start(self, start: till_session_pb2.SessionStart) -> Renames:
         if self.receipt is not None:
@@ -165,6 +169,7 @@ class ReceiptSoFar:
         self.receipt = receipt_pb2.Receipt()
         self.receipt.CopyFrom(receipt)
         self._line_ids = {line.line_id for line in receipt.lines}
+        self.spend.CopyFrom(start.spend)
         return (("receipt", "start.receipt"),)
 
     def scan(self, scan: till_session_pb2.SessionScan) -> Renames:
@@ -208,6 +213,28 @@ class ReceiptSoFar:
         else:
             receipt.ClearField("member")
         return (("receipt.member", "identify.member"), ("receipt", "start.receipt"))
+
+    def change_spend(self, spend: till_session_pb2.SessionSpend) -> Renames:
+        """The spend replaced as a whole; the calculation checks it as Calculate does."""
+        self._open()
+        self.spend.CopyFrom(spend)
+        self._spend_message = "spend"
+        return (("receipt", "start.receipt"),)
+
+    def spend_renames(self) -> Renames:
+        """Calculate's `points_to_spend` is the field of the message that said the spend."""
+        return tuple((name, f"{self._spend_message}.{name}") for name in SPEND_FIELDS)
+
+    def calculate_request(self, *, explain: bool) -> receipt_pb2.CalculateRequest:
+        """The receipt so far as one Calculate asks for it, spend included."""
+        spend = self.spend
+        return receipt_pb2.CalculateRequest(
+            receipt=self._open(),
+            explain=explain,
+            points_to_spend=spend.points_to_spend,
+            spend_max_points=spend.spend_max_points,
+            chips_to_spend=spend.chips_to_spend,
+        )
 
     def finish(self) -> Renames:
         if not self._open().lines:
@@ -338,24 +365,20 @@ class TillSessionServicer:
         request = checked(request)
         action = request.WhichOneof("action")
         finish = action == "finish"
-        renames = self._apply(so_far, request, action)
+        renames = self._apply(so_far, request, action) + so_far.spend_renames()
+        ask = so_far.calculate_request(explain=finish and request.finish.explain)
         receipt = so_far.receipt
         assert receipt is not None
         response = till_session_pb2.SessionResponse(line_count=len(receipt.lines))
         try:
             if receipt.lines:
-                calculated = self._receipts.calculate(
-                    receipt_pb2.CalculateRequest(
-                        receipt=receipt, explain=finish and request.finish.explain
-                    ),
-                    sign=finish,
-                )
+                calculated = self._receipts.calculate(ask, sign=finish)
                 response.result.CopyFrom(calculated.result)
                 if finish:
                     response.confirmation_token = calculated.confirmation_token
                     response.receipt.CopyFrom(receipt)
             else:
-                self._receipts.check_receipt_header(receipt)
+                self._receipts.check_receipt_header(ask)
         except InvalidArgument as error:
             raise _renamed(error, renames) from None
         return response
@@ -370,9 +393,11 @@ class TillSessionServicer:
             return so_far.void(request.void)
         if action == "identify":
             return so_far.identify(request.identify)
+        if action == "spend":
+            return so_far.change_spend(request.spend)
         if action == "finish":
             return so_far.finish()
-        raise InvalidArgument("action", "set one of start, scan, void, identify, finish")
+        raise InvalidArgument("action", "set one of start, scan, void, identify, spend, finish")
 
     async def _run(
         self,
