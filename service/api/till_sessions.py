@@ -10,7 +10,8 @@ from the cache is read from the store, which must not block the event loop, and 
 server's `max_workers` are never used by a session.
 
 Each message is calculated by ReceiptServicer.calculate, the one path of Calculate, on the
-receipt so far, so every answer is what one Calculate of that receipt would answer. Only the
+receipt so far and the points and chips the session spends (said in `start`, changed by
+`spend`), so every answer is what one Calculate asking the same would answer. Only the
 answer to `finish` is signed. A refused message ends the stream with its status; the session
 was the receipt so far, which the register sends again in `start` to go on.
 """
@@ -132,6 +133,15 @@ def _decrement(counts: dict[str, int], key: str) -> None:
         del counts[key]
 
 
+def _spend_renames(message: str) -> Renames:
+    """Calculate's `points_to_spend` is the field of the message that said the spend."""
+    return tuple((name, f"{message}.{name}") for name in SPEND_FIELDS)
+
+
+SPEND_RENAMES = _spend_renames("spend")
+START_SPEND_RENAMES = _spend_renames("start.spend")
+
+
 def _renamed(error: InvalidArgument, renames: Renames) -> InvalidArgument:
     """The error with its field named as in the session's message: `receipt.lines[3].price`
     of the receipt calculated is `scan.line.price` of the scan that added line 3."""
@@ -152,7 +162,7 @@ class ReceiptSoFar:
         self.receipt: receipt_pb2.Receipt | None = None
         self._line_ids: set[str] = set()
         self.spend = till_session_pb2.SessionSpend()
-        self._spend_message = "start.spend"  # the message that said the spend
+        self.spend_renames = START_SPEND_RENAMES
 
     def start(self, start: till_session_pb2.SessionStart) -> Renames:
         if self.receipt is not None:
@@ -218,12 +228,8 @@ class ReceiptSoFar:
         """The spend replaced as a whole; the calculation checks it as Calculate does."""
         self._open()
         self.spend.CopyFrom(spend)
-        self._spend_message = "spend"
+        self.spend_renames = SPEND_RENAMES
         return (("receipt", "start.receipt"),)
-
-    def spend_renames(self) -> Renames:
-        """Calculate's `points_to_spend` is the field of the message that said the spend."""
-        return tuple((name, f"{self._spend_message}.{name}") for name in SPEND_FIELDS)
 
     def calculate_request(self, *, explain: bool) -> receipt_pb2.CalculateRequest:
         """The receipt so far as one Calculate asks for it, spend included."""
@@ -365,7 +371,7 @@ class TillSessionServicer:
         request = checked(request)
         action = request.WhichOneof("action")
         finish = action == "finish"
-        renames = self._apply(so_far, request, action) + so_far.spend_renames()
+        renames = self._apply(so_far, request, action) + so_far.spend_renames
         ask = so_far.calculate_request(explain=finish and request.finish.explain)
         receipt = so_far.receipt
         assert receipt is not None
