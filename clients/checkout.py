@@ -231,6 +231,7 @@ def run_checkout(
     calculated: receipt_pb2.CalculateResponse | None = None
     receipt = cart.receipt()
     for number, (what, change) in enumerate(changes, start=1):
+        codes = list(cart.coupons)
         change(cart)
         receipt = cart.receipt()
         if not receipt.lines:
@@ -246,7 +247,7 @@ def run_checkout(
             f"  discount {money(r.total_discount):>8}  points {r.total_points}",
             file=out,
         )
-        if receipt.coupon_codes and what.startswith("enter coupon"):
+        if cart.coupons != codes:  # a code entered: what became of it
             _print_coupons(r, out)
     if calculated is None:
         raise ValueError("the cart is empty: nothing to pay")

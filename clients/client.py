@@ -797,9 +797,7 @@ class TillSession:
             spend_max_points=spend_max_points,
             chips_to_spend=chips_to_spend,
         )
-        answer = self._step(till_session_pb2.SessionRequest(spend=wanted))
-        self.spending = wanted
-        return answer
+        return self._spend(wanted)
 
     def finish(self, *, explain: bool = False) -> SessionResponse:
         """The result with the token for Confirm (of `answer.receipt`); the stream ends."""
@@ -835,21 +833,20 @@ class TillSession:
                 answer = self.scan(line)
         respend = spending != self.spending
         if respend and spending == SessionSpend():  # spending nothing before the member goes
-            answer, respend = self._respend(spending), False
+            answer, respend = self._spend(spending), False
         if receipt.member != self.receipt.member:
             answer = self.identify(receipt.member if receipt.HasField("member") else None)
         if respend:  # spending after the member it needs
-            answer = self._respend(spending)
+            answer = self._spend(spending)
         if answer is None and self._responses is None:  # finished or ended: calculated anew
             answer = self._step_start()
         return answer
 
-    def _respend(self, spending: SessionSpend) -> SessionResponse:
-        return self.spend(
-            points_to_spend=spending.points_to_spend,
-            spend_max_points=spending.spend_max_points,
-            chips_to_spend=spending.chips_to_spend,
-        )
+    def _spend(self, wanted: SessionSpend) -> SessionResponse:
+        answer = self._step(till_session_pb2.SessionRequest(spend=wanted))
+        self.spending = SessionSpend()
+        self.spending.CopyFrom(wanted)
+        return answer
 
     def close(self) -> None:
         """End the stream (the server forgets the session); the next step opens a new one."""
