@@ -290,16 +290,16 @@ class Till:
         if len(args) > 1:
             raise CommandError("card takes one NUMBER")
         sale = self._open_sale()
-        before = sale.card
+        before = (sale.card, sale.points, sale.points_max, sale.chips)
         sale.card = args[0] if args else ""
-        if not sale.card:  # no member, no points to spend
-            sale.points, sale.points_max = 0, False
+        if not sale.card:  # no member, no points or chips to spend
+            sale.points, sale.points_max, sale.chips = 0, False, 0
         if not sale.lines:
             self.say(f"Card {sale.card} noted." if sale.card else "No card.")
             return
 
         def undo() -> None:
-            sale.card = before
+            sale.card, sale.points, sale.points_max, sale.chips = before
 
         self._recalculate(undo=undo)
 

@@ -634,13 +634,13 @@ quit
 """
 
 
-def run_till(server: LoyaltyServer, *args: str, script: str = TILL_SCRIPT) -> str:
+def run_till(server: LoyaltyServer, *args: str, script: str = TILL_SCRIPT, status: int = 0) -> str:
     command = [sys.executable, "-m", "clients.till", "--target", f"127.0.0.1:{server.port}"]
     command += ["--token", DEV_TOKENS[Role.REGISTER], *args]
     done = subprocess.run(
         command, input=script, capture_output=True, text=True, cwd=REPO, timeout=60
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == status, done.stdout + done.stderr
     return done.stdout
 
 
@@ -720,3 +720,38 @@ def test_no_generated_session_gets_unknown_or_internal(
     one_session()
     assert server.till_sessions is not None
     until(lambda: server.till_sessions.open_sessions == 0, what="every session ended")
+
+
+def test_the_till_over_a_session_earns_chips_and_spends_them_on_a_reward(
+    server: LoyaltyServer,
+) -> None:
+    food, towels = "4600000000022", "4600000002514"  # G-FOOD milk; the C-REWARD-TOWELS reward
+    script = f"""card 2000000000004
+{food} 1 6000.00
+pay
+card 2000000000004
+{towels} 1 50.00
+chips 99
+chips 10
+pay
+"""
+    session = ("--session-target", f"127.0.0.1:{server.till_session_port}")
+    out = run_till(server, *session, script=script, status=1)  # `chips 99` refused, goes on
+    earned, rest = out.split("till> chips 99")
+    refused, unlocked = rest.split("till> chips 10")
+    granted = int(earned.split("Chips: +")[1].split()[0])
+    assert granted >= 10, "at least 5 000.00 of food paid: 1 chip per 500.00"
+    assert "not enough chips" in refused
+    assert "Paper towels 1.00 for 10 chips" in unlocked and "(10 chips)" in unlocked
+    assert f"Chips: +0 granted, -10 spent, balance {granted - 10}" in unlocked
+
+
+def test_the_till_over_a_session_stops_spending_when_the_card_is_taken_off(
+    server: LoyaltyServer, points_earned: int
+) -> None:
+    script = "card 2000000000001\n4600000000015 2\npoints 100\ncard\npay\n"
+    session = ("--session-target", f"127.0.0.1:{server.till_session_port}")
+    out = run_till(server, *session, script=script)
+    anonymous = out.split("till> card\n")[1]
+    assert "no loyalty card" in anonymous and "Paid with" not in anonymous
+    assert "PAID 175.80 RUB" in anonymous, "the shelf price, all in money"
