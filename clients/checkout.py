@@ -2,7 +2,8 @@
 to copy.
 
 A cart (channel ONLINE) is calculated again after every change - items added, a quantity
-changed, an item removed, the customer signing in - and shows the running total. On payment it
+changed, an item removed, the customer signing in, a coupon code entered - and shows the
+running total, and what became of the code. On payment it
 is confirmed once with the token of the last calculation; the confirm is then sent again, as a
 checkout does when the answer to the first one was lost, and the service must give the same
 result with `replayed` set. Later part of the order is returned: a partial refund, also sent
@@ -10,9 +11,12 @@ twice with the same refund id.
 
   loyalty-checkout --token "$LOYALTY_TOKEN"                    # the demo cart, card 2000000000001
   loyalty-checkout --item 4600000000015:2 --item 4600000002378 --card 2000000000001
+  loyalty-checkout --coupon ""                                 # the demo cart without WELCOME10
   loyalty-checkout --json                                      # a report for machines
 
 --item SKU[:QTY]: QTY in units (2; 0.5 kg), default 1; prices from --prices (see loyalty-till).
+--coupon CODE: the code the customer enters last (default WELCOME10, the demo data's shared
+code: household goods -10 %).
 Exit status 0 when every step behaved as the contract says, 1 otherwise.
 """
 
@@ -31,6 +35,7 @@ from typing import Any, TextIO
 from clients.catalogue import Item, demo_shop, load_price_file
 from clients.client import LoyaltyClient, LoyaltyError, add_connection_arguments, client_from_args
 from clients.receipt_format import (
+    COUPON_OUTCOMES,
     format_receipt,
     format_refund,
     line_amount,
@@ -38,13 +43,14 @@ from clients.receipt_format import (
     parse_quantity,
     quantity_text,
 )
-from loyalty.v1 import common_pb2, receipt_pb2
+from loyalty.v1 import common_pb2, coupons_pb2, receipt_pb2
 from service.cli import ToolError, tool
 from service.logs import configure_tool_logging
 
 DEMO_CARD = "2000000000001"
 MILK, CHOCOLATE, COFFEE = "4600000000015", "4600000001715", "4600000002187"
 DISHWASHING, TOILET_PAPER = "4600000002378", "4600000002491"
+DEMO_COUPON = "WELCOME10"  # the demo data's shared code (service/demo_data/generate.py)
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Cart:
     store_id: str
     prices: Mapping[str, Item]
     card: str = ""
+    coupons: list[str] = field(default_factory=list)
     quantities: dict[str, int] = field(default_factory=dict)
     line_ids: dict[str, str] = field(default_factory=dict)
 
@@ -75,6 +82,7 @@ class Cart:
         )
         if self.card:
             receipt.member.card_number = self.card
+        receipt.coupon_codes.extend(self.coupons)
         for sku, quantity in self.quantities.items():
             price = self.prices[sku].price
             receipt.lines.add(
@@ -98,6 +106,13 @@ class Step:
 
 
 @dataclass
+class CouponReport:
+    code: str
+    outcome: str  # CouponStatus without its prefix: APPLIED, UNKNOWN, ...
+    discount: int  # what its offer took off the cart
+
+
+@dataclass
 class CheckoutReport:
     cart_id: str
     steps: list[Step] = field(default_factory=list)
@@ -106,6 +121,7 @@ class CheckoutReport:
     confirm_same_result: bool = False
     points_balance: int = 0
     points_spent: int = 0
+    coupons: list[CouponReport] = field(default_factory=list)
     refund_id: str = ""
     refund_lines: dict[str, int] = field(default_factory=dict)
     refund_paid_back: int = 0
@@ -126,9 +142,10 @@ class CheckoutReport:
 Change = tuple[str, Callable[[Cart], None]]
 
 
-def demo_changes(card: str) -> list[Change]:
-    """A customer filling a cart: add, change a quantity, sign in, remove, add."""
-    return [
+def demo_changes(card: str, coupon: str = DEMO_COUPON) -> list[Change]:
+    """A customer filling a cart: add, change a quantity, sign in, remove, add, and a coupon
+    code last (none when `coupon` is empty)."""
+    changes: list[Change] = [
         ("add milk", lambda c: c.set(MILK, 1000)),
         ("add chocolate x2", lambda c: c.set(CHOCOLATE, 2000)),
         ("add dishwashing liquid", lambda c: c.set(DISHWASHING, 1000)),
@@ -138,18 +155,46 @@ def demo_changes(card: str) -> list[Change]:
         ("remove toilet paper", lambda c: c.set(TOILET_PAPER, 0)),
         ("add coffee", lambda c: c.set(COFFEE, 1000)),
     ]
+    return changes + coupon_change(coupon)
+
+
+def coupon_change(code: str) -> list[Change]:
+    """The customer entering a coupon code (nothing for no code)."""
+    return [(f"enter coupon {code}", lambda c: c.coupons.append(code))] if code else []
 
 
 def _put(sku: str, quantity: int) -> Callable[[Cart], None]:
     return lambda cart: cart.set(sku, quantity)
 
 
-def item_changes(items: Sequence[tuple[str, int]], card: str) -> list[Change]:
-    """Add each item in turn, then sign in."""
+def item_changes(items: Sequence[tuple[str, int]], card: str, coupon: str = "") -> list[Change]:
+    """Add each item in turn, then sign in, then enter the coupon code (if any)."""
     changes: list[Change] = [(f"add {sku} x{quantity_text(q)}", _put(sku, q)) for sku, q in items]
     if card:
         changes.append((f"sign in (card {card})", lambda c: setattr(c, "card", card)))
-    return changes
+    return changes + coupon_change(coupon)
+
+
+def coupon_reports(result: receipt_pb2.ReceiptResult) -> list[CouponReport]:
+    """Each code on the cart, what became of it and what its offer took off."""
+    reports = []
+    for coupon in result.coupons:
+        discount = sum(
+            benefit.discount
+            for line in result.lines
+            for benefit in line.benefits
+            if coupon.offer_id and benefit.offer_id == coupon.offer_id
+        )
+        outcome = coupons_pb2.CouponStatus.Name(coupon.status).removeprefix("COUPON_STATUS_")
+        reports.append(CouponReport(coupon.code, outcome, discount))
+    return reports
+
+
+def _print_coupons(result: receipt_pb2.ReceiptResult, out: TextIO) -> None:
+    for coupon, report in zip(result.coupons, coupon_reports(result), strict=True):
+        said = COUPON_OUTCOMES.get(coupon.status, report.outcome.lower())
+        saved = f", -{money(report.discount)} {result.currency}" if report.discount else ""
+        print(f"    coupon {coupon.code}: {said}{saved}", file=out)
 
 
 def _refund_of(receipt: receipt_pb2.Receipt, prices: Mapping[str, Item]) -> dict[str, int]:
@@ -186,6 +231,7 @@ def run_checkout(
     calculated: receipt_pb2.CalculateResponse | None = None
     receipt = cart.receipt()
     for number, (what, change) in enumerate(changes, start=1):
+        codes = list(cart.coupons)
         change(cart)
         receipt = cart.receipt()
         if not receipt.lines:
@@ -201,6 +247,8 @@ def run_checkout(
             f"  discount {money(r.total_discount):>8}  points {r.total_points}",
             file=out,
         )
+        if cart.coupons != codes:  # a code entered: what became of it
+            _print_coupons(r, out)
     if calculated is None:
         raise ValueError("the cart is empty: nothing to pay")
     if spend_points and receipt.HasField("member"):
@@ -208,11 +256,15 @@ def run_checkout(
         calculated = client.calculate(receipt, spend_max_points=True)
         r = calculated.result
         report.points_spent = r.total_points_spent
-        print(
-            f"\nPay with points: {r.total_points_spent} of {r.points_available} available"
-            f" = {money(r.total_points_value)} {r.currency}",
-            file=out,
-        )
+        if r.points_available:
+            said = (
+                f"{r.total_points_spent} of {r.points_available} available"
+                f" = {money(r.total_points_value)} {r.currency}"
+            )
+        else:  # a new member: the points of this order may be spent on the next
+            said = "none available yet"
+        print(f"\nPay with points: {said}", file=out)
+    report.coupons = coupon_reports(calculated.result)
     print("\n" + format_receipt(receipt, calculated.result, names, title="ORDER"), file=out)
 
     token = calculated.confirmation_token
@@ -268,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--card", default=DEMO_CARD, help="the customer's loyalty card")
     parser.add_argument("--item", action="append", type=_parse_item, default=[], help="SKU[:QTY]")
     parser.add_argument("--prices", default="demo", help="`demo` or a JSON price file")
+    parser.add_argument(
+        "--coupon",
+        default=DEMO_COUPON,
+        help=f"coupon code the customer enters last (default {DEMO_COUPON}; '' for none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")
     parser.add_argument(
         "--no-points", action="store_true", help="pay in money only (default: with points)"
@@ -281,7 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_tool_logging("WARNING")
     items = demo_shop().items if args.prices == "demo" else load_price_file(Path(args.prices))
     prices = {item.sku: item for item in items}
-    changes = item_changes(args.item, args.card) if args.item else demo_changes(args.card)
+    code = args.coupon.strip()
+    if args.item:
+        changes = item_changes(args.item, args.card, code)
+    else:
+        changes = demo_changes(args.card, code)
     out = io.StringIO() if args.json else sys.stdout
     try:
         with client_from_args(args) as client:

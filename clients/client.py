@@ -462,13 +462,26 @@ class LoyaltyClient:
             receipt_pb2.RefundResponse, "Refund", self._receipts.Refund, request, timeout
         )
 
-    def till_session(self, receipt: receipt_pb2.Receipt) -> TillSession:
-        """A till session for this receipt (its lines so far, if any), opened at the first
-        step; needs `session_target`."""
+    def till_session(
+        self,
+        receipt: receipt_pb2.Receipt,
+        *,
+        points_to_spend: int = 0,
+        spend_max_points: bool = False,
+        chips_to_spend: int = 0,
+    ) -> TillSession:
+        """A till session for this receipt (its lines so far, if any) and what the member
+        spends on it (as Calculate takes it; `TillSession.spend` changes it), opened at the
+        first step; needs `session_target`."""
         if self._session_channel is None:
             raise ValueError("till sessions need the client's session_target")
         stub = till_session_pb2_grpc.TillSessionServiceStub(self._session_channel)
-        return TillSession(stub.Session, self._metadata, receipt)
+        spending = SessionSpend(
+            points_to_spend=points_to_spend,
+            spend_max_points=spend_max_points,
+            chips_to_spend=chips_to_spend,
+        )
+        return TillSession(stub.Session, self._metadata, receipt, spending)
 
     # -- coupons (back office) --
 
@@ -719,13 +732,15 @@ class LoyaltyClient:
 # --- till sessions -------------------------------------------------------------------------------
 
 SessionResponse = till_session_pb2.SessionResponse
+SessionSpend = till_session_pb2.SessionSpend
 _REOPEN = frozenset({"SESSION_IDLE", "SESSION_TOO_LONG"})  # the server ended it: go on anew
 
 
 class TillSession:
-    """One receipt on a till session stream: `scan`, `void`, `identify` each answer the
-    receipt calculated so far; `finish` adds the confirmation token and the receipt to
-    confirm. `receipt` is the receipt as the server last answered it.
+    """One receipt on a till session stream: `scan`, `void`, `identify` and `spend` each
+    answer the receipt calculated so far; `finish` adds the confirmation token and the
+    receipt to confirm. `receipt` and `spending` are the receipt and the points and chips
+    spent on it as the server last answered them.
 
     A refused step ends the server's stream (nothing of that step is kept); the next step
     opens a new stream with `receipt`, so the session goes on as before the refusal. A stream
@@ -737,11 +752,15 @@ class TillSession:
         open_stream: Callable[..., Any],
         metadata: tuple[tuple[str, str], ...],
         receipt: receipt_pb2.Receipt,
+        spending: SessionSpend | None = None,
     ) -> None:
         self._open_stream = open_stream
         self._metadata = metadata
         self.receipt = receipt_pb2.Receipt()
         self.receipt.CopyFrom(receipt)
+        self.spending = SessionSpend()
+        if spending is not None:
+            self.spending.CopyFrom(spending)
         self._requests: queue.SimpleQueue[Any] | None = None
         self._responses: Any = None
 
@@ -768,22 +787,40 @@ class TillSession:
             self.receipt.member.CopyFrom(member)
         return answer
 
+    def spend(
+        self, *, points_to_spend: int = 0, spend_max_points: bool = False, chips_to_spend: int = 0
+    ) -> SessionResponse:
+        """From now on (and for `finish`'s token) spend these points (or as many as allowed)
+        and chips, as Calculate takes them; replaces the spend before (all 0: none)."""
+        wanted = SessionSpend(
+            points_to_spend=points_to_spend,
+            spend_max_points=spend_max_points,
+            chips_to_spend=chips_to_spend,
+        )
+        return self._spend(wanted)
+
     def finish(self, *, explain: bool = False) -> SessionResponse:
         """The result with the token for Confirm (of `answer.receipt`); the stream ends."""
         answer = self._step(till_session_pb2.SessionRequest(finish={"explain": explain}))
         self._end()
         return answer
 
-    def sync(self, receipt: receipt_pb2.Receipt) -> SessionResponse | None:
-        """The steps that make the session's receipt `receipt`: voids of lines gone or
-        changed, scans of lines new (a changed line moves to the end), identify for another
-        buyer; a new session for another
-        header (id, store, channel, sale time). The last answer; None when nothing changed on
-        the open stream (after `finish`, the receipt is calculated again on a new one)."""
+    def sync(
+        self, receipt: receipt_pb2.Receipt, spending: SessionSpend | None = None
+    ) -> SessionResponse | None:
+        """The steps that make the session's receipt `receipt` (and its spend `spending`,
+        unless None): voids of lines gone or changed, scans of lines new (a changed line
+        moves to the end), identify for another buyer, spend for another spend; a new
+        session for another header (id, store, channel, sale time, coupons). The last
+        answer; None when nothing changed on the open stream (after `finish`, the receipt
+        is calculated again on a new one)."""
+        spending = self.spending if spending is None else spending
         if _header(receipt) != _header(self.receipt):  # another receipt: one start says all
             self.close()
             self.receipt = receipt_pb2.Receipt()
             self.receipt.CopyFrom(receipt)
+            self.spending = SessionSpend()
+            self.spending.CopyFrom(spending)
             return self._step_start()
         answer: SessionResponse | None = None
         wanted = {line.line_id: line for line in receipt.lines}
@@ -794,10 +831,21 @@ class TillSession:
         for line in receipt.lines:
             if line.line_id not in have:
                 answer = self.scan(line)
+        respend = spending != self.spending
+        if respend and spending == SessionSpend():  # spending nothing before the member goes
+            answer, respend = self._spend(spending), False
         if receipt.member != self.receipt.member:
             answer = self.identify(receipt.member if receipt.HasField("member") else None)
+        if respend:  # spending after the member it needs
+            answer = self._spend(spending)
         if answer is None and self._responses is None:  # finished or ended: calculated anew
             answer = self._step_start()
+        return answer
+
+    def _spend(self, wanted: SessionSpend) -> SessionResponse:
+        answer = self._step(till_session_pb2.SessionRequest(spend=wanted))
+        self.spending = SessionSpend()
+        self.spending.CopyFrom(wanted)
         return answer
 
     def close(self) -> None:
@@ -830,7 +878,8 @@ class TillSession:
     def _start(self) -> SessionResponse:
         self._requests = queue.SimpleQueue()
         self._responses = self._open_stream(iter(self._requests.get, None), metadata=self._metadata)
-        return self._answer(till_session_pb2.SessionRequest(start={"receipt": self.receipt}))
+        start = till_session_pb2.SessionStart(receipt=self.receipt, spend=self.spending)
+        return self._answer(till_session_pb2.SessionRequest(start=start))
 
     def _answer(self, request: Any) -> SessionResponse:
         assert self._requests is not None

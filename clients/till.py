@@ -22,9 +22,10 @@ line by line with the benefits under each line.
   help                 this text
   quit                 leave (Ctrl-D too)
 
-Scans, voids and cards go over a till session stream with `--session-target HOST:PORT`
-(the server's --till-session-address): the receipt is calculated as each line is scanned,
-without sending the whole receipt each time; without it, each change is one Calculate.
+Scans, voids, cards, points and chips go over a till session stream with `--session-target
+HOST:PORT` (the server's --till-session-address): the receipt is calculated as each line is
+scanned, without sending the whole receipt each time; without it, each change is one
+Calculate.
 
 Prices: `--prices demo` (default) uses the demo data set's shelf prices; `--prices FILE` a
 JSON price file (see clients/catalogue.py); a PRICE typed on a scan is used for that line and
@@ -57,6 +58,7 @@ from clients.catalogue import Item, demo_shop, load_price_file
 from clients.client import (
     LoyaltyClient,
     LoyaltyError,
+    SessionSpend,
     TillSession,
     add_connection_arguments,
     by_card,
@@ -288,16 +290,16 @@ class Till:
         if len(args) > 1:
             raise CommandError("card takes one NUMBER")
         sale = self._open_sale()
-        before = sale.card
+        before = (sale.card, sale.points, sale.points_max, sale.chips)
         sale.card = args[0] if args else ""
-        if not sale.card:  # no member, no points to spend
-            sale.points, sale.points_max = 0, False
+        if not sale.card:  # no member, no points or chips to spend
+            sale.points, sale.points_max, sale.chips = 0, False, 0
         if not sale.lines:
             self.say(f"Card {sale.card} noted." if sale.card else "No card.")
             return
 
         def undo() -> None:
-            sale.card = before
+            sale.card, sale.points, sale.points_max, sale.chips = before
 
         self._recalculate(undo=undo)
 
@@ -422,7 +424,12 @@ class Till:
             )
         if sale.session is None:
             sale.session = self.client.till_session(receipt_pb2.Receipt())
-        answer = sale.session.sync(receipt)
+        spending = SessionSpend(
+            points_to_spend=sale.points,
+            spend_max_points=sale.points_max,
+            chips_to_spend=sale.chips,
+        )
+        answer = sale.session.sync(receipt, spending)
         if answer is None and sale.calculated is not None:  # nothing changed
             return sale.session.receipt, sale.calculated
         result = answer.result if answer is not None else None

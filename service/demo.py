@@ -28,6 +28,7 @@ from service.demo_data.generate import (
     SHOWCASE,
     SHOWCASE_CARD,
     demo_catalogue,
+    demo_coupon_campaigns,
     demo_offers,
     ean13,
     line_amount,
@@ -42,6 +43,7 @@ from service.store.catalog_repo import (
     save_products,
     save_stores,
 )
+from service.store.coupon_repo import save_campaign
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.import_repo import claim_import, finish_import
 from service.store.member_repo import add_purchases, save_members
@@ -63,6 +65,7 @@ class DemoSummary:
     stores: int = 0
     offers: int = 0
     favorite_product_offers: int = 0
+    coupon_campaigns: int = 0
     members: int = 0
     cards: int = 0
     favorite_slots: int = 0
@@ -78,6 +81,7 @@ def load_demo(session_factory: sessionmaker[Session], now: datetime) -> DemoSumm
     started = time.perf_counter()
     catalogue = demo_catalogue()
     offers, favorite_offers = demo_offers(catalogue, now)
+    campaigns = demo_coupon_campaigns(now)
     people = demo_members(catalogue, now)
     with session_factory() as session:
         if not claim_import(session, DEMO_IMPORT_ID, "DEMO", now=now) or not _is_empty(session):
@@ -90,6 +94,8 @@ def load_demo(session_factory: sessionmaker[Session], now: datetime) -> DemoSumm
         save_stores(session, catalogue.stores)
         save_offers(session, offers, now=now)
         save_favorite_products_offers(session, favorite_offers, now=now)
+        for campaign in campaigns:
+            save_campaign(session, campaign, now)
         save_members(session, people.members, people.cards, now=now)
         add_purchases(session, people.purchases)
         finish_import(session, DEMO_IMPORT_ID, rows_applied=len(people.members), now=now)
@@ -104,6 +110,7 @@ def load_demo(session_factory: sessionmaker[Session], now: datetime) -> DemoSumm
         stores=len(catalogue.stores),
         offers=len(offers),
         favorite_product_offers=len(favorite_offers),
+        coupon_campaigns=len(campaigns),
         members=len(members),
         cards=sum(len(c) for c in people.cards.values()),
         favorite_slots=sum(len(s) for m in members for s in m.favorite_slots.values()),

@@ -95,8 +95,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         is off (a till session signs only the receipt it finishes)."""
         now = self._clock()
         receipt_pb = request.receipt
-        if not 0 <= request.chips_to_spend <= limits.CHIPS:
-            raise InvalidArgument("chips_to_spend", "from 0 to 10^12 chips")
+        check_chips_range(request)
         member, receipt = self._receipt_model(receipt_pb, now, request)
         spend = points_to_spend(request, member)
         codes = coupon_convert.receipt_codes(receipt_pb)
@@ -129,11 +128,14 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             )
         return response
 
-    def check_receipt_header(self, receipt_pb: receipt_pb2.Receipt) -> None:
+    def check_receipt_header(self, request: receipt_pb2.CalculateRequest) -> None:
         """What Calculate checks before the lines: ids, the store, the member, channel and
-        sale time, coupon codes (a till session opened before its first scan)."""
-        self._receipt_model(receipt_pb, self._clock())
-        coupon_convert.receipt_codes(receipt_pb)
+        sale time, the points and chips to spend, coupon codes (a till session opened
+        before its first scan)."""
+        check_chips_range(request)
+        member, _ = self._receipt_model(request.receipt, self._clock(), request)
+        points_to_spend(request, member)
+        coupon_convert.receipt_codes(request.receipt)
 
     def _receipt_model(
         self,
@@ -193,6 +195,11 @@ def points_lifetime(settings: Settings) -> Lifetime:
         activation=timedelta(seconds=settings.points_activation_delay_s),
         expiry=timedelta(days=expiry) if expiry else None,
     )
+
+
+def check_chips_range(request: receipt_pb2.CalculateRequest) -> None:
+    if not 0 <= request.chips_to_spend <= limits.CHIPS:
+        raise InvalidArgument("chips_to_spend", "from 0 to 10^12 chips")
 
 
 def points_to_spend(

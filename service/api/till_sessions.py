@@ -10,7 +10,8 @@ from the cache is read from the store, which must not block the event loop, and 
 server's `max_workers` are never used by a session.
 
 Each message is calculated by ReceiptServicer.calculate, the one path of Calculate, on the
-receipt so far, so every answer is what one Calculate of that receipt would answer. Only the
+receipt so far and the points and chips the session spends (said in `start`, changed by
+`spend`), so every answer is what one Calculate asking the same would answer. Only the
 answer to `finish` is signed. A refused message ends the stream with its status; the session
 was the receipt so far, which the register sends again in `start` to go on.
 """
@@ -63,6 +64,8 @@ TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
 
 T = TypeVar("T")
 Renames = tuple[tuple[str, str], ...]  # (field of the receipt, field of the message)
+# The fields of a SessionSpend, named as in CalculateRequest.
+SPEND_FIELDS = ("points_to_spend", "spend_max_points", "chips_to_spend")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,15 @@ def _decrement(counts: dict[str, int], key: str) -> None:
         del counts[key]
 
 
+def _spend_renames(message: str) -> Renames:
+    """Calculate's `points_to_spend` is the field of the message that said the spend."""
+    return tuple((name, f"{message}.{name}") for name in SPEND_FIELDS)
+
+
+SPEND_RENAMES = _spend_renames("spend")
+START_SPEND_RENAMES = _spend_renames("start.spend")
+
+
 def _renamed(error: InvalidArgument, renames: Renames) -> InvalidArgument:
     """The error with its field named as in the session's message: `receipt.lines[3].price`
     of the receipt calculated is `scan.line.price` of the scan that added line 3."""
@@ -139,15 +151,17 @@ def _renamed(error: InvalidArgument, renames: Renames) -> InvalidArgument:
 
 
 class ReceiptSoFar:
-    """The receipt of one session: what `start` opened and every message since. Each method
-    checks its message, changes the receipt and returns the renames of the fields the
-    calculation may refuse. No gRPC here; a refusal ends the session, so a refused message
-    needs no undoing."""
+    """The receipt of one session: what `start` opened and every message since, and what the
+    buyer spends on it. Each method checks its message, changes the receipt and returns the
+    renames of the fields the calculation may refuse. No gRPC here; a refusal ends the
+    session, so a refused message needs no undoing."""
 
     def __init__(self, limits: SessionLimits) -> None:
         self._limits = limits
         self.receipt: receipt_pb2.Receipt | None = None
         self._line_ids: set[str] = set()
+        self.spend = till_session_pb2.SessionSpend()
+        self.spend_renames = START_SPEND_RENAMES
 
     def start(self, start: till_session_pb2.SessionStart) -> Renames:
         if self.receipt is not None:
@@ -164,6 +178,7 @@ class ReceiptSoFar:
         self.receipt = receipt_pb2.Receipt()
         self.receipt.CopyFrom(receipt)
         self._line_ids = {line.line_id for line in receipt.lines}
+        self.spend.CopyFrom(start.spend)
         return (("receipt", "start.receipt"),)
 
     def scan(self, scan: till_session_pb2.SessionScan) -> Renames:
@@ -207,6 +222,24 @@ class ReceiptSoFar:
         else:
             receipt.ClearField("member")
         return (("receipt.member", "identify.member"), ("receipt", "start.receipt"))
+
+    def change_spend(self, spend: till_session_pb2.SessionSpend) -> Renames:
+        """The spend replaced as a whole; the calculation checks it as Calculate does."""
+        self._open()
+        self.spend.CopyFrom(spend)
+        self.spend_renames = SPEND_RENAMES
+        return (("receipt", "start.receipt"),)
+
+    def calculate_request(self, *, explain: bool) -> receipt_pb2.CalculateRequest:
+        """The receipt so far as one Calculate asks for it, spend included."""
+        spend = self.spend
+        return receipt_pb2.CalculateRequest(
+            receipt=self._open(),
+            explain=explain,
+            points_to_spend=spend.points_to_spend,
+            spend_max_points=spend.spend_max_points,
+            chips_to_spend=spend.chips_to_spend,
+        )
 
     def finish(self) -> Renames:
         if not self._open().lines:
@@ -337,24 +370,20 @@ class TillSessionServicer:
         request = checked(request)
         action = request.WhichOneof("action")
         finish = action == "finish"
-        renames = self._apply(so_far, request, action)
+        renames = self._apply(so_far, request, action) + so_far.spend_renames
+        ask = so_far.calculate_request(explain=finish and request.finish.explain)
         receipt = so_far.receipt
         assert receipt is not None
         response = till_session_pb2.SessionResponse(line_count=len(receipt.lines))
         try:
             if receipt.lines:
-                calculated = self._receipts.calculate(
-                    receipt_pb2.CalculateRequest(
-                        receipt=receipt, explain=finish and request.finish.explain
-                    ),
-                    sign=finish,
-                )
+                calculated = self._receipts.calculate(ask, sign=finish)
                 response.result.CopyFrom(calculated.result)
                 if finish:
                     response.confirmation_token = calculated.confirmation_token
                     response.receipt.CopyFrom(receipt)
             else:
-                self._receipts.check_receipt_header(receipt)
+                self._receipts.check_receipt_header(ask)
         except InvalidArgument as error:
             raise _renamed(error, renames) from None
         return response
@@ -369,9 +398,11 @@ class TillSessionServicer:
             return so_far.void(request.void)
         if action == "identify":
             return so_far.identify(request.identify)
+        if action == "spend":
+            return so_far.change_spend(request.spend)
         if action == "finish":
             return so_far.finish()
-        raise InvalidArgument("action", "set one of start, scan, void, identify, finish")
+        raise InvalidArgument("action", "set one of start, scan, void, identify, spend, finish")
 
     async def _run(
         self,

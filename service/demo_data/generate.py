@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.demo_data.catalogue import ASSORTMENT, CATEGORIES, Assortment
+from service.engine.coupons import CampaignKind, CouponCampaign
 from service.engine.model import (
     Audience,
     Benefit,
@@ -61,6 +62,11 @@ SHOWCASE = {
 
 # The chips reward: these products at a token price for chips (docs/chips.md).
 CHIPS_REWARD = "Paper towels 2 rolls"
+
+# The demo coupon (docs/coupons.md): a shared code, as printed on a flyer, that unlocks
+# 10 % off household goods for anyone, in the shops and online, on top of other discounts.
+WELCOME_CODE = "WELCOME10"
+WELCOME_OFFER = "K-WELCOME10-HOUSEHOLD"
 
 
 def member_id(n: int) -> str:
@@ -278,6 +284,8 @@ def demo_offers(
         offer("C-REWARD-TOWELS", "Towels for chips", members, fixed, 100,
               scope_group_id="G-CHIPS-REWARD", chips_price=10, priority=60,
               text="Paper towels 1.00 for 10 chips"),
+        offer(WELCOME_OFFER, "Welcome coupon: household", everyone, pct, 1000,
+              scope_group_id="G-HOUSEHOLD", text=f"Coupon {WELCOME_CODE} -10 %"),
     )  # fmt: skip
     favorites = (
         FavoriteProductsOffer(
@@ -298,3 +306,18 @@ def demo_offers(
         ),
     )  # fmt: skip
     return offers, favorites
+
+
+def demo_coupon_campaigns(now: datetime) -> tuple[CouponCampaign, ...]:
+    """The campaign of the demo coupon, valid as long as the demo offers; its offer applies
+    only to a receipt carrying the code."""
+    start = _local_midnight(today_in_program_zone(now) - timedelta(days=30))
+    welcome = CouponCampaign(
+        "WELCOME10",
+        WELCOME_OFFER,
+        CampaignKind.SHARED,
+        shared_code=WELCOME_CODE,
+        valid_from=start,
+        valid_to=start + timedelta(days=400),
+    )
+    return (welcome,)

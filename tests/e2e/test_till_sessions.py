@@ -58,6 +58,17 @@ def client(server: LoyaltyServer) -> Iterator[LoyaltyClient]:
 
 
 @pytest.fixture(scope="module")
+def points_earned(client: LoyaltyClient) -> int:
+    """The demo member's points available after a confirmed showcase receipt (a member of a
+    fresh demo store has none to spend)."""
+    receipt = demo_receipt()
+    receipt.receipt_id = "TS-EARN"
+    confirmed = client.confirm(receipt, client.calculate(receipt).confirmation_token)
+    assert confirmed.result.total_points > 1000
+    return client.get_member_offers(by_card(CARD)).points_available
+
+
+@pytest.fixture(scope="module")
 def session_channel(server: LoyaltyServer) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(f"127.0.0.1:{server.till_session_port}") as ch:
         yield ch
@@ -169,6 +180,155 @@ def test_sync_brings_the_session_to_the_receipt_the_till_shows(client: LoyaltyCl
     session.close()
 
 
+# --- spending points and chips ------------------------------------------------------------------
+
+
+def calculated_spending(
+    client: LoyaltyClient, receipt: receipt_pb2.Receipt, spending: till_session_pb2.SessionSpend
+) -> receipt_pb2.ReceiptResult:
+    """Calculate's result for the receipt with the session's spend."""
+    return client.calculate(
+        receipt,
+        points_to_spend=spending.points_to_spend,
+        spend_max_points=spending.spend_max_points,
+        chips_to_spend=spending.chips_to_spend,
+    ).result
+
+
+def test_points_asked_at_start_and_changed_later_are_spent_as_calculate_spends_them(
+    client: LoyaltyClient, points_earned: int
+) -> None:
+    full = demo_receipt()
+    full.receipt_id = "TS-0101"
+    balance = client.get_member_offers(by_card(CARD)).points_available
+    assert balance >= points_earned > 300
+    carded = header(full)
+    carded.member.CopyFrom(by_card(CARD))  # spending needs the member: the card comes first
+    session = client.till_session(carded, points_to_spend=300)
+    for line in full.lines:
+        answer = session.scan(line)
+        assert same_but_time(
+            answer.result, calculated_spending(client, session.receipt, session.spending)
+        )
+    assert answer.result.points_requested == 300
+    assert answer.result.total_points_spent == 300, "the whole receipt leaves room for 300"
+
+    answer = session.spend(spend_max_points=True)  # "pay with as many points as I may"
+    spent = answer.result.total_points_spent
+    assert spent > 300
+    assert same_but_time(
+        answer.result, calculated_spending(client, session.receipt, session.spending)
+    )
+
+    finished = session.finish()
+    assert finished.result.total_points_spent == spent, "finish is signed with the spend"
+    confirmed = client.confirm(finished.receipt, finished.confirmation_token)
+    assert confirmed.result.total_points_spent == spent
+    after = client.get_member_offers(by_card(CARD)).points_available
+    assert after == balance - spent + confirmed.result.total_points, "the confirm debited them"
+
+
+def test_a_spend_of_nothing_calculates_as_a_receipt_without_points(
+    client: LoyaltyClient, points_earned: int
+) -> None:
+    full = demo_receipt()
+    full.receipt_id = "TS-0102"
+    session = client.till_session(full, spend_max_points=True)
+    assert session.scan(scan().scan.line).result.total_points_spent > 0
+    answer = session.spend()
+    assert answer.result.total_points_spent == answer.result.points_requested == 0
+    assert same_but_time(answer.result, calculated(client, session.receipt))
+    session.close()
+
+
+def test_a_resumed_session_keeps_its_spend(client: LoyaltyClient, points_earned: int) -> None:
+    """A refused step ends the stream; the next one opens a new stream whose start carries
+    the spend, so the receipt is spent on as before."""
+    full = demo_receipt()
+    full.receipt_id = "TS-0103"
+    session = client.till_session(full)
+    session.spend(points_to_spend=200)
+    with pytest.raises(LoyaltyError) as caught:
+        session.void("no such line")
+    assert caught.value.fields == ("void.line_id",)
+    answer = session.scan(scan().scan.line)  # on a new stream
+    assert answer.result.total_points_spent == 200
+    assert same_but_time(
+        answer.result, calculated_spending(client, session.receipt, session.spending)
+    )
+    session.close()
+
+
+def test_sync_spends_after_the_card_and_stops_before_it_goes(
+    client: LoyaltyClient, points_earned: int
+) -> None:
+    """The till's order: a spend needs a member, so it follows the card shown and an end of
+    spending comes before the card is taken off."""
+    full = demo_receipt()
+    full.receipt_id = "TS-0104"
+    anonymous = receipt_pb2.Receipt()
+    anonymous.CopyFrom(full)
+    anonymous.ClearField("member")
+    session = client.till_session(anonymous)
+    session.sync(anonymous)
+    with_points = till_session_pb2.SessionSpend(points_to_spend=100)
+    answer = session.sync(full, with_points)
+    assert answer is not None and answer.result.total_points_spent == 100
+    answer = session.sync(anonymous, till_session_pb2.SessionSpend())
+    assert answer is not None and answer.result.member_id == ""
+    assert same_but_time(answer.result, calculated(client, anonymous))
+    session.close()
+
+
+def test_chips_beyond_the_balance_are_refused_as_by_calculate(client: LoyaltyClient) -> None:
+    full = demo_receipt()
+    full.receipt_id = "TS-0105"
+    with pytest.raises(LoyaltyError) as unary:
+        client.calculate(full, chips_to_spend=10**9)
+    session = client.till_session(full)
+    with pytest.raises(LoyaltyError) as streamed:
+        session.spend(chips_to_spend=10**9)
+    assert streamed.value.status == unary.value.status == grpc.StatusCode.FAILED_PRECONDITION
+    assert streamed.value.reason == unary.value.reason == "CHIPS_INSUFFICIENT"
+    assert session.spending == till_session_pb2.SessionSpend(), "a refused spend is not kept"
+    session.close()
+
+
+@pytest.mark.parametrize(
+    ("ask", "member", "field"),
+    [
+        ({"points_to_spend": -1}, True, "points_to_spend"),
+        ({"points_to_spend": limits.POINTS + 1}, True, "points_to_spend"),
+        ({"points_to_spend": 5, "spend_max_points": True}, True, "points_to_spend"),
+        ({"points_to_spend": 100}, False, "points_to_spend"),
+        ({"spend_max_points": True}, False, "spend_max_points"),
+        ({"chips_to_spend": -1}, True, "chips_to_spend"),
+        ({"chips_to_spend": limits.CHIPS + 1}, True, "chips_to_spend"),
+    ],
+    ids=["negative", "absurd", "both", "anonymous", "as many as allowed, anonymous",
+         "negative chips", "absurd chips"],
+)  # fmt: skip
+def test_a_bad_spend_is_refused_as_calculate_refuses_it_naming_the_message_field(
+    client: LoyaltyClient, ask: dict[str, Any], member: bool, field: str
+) -> None:
+    full = demo_receipt()
+    full.receipt_id = "TS-0106"
+    if not member:
+        full.ClearField("member")
+    with pytest.raises(LoyaltyError) as unary:
+        client.calculate(full, **ask)
+    assert unary.value.status == INVALID and unary.value.fields == (field,)
+    for opening, spent in ((full, False), (header(full), False), (full, True)):
+        session = client.till_session(opening, **({} if spent else ask))
+        with pytest.raises(LoyaltyError) as streamed:
+            session.spend(**ask) if spent else session.sync(opening)
+        where = "spend" if spent else "start.spend"
+        assert streamed.value.status == INVALID
+        assert streamed.value.fields == (f"{where}.{field}",)
+        assert unary.value.message in streamed.value.message
+        session.close()
+
+
 # --- credentials ------------------------------------------------------------------------------
 
 
@@ -231,6 +391,15 @@ def identify(**values: Any) -> Request:
     )
 
 
+def spend(**values: Any) -> Request:
+    return Request(spend=till_session_pb2.SessionSpend(**values))
+
+
+def start_spending(receipt: receipt_pb2.Receipt, **values: Any) -> Request:
+    spending = till_session_pb2.SessionSpend(**values)
+    return Request(start=till_session_pb2.SessionStart(receipt=receipt, spend=spending))
+
+
 FINISH = Request(finish=till_session_pb2.SessionFinish())
 EMPTY_START = Request(start=till_session_pb2.SessionStart(receipt=header(demo_receipt())))
 
@@ -265,6 +434,7 @@ def many_lines(receipt: receipt_pb2.Receipt) -> None:
 
 LONG_ID, LONG_CARD = "9" * (limits.ID + 1), "9" * (limits.CARD + 1)
 S = start()
+ANONYMOUS = start_with(lambda r: r.ClearField("member"))
 CASES = [
     Case("no action", (Request(),), "action"),
     Case("scan before start", (scan(),), "start"),
@@ -335,6 +505,53 @@ CASES = [
         grpc.StatusCode.NOT_FOUND,
     ),
     Case("finish with no lines", (EMPTY_START, FINISH), "finish"),
+    Case("spend before start", (spend(points_to_spend=1),), "start"),
+    Case("spend: negative points", (S, spend(points_to_spend=-1)), "spend.points_to_spend"),
+    Case(
+        "spend: absurd points",
+        (S, spend(points_to_spend=limits.POINTS + 1)),
+        "spend.points_to_spend",
+    ),
+    Case(
+        "spend: points and as many as allowed",
+        (S, spend(points_to_spend=5, spend_max_points=True)),
+        "spend.points_to_spend",
+    ),
+    Case("spend: negative chips", (S, spend(chips_to_spend=-1)), "spend.chips_to_spend"),
+    Case(
+        "spend: absurd chips", (S, spend(chips_to_spend=limits.CHIPS + 1)), "spend.chips_to_spend"
+    ),
+    Case(
+        "spend: points of an anonymous buyer",
+        (ANONYMOUS, spend(spend_max_points=True)),
+        "spend.spend_max_points",
+    ),
+    Case(
+        "spend: chips beyond the balance",
+        (S, spend(chips_to_spend=10**9)),
+        None,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ),
+    Case(
+        "start: negative points",
+        (start_spending(demo_receipt(), points_to_spend=-1),),
+        "start.spend.points_to_spend",
+    ),
+    Case(
+        "start with no lines: points of an anonymous buyer",
+        (start_spending(header(demo_receipt()), points_to_spend=1),),
+        "start.spend.points_to_spend",
+    ),
+    Case(
+        "start with no lines: negative chips",
+        (start_spending(header(demo_receipt()), chips_to_spend=-1),),
+        "start.spend.chips_to_spend",
+    ),
+    Case(
+        "identify: the member taken off while points are spent",
+        (start_spending(demo_receipt(), points_to_spend=1), Request(identify={})),
+        "start.spend.points_to_spend",
+    ),
     Case(
         "a coupon code of other characters",
         (start_with(lambda r: r.coupon_codes.append("BAD!CODE")),),
@@ -407,6 +624,7 @@ def test_the_unary_server_does_not_serve_sessions(server: LoyaltyServer) -> None
 
 TILL_SCRIPT = """4600000000015 2
 card 2000000000001
+points 100
 4600000000787 0.753
 4600000000329
 void 1
@@ -416,23 +634,27 @@ quit
 """
 
 
-def run_till(server: LoyaltyServer, *args: str) -> str:
+def run_till(server: LoyaltyServer, *args: str, script: str = TILL_SCRIPT, status: int = 0) -> str:
     command = [sys.executable, "-m", "clients.till", "--target", f"127.0.0.1:{server.port}"]
     command += ["--token", DEV_TOKENS[Role.REGISTER], *args]
     done = subprocess.run(
-        command, input=TILL_SCRIPT, capture_output=True, text=True, cwd=REPO, timeout=60
+        command, input=script, capture_output=True, text=True, cwd=REPO, timeout=60
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == status, done.stdout + done.stderr
     return done.stdout
 
 
 def totals(output: str) -> list[str]:
     """What the till printed but the receipt ids and times."""
-    return [line for line in output.splitlines() if "TOTAL" in line or "PAID" in line]
+    return [
+        line
+        for line in output.splitlines()
+        if "TOTAL" in line or "PAID" in line or line.startswith("Paid with")
+    ]
 
 
 def test_the_till_over_a_session_shows_and_pays_what_it_shows_over_calculate(
-    server: LoyaltyServer,
+    server: LoyaltyServer, points_earned: int
 ) -> None:
     def sessions_done() -> float:
         value = server.metrics.registry.get_sample_value(
@@ -454,6 +676,20 @@ def test_the_till_over_a_session_shows_and_pays_what_it_shows_over_calculate(
     printed = totals(streamed)
     assert sum(line.startswith("TOTAL") for line in printed) >= 5, "a receipt per change"
     assert sum(line.startswith("PAID ") and "BACK" not in line for line in printed) == 1
+    assert "Paid with 100 points (1.00 RUB)" in printed, "`points 100` over the session too"
+
+
+def test_the_till_over_a_session_pays_with_as_many_points_as_allowed(
+    server: LoyaltyServer, points_earned: int
+) -> None:
+    script = "card 2000000000001\n4600000000015 2\npoints max\npay\n"
+    output = run_till(
+        server, "--session-target", f"127.0.0.1:{server.till_session_port}", script=script
+    )
+    shown = next(line for line in output.splitlines() if line.startswith("Points: "))
+    spent = int(shown.split()[1])
+    assert spent > 0, output
+    assert f"Paid with {spent} points" in output
 
 
 # --- fuzzing ----------------------------------------------------------------------------------
@@ -484,3 +720,38 @@ def test_no_generated_session_gets_unknown_or_internal(
     one_session()
     assert server.till_sessions is not None
     until(lambda: server.till_sessions.open_sessions == 0, what="every session ended")
+
+
+def test_the_till_over_a_session_earns_chips_and_spends_them_on_a_reward(
+    server: LoyaltyServer,
+) -> None:
+    food, towels = "4600000000022", "4600000002514"  # G-FOOD milk; the C-REWARD-TOWELS reward
+    script = f"""card 2000000000004
+{food} 1 6000.00
+pay
+card 2000000000004
+{towels} 1 50.00
+chips 99
+chips 10
+pay
+"""
+    session = ("--session-target", f"127.0.0.1:{server.till_session_port}")
+    out = run_till(server, *session, script=script, status=1)  # `chips 99` refused, goes on
+    earned, rest = out.split("till> chips 99")
+    refused, unlocked = rest.split("till> chips 10")
+    granted = int(earned.split("Chips: +")[1].split()[0])
+    assert granted >= 10, "at least 5 000.00 of food paid: 1 chip per 500.00"
+    assert "not enough chips" in refused
+    assert "Paper towels 1.00 for 10 chips" in unlocked and "(10 chips)" in unlocked
+    assert f"Chips: +0 granted, -10 spent, balance {granted - 10}" in unlocked
+
+
+def test_the_till_over_a_session_stops_spending_when_the_card_is_taken_off(
+    server: LoyaltyServer, points_earned: int
+) -> None:
+    script = "card 2000000000001\n4600000000015 2\npoints 100\ncard\npay\n"
+    session = ("--session-target", f"127.0.0.1:{server.till_session_port}")
+    out = run_till(server, *session, script=script)
+    anonymous = out.split("till> card\n")[1]
+    assert "no loyalty card" in anonymous and "Paid with" not in anonymous
+    assert "PAID 175.80 RUB" in anonymous, "the shelf price, all in money"

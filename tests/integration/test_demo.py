@@ -12,7 +12,10 @@ from service.demo_data.generate import (
     FAVORITE_HISTORY,
     MEMBER_COUNT,
     SHOWCASE_MEMBER,
+    WELCOME_CODE,
+    WELCOME_OFFER,
     demo_catalogue,
+    demo_coupon_campaigns,
     demo_offers,
     previous_month,
 )
@@ -41,6 +44,7 @@ def test_the_demo_loads_into_an_empty_store_once_and_a_second_load_does_nothing(
     assert first.members == MEMBER_COUNT == first.cards
     assert first.products >= 250 and first.categories >= 30 and first.stores == 3
     assert first.favorite_product_offers == 2 and first.purchases > MEMBER_COUNT
+    assert first.coupon_campaigns == 1
     with db() as session:
         assert len(list(iter_member_ids(session))) == MEMBER_COUNT
 
@@ -58,6 +62,26 @@ def test_the_demo_reads_back_exactly_as_generated(db):
         favorites
     )
     assert members == {m.id: m for m in people.members}
+    assert loaded.coupon_campaigns == demo_coupon_campaigns(NOW)
+
+
+def test_the_demo_coupon_takes_10_percent_off_household_goods_only_with_its_code(db):
+    load_demo(db, NOW)
+    with read_snapshot(db) as session:
+        catalogue = load_catalogue(session)
+    snapshot = build_snapshot(**catalogue.as_kwargs(), program_time_zone="Europe/Moscow")
+    [campaign] = catalogue.coupon_campaigns
+    assert (campaign.shared_code, campaign.offer_id) == (WELCOME_CODE, WELCOME_OFFER)
+    assert campaign.valid_at(NOW)
+    soap = demo_catalogue().in_category("cleaning")[0]
+    line = Line("1", soap.product.sku, 1000, soap.price, soap.price)
+    without = Receipt("R1", NOW, (line,), "S001", Channel.POS)
+    with_code = Receipt(
+        "R1", NOW, (line,), "S001", Channel.POS, coupon_offers=frozenset({WELCOME_OFFER})
+    )
+    assert not calculate(snapshot, without).lines[0].benefits, "gated: no code, no discount"
+    [benefit] = calculate(snapshot, with_code).lines[0].benefits
+    assert (benefit.offer_id, benefit.discount) == (WELCOME_OFFER, (soap.price + 5) // 10)
 
 
 def sku(product: Product) -> str:
