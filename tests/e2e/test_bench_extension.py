@@ -67,13 +67,12 @@ def test_the_parsed_service_parses_a_calculate_request_and_sends_the_saved_respo
     (tmp_path / "Member.bin").write_bytes(saved.SerializeToString())
     request = receipt_pb2.CalculateRequest()
     request.receipt.lines.add(line_id="1", sku="P0000001", quantity=1000)
-    with bench_server(tmp_path) as port:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary(parsed_method("Member"))
-            answer = call(request.SerializeToString(), timeout=5)
-            assert receipt_pb2.CalculateResponse.FromString(answer) == saved
-            try:
-                call(b"\xff\xff\xff", timeout=5)
-            except grpc.RpcError as refused:
-                code = refused.code()
-            assert code == grpc.StatusCode.INVALID_ARGUMENT
+    with bench_server(tmp_path) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(parsed_method("Member"))
+        answer = call(request.SerializeToString(), timeout=5)
+        assert receipt_pb2.CalculateResponse.FromString(answer) == saved
+        try:
+            call(b"\xff\xff\xff", timeout=5)
+        except grpc.RpcError as refused:
+            code = refused.code()
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
