@@ -101,9 +101,11 @@ def set_timestamp(stamp: timestamp_pb2.Timestamp, moment: datetime) -> None:
 
 
 def receipt_lines(receipt: receipt_pb2.Receipt) -> tuple[m.Line, ...]:
-    return tuple(
-        new_line(line.line_id, line.sku, line.quantity, line.price, line.amount)
-        for line in receipt.lines
+    return tuple(  # a list first: cheaper than a generator's frame per line
+        [
+            new_line(line.line_id, line.sku, line.quantity, line.price, line.amount)
+            for line in receipt.lines
+        ]
     )
 
 
@@ -148,8 +150,11 @@ def fill_result(
     mechanic = _MECHANIC_BY_VALUE
     kind = _KIND_BY_VALUE
     usage_left = dict(result.usage_left) if result.usage_left else None
-    for line in result.lines:  # zero fields are left unset: same bytes, less work
-        pl = out.lines.add()
+    # Zero fields are left unset (same bytes, less work), and each repeated field's `add` is
+    # looked up once: `pl.benefits` makes a new container object on every access.
+    add_line = out.lines.add
+    for line in result.lines:
+        pl = add_line()
         pl.line_id = line.line_id
         pl.sku = line.sku
         pl.amount = line.amount
@@ -158,9 +163,11 @@ def fill_result(
             pl.discount = line.discount
         if line.points:
             pl.points = line.points
-        pl.known_sku = line.known_sku
+        if line.known_sku:
+            pl.known_sku = True
+        add_benefit = pl.benefits.add
         for benefit in line.benefits:
-            pb = pl.benefits.add()
+            pb = add_benefit()
             pb.offer_id = benefit.offer_id
             pb.mechanic = mechanic[benefit.mechanic._value_]
             pb.kind = kind[benefit.kind._value_]
@@ -171,16 +178,22 @@ def fill_result(
             pb.text = benefit.text
             if usage_left is not None and benefit.offer_id in usage_left:
                 pb.usage_left = usage_left[benefit.offer_id]
-        for rejected in line.rejected:
-            pr = pl.rejected.add()
-            pr.offer_id = rejected.offer_id
-            pr.mechanic = mechanic[rejected.mechanic._value_]
-            pr.reason = rejected.reason
-            pr.discount = rejected.discount
+        if line.rejected:  # explain mode
+            _fill_rejected(pl, line.rejected)
     if result.chips is not None:
         _fill_chips(out, result.chips)
     if result.spend is not None:
         fill_points_spend(out, result.spend)
+
+
+def _fill_rejected(out: receipt_pb2.LineResult, rejected: Sequence[m.RejectedCandidate]) -> None:
+    mechanic = _MECHANIC_BY_VALUE
+    for candidate in rejected:
+        pr = out.rejected.add()
+        pr.offer_id = candidate.offer_id
+        pr.mechanic = mechanic[candidate.mechanic._value_]
+        pr.reason = candidate.reason
+        pr.discount = candidate.discount
 
 
 def _fill_chips(out: receipt_pb2.ReceiptResult, chips: m.ChipsResult) -> None:
