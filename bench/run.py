@@ -267,7 +267,7 @@ def server_rounds(
     runs: dict[str, list[float]] = {name: [] for name in bodies}
     statuses: dict[str, dict[str, float]] = {}
     methods = {name: method for name, (method, _body) in bodies.items()}
-    before = {name: server.status_counts(methods[name]) for name in bodies}
+    before = {method: server.status_counts(method) for method in set(methods.values())}
     for number in range(rounds):
         for name, (method, body) in bodies.items():  # alternating: empty, calculate, ...
             result = h2load(server.port, method, body, seconds)
@@ -277,9 +277,9 @@ def server_rounds(
                 file=sys.stderr,
                 flush=True,
             )
-    for name in bodies:
-        after = server.status_counts(methods[name])
-        statuses[name] = {code: after.get(code, 0) - before[name].get(code, 0) for code in after}
+    for method, counts in before.items():  # per method: the typical receipts are Calculates
+        after = server.status_counts(method)
+        statuses[method] = {code: after.get(code, 0) - counts.get(code, 0) for code in after}
     return {
         "runs": runs,
         "medians": {k: statistics.median(v) for k, v in runs.items()},
@@ -633,17 +633,18 @@ def typical_figures(medians: dict[str, float], facts: dict[str, Any]) -> dict[st
 
 def scaling_figures(one_process: float, n_processes: float, cores: int) -> dict[str, Any]:
     """Calls/s per core with 1 process and with one per core, and what 16 cores would give:
-    from 16 x the per-core figure of the run with every core busy (h2load shares them) up
-    to 16 x the single process's (which has a core to itself beside h2load)."""
+    16 x the lower and 16 x the higher of the two per-core figures (h2load shares the cores
+    of both runs, so neither is a core's whole)."""
     per_core_n = n_processes / cores
+    low, high = sorted((per_core_n, one_process))
     return {
         "calculate_rps_1_process": round(one_process),
         "calculate_rps_n_processes": round(n_processes),
         "calculate_rps_per_core_1_process": round(one_process),
         "calculate_rps_per_core_n_processes": round(per_core_n),
         "calculate_scaling_n_over_1": round(n_processes / one_process, 2),
-        "calculate_rps_16_cores_expected_low": round(16 * per_core_n),
-        "calculate_rps_16_cores_expected_high": round(16 * one_process),
+        "calculate_rps_16_cores_expected_low": round(16 * low),
+        "calculate_rps_16_cores_expected_high": round(16 * high),
     }
 
 
@@ -704,10 +705,10 @@ Processes: Calculate {r["calculate_rps_1_process"]:,} calls/s with 1 process,
 {r["calculate_rps_per_core_n_processes"]:,} calls/s per core with every core serving, x
 {r["calculate_scaling_n_over_1"]} for {r["cores"]} processes over 1. h2load runs on the same
 cores: the one process shares them with h2load only, the {r["cores"]} with h2load and each
-other, so 16 cores would give about {r["calculate_rps_16_cores_expected_low"]:,}
-(16 x the per-core figure with every core busy) to {r["calculate_rps_16_cores_expected_high"]:,}
-calls/s (16 x the single process), with the load generated elsewhere; the processes share
-nothing but the port (docs/scaling.md).
+other. The processes share nothing but the port, so 16 cores, with the load generated
+elsewhere, would give about {r["calculate_rps_16_cores_expected_low"]:,} to
+{r["calculate_rps_16_cores_expected_high"]:,} calls/s (16 x the lower and the higher per-core
+figure; docs/scaling.md).
 Cold member (first call for a card, loaded from the store) p50 {r["calculate_cold_p50_ms"]} ms,
 p99 {r["calculate_cold_p99_ms"]} ms; warm p50 {r["calculate_warm_p50_ms"]} ms, p99
 {r["calculate_warm_p99_ms"]} ms (concurrency 1).
