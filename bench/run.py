@@ -39,7 +39,7 @@ from typing import Any
 import grpc
 
 from bench.scale_data import ScaledData, build
-from bench.services import ECHO_METHOD, EMPTY_METHOD
+from bench.services import ECHO_METHOD, EMPTY_METHOD, RESPONSES_ENV, parsed_method
 from loyalty.v1 import receipt_pb2, receipt_pb2_grpc
 from service.store import db
 from service.store.credentials_repo import create_credential, credential_exists
@@ -105,6 +105,54 @@ def calculate_request(data: ScaledData, lines: int = 20) -> receipt_pb2.Calculat
     return request
 
 
+# A typical receipt (issue 19): a grocery basket of 12 lines, one benefit on each for a member
+# (the program's storewide member points; anonymous buyers get the all-buyers offers that
+# happen to cover them), and 70 % of receipts from identified members, the rest anonymous.
+TYPICAL_LINES = 12
+TYPICAL_MEMBER_SHARE = 0.7
+TYPICAL_CARD_INDEX = 777  # an ordinary member: no favorites or personal offers of the showcase
+
+
+def typical_requests(
+    port: int, data: ScaledData
+) -> tuple[receipt_pb2.CalculateRequest, receipt_pb2.CalculateRequest]:
+    """(member's, anonymous) typical receipts: the first SKUs, in catalogue order, on which an
+    ordinary member gets exactly one benefit, asked of the server itself."""
+    from bench.scale_data import card_of
+
+    skus = [f"P{n:07d}" for n in range(1, 201)]  # bench/engine_bench.py names them so
+    probe = _receipt_of(card_of(TYPICAL_CARD_INDEX), skus)
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = receipt_pb2_grpc.ReceiptServiceStub(channel).Calculate(
+            probe, timeout=10, metadata=metadata
+        )
+    skus = [line.sku for line in answer.result.lines if len(line.benefits) == 1 and line.known_sku]
+    if len(skus) < TYPICAL_LINES:
+        raise RuntimeError(f"only {len(skus)} SKUs with one member benefit in the probe")
+    chosen = skus[:TYPICAL_LINES]
+    return _receipt_of(card_of(TYPICAL_CARD_INDEX), chosen), _receipt_of("", chosen)
+
+
+def _receipt_of(card: str, skus: list[str]) -> receipt_pb2.CalculateRequest:
+    request = receipt_pb2.CalculateRequest()
+    receipt = request.receipt
+    receipt.receipt_id, receipt.store_id, receipt.channel = "BENCH-T", "S001", 1
+    if card:
+        receipt.member.card_number = card
+    for number, sku in enumerate(skus, start=1):
+        price = 500 + 89 * number
+        receipt.lines.add(line_id=str(number), sku=sku, quantity=1000, price=price, amount=price)
+    return request
+
+
+def mixed_rps(member_rps: float, anonymous_rps: float) -> float:
+    """Calls/s of a mix of 70 % member and 30 % anonymous receipts: the time per call is the
+    weighted mean of the two."""
+    share = TYPICAL_MEMBER_SHARE
+    return 1 / (share / member_rps + (1 - share) / anonymous_rps)
+
+
 def grpc_frame(message: bytes) -> bytes:
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
@@ -112,7 +160,9 @@ def grpc_frame(message: bytes) -> bytes:
 class Server:
     """`loyalty-server` with one process per core, as `make run` starts it."""
 
-    def __init__(self, data: ScaledData, processes: int, *extra: str) -> None:
+    def __init__(
+        self, data: ScaledData, processes: int, *extra: str, responses: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.metrics_port = free_ports_in_a_row(processes, avoid=self.port)
         self.processes = processes
@@ -136,6 +186,8 @@ class Server:
             "off",
         ]
         env = {**os.environ, "LOYALTY_TOKEN_SECRET": secrets.token_hex(32)}  # not development
+        if responses is not None:
+            env[RESPONSES_ENV] = str(responses)
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env
         )
@@ -209,24 +261,25 @@ def h2load(port: int, method: str, body: Path, seconds: float) -> dict[str, floa
 
 
 def server_rounds(
-    server: Server, bodies: dict[str, Path], rounds: int, seconds: float
+    server: Server, bodies: dict[str, tuple[str, Path]], rounds: int, seconds: float
 ) -> dict[str, Any]:
+    """h2load on each (method, body) in turn, `rounds` times: alternating rounds."""
     runs: dict[str, list[float]] = {name: [] for name in bodies}
     statuses: dict[str, dict[str, float]] = {}
-    methods = {"empty": EMPTY, "calculate": CALCULATE, "echo": ECHO}
-    before = {name: server.status_counts(methods[name]) for name in bodies}
+    methods = {name: method for name, (method, _body) in bodies.items()}
+    before = {method: server.status_counts(method) for method in set(methods.values())}
     for number in range(rounds):
-        for name, body in bodies.items():  # alternating: empty, calculate, echo, empty, ...
-            result = h2load(server.port, methods[name], body, seconds)
+        for name, (method, body) in bodies.items():  # alternating: empty, calculate, ...
+            result = h2load(server.port, method, body, seconds)
             runs[name].append(result["rps"])
             print(
                 f"  round {number + 1}/{rounds} {name:>9}: {result['rps']:8.0f} calls/s",
                 file=sys.stderr,
                 flush=True,
             )
-    for name in bodies:
-        after = server.status_counts(methods[name])
-        statuses[name] = {code: after.get(code, 0) - before[name].get(code, 0) for code in after}
+    for method, counts in before.items():  # per method: the typical receipts are Calculates
+        after = server.status_counts(method)
+        statuses[method] = {code: after.get(code, 0) - counts.get(code, 0) for code in after}
     return {
         "runs": runs,
         "medians": {k: statistics.median(v) for k, v in runs.items()},
@@ -352,17 +405,35 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latency_c1(port: int, request: receipt_pb2.CalculateRequest, calls: int) -> dict[str, float]:
+    return method_latency_c1(port, CALCULATE, request.SerializeToString(), calls)
+
+
+def method_latency_c1(port: int, method: str, body: bytes, calls: int) -> dict[str, float]:
+    """A Python client's p50 and p99 at concurrency 1 of one method, with raw bytes: the
+    client parses nothing, for Calculate and the empty call alike."""
     metadata = (("authorization", f"Bearer {TOKEN}"),)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = receipt_pb2_grpc.ReceiptServiceStub(channel)
+        call = channel.unary_unary(method)
         for _ in range(100):
-            stub.Calculate(request, timeout=5, metadata=metadata)
+            call(body, timeout=5, metadata=metadata)
         samples = []
         for _ in range(calls):
             started = time.perf_counter()
-            stub.Calculate(request, timeout=5, metadata=metadata)
+            call(body, timeout=5, metadata=metadata)
             samples.append((time.perf_counter() - started) * 1000)
     return {"p50_ms": percentile(samples, 0.5), "p99_ms": percentile(samples, 0.99)}
+
+
+def alternating_c1(port: int, calls: dict[str, tuple[str, bytes]], rounds: int = 4) -> dict:
+    """method_latency_c1 of each call in turn, `rounds` times, samples pooled per call."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, (method, body) in calls.items():
+            samples[name].append(method_latency_c1(port, method, body, 500))
+    return {
+        name: {k: statistics.median(run[k] for run in runs) for k in ("p50_ms", "p99_ms")}
+        for name, runs in samples.items()
+    }
 
 
 async def _latency_c64(
@@ -425,20 +496,28 @@ def main(argv: list[str] | None = None) -> int:
         "members": data.members,
     }
     with tempfile.TemporaryDirectory() as scratch:
-        bodies = {}
-        for name, message in (("empty", b""), ("calculate", payload), ("echo", payload)):
-            bodies[name] = Path(scratch) / f"{name}.bin"
-            bodies[name].write_bytes(grpc_frame(message))
+        folder = Path(scratch)
+        bodies = {
+            name: (method, frame_file(folder, name, message))
+            for name, method, message in (
+                ("empty", EMPTY, b""),
+                ("calculate", CALCULATE, payload),
+                ("echo", ECHO, payload),
+            )
+        }
         print(f"server: {cores} processes, data {data.path}", file=sys.stderr)
-        server = Server(data, cores)
+        server = Server(data, cores, responses=folder)
         try:
             answer = latency_c1(server.port, request, 1)  # also proves the call works
             del answer
-            rounds = server_rounds(server, bodies, args.rounds, args.seconds)
-            c1 = latency_c1(server.port, request, 2000)
+            typical, typical_facts = typical_bodies(server.port, data, folder)
+            rounds = server_rounds(server, {**bodies, **typical}, args.rounds, args.seconds)
+            c1 = alternating_c1(
+                server.port, {"calculate": (CALCULATE, payload), "empty": (EMPTY, b"")}
+            )
             c64 = asyncio.run(_latency_c64(server.port, request, args.seconds))
             print("cross-replica delay under load ...", file=sys.stderr, flush=True)
-            sync = sync_delay_under_load(server, data, bodies["calculate"], args.seconds * 2)
+            sync = sync_delay_under_load(server, data, bodies["calculate"][1], args.seconds * 2)
             cold_warm = cold_and_warm_latency(server.port, calculate_request(data))
         finally:
             server.stop()
@@ -446,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         single = Server(data, 1)
         try:
             one = [
-                h2load(single.port, CALCULATE, bodies["calculate"], args.seconds)["rps"]
+                h2load(single.port, CALCULATE, bodies["calculate"][1], args.seconds)["rps"]
                 for _ in range(3)
             ]
         finally:
@@ -461,8 +540,13 @@ def main(argv: list[str] | None = None) -> int:
             "echo_to_empty_ratio": round(medians["echo"] / medians["empty"], 3),
             "rounds": rounds["runs"],
             "server_statuses": rounds["server_statuses"],
-            "calculate_p50_ms_c1": round(c1["p50_ms"], 3),
-            "calculate_p99_ms_c1": round(c1["p99_ms"], 3),
+            "calculate_p50_ms_c1": round(c1["calculate"]["p50_ms"], 3),
+            "calculate_p99_ms_c1": round(c1["calculate"]["p99_ms"], 3),
+            "empty_p50_ms_c1": round(c1["empty"]["p50_ms"], 3),
+            "empty_p99_ms_c1": round(c1["empty"]["p99_ms"], 3),
+            "calculate_to_empty_p50_c1": round(
+                c1["calculate"]["p50_ms"] / c1["empty"]["p50_ms"], 2
+            ),
             "calculate_rps_c64_python_client": round(c64["rps"]),
             "calculate_p50_ms_c64": round(c64["p50_ms"], 3),
             "calculate_p99_ms_c64": round(c64["p99_ms"], 3),
@@ -470,8 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     results.update(
         {
-            "calculate_rps_1_process": round(statistics.median(one)),
-            "calculate_rps_n_processes": round(medians["calculate"]),
+            **typical_figures(medians, typical_facts),
+            **scaling_figures(statistics.median(one), medians["calculate"], cores),
             "sync_delay_p50_ms": round(sync["p50_ms"], 1),
             "sync_delay_p99_ms": round(sync["p99_ms"], 1),
             "sync_changes_written": sync["changes"],
@@ -495,6 +579,75 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def frame_file(folder: Path, name: str, message: bytes) -> Path:
+    """A file holding one gRPC frame of `message`, for h2load's -d."""
+    path = folder / f"{name}.frame"
+    path.write_bytes(grpc_frame(message))
+    return path
+
+
+def typical_bodies(
+    port: int, data: ScaledData, folder: Path
+) -> tuple[dict[str, tuple[str, Path]], dict[str, Any]]:
+    """h2load bodies of the typical receipt, with and without a member, for Calculate and
+    for the parsed service; that service's answers are Calculate's own, saved in `folder`."""
+    member, anonymous = typical_requests(port, data)
+    bodies: dict[str, tuple[str, Path]] = {}
+    facts: dict[str, Any] = {"typical_receipt_lines": TYPICAL_LINES}
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        calculate = channel.unary_unary(CALCULATE)
+        for name, request in (("Member", member), ("Anonymous", anonymous)):
+            body = request.SerializeToString()
+            answer = calculate(body, timeout=10, metadata=metadata)
+            (folder / f"{name}.bin").write_bytes(answer)
+            result = receipt_pb2.CalculateResponse.FromString(answer).result
+            key = name.lower()
+            facts[f"typical_{key}_benefits_per_line"] = round(
+                sum(len(line.benefits) for line in result.lines) / len(result.lines), 2
+            )
+            facts[f"typical_{key}_request_bytes"] = len(body)
+            facts[f"typical_{key}_response_bytes"] = len(answer)
+            bodies[f"typical_{key}"] = (CALCULATE, frame_file(folder, f"typical_{key}", body))
+            bodies[f"parsed_{key}"] = (parsed_method(name), frame_file(folder, key, body))
+    return bodies, facts
+
+
+def typical_figures(medians: dict[str, float], facts: dict[str, Any]) -> dict[str, Any]:
+    """The typical mix (70 % members) against the parsed service driven with the same mix."""
+    calculate = mixed_rps(medians["typical_member"], medians["typical_anonymous"])
+    parsed = mixed_rps(medians["parsed_member"], medians["parsed_anonymous"])
+    return {
+        **facts,
+        "typical_member_share": TYPICAL_MEMBER_SHARE,
+        **{
+            f"typical_{kind}_{who}_rps": round(medians[f"{run}_{who}"])
+            for kind, run in (("calculate", "typical"), ("parsed", "parsed"))
+            for who in ("member", "anonymous")
+        },
+        "typical_calculate_rps": round(calculate),
+        "typical_parsed_rps": round(parsed),
+        "typical_calculate_to_empty_ratio": round(calculate / parsed, 3),
+    }
+
+
+def scaling_figures(one_process: float, n_processes: float, cores: int) -> dict[str, Any]:
+    """Calls/s per core with 1 process and with one per core, and what 16 cores would give:
+    16 x the lower and 16 x the higher of the two per-core figures (h2load shares the cores
+    of both runs, so neither is a core's whole)."""
+    per_core_n = n_processes / cores
+    low, high = sorted((per_core_n, one_process))
+    return {
+        "calculate_rps_1_process": round(one_process),
+        "calculate_rps_n_processes": round(n_processes),
+        "calculate_rps_per_core_1_process": round(one_process),
+        "calculate_rps_per_core_n_processes": round(per_core_n),
+        "calculate_scaling_n_over_1": round(n_processes / one_process, 2),
+        "calculate_rps_16_cores_expected_low": round(16 * low),
+        "calculate_rps_16_cores_expected_high": round(16 * high),
+    }
+
+
 def write_report(r: dict[str, Any]) -> None:
     """The serving section of docs/benchmarks.md (other sections are kept as they are)."""
 
@@ -507,6 +660,7 @@ def write_report(r: dict[str, Any]) -> None:
         f"{r['calculate_rps_c64_python_client']:,} calls/s, p50 {r['calculate_p50_ms_c64']} ms,"
         f" p99 **{r['calculate_p99_ms_c64']} ms**"
     )
+    mix = f"{r['typical_calculate_rps']:,} / {r['typical_parsed_rps']:,}"
     section = f"""<!-- serving: written by bench/run.py -->
 ## Serving (`{r["command"]}`, {r["date"]})
 
@@ -523,13 +677,38 @@ member with individual offers ({r["request_bytes"]} bytes). Load: h2load on the 
 | echo (Calculate's bytes) | {r["echo_rps"]:,} | {r["echo_to_empty_ratio"]:.2f} | {rounds("echo")} |
 | Calculate | {r["calculate_rps"]:,} | **{ratio:.2f}** | {rounds("calculate")} |
 
+A typical receipt in the same alternating rounds: {r["typical_receipt_lines"]} lines, one
+benefit on each for a member ({r["typical_member_benefits_per_line"]} per line; anonymous
+{r["typical_anonymous_benefits_per_line"]}), {r["typical_member_share"]:.0%} of receipts from
+members. Its "empty" is the bench's parsed service: the same interceptor (without the
+credential check), the same request bytes parsed as a CalculateRequest, and Calculate's own
+response to them ({r["typical_member_response_bytes"]:,} bytes for the member) serialized and
+sent, with no handler. Calls/s of the mix are the time-weighted mean of the two kinds.
+
+| typical receipt | calls/s (median) | rounds |
+|---|---|---|
+| Calculate, member | {r["typical_calculate_member_rps"]:,} | {rounds("typical_member")} |
+| parsed, member | {r["typical_parsed_member_rps"]:,} | {rounds("parsed_member")} |
+| Calculate, anonymous | {r["typical_calculate_anonymous_rps"]:,} | {rounds("typical_anonymous")} |
+| parsed, anonymous | {r["typical_parsed_anonymous_rps"]:,} | {rounds("parsed_anonymous")} |
+| **mix: Calculate / parsed** | {mix} | ratio **{r["typical_calculate_to_empty_ratio"]:.2f}** |
+
 Server-side gRPC statuses in these rounds: {json.dumps(r["server_statuses"])}.
 
 Client's-eye latency (a Python client on the same 2 cores, so it also takes CPU from the
-server): concurrency 1: {c1}; concurrency 64: {c64}.
+server): concurrency 1: {c1}; the empty call at concurrency 1 in alternating rounds with it:
+p50 {r["empty_p50_ms_c1"]} ms, p99 {r["empty_p99_ms_c1"]} ms (Calculate's p50 is
+**{r["calculate_to_empty_p50_c1"]}x** the empty call's); concurrency 64: {c64}.
 
 Processes: Calculate {r["calculate_rps_1_process"]:,} calls/s with 1 process,
-{r["calculate_rps_n_processes"]:,} with {r["cores"]} (SO_REUSEPORT, pinned).
+{r["calculate_rps_n_processes"]:,} with {r["cores"]} (SO_REUSEPORT, pinned):
+{r["calculate_rps_per_core_n_processes"]:,} calls/s per core with every core serving, x
+{r["calculate_scaling_n_over_1"]} for {r["cores"]} processes over 1. h2load runs on the same
+cores: the one process shares them with h2load only, the {r["cores"]} with h2load and each
+other. The processes share nothing but the port, so 16 cores, with the load generated
+elsewhere, would give about {r["calculate_rps_16_cores_expected_low"]:,} to
+{r["calculate_rps_16_cores_expected_high"]:,} calls/s (16 x the lower and the higher per-core
+figure; docs/scaling.md).
 Cold member (first call for a card, loaded from the store) p50 {r["calculate_cold_p50_ms"]} ms,
 p99 {r["calculate_cold_p99_ms"]} ms; warm p50 {r["calculate_warm_p50_ms"]} ms, p99
 {r["calculate_warm_p99_ms"]} ms (concurrency 1).

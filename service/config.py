@@ -180,6 +180,12 @@ class Settings:
         0.2, "unknown coupon codes a credential may try per second, after the burst"
     )
     coupon_miss_burst: int = setting(20, "unknown coupon codes a credential may try at once")
+    # --- serving (issue 19: Calculate near gRPC's limit) ---
+    token_format: int = setting(
+        3,
+        "confirmation token format signed: 3 (fingerprint without a copy of the receipt), or 2"
+        " while replicas of a version that reads only 2 still confirm (docs/security.md)",
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -216,6 +222,8 @@ class Settings:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
             raise ValueError("otlp_endpoint must be an http:// or https:// URL (or empty: off)")
+        if self.token_format not in (2, 3):
+            raise ValueError(f"token_format must be 2 or 3, got {self.token_format}")
         if self.coupon_miss_burst < 1 or not self.coupon_miss_rate_per_s > 0:
             raise ValueError("coupon_miss_burst must be >= 1 and coupon_miss_rate_per_s > 0")
         self._check_till_sessions()

@@ -87,16 +87,25 @@ def optional_datetime(message: Any, name: str, field: str | None = None) -> date
 
 
 def set_timestamp(stamp: timestamp_pb2.Timestamp, moment: datetime) -> None:
-    stamp.FromDatetime(moment)
+    """As stamp.FromDatetime(moment), in a few integer operations for an aware moment (the
+    library's goes through calendar.timegm: a cost on every Calculate)."""
+    if moment.tzinfo is None:
+        stamp.FromDatetime(moment)  # naive means UTC there
+        return
+    since = moment - EPOCH
+    stamp.seconds = since.days * 86_400 + since.seconds
+    stamp.nanos = since.microseconds * 1000
 
 
 # --- receipts ----------------------------------------------------------------------------------
 
 
 def receipt_lines(receipt: receipt_pb2.Receipt) -> tuple[m.Line, ...]:
-    return tuple(
-        new_line(line.line_id, line.sku, line.quantity, line.price, line.amount)
-        for line in receipt.lines
+    return tuple(  # a list first: cheaper than a generator's frame per line
+        [
+            new_line(line.line_id, line.sku, line.quantity, line.price, line.amount)
+            for line in receipt.lines
+        ]
     )
 
 
@@ -134,15 +143,18 @@ def fill_result(
     out.total_points = result.total_points
     out.currency = currency
     out.degraded = degraded
-    out.sale_time.FromDatetime(sale_time)
+    set_timestamp(out.sale_time, sale_time)
     out.configuration_version = result.configuration_version
     if result.unknown_skus:
         out.unknown_skus.extend(result.unknown_skus)
     mechanic = _MECHANIC_BY_VALUE
     kind = _KIND_BY_VALUE
     usage_left = dict(result.usage_left) if result.usage_left else None
-    for line in result.lines:  # zero fields are left unset: same bytes, less work
-        pl = out.lines.add()
+    # Zero fields are left unset (same bytes, less work), and each repeated field's `add` is
+    # looked up once: `pl.benefits` makes a new container object on every access.
+    add_line = out.lines.add
+    for line in result.lines:
+        pl = add_line()
         pl.line_id = line.line_id
         pl.sku = line.sku
         pl.amount = line.amount
@@ -151,9 +163,11 @@ def fill_result(
             pl.discount = line.discount
         if line.points:
             pl.points = line.points
-        pl.known_sku = line.known_sku
+        if line.known_sku:
+            pl.known_sku = True
+        add_benefit = pl.benefits.add
         for benefit in line.benefits:
-            pb = pl.benefits.add()
+            pb = add_benefit()
             pb.offer_id = benefit.offer_id
             pb.mechanic = mechanic[benefit.mechanic._value_]
             pb.kind = kind[benefit.kind._value_]
@@ -164,16 +178,22 @@ def fill_result(
             pb.text = benefit.text
             if usage_left is not None and benefit.offer_id in usage_left:
                 pb.usage_left = usage_left[benefit.offer_id]
-        for rejected in line.rejected:
-            pr = pl.rejected.add()
-            pr.offer_id = rejected.offer_id
-            pr.mechanic = mechanic[rejected.mechanic._value_]
-            pr.reason = rejected.reason
-            pr.discount = rejected.discount
+        if line.rejected:  # explain mode
+            _fill_rejected(pl, line.rejected)
     if result.chips is not None:
         _fill_chips(out, result.chips)
     if result.spend is not None:
         fill_points_spend(out, result.spend)
+
+
+def _fill_rejected(out: receipt_pb2.LineResult, rejected: Sequence[m.RejectedCandidate]) -> None:
+    mechanic = _MECHANIC_BY_VALUE
+    for candidate in rejected:
+        pr = out.rejected.add()
+        pr.offer_id = candidate.offer_id
+        pr.mechanic = mechanic[candidate.mechanic._value_]
+        pr.reason = candidate.reason
+        pr.discount = candidate.discount
 
 
 def _fill_chips(out: receipt_pb2.ReceiptResult, chips: m.ChipsResult) -> None:
@@ -233,17 +253,49 @@ def receipt_fingerprint(
     """SHA-256 of a receipt's content: id, store, channel, member, sale time, coupon codes
     and lines, in line_id order (the order of lines and codes does not matter). The sale
     time is the one sent (unset stays unset), or `sale_time`: the one the receipt was
-    evaluated at (a token's)."""
+    evaluated at (what tokens of format 2 cover). A confirm keeps this one (hex) to tell a
+    repeat from a reused receipt id, so it never changes."""
     canonical = receipt_pb2.Receipt()
     canonical.CopyFrom(receipt)
     if sale_time is not None:
         canonical.sale_time.seconds = sale_time.seconds
         canonical.sale_time.nanos = sale_time.nanos
-    if canonical.coupon_codes:  # the codes as a set: their order does not matter either
-        codes = sorted(code.strip().upper() for code in canonical.coupon_codes)
-        del canonical.coupon_codes[:]
-        canonical.coupon_codes.extend(codes)
+    _codes_as_a_set(canonical)
     return _digest(canonical, lambda line: line.line_id)
+
+
+def token_fingerprint(receipt: receipt_pb2.Receipt) -> bytes:
+    """SHA-256 of what a token of format 3 covers: the receipt's content but its sale time
+    (the token's result fixes the sale time it was evaluated at, so the one sent again never
+    mattered), lines in line order (`line_order`), coupon codes as a set. A receipt already
+    in that form, as registers send it (lines numbered 1, 2, ... 10, no sale time, no codes),
+    is hashed as it is, without a copy; any other is first copied into it."""
+    lines = receipt.lines
+    ids = [line.line_id for line in lines]
+    in_order = ids == sorted(ids, key=line_order)
+    if in_order and not receipt.coupon_codes and not receipt.HasField("sale_time"):
+        return hashlib.sha256(receipt.SerializeToString(deterministic=True)).digest()
+    canonical = receipt_pb2.Receipt()
+    canonical.CopyFrom(receipt)
+    canonical.ClearField("sale_time")
+    _codes_as_a_set(canonical)
+    if not in_order:
+        ordered = sorted(canonical.lines, key=lambda line: line_order(line.line_id))
+        del canonical.lines[:]
+        canonical.lines.extend(ordered)
+    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).digest()
+
+
+def line_order(line_id: str) -> tuple[int, str]:
+    """Shorter line ids first, then byte order: "2" before "10", as registers number lines."""
+    return len(line_id), line_id
+
+
+def _codes_as_a_set(receipt: receipt_pb2.Receipt) -> None:
+    if receipt.coupon_codes:  # their order and case do not matter
+        codes = sorted(code.strip().upper() for code in receipt.coupon_codes)
+        del receipt.coupon_codes[:]
+        receipt.coupon_codes.extend(codes)
 
 
 def confirm_fingerprint(receipt: receipt_pb2.Receipt) -> str:

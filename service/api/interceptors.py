@@ -21,6 +21,7 @@ lookup plus the wrapper's own work (no new handler objects per call).
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from time import perf_counter
@@ -38,7 +39,7 @@ from service.api.auth import (
     set_current_principal,
 )
 from service.api.errors import status_for, store_busy_status, streams_exhausted_status
-from service.api.metrics import CallMetrics, MethodMetrics, grpc_type, log_call
+from service.api.metrics import CallMetrics, MethodMetrics, call_log, grpc_type, log_call
 from service.api.tracing import end_call_span, incoming_trace_id, traced
 from service.deadline import set_call_deadline
 from service.errors import InvalidArgument
@@ -114,7 +115,7 @@ class _Guard:
         seconds = perf_counter() - started
         self.metrics.handled(code, seconds)
         trace_id = end_call_span(code) if self.tracer is not None else ""
-        if self.log_calls:
+        if self.log_calls and call_log.isEnabledFor(logging.INFO):  # else nothing to prepare
             log_call(
                 self.method,
                 code,

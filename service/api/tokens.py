@@ -5,6 +5,12 @@ ConfirmationTokenPayload`, the MAC taken over everything but itself. Nothing abo
 calculation lives in one process's memory, and a result altered on the way (or a receipt
 whose content changed since the calculation) fails verification.
 
+The version says how the payload's receipt fingerprint was taken: format 2 over a sorted copy
+of the receipt with the token's sale time (convert.receipt_fingerprint), format 3 over the
+receipt without its sale time, in line order, hashed as sent when it is in that form already
+(convert.token_fingerprint: no copy on Calculate). Both verify; `token_format` says which one
+signs, so a rolling upgrade signs 2 until every replica reads 3 (docs/security.md).
+
 Keys rotate without refusing tokens in flight: the current key signs; the previous one, named
 by its key id, still verifies until a configured time (docs/security.md, "Rotating the token
 key"). A token also expires (`token_ttl_s`, 24 h by default): the register calculates again.
@@ -20,8 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from google.protobuf import timestamp_pb2
+
 from loyalty.v1 import receipt_pb2, token_pb2
-from service.api.convert import receipt_fingerprint
+from service.api.convert import receipt_fingerprint, set_timestamp, token_fingerprint
 from service.api.coupon_convert import add_redeemed
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -31,7 +39,8 @@ from service.errors import FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 
-VERSION = b"\x02"
+FORMATS = (2, 3)  # the versions this code verifies; Settings.token_format picks the one signed
+CURRENT_FORMAT = 3
 MAC_SIZE = 32
 MAX_KEY_ID = 16
 MIN_SECRET_BYTES = 32
@@ -66,11 +75,15 @@ class TokenSigner:
         *,
         ttl: timedelta = DEFAULT_TTL,
         clock: Clock = utc_now,
+        token_format: int = CURRENT_FORMAT,
     ) -> None:
         if isinstance(current, str):
             current = TokenKey("1", current)
+        if token_format not in FORMATS:
+            raise UnsafeConfiguration(f"--token-format is one of {FORMATS}")
         self._current = current
-        self._header = VERSION + bytes([len(current.key_id)]) + current.key_id.encode()
+        self._format = token_format
+        self._header = bytes([token_format, len(current.key_id)]) + current.key_id.encode()
         self._mac_keys = {key.key_id: key.mac_key() for key in (*previous, current)}
         self._until = {key.key_id: key.until for key in previous}
         self._ttl = ttl
@@ -84,8 +97,7 @@ class TokenSigner:
         coupons: Sequence[Redemption] = (),
     ) -> bytes:
         payload = token_pb2.ConfirmationTokenPayload()
-        payload.receipt_fingerprint = receipt_fingerprint(receipt, result.sale_time)
-        payload.result.CopyFrom(result)
+        payload.receipt_fingerprint = _fingerprint(self._format, receipt, result.sale_time)
         payload.chips_granted = result.total_chips
         payload.chips_spent = result.total_chips_spent
         for charge in usage:
@@ -94,8 +106,10 @@ class TokenSigner:
             entry.period_key = charge.period_key
             entry.used = charge.used
         add_redeemed(payload, coupons)
-        payload.expires_at.FromDatetime(_expiry(self._clock(), self._ttl))
-        body = payload.SerializeToString(deterministic=True)
+        set_timestamp(payload.expires_at, _expiry(self._clock(), self._ttl))
+        # The result goes in encoded, after the other fields: a parser reads a field wherever
+        # it comes, and the payload does not have to copy the whole result first.
+        body = payload.SerializeToString(deterministic=True) + _result_field(result)
         mac = hmac.digest(self._mac_keys[self._current.key_id], self._header + body, "sha256")
         return self._header + mac + body
 
@@ -127,7 +141,7 @@ class TokenSigner:
                 reason="TOKEN_INVALID",
             )
         payload = token_pb2.ConfirmationTokenPayload.FromString(body)
-        expected = receipt_fingerprint(receipt, payload.result.sale_time)
+        expected = _fingerprint(header[0], receipt, payload.result.sale_time)
         if not hmac.compare_digest(expected, payload.receipt_fingerprint):
             raise InvalidArgument(
                 "confirmation_token",
@@ -158,9 +172,34 @@ def _expiry(now: datetime, ttl: timedelta) -> datetime:
         return datetime.max.replace(tzinfo=UTC)
 
 
+_RESULT_TAG = bytes([2 << 3 | 2])  # ConfirmationTokenPayload.result: field 2, length-delimited
+
+
+def _result_field(result: receipt_pb2.ReceiptResult) -> bytes:
+    encoded = result.SerializeToString(deterministic=True)
+    return _RESULT_TAG + _varint(len(encoded)) + encoded
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fingerprint(
+    token_format: int, receipt: receipt_pb2.Receipt, sale_time: timestamp_pb2.Timestamp
+) -> bytes:
+    if token_format == 3:
+        return token_fingerprint(receipt)
+    return receipt_fingerprint(receipt, sale_time)
+
+
 def _split(token: bytes) -> tuple[bytes, bytes, bytes]:
     """(header, MAC, body) of a well-formed token; the header ends with the key id."""
-    if len(token) > 2 and token[:1] == VERSION:
+    if len(token) > 2 and token[0] in FORMATS:
         id_end = 2 + token[1]
         if 0 < token[1] <= MAX_KEY_ID and len(token) > id_end + MAC_SIZE:
             return token[:id_end], token[id_end : id_end + MAC_SIZE], token[id_end + MAC_SIZE :]
@@ -188,7 +227,11 @@ def signer_from_settings(settings: Settings, clock: Clock = utc_now) -> TokenSig
         _require_strong(secret, "token-secret")
     current = TokenKey(settings.token_key_id, secret)
     return TokenSigner(
-        current, _previous_keys(settings), ttl=timedelta(seconds=settings.token_ttl_s), clock=clock
+        current,
+        _previous_keys(settings),
+        ttl=timedelta(seconds=settings.token_ttl_s),
+        clock=clock,
+        token_format=settings.token_format,
     )
 
 

@@ -44,6 +44,7 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
         (["--log-format", "xml"], "log_format must be json or text"),
         (["--log-level", "LOUD"], "log_level must be one of"),
         (["--otlp-endpoint", "collector:4317"], "otlp_endpoint must be an http"),
+        (["--token-format", "1"], "token_format must be 2 or 3"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(flags: list[str], message: str) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from loyalty.v1 import receipt_pb2
+from service.api.convert import set_timestamp, token_fingerprint
 from service.api.tokens import (
     DEVELOPMENT_SECRET,
     TokenKey,
@@ -200,3 +203,115 @@ def test_the_secret_and_the_previous_one_come_from_files(tmp_path: Path) -> None
     assert signer.verify(a_receipt(), in_flight).result.receipt_id == "R1"
     fresh = signer.sign(a_receipt(), a_result(), ())
     assert TokenSigner(TokenKey("k2", NEXT)).verify(a_receipt(), fresh)
+
+
+# --- token formats (issue 19: format 3 hashes the receipt as sent) ---------------------------
+
+
+def numbered_receipt(order: list[int], **fields: object) -> receipt_pb2.Receipt:
+    """A receipt of lines "1" to "12" (a register's numbering), sent in the given order."""
+    receipt = receipt_pb2.Receipt(receipt_id="R1", store_id="S001", **fields)  # type: ignore[arg-type]
+    receipt.member.card_number = "2000000000001"
+    for number in order:
+        receipt.lines.add(
+            line_id=str(number), sku=f"SKU{number}", quantity=1000, price=100 + number,
+            amount=100 + number,
+        )  # fmt: skip
+    return receipt
+
+
+IN_ORDER = list(range(1, 13))
+
+
+def test_format_3_is_signed_by_default_and_format_2_on_demand() -> None:
+    assert TokenSigner("s").sign(a_receipt(), a_result(), ())[0] == 3
+    old = TokenSigner("s", token_format=2).sign(a_receipt(), a_result(), ())
+    assert old[0] == 2
+    with pytest.raises(UnsafeConfiguration, match="token-format"):
+        TokenSigner("s", token_format=4)
+
+
+def test_a_token_of_format_2_still_confirms_after_the_upgrade() -> None:
+    """A token signed by a replica of the previous version (format 2, its fingerprint a
+    sorted copy with the sale time) verifies on this one, reordered lines too."""
+    old_replica = TokenSigner("s", token_format=2)
+    token = old_replica.sign(numbered_receipt(IN_ORDER), a_result(), ())
+    reordered = numbered_receipt(list(reversed(IN_ORDER)))
+    assert TokenSigner("s").verify(reordered, token).result.receipt_id == "R1"
+    changed = numbered_receipt(IN_ORDER)
+    changed.lines[3].amount -= 1
+    with pytest.raises(InvalidArgument, match="differs"):
+        TokenSigner("s").verify(changed, token)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [IN_ORDER, list(reversed(IN_ORDER)), [10, 2, 1, 11, 3, 12, 4, 5, 6, 7, 8, 9]],
+    ids=["as numbered", "reversed", "shuffled"],
+)
+def test_format_3_does_not_depend_on_the_order_of_lines(order: list[int]) -> None:
+    signer = TokenSigner("s")
+    token = signer.sign(numbered_receipt(order), a_result(), ())
+    for confirmed in (IN_ORDER, list(reversed(IN_ORDER)), order):
+        assert signer.verify(numbered_receipt(confirmed), token).result.receipt_id == "R1"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: setattr(r.lines[11], "quantity", 2000),
+        lambda r: setattr(r.lines[0], "sku", "OTHER"),
+        lambda r: setattr(r.lines[5], "line_id", "13"),
+        lambda r: r.lines.add(line_id="13", sku="X", quantity=1000, price=1, amount=1),
+        lambda r: r.lines.pop(),
+        lambda r: setattr(r, "store_id", "S002"),
+        lambda r: setattr(r.member, "card_number", "2000000000002"),
+        lambda r: r.coupon_codes.append("SUMMER10"),
+    ],
+    ids=["quantity", "sku", "line id", "a line more", "a line less", "store", "card", "code"],
+)
+def test_format_3_detects_a_changed_receipt(
+    change: Callable[[receipt_pb2.Receipt], object],
+) -> None:
+    signer = TokenSigner("s")
+    token = signer.sign(numbered_receipt(IN_ORDER), a_result(), ())
+    changed = numbered_receipt(list(reversed(IN_ORDER)))
+    change(changed)
+    with pytest.raises(InvalidArgument, match="differs"):
+        signer.verify(changed, token)
+
+
+def test_format_3_leaves_the_sale_time_to_the_result_and_codes_to_their_set() -> None:
+    """As with format 2, the sale time of a confirm does not matter (the token's result
+    fixes the one the receipt was evaluated at), nor the order or case of the codes."""
+    signer = TokenSigner("s")
+    sent = numbered_receipt(IN_ORDER, coupon_codes=["summer10", "B-2"])
+    token = signer.sign(sent, a_result(), ())
+    again = numbered_receipt(list(reversed(IN_ORDER)), coupon_codes=["b-2", "SUMMER10"])
+    again.sale_time.seconds = 1_790_000_000
+    assert signer.verify(again, token).result.receipt_id == "R1"
+
+
+def test_the_copy_free_fingerprint_is_the_one_of_the_canonical_copy() -> None:
+    """A receipt already in line order without sale time or codes is hashed as sent; the
+    same receipt in any other form gives the same fingerprint through the copy."""
+    as_sent = token_fingerprint(numbered_receipt(IN_ORDER))
+    assert token_fingerprint(numbered_receipt(list(reversed(IN_ORDER)))) == as_sent
+    timed = numbered_receipt(IN_ORDER)
+    timed.sale_time.seconds = 1_790_000_000
+    assert token_fingerprint(timed) == as_sent
+    assert as_sent != token_fingerprint(numbered_receipt(IN_ORDER[:-1]))
+
+
+def test_a_timestamp_is_set_as_protobuf_sets_it() -> None:
+    for moment in (
+        datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 29, 2, 30, tzinfo=timezone(timedelta(hours=3))),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 12, 1, 9, 30),  # naive: UTC
+    ):
+        ours, library = Timestamp(), Timestamp()
+        set_timestamp(ours, moment)
+        library.FromDatetime(moment)
+        assert (ours.seconds, ours.nanos) == (library.seconds, library.nanos), moment
