@@ -16,9 +16,10 @@ from sqlalchemy import select
 from service.app.member_view import member_offers
 from service.app.points_jobs import run_points_expiry
 from service.app.unit_of_work import UnitOfWork
+from service.engine.points_balance import FOREVER, Lifetime
 from service.errors import FailedPrecondition, InvalidArgument
 from service.store.models import OutboxRow, PointsLedgerRow
-from service.store.points_repo import points_position
+from service.store.points_repo import accrue, points_position
 from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
@@ -32,18 +33,13 @@ from tests.integration.receipt_support import (
 
 def give_points(register: Register, points: int, available_at: datetime | None = None) -> None:
     """An accrual from outside the receipts (a welcome bonus), spendable at `available_at`."""
-    with register.sessions() as session:
-        session.add(
-            PointsLedgerRow(
-                member_id=SHOWCASE_MEMBER,
-                offer_id="WELCOME",
-                points=points,
-                created_at=datetime.now(UTC),
-                kind="accrual",
-                available_at=available_at,
-            )
-        )
-        session.commit()
+    now = datetime.now(UTC)
+    lifetime = FOREVER if available_at is None else Lifetime(activation=available_at - now)
+    with UnitOfWork(register.sessions, register.cache.members_changed, now=now) as uow:
+        uow.lock_members([SHOWCASE_MEMBER])
+        accrue(uow.session, SHOWCASE_MEMBER, None, {"WELCOME": points}, now, lifetime)
+        uow.members_changed([SHOWCASE_MEMBER])
+        uow.commit()
 
 
 def pending_accruals(register: Register) -> Register:
@@ -242,8 +238,10 @@ def events_of(register: Register, event_type: str) -> list[dict[str, object]]:
 
 
 def run_expiry(register: Register, now: datetime) -> int:
-    uow = UnitOfWork(register.sessions, register.cache.members_changed, now=now)
-    return run_points_expiry(uow, timedelta(days=3))
+    def units() -> UnitOfWork:
+        return UnitOfWork(register.sessions, register.cache.members_changed, now=now)
+
+    return run_points_expiry(units, timedelta(days=3))
 
 
 def test_points_expire_are_announced_before_and_recorded_after(register: Register) -> None:
