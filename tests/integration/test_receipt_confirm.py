@@ -35,7 +35,7 @@ from service.store.db import make_engine, make_session_factory
 from service.store.loader import load_member
 from service.store.member_repo import save_member
 from service.store.models import ChangeFeedRow, MemberDocumentRow, ReceiptLineRow, ReceiptRow
-from service.store.points_repo import accrue, points_position
+from service.store.points_repo import accrue
 from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
