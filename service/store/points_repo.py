@@ -220,14 +220,14 @@ def expire_lots(session: Session, member_id: str, at: datetime) -> int:
 def _move(
     session: Session, member_id: str, rows: list[dict[str, Any]], at: datetime
 ) -> PointsHolding:
-    """Write the ledger rows and bring the member's open lots to what they leave."""
+    """Write the ledger rows and bring the member's open lots to what they leave. The rows
+    go first: on SQLite a transaction that writes before it reads cannot lose its write to
+    another's commit in between."""
+    _insert(session, rows)
     before = points_holding(session, member_id)
-    if not rows:
-        return before
     after = before
     for row in rows:
         after = after.after(_movement(row))
-    _insert(session, rows)
     _save_lots(session, member_id, before, after, at)
     return after
 
