@@ -205,7 +205,7 @@ def _write_confirmation(
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
         if receipt.total_points_spent or any(earned.values()):
-            _points_changed(uow, member_id, points)
+            points_changed(uow, member_id, points)
         balance = points.position(at).balance
     if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
         coupons.redeem(session, receipt.receipt_id, member_id, confirmation.coupons, at)
@@ -308,13 +308,13 @@ def _refuse_if_member_gone(session: Session, member_id: str) -> None:
         )
 
 
-def _points_changed(uow: UnitOfWork, member_id: str, holding: PointsHolding) -> None:
-    """The member's points are now `holding` (read and written under their lock): their
-    document gets it at commit, less the lots gone by now, and calculations read it there."""
-    current = holding.without_expired(uow.now)
+def points_changed(uow: UnitOfWork, member_id: str, holding: PointsHolding) -> None:
+    """The member's points are now `holding`, the store's open lots as this transaction left
+    them (under the member's lock): their document gets it at commit and every replica's
+    cache hears of it, so calculations read the points from memory."""
 
     def patch(member: Member) -> Member:
-        return replace(member, points=current)
+        return replace(member, points=holding)
 
     uow.patch_members([member_id], patch)
 
@@ -418,7 +418,7 @@ def _refund(
             session, member_id, receipt_id, request.refund_id, points, returned, uow.now, lifetime
         )
         if any(points.values()) or returned:
-            _points_changed(uow, member_id, holding)
+            points_changed(uow, member_id, holding)
         month = purchase_month(sold.sale_time, time_zone)
         add_to_history(session, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
