@@ -212,7 +212,7 @@ def expire_lots(session: Session, member_id: str, at: datetime) -> int:
     found = session.connection().execute(
         _statements().expire, {"b_member_id": member_id, "b_at": at}
     )
-    points = sum(row.points_left for row in found)
+    points = int(sum(row.points_left for row in found))
     record_expiry(session, member_id, points, at)
     return points
 

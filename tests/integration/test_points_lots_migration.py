@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from service.engine.points_balance import ACCRUAL, EXPIRY, RETURN, REVERSAL, SPEND, Movement
@@ -16,13 +16,16 @@ from service.store.db import make_engine, migrate
 from service.store.loader import load_member
 from service.store.models import MemberRow, PointsLedgerRow, PointsLotRow
 from service.store.points_repo import points_position
+from service.store.sql import table_of
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
 A, B, C = "M-A", "M-B", "M-C"
 
 
-def movement(member_id: str, kind: str, points: int, days_ago: float, **lot: object) -> dict:
+def movement(
+    member_id: str, kind: str, points: int, days_ago: float, **lot: object
+) -> dict[str, object]:
     return {
         "member_id": member_id,
         "offer_id": "B1",
@@ -64,11 +67,11 @@ def test_the_lots_are_filled_from_the_ledger(backend: str, request: pytest.Fixtu
     try:
         with engine.begin() as connection:
             connection.execute(
-                MemberRow.__table__.insert(),
+                table_of(MemberRow).insert(),
                 [{"id": m, "active": True, "segment_tags": [], "created_at": NOW,
                   "updated_at": NOW} for m in (A, B, C)],
             )  # fmt: skip
-            connection.execute(PointsLedgerRow.__table__.insert(), LEDGER)
+            connection.execute(table_of(PointsLedgerRow).insert(), LEDGER)
         before = {m: _ledger(engine, m) for m in (A, B, C)}
         migrate(url)
         with Session(engine) as session:
@@ -110,8 +113,8 @@ def stored_balance(session: Session, member_id: str) -> int:
     return points_position(session, member_id, NOW + timedelta(minutes=1)).balance
 
 
-def _ledger(engine: object, member_id: str) -> list[Movement]:
-    with Session(engine) as session:  # type: ignore[call-overload]
+def _ledger(engine: Engine, member_id: str) -> list[Movement]:
+    with Session(engine) as session:
         rows = session.execute(
             select(
                 PointsLedgerRow.kind,
