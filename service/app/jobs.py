@@ -333,7 +333,7 @@ def run_member_jobs(
         log.info("%s: %d events", job.__name__, outcome.events)
         written += outcome.events
     if points_expiring_soon is not None:
-        events = run_points_expiry(uows(), points_expiring_soon)
+        events = run_points_expiry(uows, points_expiring_soon)
         log.info("run_points_expiry: %d events", events)
         written += events
     return written

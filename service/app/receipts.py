@@ -56,7 +56,7 @@ from service.engine.lifecycle import (
     usage_given_back,
 )
 from service.engine.model import Member, Receipt, ReceiptResult, Unit, UsageCharge, UsageLimit
-from service.engine.points_balance import FOREVER, Lifetime
+from service.engine.points_balance import FOREVER, Lifetime, PointsHolding
 from service.engine.points_spend import PointsPolicy, PointsRequest
 from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
@@ -200,10 +200,13 @@ def _write_confirmation(
         chips = _settle_chips(uow, member_id, receipt)
         counted, totals = _count_usage(session, member_id, confirmation.usage, at)
         _spend_points(session, receipt, at)
-        accrue(session, member_id, receipt.receipt_id, receipt.points_by_offer(), at, lifetime)
+        earned = receipt.points_by_offer()
+        points = accrue(session, member_id, receipt.receipt_id, earned, at, lifetime)
         add_to_history(session, member_id, receipt.bought(time_zone))
         _usage_changed(uow, member_id, totals)
-        balance = points_position(session, member_id, at).balance
+        if receipt.total_points_spent or any(earned.values()):
+            points_changed(uow, member_id, points)
+        balance = points.position(at).balance
     if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
         coupons.redeem(session, receipt.receipt_id, member_id, confirmation.coupons, at)
     record = encode(balance, counted, chips)
@@ -265,8 +268,9 @@ def _count_usage(
 
 def _spend_points(session: Session, receipt: ConfirmedReceipt, at: datetime) -> None:
     """Debit the points the receipt spends; refused if the member no longer has them
-    available. Read under the member's lock, so a concurrent confirm of the same member (on
-    any replica) waits and then sees this one's debit."""
+    available. The store's open lots are read under the member's lock (not the cached ones a
+    calculation used), so a concurrent confirm of the same member (on any replica) waits and
+    then sees this one's debit: this is the check that holds."""
     spent = receipt.total_points_spent
     if not spent:
         return
@@ -302,6 +306,17 @@ def _refuse_if_member_gone(session: Session, member_id: str) -> None:
             "the member of this receipt no longer exists; calculate the receipt again",
             reason=MEMBER_NOT_FOUND,
         )
+
+
+def points_changed(uow: UnitOfWork, member_id: str, holding: PointsHolding) -> None:
+    """The member's points are now `holding`, the store's open lots as this transaction left
+    them (under the member's lock): their document gets it at commit and every replica's
+    cache hears of it, so calculations read the points from memory."""
+
+    def patch(member: Member) -> Member:
+        return replace(member, points=holding)
+
+    uow.patch_members([member_id], patch)
 
 
 def _usage_changed(uow: UnitOfWork, member_id: str, totals: Totals) -> None:
@@ -399,9 +414,11 @@ def _refund(
         _move_chips(uow, member_id, refund, chips_after - chips_before)
         usage = codec.counted_usage(sold.record)
         totals = _give_back_usage(session, member_id, usage, lines, refund, uow.now)
-        reverse(
+        holding = reverse(
             session, member_id, receipt_id, request.refund_id, points, returned, uow.now, lifetime
         )
+        if any(points.values()) or returned:
+            points_changed(uow, member_id, holding)
         month = purchase_month(sold.sale_time, time_zone)
         add_to_history(session, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
@@ -511,9 +528,9 @@ class ReceiptLifecycle:
         code (normalised, checked for form by the caller); nothing is written. Raises
         InvalidArgument naming the field of the receipt at fault, FailedPrecondition
         (CHIPS_INSUFFICIENT) when the member holds fewer chips than it would spend. With
-        `spend` (the caller checked there is a member), the member's available points are
-        read from the store (the one read a calculation makes) and spent on the receipt
-        (spec §21)."""
+        `spend` (the caller checked there is a member), the points the cached member has
+        available at `now` are spent on the receipt (spec §21); the store is not read, the
+        confirm checks them again."""
         snapshot = self._cache.snapshot
         validate_receipt(
             snapshot,
@@ -525,8 +542,7 @@ class ReceiptLifecycle:
         check_chips_to_spend(receipt)
         points = None
         if spend is not None and receipt.member is not None:
-            with self._units(now)() as uow:
-                available = points_position(uow.session, receipt.member.id, now).available
+            available = receipt.member.points.position(now).available
             points = PointsRequest(spend.points, max(available, 0), self._points_policy)
         if not codes:
             return calculate_benefits(snapshot, receipt, explain=explain, points=points), ()

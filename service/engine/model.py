@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from service.engine.points_balance import NO_POINTS, PointsHolding
+
 PIECE_QUANTITY = 1000  # one piece, in thousandths of a unit
 
 
@@ -277,6 +279,7 @@ class Member:
     # offer's UsageLimit. Period keys come from engine.usage.period_key().
     usage: Mapping[tuple[str, str], int] = field(default_factory=dict)
     chips: int = 0  # game chips held (the store's balance as of the last change)
+    points: PointsHolding = NO_POINTS  # bonus points' lots (the store's as of the last change)
 
 
 # --- receipt in, result out ----------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""A member's points at an instant, from their ledger (spec §21, docs/points.md). Pure.
+"""A member's points at an instant (spec §21, docs/points.md). Pure.
 
 Every positive movement (an accrual, spent points given back) is a lot: spendable from its
 `available_at` (None: at once) until its `expires_at` (None: never). Negative movements take
-from the lots, replayed in the ledger's order:
+from the lots, in the ledger's order:
 
 - a spending takes from the lots spendable at its time, those expiring first first (lots that
   never expire last), so points about to lapse are used before others;
@@ -10,15 +10,19 @@ from the lots, replayed in the ledger's order:
   accrual first, then like a spending; what no lot covers (the earned points were spent
   already) is a debt the next lots pay first.
 
-A lot's remainder at its expiry is gone: not available, not in the balance. The ledger records
-it with an expiry row (jobs.record_points_expiry) which the replay skips, since the replay
-expires lots by their time alone; so the balance is right before the row is written too.
-"""
+A PointsHolding is what the movements leave: the lots with points left and the debt. The store
+keeps it current with each movement (so a confirm reads the open lots, not the ledger) and so
+does the member's document (so a calculation reads it from memory); `replay` rebuilds it from
+the ledger, which stays the audit trail.
+
+A lot's remainder at its expiry is gone: not available, not in the balance, by its time alone,
+so the figures are right before the expiry job closes the lot and records it (an expiry row,
+which the replay skips)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 ACCRUAL = "accrual"
@@ -80,13 +84,18 @@ class PointsPosition:
         return self.expired - self.recorded_expiry
 
 
-@dataclass(slots=True)
-class _Lot:
+@dataclass(frozen=True, slots=True)
+class Lot:
+    """The points of one positive movement that are left: spendable from `available_at`
+    (None: at once) until `expires_at` (None: never). `key` is the store's id of its row (None
+    in a member document and until stored); the engine carries it along."""
+
     left: int
-    kind: str
-    available_at: datetime | None
-    expires_at: datetime | None
-    receipt_id: str | None
+    kind: str = ACCRUAL  # ACCRUAL or RETURN
+    available_at: datetime | None = None
+    expires_at: datetime | None = None
+    receipt_id: str | None = None  # of an accrual: a reversal of its receipt takes it first
+    key: int | None = None
 
     def spendable(self, at: datetime) -> bool:
         return (self.available_at is None or self.available_at <= at) and not self.expired(at)
@@ -95,34 +104,75 @@ class _Lot:
         return self.expires_at is not None and self.expires_at <= at
 
 
+@dataclass(frozen=True, slots=True)
+class PointsHolding:
+    """What a member holds: the lots with points left, in ledger order, and the debt (points
+    taken back after they were spent) that the next points pay first. The store keeps it
+    (points_lots) and so does the member's document, so a calculation reads it from memory."""
+
+    lots: tuple[Lot, ...] = ()
+    debt: int = 0
+
+    def position(self, at: datetime, soon: timedelta = timedelta(0)) -> PointsPosition:
+        """The points at `at`; those available expiring within `soon` count as expiring."""
+        available = pending = expiring = expired = 0
+        horizon = soon_until(at, soon) if soon else at
+        for lot in self.lots:
+            if lot.expired(at):
+                expired += lot.left
+            elif lot.available_at is None or lot.available_at <= at:
+                available += lot.left
+                if lot.expires_at is not None and lot.expires_at <= horizon:
+                    expiring += lot.left
+            else:
+                pending += lot.left
+        return PointsPosition(available - self.debt, pending, expiring, expired)
+
+    def after(self, movement: Movement) -> PointsHolding:
+        """The holding once `movement` (not an expiry record) is made; emptied lots drop out."""
+        if movement.points > 0:
+            paid = min(self.debt, movement.points)
+            lot = Lot(
+                movement.points - paid,
+                movement.kind,
+                movement.available_at,
+                movement.expires_at,
+                movement.receipt_id if movement.kind == ACCRUAL else None,
+            )
+            return PointsHolding(self.lots + ((lot,) if lot.left else ()), self.debt - paid)
+        if movement.points < 0:
+            lots, uncovered = _take(self.lots, -movement.points, movement)
+            return PointsHolding(lots, self.debt + uncovered)
+        return self
+
+    def without_expired(self, at: datetime) -> PointsHolding:
+        """The same points at `at` and after, without the lots that are gone by then."""
+        if not any(lot.expired(at) for lot in self.lots):
+            return self
+        return PointsHolding(tuple(lot for lot in self.lots if not lot.expired(at)), self.debt)
+
+
+NO_POINTS = PointsHolding()
+
+
 def points_position(
     movements: Iterable[Movement], at: datetime, soon: timedelta = timedelta(0)
 ) -> PointsPosition:
     """The position at `at` of the ledger's movements (in the ledger's order); the points
     expiring within `soon` of `at` are counted as expiring soon."""
-    lots: list[_Lot] = []
-    debt = recorded = 0
+    holding, recorded = replay(movements)
+    return replace(holding.position(at, soon), recorded_expiry=recorded)
+
+
+def replay(movements: Iterable[Movement]) -> tuple[PointsHolding, int]:
+    """The holding the ledger's movements leave, and the points its expiry rows recorded."""
+    holding, recorded = NO_POINTS, 0
     for m in movements:
         if m.kind == EXPIRY:
             recorded -= m.points
-        elif m.points > 0:
-            paid = min(debt, m.points)
-            debt -= paid
-            lots.append(_Lot(m.points - paid, m.kind, m.available_at, m.expires_at, m.receipt_id))
-        elif m.points < 0:
-            debt += _take(lots, -m.points, m)
-    available = pending = expiring = expired = 0
-    horizon = soon_until(at, soon)
-    for lot in lots:
-        if lot.expired(at):
-            expired += lot.left
-        elif lot.spendable(at):
-            available += lot.left
-            if lot.expires_at is not None and lot.expires_at <= horizon:
-                expiring += lot.left
         else:
-            pending += lot.left
-    return PointsPosition(available - debt, pending, expiring, expired, recorded)
+            holding = holding.after(m)
+    return holding, recorded
 
 
 def soon_until(at: datetime, soon: timedelta) -> datetime:
@@ -133,25 +183,29 @@ def soon_until(at: datetime, soon: timedelta) -> datetime:
         return datetime.max.replace(tzinfo=UTC)
 
 
-def _take(lots: list[_Lot], points: int, movement: Movement) -> int:
-    """Take `points` from the lots for the movement; what no lot covered."""
-    usable = [lot for lot in lots if lot.left and lot.spendable(movement.at)]
+def _take(lots: tuple[Lot, ...], points: int, movement: Movement) -> tuple[tuple[Lot, ...], int]:
+    """The lots once `points` are taken from them for the movement, and what none covered."""
+    at = movement.at
+    order = [i for i, lot in enumerate(lots) if lot.spendable(at)]
     if movement.kind == REVERSAL:
         own = [
-            lot
-            for lot in lots
-            if lot.left
-            and lot.kind == ACCRUAL
-            and lot.receipt_id == movement.receipt_id
-            and not lot.expired(movement.at)
+            i
+            for i, lot in enumerate(lots)
+            if lot.kind == ACCRUAL and lot.receipt_id == movement.receipt_id and not lot.expired(at)
         ]
-        usable = own + [lot for lot in usable if lot not in own]
+        order = own + [i for i in order if i not in own]
     else:
-        usable.sort(key=lambda lot: (lot.expires_at is None, lot.expires_at or movement.at))
-    for lot in usable:
-        taken = min(lot.left, points)
-        lot.left -= taken
+        order.sort(key=lambda i: (lots[i].expires_at is None, lots[i].expires_at or at))
+    left = [lot.left for lot in lots]
+    for i in order:
+        taken = min(left[i], points)
+        left[i] -= taken
         points -= taken
         if not points:
             break
-    return points
+    kept = tuple(
+        lot if lot.left == now else replace(lot, left=now)
+        for lot, now in zip(lots, left, strict=True)
+        if now
+    )
+    return kept, points

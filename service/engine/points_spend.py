@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from service.engine.model import LineResult, PointsSpend, ReceiptResult
 from service.engine.money import allocate, round_half_up
+from service.engine.records import new_applied_benefit, new_line_result
 from service.engine.snapshot import Snapshot
 from service.engine.valuation import min_price_floor
 
@@ -105,10 +106,21 @@ def spread(total: int, weights: Sequence[int], rooms: Sequence[int]) -> list[int
 
 
 def _accrue_on_money(line: LineResult, value: int) -> LineResult:
-    """The line with each bonus scaled to the part of `paid` settled in money."""
+    """The line with each bonus scaled to the part of `paid` settled in money. Built with
+    the hot path's constructors (engine.records): dataclasses.replace, once per line and
+    bonus, cost a calculation with points more than the rest of spending them."""
     money, paid = line.paid - value, line.paid
     benefits = tuple(
-        replace(b, points=round_half_up(b.points * money, paid)) if b.points else b
+        new_applied_benefit(
+            b.offer_id, b.mechanic, b.kind, b.discount, round_half_up(b.points * money, paid),
+            b.text,
+        )
+        if b.points
+        else b
         for b in line.benefits
-    )
-    return replace(line, benefits=benefits, points=sum(b.points for b in benefits))
+    )  # fmt: skip
+    points = sum(b.points for b in benefits)
+    return new_line_result(
+        line.line_id, line.sku, line.amount, line.discount, line.paid, points, benefits,
+        line.known_sku, line.rejected,
+    )  # fmt: skip

@@ -32,6 +32,7 @@ from service.engine.model import (
     TimeRange,
     UsageLimit,
 )
+from service.engine.points_balance import NO_POINTS, Lot, PointsHolding
 
 Row = dict[str, Any]
 
@@ -257,7 +258,7 @@ def personal_offer_from_row(row: Any) -> PersonalOffer:
 # (it may change nothing else): readers ignore documents of another format, and db.migrate()
 # rewrites them with member_documents.backfill() when it applies a revision.
 
-MEMBER_DOCUMENT_FORMAT = 1
+MEMBER_DOCUMENT_FORMAT = 2  # 2: the points' lots (migration 0009)
 
 
 def _time_text(value: datetime | None) -> str | None:
@@ -312,6 +313,7 @@ def member_document(member: Member) -> str:
         "personal": [_personal_document(o) for o in member.personal_offers],
         "usage": [[offer, period, used] for (offer, period), used in sorted(member.usage.items())],
         "chips": member.chips,
+        "points": _points_document(member.points),
     }
     return json.dumps(document, separators=(",", ":"))
 
@@ -331,7 +333,36 @@ def member_from_document(member_id: str, text: str) -> Member:
         personal_offers=tuple(_personal_from_document(o) for o in d["personal"]),
         usage={(_intern(offer), _intern(period)): used for offer, period, used in d["usage"]},
         chips=d.get("chips", 0),  # documents written before chips have none
+        points=_points_from_document(d["points"]),
     )
+
+
+def _points_document(holding: PointsHolding) -> list[Any]:
+    """[debt, [[left, kind, available at, expires at, receipt id], ...]] (no store keys)."""
+    lots = [
+        [lot.left, lot.kind, _time_text(lot.available_at), _time_text(lot.expires_at),
+         lot.receipt_id]
+        for lot in holding.lots
+    ]  # fmt: skip
+    return [holding.debt, lots]
+
+
+def _points_from_document(d: list[Any]) -> PointsHolding:
+    debt, lots = d
+    if not debt and not lots:
+        return NO_POINTS
+    return PointsHolding(
+        tuple(
+            Lot(left, _intern(kind), _lot_time(available), _lot_time(expires), receipt)
+            for left, kind, available, expires, receipt in lots
+        ),
+        debt,
+    )
+
+
+def _lot_time(text: str | None) -> datetime | None:
+    """Not shared like offers' times (_time_value): each lot has times of its own."""
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _terms_document(t: FavoriteCategoryTerms) -> list[Any]:

@@ -26,6 +26,7 @@ from service.engine.model import (
     ProductList,
     Store,
 )
+from service.engine.points_balance import NO_POINTS
 from service.store.codec import (
     MEMBER_DOCUMENT_FORMAT,
     attribute_from_row,
@@ -59,6 +60,7 @@ from service.store.models import (
     PurchaseRow,
     StoreRow,
 )
+from service.store.points_repo import points_holdings
 from service.store.sql import chunks, keyset_pages, table_of
 
 
@@ -303,6 +305,7 @@ def _load_member_chunk(session: Session, ids: Sequence[str]) -> dict[str, Member
     for r in _owned_rows(session, OfferUsageRow, ids):
         usage[r.member_id][(r.offer_id, r.period_key)] = r.used
     chips = {r.member_id: r.balance for r in _owned_rows(session, ChipBalanceRow, ids)}
+    points = points_holdings(session, ids)
     return {
         p.id: Member(
             id=p.id,
@@ -315,6 +318,7 @@ def _load_member_chunk(session: Session, ids: Sequence[str]) -> dict[str, Member
             personal_offers=tuple(personal.get(p.id, ())),
             usage=usage.get(p.id, {}),
             chips=chips.get(p.id, 0),
+            points=points.get(p.id, NO_POINTS),
         )
         for p in profiles
     }

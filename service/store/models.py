@@ -505,6 +505,26 @@ class PointsLedgerRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
 
 
+class PointsLotRow(Base):
+    """The open part of a member's points (migration 0009, service.store.points_repo): what
+    is left of an accrual or of spent points given back (`kind`, `points_left` > 0), or their
+    debt (kind "debt": points taken back after they were spent, paid by the next points).
+    Kept with every movement, so a confirm or refund reads these rows, not the ledger; a lot
+    taken to nothing is deleted, an expired one by the expiry job, which records it."""
+
+    __tablename__ = "points_lots"
+    __table_args__ = (Index(None, "member_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(String(KEY), _member_fk())
+    kind: Mapped[str] = mapped_column(String(16))
+    points_left: Mapped[int] = mapped_column(BigInteger)
+    available_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+    receipt_id: Mapped[str | None] = mapped_column(String(KEY), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ChipBalanceRow(Base):
     """A member's game chips (migration 0006). Never below zero: a debit is one conditional
     UPDATE (balance >= chips), so confirms racing on any replicas cannot overdraw it."""

@@ -1,6 +1,7 @@
-"""A member's bonus points in the ledger (points_ledger; spec §21, docs/points.md).
+"""A member's bonus points: the ledger (points_ledger) and the open lots (points_lots); spec
+§21, docs/points.md.
 
-Every movement is a row, on the transaction of the confirm, refund or job that makes it:
+Every movement is a ledger row, on the transaction of the confirm, refund or job that makes it:
 
     accrual   +points an offer gave on a confirmed receipt; spendable from `available_at`
               (the confirm's time plus the activation delay; NULL: at once) until
@@ -8,116 +9,173 @@ Every movement is a row, on the transaction of the confirm, refund or job that m
     reversal  -points a refund takes back of an accrual
     spend     -points a confirm spent on the receipt
     return    +spent points a refund gives back, spendable at once, expiring like new ones
-    expiry    -points of lots that expired (written by the expiry job, a record only)
+    expiry    -points of lots that expired (written by the expiry job when it closes them)
 
-What a member has at an instant is the replay of their rows (engine.points_balance). A confirm
-reads it under the member's lock (use case), so two confirms of one member never both spend
-the same points.
+The ledger is the audit trail. What a member holds is kept beside it, in the same transaction:
+their lots with points left and their debt (engine.points_balance.PointsHolding), so a movement
+reads and rewrites the member's few open lots, never the whole ledger. Writers hold the
+member's lock (use case) while they read and write them, so two confirms of one member never
+both spend the same points. Each writer returns the holding after its movement: the use case
+puts it in the member's document, from which calculations read it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from service.engine.points_balance import (
     ACCRUAL,
     EXPIRY,
     FOREVER,
+    NO_POINTS,
     RETURN,
     REVERSAL,
     SPEND,
     Lifetime,
+    Lot,
     Movement,
+    PointsHolding,
     PointsPosition,
 )
-from service.engine.points_balance import (
-    points_position as replay,
-)
-from service.store.models import PointsLedgerRow
-from service.store.sql import table_of
+from service.store.models import PointsLedgerRow, PointsLotRow
+from service.store.sql import chunks, table_of
 
 NO_OFFER = ""  # the offer id of a spend, return or expiry row: points, not an offer's
+DEBT = "debt"  # the kind of the lot row holding a member's debt
 
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    movements: Any  # :b_member_id -> the member's rows in ledger order
-    insert: Any
+    lots: Any  # :b_member_id -> the member's open lots (and debt), in ledger order
+    insert: Any  # a ledger row
+    insert_lot: Any
+    set_left: Any  # :b_key, :b_left
+    expire: Any  # :b_member_id, :b_at -> delete the lots expired by then, returning their points
 
 
 @functools.cache
 def _statements() -> _Statements:
-    ledger = table_of(PointsLedgerRow)
+    ledger, lots = table_of(PointsLedgerRow), table_of(PointsLotRow)
+    member = lots.c.member_id == bindparam("b_member_id")
     return _Statements(
-        movements=select(
-            ledger.c.kind,
-            ledger.c.points,
-            ledger.c.created_at,
-            ledger.c.available_at,
-            ledger.c.expires_at,
-            ledger.c.receipt_id,
-        )
-        .where(ledger.c.member_id == bindparam("b_member_id"))
-        .order_by(ledger.c.id),
+        lots=select(*_lot_columns(lots)).where(member).order_by(lots.c.id),
         insert=ledger.insert(),
+        insert_lot=lots.insert(),
+        set_left=update(lots)
+        .where(lots.c.id == bindparam("b_key"))
+        .values(points_left=bindparam("b_left")),
+        expire=delete(lots)
+        .where(member, lots.c.kind != DEBT, lots.c.expires_at <= bindparam("b_at"))
+        .returning(lots.c.points_left),
     )
+
+
+def _lot_columns(lots: Any) -> tuple[Any, ...]:
+    return (
+        lots.c.id,
+        lots.c.kind,
+        lots.c.points_left,
+        lots.c.available_at,
+        lots.c.expires_at,
+        lots.c.receipt_id,
+    )
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def points_holding(session: Session, member_id: str) -> PointsHolding:
+    """The member's open lots and debt (one indexed read of their open lots)."""
+    rows = session.connection().execute(_statements().lots, {"b_member_id": member_id})
+    return _holding(rows)
+
+
+def points_holdings(session: Session, member_ids: Sequence[str]) -> dict[str, PointsHolding]:
+    """Many members' holdings as their documents hold them (no store keys); members without
+    points are left out."""
+    lots = table_of(PointsLotRow)
+    found: dict[str, list[Any]] = {}
+    for part in chunks(sorted(set(member_ids))):
+        query = (
+            select(lots.c.member_id, *_lot_columns(lots))
+            .where(lots.c.member_id.in_(part))
+            .order_by(lots.c.member_id, lots.c.id)
+        )
+        for row in session.execute(query):
+            found.setdefault(row.member_id, []).append(row[1:])
+    return {member_id: _holding(rows, keyed=False) for member_id, rows in found.items()}
 
 
 def points_position(
     session: Session, member_id: str, at: datetime, soon: timedelta = timedelta(0)
 ) -> PointsPosition:
     """The member's points at `at`: available, pending, expiring within `soon` (one indexed
-    read of their ledger)."""
-    rows = session.connection().execute(_statements().movements, {"b_member_id": member_id})
-    return replay((Movement(*row) for row in rows), at, soon)
+    read of their open lots)."""
+    return points_holding(session, member_id).position(at, soon)
 
 
 def members_with_lots_expiring(
     session: Session, after: datetime | None, until: datetime
 ) -> list[str]:
-    """Members with points (accrued or given back) expiring in (after, until], by id."""
-    ledger = table_of(PointsLedgerRow)
-    query = select(ledger.c.member_id).where(
-        ledger.c.kind.in_((ACCRUAL, RETURN)), ledger.c.expires_at <= until
-    )
+    """Members with points (accrued or given back) left that expire in (after, until], by id."""
+    lots = table_of(PointsLotRow)
+    query = select(lots.c.member_id).where(lots.c.kind != DEBT, lots.c.expires_at <= until)
     if after is not None:
-        query = query.where(ledger.c.expires_at > after)
-    found = session.execute(query.group_by(ledger.c.member_id).order_by(ledger.c.member_id))
+        query = query.where(lots.c.expires_at > after)
+    found = session.execute(query.group_by(lots.c.member_id).order_by(lots.c.member_id))
     return [row.member_id for row in found]
+
+
+def _holding(rows: Iterable[Any], *, keyed: bool = True) -> PointsHolding:
+    lots, debt = [], 0
+    for key, kind, left, available_at, expires_at, receipt_id in rows:
+        if kind == DEBT:
+            debt += left
+        else:
+            lots.append(
+                Lot(left, kind, available_at, expires_at, receipt_id, key if keyed else None)
+            )
+    return PointsHolding(tuple(lots), debt) if lots or debt else NO_POINTS
+
+
+# --- movements --------------------------------------------------------------------------------
 
 
 def accrue(
     session: Session,
     member_id: str,
-    receipt_id: str,
+    receipt_id: str | None,
     points: Mapping[str, int],
     at: datetime,
     lifetime: Lifetime = FOREVER,
-) -> None:
-    """One accrual row per offer that gave points on the receipt (offer id -> points)."""
+) -> PointsHolding:
+    """One accrual row per offer that gave points on the receipt (offer id -> points; no
+    receipt: points given outside the receipts, a welcome bonus); the member's holding after
+    them."""
     available_at, expires_at = lifetime.available_at(at), lifetime.expires_at(at)
-    _insert(
-        session,
-        [
-            _row(member_id, receipt_id, None, offer_id, given, ACCRUAL, at)
-            | {"available_at": available_at, "expires_at": expires_at}
-            for offer_id, given in points.items()
-            if given
-        ],
-    )
+    rows = [
+        _row(member_id, receipt_id, None, offer_id, given, ACCRUAL, at)
+        | {"available_at": available_at, "expires_at": expires_at}
+        for offer_id, given in points.items()
+        if given
+    ]
+    return _move(session, member_id, rows, at)
 
 
-def spend(session: Session, member_id: str, receipt_id: str, points: int, at: datetime) -> None:
-    """The spending row of a confirm (the caller checked the points are available)."""
-    if points:
-        _insert(session, [_row(member_id, receipt_id, None, NO_OFFER, -points, SPEND, at)])
+def spend(
+    session: Session, member_id: str, receipt_id: str, points: int, at: datetime
+) -> PointsHolding:
+    """The spending row of a confirm (the caller checked the points are available); the
+    member's holding after it."""
+    rows = [_row(member_id, receipt_id, None, NO_OFFER, -points, SPEND, at)] if points else []
+    return _move(session, member_id, rows, at)
 
 
 def reverse(
@@ -129,9 +187,9 @@ def reverse(
     returned: int,
     at: datetime,
     lifetime: Lifetime = FOREVER,
-) -> None:
+) -> PointsHolding:
     """A refund's rows: earned points taken back per offer, and spent points given back
-    (spendable at once, expiring like points earned now)."""
+    (spendable at once, expiring like points earned now); the member's holding after them."""
     rows = [
         _row(member_id, receipt_id, refund_id, offer_id, -points, REVERSAL, at)
         for offer_id, points in taken.items()
@@ -140,13 +198,92 @@ def reverse(
     if returned:
         row = _row(member_id, receipt_id, refund_id, NO_OFFER, returned, RETURN, at)
         rows.append(row | {"expires_at": lifetime.given_back_expires_at(at)})
-    _insert(session, rows)
+    return _move(session, member_id, rows, at)
 
 
 def record_expiry(session: Session, member_id: str, points: int, at: datetime) -> None:
-    """The record of `points` that expired by `at` (the replay already leaves them out)."""
+    """The ledger's record of `points` that expired by `at` (the lots count them out by time)."""
     if points:
         _insert(session, [_row(member_id, None, None, NO_OFFER, -points, EXPIRY, at)])
+
+
+def expire_lots(session: Session, member_id: str, at: datetime) -> int:
+    """Close the member's lots expired by `at` and record what they had left; those points."""
+    found = session.connection().execute(
+        _statements().expire, {"b_member_id": member_id, "b_at": at}
+    )
+    points = int(sum(row.points_left for row in found))
+    record_expiry(session, member_id, points, at)
+    return points
+
+
+def _move(
+    session: Session, member_id: str, rows: list[dict[str, Any]], at: datetime
+) -> PointsHolding:
+    """Write the ledger rows and bring the member's open lots to what they leave. The rows
+    go first: on SQLite a transaction that writes before it reads cannot lose its write to
+    another's commit in between."""
+    _insert(session, rows)
+    before = points_holding(session, member_id)
+    after = before
+    for row in rows:
+        after = after.after(_movement(row))
+    _save_lots(session, member_id, before, after, at)
+    return after
+
+
+def _movement(row: Mapping[str, Any]) -> Movement:
+    return Movement(
+        row["kind"],
+        row["points"],
+        row["created_at"],
+        row["available_at"],
+        row["expires_at"],
+        row["receipt_id"],
+    )
+
+
+def _save_lots(
+    session: Session, member_id: str, before: PointsHolding, after: PointsHolding, at: datetime
+) -> None:
+    """The changes from `before` (as read) to `after`: lots emptied are deleted, lots taken
+    from get what they have left, new lots are inserted; the debt row is rewritten if it
+    changed."""
+    connection, statements, lots = session.connection(), _statements(), table_of(PointsLotRow)
+    kept = {lot.key: lot.left for lot in after.lots if lot.key is not None}
+    gone = [lot.key for lot in before.lots if lot.key not in kept]
+    changed = [
+        {"b_key": lot.key, "b_left": kept[lot.key]}
+        for lot in before.lots
+        if lot.key in kept and kept[lot.key] != lot.left
+    ]
+    new = [
+        _lot_row(member_id, lot.kind, lot.left, at, lot) for lot in after.lots if lot.key is None
+    ]
+    if gone:
+        connection.execute(delete(lots).where(lots.c.id.in_(gone)))
+    if changed:
+        connection.execute(statements.set_left, changed)
+    if after.debt != before.debt:
+        connection.execute(delete(lots).where(lots.c.member_id == member_id, lots.c.kind == DEBT))
+        if after.debt:
+            new.append(_lot_row(member_id, DEBT, after.debt, at))
+    if new:
+        connection.execute(statements.insert_lot, new)
+
+
+def _lot_row(
+    member_id: str, kind: str, left: int, at: datetime, lot: Lot | None = None
+) -> dict[str, Any]:
+    return {
+        "member_id": member_id,
+        "kind": kind,
+        "points_left": left,
+        "available_at": None if lot is None else lot.available_at,
+        "expires_at": None if lot is None else lot.expires_at,
+        "receipt_id": None if lot is None else lot.receipt_id,
+        "created_at": at,
+    }
 
 
 def _row(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -16,14 +16,18 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from clients import register_cli
 from clients.receipt_format import load_receipt
 from loyalty.v1 import receipt_pb2
+from service.app.unit_of_work import UnitOfWork
 from service.store.db import make_engine, make_session_factory
 from service.store.models import PointsLedgerRow
+from service.store.points_repo import accrue
 from tests.e2e.conftest import auth
 from tests.e2e.test_lifecycle_processes import server_process
+from tests.waiting import until
 
 MEMBER = "M000001"  # the demo card's member
 SECRET = "shared-secret"
@@ -43,16 +47,7 @@ def ledger(url: str, add: int = 0) -> tuple[int, int]:
     try:
         with make_session_factory(engine)() as session:
             if add:
-                session.add(
-                    PointsLedgerRow(
-                        member_id=MEMBER,
-                        offer_id="WELCOME",
-                        points=add,
-                        created_at=datetime.now(UTC),
-                        kind="accrual",
-                    )
-                )
-                session.commit()
+                welcome(make_session_factory(engine), add)
             total = session.scalar(
                 select(func.coalesce(func.sum(PointsLedgerRow.points), 0)).where(
                     PointsLedgerRow.member_id == MEMBER
@@ -66,6 +61,16 @@ def ledger(url: str, add: int = 0) -> tuple[int, int]:
             return int(total or 0), -int(spent or 0)
     finally:
         engine.dispose()
+
+
+def welcome(sessions: Callable[[], Session], points: int) -> None:
+    """Welcome points from outside the receipts: ledger, lots and document; the change feed
+    tells the servers."""
+    with UnitOfWork(sessions) as uow:
+        uow.lock_members([MEMBER])
+        accrue(uow.session, MEMBER, None, {"WELCOME": points}, uow.now)
+        uow.members_changed([MEMBER])
+        uow.commit()
 
 
 def reason_of(error: grpc.RpcError) -> str:
@@ -89,6 +94,14 @@ def test_racing_confirms_on_two_processes_never_spend_more_than_the_balance(
         first = stack.enter_context(server_process(url, SECRET, env))
         second = stack.enter_context(server_process(url, SECRET, env))
         ledger(url, add=1000)
+        probe = load_receipt(register_cli.DEMO_RECEIPT)[0]
+        ask = receipt_pb2.CalculateRequest(receipt=probe, points_to_spend=300)
+
+        def heard_of_the_points() -> bool:
+            shown = first.Calculate(ask, timeout=10, metadata=auth())
+            return bool(shown.result.points_available == 1000)
+
+        until(heard_of_the_points, what="the welcome points in the first server's cache")
         receipts = []
         for n in range(6):
             receipt = load_receipt(register_cli.DEMO_RECEIPT)[0]

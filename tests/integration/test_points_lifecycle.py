@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from service.app.member_view import member_offers
 from service.app.points_jobs import run_points_expiry
 from service.app.unit_of_work import UnitOfWork
+from service.cache.sync import ChangeFollower
+from service.engine.points_balance import FOREVER, Lifetime
 from service.errors import FailedPrecondition, InvalidArgument
 from service.store.models import OutboxRow, PointsLedgerRow
-from service.store.points_repo import points_position
+from service.store.points_repo import accrue, points_position
 from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
@@ -32,18 +37,13 @@ from tests.integration.receipt_support import (
 
 def give_points(register: Register, points: int, available_at: datetime | None = None) -> None:
     """An accrual from outside the receipts (a welcome bonus), spendable at `available_at`."""
-    with register.sessions() as session:
-        session.add(
-            PointsLedgerRow(
-                member_id=SHOWCASE_MEMBER,
-                offer_id="WELCOME",
-                points=points,
-                created_at=datetime.now(UTC),
-                kind="accrual",
-                available_at=available_at,
-            )
-        )
-        session.commit()
+    now = datetime.now(UTC)
+    lifetime = FOREVER if available_at is None else Lifetime(activation=available_at - now)
+    with UnitOfWork(register.sessions, register.cache.members_changed, now=now) as uow:
+        uow.lock_members([SHOWCASE_MEMBER])
+        accrue(uow.session, SHOWCASE_MEMBER, None, {"WELCOME": points}, now, lifetime)
+        uow.members_changed([SHOWCASE_MEMBER])
+        uow.commit()
 
 
 def pending_accruals(register: Register) -> Register:
@@ -242,8 +242,10 @@ def events_of(register: Register, event_type: str) -> list[dict[str, object]]:
 
 
 def run_expiry(register: Register, now: datetime) -> int:
-    uow = UnitOfWork(register.sessions, register.cache.members_changed, now=now)
-    return run_points_expiry(uow, timedelta(days=3))
+    def units() -> UnitOfWork:
+        return UnitOfWork(register.sessions, register.cache.members_changed, now=now)
+
+    return run_points_expiry(units, timedelta(days=3))
 
 
 def test_points_expire_are_announced_before_and_recorded_after(register: Register) -> None:
@@ -275,3 +277,61 @@ def test_points_expire_are_announced_before_and_recorded_after(register: Registe
     with register.sessions() as session:
         assert points_position(session, SHOWCASE_MEMBER, later).balance == 0
     assert ledger_sum(register.sessions, SHOWCASE_MEMBER) == 0
+
+
+class Switchable:
+    """Sessions on the store until it is cut off: then every new session fails as a store that
+    is down does."""
+
+    def __init__(self, sessions: Callable[[], Session]) -> None:
+        self._sessions = sessions
+        self.cut = False
+        self.asked_while_cut = 0
+
+    def __call__(self) -> Session:
+        if self.cut:
+            self.asked_while_cut += 1
+            raise OperationalError("connect", {}, Exception("the store is unreachable"))
+        return self._sessions()
+
+
+def test_calculate_spends_the_cached_points_with_the_store_unreachable(
+    register: Register,
+) -> None:
+    """No store read on Calculate with points (issue #16): the member's lots ride in the
+    cache, and what it says is what the store says."""
+    store = Switchable(register.sessions)
+    replica = open_register(store)  # whose store can be cut off
+    give_points(register, 2000, available_at=datetime.now(UTC) - timedelta(hours=1))
+    give_points(register, 500, available_at=datetime.now(UTC) + timedelta(days=1))  # pending
+    warm = replica.calculate(showcase_receipt("R-P-WARM"), points=1500).result  # in its cache
+    store.cut = True
+    shown = replica.calculate(showcase_receipt("R-P-CUT"), points=1500).result
+    store.cut = False
+    assert store.asked_while_cut == 0
+    with register.sessions() as session:
+        available = points_position(session, SHOWCASE_MEMBER, datetime.now(UTC)).available
+    assert shown.points_available == warm.points_available == available == 2000
+    assert shown.total_points_spent == 1500
+
+
+def test_calculate_sees_a_confirm_on_another_replica_through_the_change_feed(
+    register: Register,
+) -> None:
+    """The points a confirm spends on one replica are gone from another's cache once it has
+    followed the change feed, not before it asks the store."""
+    give_points(register, 2000)
+    other = open_register(register.sessions)
+    follower = ChangeFollower(register.sessions, other.cache)
+    follower.poll_once()  # from where the feed is now
+    before = other.calculate(showcase_receipt("R-P-OTHER"), points=1500).result
+    assert before.points_available == 2000
+    receipt, till = showcase_receipt("R-P-SPEND"), pending_accruals(register)
+    till.confirm(receipt, till.calculate(receipt, points=1500).confirmation_token)
+    stale = other.calculate(showcase_receipt("R-P-STALE"), points=1500).result
+    assert stale.points_available == 2000, "from memory: the feed not followed yet"
+    follower.poll_once()
+    with register.sessions() as session:
+        available = points_position(session, SHOWCASE_MEMBER, datetime.now(UTC)).available
+    shown = other.calculate(showcase_receipt("R-P-AFTER"), points=1500).result
+    assert shown.points_available == available == 500

@@ -3,6 +3,7 @@ result shown, exactly once, usage limits checked again in the database, nothing 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from service.store.db import make_engine, make_session_factory
 from service.store.loader import load_member
 from service.store.member_repo import save_member
 from service.store.models import ChangeFeedRow, MemberDocumentRow, ReceiptLineRow, ReceiptRow
-from service.store.points_repo import points_position
+from service.store.points_repo import accrue
 from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
@@ -96,25 +97,30 @@ def test_the_replica_that_confirms_reads_its_own_write_at_once(register: Registe
 
 
 def test_a_confirm_counting_no_usage_still_tells_the_change_feed(register: Register) -> None:
-    """Its member's document stays as it was (nothing in it changed), but every replica
-    hears of the member, as after any confirm of theirs."""
+    """Its member's document changes in nothing but the points the receipt earned (no
+    counter changed), and every replica hears of the member, as after any confirm of theirs."""
     receipt = showcase_receipt("R-NO-USAGE", coffee=False)
     del receipt.lines[3:]  # under 500.00 of food: no chips either (docs/chips.md)
     shown = register.calculate(receipt)
     payload = TokenSigner(SETTINGS.token_secret).verify(receipt, shown.confirmation_token)
     assert not payload.usage and not shown.result.total_chips
+    assert shown.result.total_points > 0
     with register.sessions() as session:
         document = session.get(MemberDocumentRow, SHOWCASE_MEMBER)
         assert document is not None
-        before = (document.body, document.updated_at)
+        before = json.loads(document.body)
         feed = session.scalar(select(func.max(ChangeFeedRow.position))) or 0
     register.confirm(receipt, shown.confirmation_token)
     with register.sessions() as session:
         document = session.get(MemberDocumentRow, SHOWCASE_MEMBER)
-        assert document is not None and (document.body, document.updated_at) == before
+        assert document is not None
+        after = json.loads(document.body)
         keys = session.scalars(
             select(ChangeFeedRow.entity_key).where(ChangeFeedRow.position > feed)
         ).all()
+    debt, lots = after.pop("points")
+    assert after == {key: value for key, value in before.items() if key != "points"}
+    assert debt == 0 and sum(lot[0] for lot in lots) == shown.result.total_points
     assert keys == [SHOWCASE_MEMBER]
 
 
@@ -344,13 +350,13 @@ def test_a_database_failure_midway_leaves_nothing_half_written(
     def store_gone(*_args: object) -> int:
         raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(receipt_cases, "points_position", store_gone)  # the balance, last
+    monkeypatch.setattr(receipt_cases, "accrue", store_gone)  # after lines, usage and spend
     with pytest.raises(OperationalError) as failed:
         register.confirm(receipt, token)
     assert status_for(failed.value, "Confirm").code.name == "UNAVAILABLE"
     assert row_counts(register.sessions) == before
 
-    monkeypatch.setattr(receipt_cases, "points_position", points_position)
+    monkeypatch.setattr(receipt_cases, "accrue", accrue)
     retried = register.confirm(receipt, token)  # the register retries with the same id
     assert not retried.replayed
     assert row_counts(register.sessions)["receipts"] == before["receipts"] + 1

@@ -19,7 +19,7 @@ from service.store.loader import load_members
 from service.store.member_documents import members_without_document
 from service.store.models import Base, MemberRow
 
-HEAD = "0008"
+HEAD = "0009"
 REPLICAS = 4
 
 

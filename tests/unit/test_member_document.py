@@ -22,6 +22,7 @@ from service.engine.model import (
     Stacking,
     UsageLimit,
 )
+from service.engine.points_balance import ACCRUAL, RETURN, Lot, PointsHolding
 from service.store.codec import member_document, member_from_document
 
 ids = st.text(min_size=1, max_size=12)
@@ -74,6 +75,21 @@ members = st.builds(
     personal_offers=st.lists(personal_offers, max_size=3).map(tuple),
     usage=st.dictionaries(st.tuples(ids, ids), st.integers(0, 10**9), max_size=4),
     chips=st.integers(0, 10**9),
+    points=st.builds(
+        PointsHolding,
+        lots=st.lists(
+            st.builds(
+                Lot,
+                left=st.integers(1, 10**9),
+                kind=st.sampled_from([ACCRUAL, RETURN]),
+                available_at=times,
+                expires_at=times,
+                receipt_id=st.none() | ids,
+            ),
+            max_size=4,
+        ).map(tuple),
+        debt=st.integers(0, 10**6),
+    ),
 )
 
 
@@ -99,6 +115,7 @@ def test_equal_members_give_the_same_text(member: Member) -> None:
     assert member_document(equal) == text
     assert set(json.loads(text)) == {
         "active", "birth", "gender", "tags", "slots", "categories", "personal", "usage", "chips",
+        "points",
     }, "the id is the row's key, not repeated in the body"  # fmt: skip
 
 
