@@ -22,11 +22,14 @@ candidate are evaluated after the others, once the spread is known.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from service.engine.chips import apply_chips
 from service.engine.eligibility import ReceiptContext
 from service.engine.individual import individual_rules_for
 from service.engine.model import (
     AppliedBenefit,
+    BenefitKind,
     LimitUnit,
     Line,
     LineResult,
@@ -36,11 +39,10 @@ from service.engine.model import (
     RejectedCandidate,
     UsageCharge,
 )
-from service.engine.plans import LinePlan
 from service.engine.points_spend import PointsRequest, spend_points
 from service.engine.records import new_applied_benefit, new_line_result
-from service.engine.rules import INELIGIBLE, UNITS_LIMITED, Rule
-from service.engine.snapshot import Snapshot
+from service.engine.rules import BONUS, COMBINABLE, EXCLUSIVE, UNITS_LIMITED, Rule
+from service.engine.snapshot import Snapshot, order_of
 from service.engine.valuation import covered_share, discount_on, min_price_floor, points_on
 
 # explain-mode reasons decided on the line (filters' reasons live in engine.eligibility)
@@ -66,9 +68,69 @@ def combinable_set_equal(offer_id: str) -> str:
 
 
 _NO_BENEFITS: tuple[AppliedBenefit, ...] = ()
+_NO_RULES: tuple[Rule, ...] = ()
 _NO_REJECTED: tuple[RejectedCandidate, ...] = ()
 
 Coverage = dict[tuple[Rule, int], int]  # (units-limited rule, line index) -> thousandths
+
+
+class _ReceiptWide:
+    """The "all products" offers of the snapshot, filtered once for the receipt and split by
+    their role; every line then only looks at the offers scoped to its own groups."""
+
+    __slots__ = (
+        "exclusive",
+        "all_exclusive",
+        "combinable",
+        "bonus",
+        "units_limited",
+        "all",
+        "empty",
+    )
+
+    def __init__(self, rules: tuple[Rule, ...], context: ReceiptContext) -> None:
+        self.all = rules
+        exclusive: list[Rule] = []
+        combinable: list[Rule] = []
+        bonus: list[Rule] = []
+        units_limited: list[Rule] = []
+        for rule in rules:
+            role = context.role_of(rule)
+            if role is EXCLUSIVE:
+                exclusive.append(rule)
+            elif role is COMBINABLE:
+                combinable.append(rule)
+            elif role is BONUS:
+                bonus.append(rule)
+            elif role is UNITS_LIMITED:
+                units_limited.append(rule)
+        self.all_exclusive = tuple(exclusive)
+        self.exclusive = _undominated(exclusive)
+        self.combinable = tuple(combinable)
+        self.bonus = tuple(bonus)
+        self.units_limited = tuple(units_limited)
+        self.empty = not (exclusive or combinable or bonus or units_limited)
+
+
+def _undominated(exclusive: list[Rule]) -> tuple[Rule, ...]:
+    """The exclusive rules that can win on some line. A rule cannot if an earlier one (in
+    candidate order, so it wins ties) of the same kind always gives at least as much: a
+    larger or equal percentage or amount per unit, a smaller or equal fixed price. Rules
+    with a negative value never give anything."""
+    kept: list[Rule] = []
+    best_by_kind: dict[BenefitKind, int] = {}
+    for rule in exclusive:
+        value = rule.value
+        if value < 0:
+            continue
+        seen = best_by_kind.get(rule.kind)
+        if seen is not None and (
+            seen <= value if rule.kind is BenefitKind.FIXED_PRICE else seen >= value
+        ):
+            continue
+        best_by_kind[rule.kind] = value
+        kept.append(rule)
+    return tuple(kept)
 
 
 def calculate(
@@ -85,35 +147,38 @@ def calculate(
     With `points`, the points asked for are spent on the settled lines (engine.points_spend).
     """
     context = ReceiptContext(snapshot, receipt)
+    wide = _ReceiptWide(snapshot.all_products_rules, context)
     individual = individual_rules_for(snapshot, receipt.member)
     entries = snapshot.entries
     lines = receipt.lines
     results: list[LineResult | None] = []
-    deferred: list[tuple[int, Product | None, LinePlan]] = []
+    deferred: list[tuple[int, Product | None, tuple[Rule, ...]]] = []
     unknown: set[str] | None = None
     for index, line in enumerate(lines):
         entry = entries.get(line.sku)
         product: Product | None
         if entry is None:
-            product, plan = None, snapshot.unknown_sku_plan
+            product, scoped = None, _NO_RULES
             if unknown is None:
                 unknown = set()
             unknown.add(line.sku)
         else:
-            product, groups, plan = entry
+            product, groups, scoped = entry
             if individual is not None:  # the member's memo first: most SKUs repeat
                 own = individual.by_line.get(line.sku)
-                plan = own if own is not None else individual.plan_for(line.sku, groups, plan)
-        result = _evaluate_line(line, index, product, plan, context, None, explain)
+                scoped = (
+                    own if own is not None else individual.line_candidates(line.sku, groups, scoped)
+                )
+        result = _evaluate_line(line, index, product, scoped, wide, context, None, explain)
         if result is None:
-            deferred.append((index, product, plan))
+            deferred.append((index, product, scoped))
         results.append(result)
 
     if deferred:
-        coverage = _spread_units_limits(lines, deferred, context)
-        for index, product, plan in deferred:
+        coverage = _spread_units_limits(lines, deferred, wide, context)
+        for index, product, scoped in deferred:
             results[index] = _evaluate_line(
-                lines[index], index, product, plan, context, coverage, explain
+                lines[index], index, product, scoped, wide, context, coverage, explain
             )
 
     line_results: tuple[LineResult, ...] = tuple(results)  # type: ignore[arg-type]
@@ -144,51 +209,67 @@ def calculate(
     return settled
 
 
-# Each loop over a plan's candidates skips the ones this receipt rules out, inline (this
-# runs for every candidate of every line): `roles` memoises role_of for the receipt; a
-# units-limited candidate applies only where the spread gave the line a share (`covered`).
+# What _split_by_role finds on a line, as a plain tuple (this runs for every line): its own
+# exclusive, combinable and bonus rules (None: none), and units-limited rules -> the
+# quantity they cover here (None: none).
+_Split = tuple[list[Rule] | None, list[Rule] | None, list[Rule] | None, dict[Rule, int] | None]
 
 
 def _evaluate_line(
     line: Line,
     index: int,
     product: Product | None,
-    plan: LinePlan,
+    scoped: tuple[Rule, ...],
+    wide: _ReceiptWide,
     context: ReceiptContext,
     coverage: Coverage | None,
     explain: bool,
 ) -> LineResult | None:
     """One line's result; None when a units-limited candidate needs the spread first.
 
-    The steps, on the candidates of the line's plan that pass the receipt's filters: option
-    A (the best exclusive), option B (the combinable sequence), the better of the two under
-    the min-price cap, then the bonuses.
+    `scoped` are the line's own candidates (offers scoped to its groups, the member's
+    individual rules), sorted; `wide` the receipt's eligible "all products" offers. The
+    steps: split the candidates by role, option A (the best exclusive), option B (the
+    combinable sequence), the better of the two under the min-price cap, then the bonuses.
     """
     amount = line.amount
     known = product is not None
     if product is not None and product.excluded:
-        rejected = _all_rejected((*plan.wide, *plan.own), PRODUCT_EXCLUDED) if explain else ()
+        rejected = _all_rejected((*wide.all, *scoped), PRODUCT_EXCLUDED) if explain else ()
         return new_line_result(
             line.line_id, line.sku, amount, 0, amount, 0, _NO_BENEFITS, known, rejected
         )
-    if plan.empty:
+    if not scoped and wide.empty and not explain:
         return new_line_result(
             line.line_id, line.sku, amount, 0, amount, 0, _NO_BENEFITS, known, _NO_REJECTED
         )
-    if plan.limited and coverage is None:
-        return None
+    if wide.units_limited:
+        if coverage is None:
+            return None
+        scoped = (*scoped, *wide.units_limited)
     quantity = line.quantity
     losers: list[RejectedCandidate] | None = None
     exclusives: list[tuple[Rule, int]] | None = None
     if explain:
-        losers, exclusives = [], []
-    covered = _line_coverage(plan, index, context, coverage, losers)
-    best, best_value = _best_exclusive(
-        plan.exclusive, context, amount, quantity, covered, exclusives
-    )
-    steps, combined = _combinable_sequence(
-        plan.combinable, context, amount, quantity, covered, losers
-    )
+        losers = [_rejected(r, context.reasons[r]) for r in wide.all if r in context.reasons]
+        exclusives = []
+    found = _split_by_role(scoped, index, context, coverage, losers)
+    if found is None:
+        return None
+    own_exclusive, own_combinable, own_bonuses, covered = found
+    receipt_exclusive = wide.all_exclusive if explain else wide.exclusive
+    if own_exclusive is not None or receipt_exclusive:
+        best, best_value = _best_exclusive(
+            own_exclusive, receipt_exclusive, amount, quantity, covered, exclusives
+        )
+    else:
+        best, best_value = None, 0
+    if wide.combinable or own_combinable is not None:
+        steps, combined = _combinable_sequence(
+            wide.combinable, own_combinable, amount, quantity, covered, losers
+        )
+    else:
+        steps, combined = [], 0
     # the better option (B wins only if it gives more; a tie goes to A), under the cap
     if losers is not None and exclusives is not None:
         _explain_options(losers, exclusives, steps, best, best_value, combined)
@@ -205,79 +286,79 @@ def _evaluate_line(
         if total > most:
             total = _cut(applied, total - most, losers)
     paid = amount - total
-    benefits, points = _benefits(applied, plan.bonus, paid, context, quantity, covered, losers)
+    benefits, points = _benefits(
+        applied, wide.bonus, own_bonuses, paid, context, quantity, covered, losers
+    )
     rejected = tuple(losers) if losers else _NO_REJECTED
     return new_line_result(
         line.line_id, line.sku, amount, total, paid, points, benefits, known, rejected
     )
 
 
-def _line_coverage(
-    plan: LinePlan,
+def _split_by_role(
+    scoped: tuple[Rule, ...],
     index: int,
     context: ReceiptContext,
     coverage: Coverage | None,
     losers: list[RejectedCandidate] | None,
-) -> dict[Rule, int] | None:
-    """The shares of their limits the units-limited candidates have on this line (None: the
-    plan has none); explain mode lists the candidates that cannot apply here in `losers`."""
+) -> _Split | None:
+    """The line's own candidates by role (exclusive, combinable, bonus), units-limited ones
+    with their share of the limit; the ineligible ones go to `losers` (explain). None when a
+    units-limited one needs the spread first."""
+    exclusive: list[Rule] | None = None
+    combinable: list[Rule] | None = None
+    bonuses: list[Rule] | None = None
     covered: dict[Rule, int] | None = None
-    if plan.limited:
-        assert coverage is not None  # the line waited for the spread
-        covered = {}
-        for rule in plan.limited:
-            if context.role_of(rule) is UNITS_LIMITED:
-                share = coverage.get((rule, index), 0)
-                if share > 0:
-                    covered[rule] = share
-    if losers is not None:
-        _explain_unavailable(plan, context, covered, losers)
-    return covered
-
-
-def _explain_unavailable(
-    plan: LinePlan,
-    context: ReceiptContext,
-    covered: dict[Rule, int] | None,
-    losers: list[RejectedCandidate],
-) -> None:
-    """The receipt-wide candidates the filters rule out, then the line's own ones, and the
-    units-limited ones other lines used up, in candidate order."""
-    for rule in plan.wide:
-        if context.role_of(rule) is INELIGIBLE:
+    roles = context.roles
+    for rule in scoped:
+        role = roles.get(rule)
+        if role is None:
+            role = context.role_of(rule)
+        if role is UNITS_LIMITED:
+            if coverage is None:
+                return None
+            share = coverage.get((rule, index), 0)
+            if share <= 0:
+                if losers is not None:
+                    losers.append(_rejected(rule, UNITS_USED_BY_OTHER_LINES))
+                continue
+            if covered is None:
+                covered = {}
+            covered[rule] = share
+            role = rule.role
+        if role is EXCLUSIVE:
+            if exclusive is None:
+                exclusive = [rule]
+            else:
+                exclusive.append(rule)
+        elif role is COMBINABLE:
+            if combinable is None:
+                combinable = [rule]
+            else:
+                combinable.append(rule)
+        elif role is BONUS:
+            if bonuses is None:
+                bonuses = [rule]
+            else:
+                bonuses.append(rule)
+        elif losers is not None:
             losers.append(_rejected(rule, context.reasons[rule]))
-    for rule in plan.own:
-        role = context.role_of(rule)
-        if role is INELIGIBLE:
-            losers.append(_rejected(rule, context.reasons[rule]))
-        elif role is UNITS_LIMITED and not _has_share(rule, covered):
-            losers.append(_rejected(rule, UNITS_USED_BY_OTHER_LINES))
-    for rule in plan.wide:
-        if context.role_of(rule) is UNITS_LIMITED and not _has_share(rule, covered):
-            losers.append(_rejected(rule, UNITS_USED_BY_OTHER_LINES))
-
-
-def _has_share(rule: Rule, covered: dict[Rule, int] | None) -> bool:
-    return covered is not None and rule in covered
+    return exclusive, combinable, bonuses, covered
 
 
 def _best_exclusive(
-    candidates: tuple[Rule, ...],
-    context: ReceiptContext,
+    own: list[Rule] | None,
+    receipt_wide: tuple[Rule, ...],
     amount: int,
     quantity: int,
     covered: dict[Rule, int] | None,
     exclusives: list[tuple[Rule, int]] | None,
 ) -> tuple[Rule | None, int]:
-    """Option A: the largest exclusive discount; ties: higher priority, then smaller offer
-    id. Explain mode lists each in `exclusives`."""
+    """Option A: the largest exclusive discount, the line's own and the receipt's; ties:
+    higher priority, then smaller offer id. Explain mode lists each in `exclusives`."""
     best: Rule | None = None
     best_value = 0
-    roles, role_of = context.roles, context.role_of
-    for rule in candidates:
-        role = roles.get(rule) or role_of(rule)
-        if role is INELIGIBLE or (role is UNITS_LIMITED and not _has_share(rule, covered)):
-            continue
+    for rule in (*own, *receipt_wide) if own is not None else receipt_wide:
         bp = rule.basis_points
         if bp is None:
             value = discount_on(rule.kind, rule.value, amount, quantity)
@@ -297,8 +378,8 @@ def _best_exclusive(
 
 
 def _combinable_sequence(
-    candidates: tuple[Rule, ...],
-    context: ReceiptContext,
+    receipt_wide: tuple[Rule, ...],
+    own: list[Rule] | None,
     amount: int,
     quantity: int,
     covered: dict[Rule, int] | None,
@@ -306,13 +387,12 @@ def _combinable_sequence(
 ) -> tuple[list[tuple[Rule, int]], int]:
     """Option B: every combinable discount on what is left to pay, in priority order;
     returns the steps that gave something and their sum."""
+    combinable: Sequence[Rule] = receipt_wide
+    if own is not None:
+        combinable = sorted((*combinable, *own), key=order_of)
     steps: list[tuple[Rule, int]] = []
     remaining = amount
-    roles, role_of = context.roles, context.role_of
-    for rule in candidates:
-        role = roles.get(rule) or role_of(rule)
-        if role is INELIGIBLE or (role is UNITS_LIMITED and not _has_share(rule, covered)):
-            continue
+    for rule in combinable:
         bp = rule.basis_points
         if bp is None:
             value = discount_on(rule.kind, rule.value, remaining, quantity)
@@ -332,7 +412,8 @@ def _combinable_sequence(
 
 def _benefits(
     applied: list[tuple[Rule, int]],
-    bonuses: tuple[Rule, ...],
+    receipt_wide_bonus: tuple[Rule, ...],
+    own_bonuses: list[Rule] | None,
     paid: int,
     context: ReceiptContext,
     quantity: int,
@@ -348,12 +429,11 @@ def _benefits(
         )
         if rule.usage_limit is not None:
             _charge(context, rule, covered, quantity)
+    bonuses: Sequence[Rule] = receipt_wide_bonus
+    if own_bonuses is not None:
+        bonuses = sorted((*bonuses, *own_bonuses), key=order_of)
     points = 0
-    roles, role_of = context.roles, context.role_of
     for rule in bonuses:
-        role = roles.get(rule) or role_of(rule)
-        if role is INELIGIBLE or (role is UNITS_LIMITED and not _has_share(rule, covered)):
-            continue
         bp = rule.basis_points
         value = (paid * bp * 2 + 10000) // 20000 if bp is not None and paid > 0 else 0
         if covered is not None and rule in covered:
@@ -369,32 +449,6 @@ def _benefits(
         if rule.usage_limit is not None:
             _charge(context, rule, covered, quantity)
     return tuple(benefits), points
-
-
-def _spread_units_limits(
-    lines: tuple[Line, ...],
-    deferred: list[tuple[int, Product | None, LinePlan]],
-    context: ReceiptContext,
-) -> Coverage:
-    """Spread each units-limited rule's remaining quantity over the lines it matches, in
-    line_id order: each line covered up to its quantity until nothing remains."""
-    matching: dict[Rule, list[tuple[str, int, int]]] = {}
-    for index, product, plan in deferred:
-        if product is not None and product.excluded:
-            continue
-        line = lines[index]
-        for rule in plan.limited:
-            if context.role_of(rule) is not UNITS_LIMITED or not _gives_something(rule, line):
-                continue
-            matching.setdefault(rule, []).append((line.line_id, index, line.quantity))
-    coverage: Coverage = {}
-    for rule, matched in matching.items():
-        remaining = context.remaining_use(rule)
-        for _line_id, index, quantity in sorted(matched):
-            share = quantity if quantity < remaining else remaining
-            coverage[(rule, index)] = share
-            remaining -= share
-    return coverage
 
 
 def _cut(
@@ -446,6 +500,35 @@ def _usage_charges(
         left.append((offer_id, max(context.remaining_use(rule) - used, 0)))
     charges.sort(key=lambda charge: (charge.offer_id, charge.period_key))
     return tuple(charges), tuple(sorted(left))
+
+
+def _spread_units_limits(
+    lines: tuple[Line, ...],
+    deferred: list[tuple[int, Product | None, tuple[Rule, ...]]],
+    wide: _ReceiptWide,
+    context: ReceiptContext,
+) -> Coverage:
+    """Spread each units-limited rule's remaining quantity over the lines it matches, in
+    line_id order: each line covered up to its quantity until nothing remains."""
+    matching: dict[Rule, list[tuple[str, int, int]]] = {}
+    for index, product, scoped in deferred:
+        if product is not None and product.excluded:
+            continue
+        line = lines[index]
+        for rule in (*scoped, *wide.units_limited):
+            if not rule.units_limited:
+                continue
+            if context.role_of(rule) != UNITS_LIMITED or not _gives_something(rule, line):
+                continue
+            matching.setdefault(rule, []).append((line.line_id, index, line.quantity))
+    coverage: Coverage = {}
+    for rule, matched in matching.items():
+        remaining = context.remaining_use(rule)
+        for _line_id, index, quantity in sorted(matched):
+            share = quantity if quantity < remaining else remaining
+            coverage[(rule, index)] = share
+            remaining -= share
+    return coverage
 
 
 def _gives_something(rule: Rule, line: Line) -> bool:

@@ -20,15 +20,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 from service.engine.model import FavoriteCategoryTerms, Member, PersonalOffer
-from service.engine.plans import LinePlan
-from service.engine.rules import Rule, order_of, rule_for_category_terms, rule_for_personal_offer
+from service.engine.rules import Rule, rule_for_category_terms, rule_for_personal_offer
 from service.engine.selection import effective_groups
-from service.engine.snapshot import Snapshot
+from service.engine.snapshot import Snapshot, order_of
 
 MEMO_SIZE = 4096  # members whose index is kept per snapshot
-# SKUs whose plan is kept per member. A SKU the member's terms do not touch shares the
-# snapshot's plan (one dict entry); one they do costs a plan of its own, about 0.5 KB.
-LINE_MEMO_SIZE = 1024
+LINE_MEMO_SIZE = 1024  # SKUs whose merged candidates are kept per member
 
 
 # What the index maps SKUs and groups to: a favorite-products offer's rule (compiled once in
@@ -48,15 +45,13 @@ class IndividualRules:
         self.member = member
         self.by_sku = by_sku
         self.by_group = by_group
-        self.by_line: dict[str, LinePlan] = {}  # sku -> plan_for, memoised
+        self.by_line: dict[str, tuple[Rule, ...]] = {}  # sku -> line_candidates, memoised
         self._compiled: dict[int, Rule] = {}  # id(terms) -> rule; the member keeps terms alive
 
-    def plan_for(self, sku: str, groups: frozenset[str], general: LinePlan) -> LinePlan:
-        """The plan of a known SKU for this member: the general candidates merged with the
-        member's, sorted; the general plan itself when the member has none for it.
-
-        Memoised per SKU; threads racing on a SKU build equal plans and the last one stays
-        (a dict get or set of an immutable value is atomic under the GIL: no lock needed)."""
+    def line_candidates(
+        self, sku: str, groups: frozenset[str], general: tuple[Rule, ...]
+    ) -> tuple[Rule, ...]:
+        """The general candidates of a known SKU merged with this member's, sorted."""
         found = self.by_line.get(sku)
         if found is None:
             own: dict[Rule, None] = {}
@@ -67,11 +62,7 @@ class IndividualRules:
                 for group_id in groups:
                     for source in by_group.get(group_id, ()):
                         own[self._rule(source)] = None
-            found = (
-                general.with_own(tuple(sorted((*general.own, *own), key=order_of)))
-                if own
-                else general
-            )
+            found = tuple(sorted((*general, *own), key=order_of)) if own else general
             if len(self.by_line) >= LINE_MEMO_SIZE:
                 self.by_line.clear()
             self.by_line[sku] = found

@@ -9,9 +9,7 @@ mechanic, the benefit, the order key (priority, then offer id) and the printable
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from datetime import UTC, datetime
-from operator import attrgetter
 
 from service.engine.model import (
     Audience,
@@ -165,10 +163,6 @@ class Rule:
 
     def __repr__(self) -> str:
         return f"Rule({self.offer_id!r}, {self.mechanic.value}, {self.kind.value} {self.value})"
-
-
-# Sort key of candidates: higher priority first, then smaller offer id, then mechanic.
-order_of: Callable[[Rule], tuple[int, str, str]] = attrgetter("sort_key")
 
 
 def rule_for_offer(offer: Offer) -> Rule | None:

@@ -6,10 +6,11 @@
 - per SKU, the frozenset of product groups it belongs to (listed SKUs plus whole categories
   with descendants, minus excluded SKUs, minus excluded categories); products with the same
   categories and no SKU-specific membership share one frozenset;
-- offers of levels 1-3 indexed by their scope: the "all products" offers in one sorted tuple,
-  and per distinct set of groups, the line plan (engine.plans) of the offers scoped to one of
-  those groups with the "all products" ones. A line finds its product, groups and plan with
-  one dict lookup, so its cost does not grow with offers or products that cannot apply to it.
+- offers of levels 1-3 indexed by their scope: the "all products" offers in one sorted tuple
+  (filtered once per receipt), and per distinct set of groups, the sorted tuple of the
+  offers scoped to one of those groups. A line finds its product, groups and scoped offers
+  with one dict lookup, so its cost does not grow with offers or products that cannot
+  apply to it.
 
 Offers that can never apply again (validity in the past) are kept; filters are checked per
 receipt. Level INDIVIDUAL offers apply only through a favorite-products offer.
@@ -18,7 +19,8 @@ receipt. Level INDIVIDUAL offers apply only through a favorite-products offer.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -33,17 +35,19 @@ from service.engine.model import (
     ProductList,
     Store,
 )
-from service.engine.plans import LinePlan
-from service.engine.rules import Rule, order_of, rule_for_favorite_products, rule_for_offer
+from service.engine.rules import Rule, rule_for_favorite_products, rule_for_offer
 
 if TYPE_CHECKING:
     from service.engine.individual import IndividualRules
 
-# What one dict lookup per line returns: the product, its groups, and the plan of its line
-# (engine.plans): the "all products" offers and the offers scoped to its groups.
-ProductEntry = tuple[Product, frozenset[str], LinePlan]
+# What one dict lookup per line returns: the product, its groups, the offers scoped to them.
+ProductEntry = tuple[Product, frozenset[str], tuple[Rule, ...]]
 
 _NO_GROUPS: frozenset[str] = frozenset()
+
+
+# Sort key of candidates: higher priority first, then smaller offer id, then mechanic.
+order_of: Callable[[Rule], tuple[int, str, str]] = attrgetter("sort_key")
 
 
 class Snapshot:
@@ -62,7 +66,6 @@ class Snapshot:
         "favorite_products_offers",
         "entries",
         "all_products_rules",
-        "unknown_sku_plan",
         "favorite_rules",
         "individual_memo",
         "chips",
@@ -102,7 +105,6 @@ class Snapshot:
         self.favorite_products_offers = favorite_products_offers
         self.entries = entries
         self.all_products_rules = all_products_rules
-        self.unknown_sku_plan = LinePlan(all_products_rules, ())  # only "all products" offers
         self.favorite_rules = favorite_rules
         self.individual_memo: dict[int, IndividualRules] = {}
         self.chips = chips_program(offers)  # None: no chips offer (engine.chips)
@@ -174,7 +176,7 @@ class Snapshot:
         entry = self.entries.get(sku)
         if entry is None:
             return self.all_products_rules
-        return tuple(sorted((*self.all_products_rules, *entry[2].own), key=order_of))
+        return tuple(sorted((*self.all_products_rules, *entry[2]), key=order_of))
 
     # --- stores and time -----------------------------------------------------------------
 
@@ -233,9 +235,7 @@ def build_snapshot(
     all_products.sort(key=order_of)
     all_products_rules = tuple(all_products)
 
-    entries = _product_entries(
-        products, group_by_id.values(), ancestors, rules_by_group, all_products_rules
-    )
+    entries = _product_entries(products, group_by_id.values(), ancestors, rules_by_group)
     favorite_rules = {f.offer.id: rule_for_favorite_products(f) for f in favorite_tuple}
     zones = {s.id: _zone(s.time_zone) for s in store_by_id.values() if s.time_zone}
     return Snapshot(
@@ -327,20 +327,21 @@ def _product_entries(
     groups: Iterable[ProductGroup],
     ancestors: Mapping[str, frozenset[str]],
     rules_by_group: Mapping[str, list[Rule]],
-    all_products_rules: tuple[Rule, ...],
 ) -> dict[str, ProductEntry]:
     index = _GroupIndex(groups, ancestors)
-    interned: dict[frozenset[str], tuple[frozenset[str], LinePlan]] = {}
-    by_categories: dict[tuple[str, ...], tuple[set[str], set[str], frozenset[str], LinePlan]] = {}
+    interned: dict[frozenset[str], tuple[frozenset[str], tuple[Rule, ...]]] = {}
+    by_categories: dict[
+        tuple[str, ...], tuple[set[str], set[str], frozenset[str], tuple[Rule, ...]]
+    ] = {}
 
-    def intern(group_ids: frozenset[str]) -> tuple[frozenset[str], LinePlan]:
+    def intern(group_ids: frozenset[str]) -> tuple[frozenset[str], tuple[Rule, ...]]:
         found = interned.get(group_ids)
         if found is None:
             rules: list[Rule] = []
             for group_id in group_ids:
                 rules.extend(rules_by_group.get(group_id, ()))
             rules.sort(key=order_of)
-            found = interned[group_ids] = (group_ids, LinePlan(all_products_rules, tuple(rules)))
+            found = interned[group_ids] = (group_ids, tuple(rules))
         return found
 
     entries: dict[str, ProductEntry] = {}
@@ -352,11 +353,11 @@ def _product_entries(
         shared = by_categories.get(product.category_ids)
         if shared is None:
             included, excluded = index.category_groups(product.category_ids)
-            group_ids, plan = intern(frozenset(included - excluded))
-            shared = by_categories[product.category_ids] = (included, excluded, group_ids, plan)
-        included, excluded, group_ids, plan = shared
+            group_ids, rules = intern(frozenset(included - excluded))
+            shared = by_categories[product.category_ids] = (included, excluded, group_ids, rules)
+        included, excluded, group_ids, rules = shared
         if sku in special_skus:
             own = (included | index.by_sku.get(sku, set())) - index.excluded_by_sku.get(sku, set())
-            group_ids, plan = intern(frozenset(own - excluded))
-        entries[sku] = (product, group_ids, plan)
+            group_ids, rules = intern(frozenset(own - excluded))
+        entries[sku] = (product, group_ids, rules)
     return entries
