@@ -5,7 +5,8 @@
 Builds a catalogue (category tree, products, groups), offers of every level and kind, and a
 member with full individual offers (favorite-product slots, favorite categories,
 personalized offers with usage limits), then measures the median time of calculate() for
-receipts of 5, 20 and 100 lines. Two scaling checks use one fixed 20-line receipt and the
+receipts of 5, 20 and 100 lines, and the serving bench's 20-line receipt on the scaled
+data (bench/scale_data.py). Two scaling checks use one fixed 20-line receipt and the
 offers that can apply to it, then add offers or products that cannot apply to it:
 10 / 1,000 / 10,000 offers, and 1,000 / 1,000,000 products.
 
@@ -415,6 +416,36 @@ def main_scenario(results: dict[str, float], rng: random.Random) -> None:
     results["applied_benefits_per_line_mean"] = round(statistics.mean(applied), 2)
 
 
+def scaled_scenario(results: dict[str, float]) -> None:
+    """The receipt of the serving bench (bench/run.py calculate_request) on the data of
+    bench/scale_data.py, in memory: 20 lines, the showcase member's 10 SKUs with individual
+    offers and 10 others, quantity 1, prices 1,137 + 137 per line; 1,000 offers, 10,000
+    products; store S001, the engine bench's sale time."""
+    from bench.scale_data import SEED, scaled_world
+    from bench.scale_data import STORES as SCALED_STORES
+
+    world = scaled_world(random.Random(SEED))
+    snapshot = build_snapshot(
+        categories=world.catalogue.categories,
+        products=world.catalogue.products,
+        groups=world.groups,
+        product_lists=world.lists,
+        offers=world.offers,
+        favorite_product_offers=world.favorites,
+        stores=SCALED_STORES,
+        program_time_zone=ZONE,
+    )
+    skus = [*world.showcase_skus[:10], *world.other_skus][:20]
+    lines = tuple(
+        Line(str(number), sku, 1000, 1000 + 137 * number, 1000 + 137 * number)
+        for number, sku in enumerate(skus, start=1)
+    )
+    receipt = Receipt("BENCH-1", SALE_TIME, lines, store_id="S001", member=world.showcase)
+    results["engine_us_scaled_20_lines"] = time_receipts(snapshot, [receipt], repeat=300)[0]
+    benefits = [len(line.benefits) for line in calculate(snapshot, receipt).lines]
+    results["scaled_benefits_per_line_mean"] = round(statistics.mean(benefits), 2)
+
+
 def scaling_scenario(results: dict[str, float], rng: random.Random, max_products: int) -> None:
     """One 20-line receipt; only offers and products that cannot apply to it vary."""
     small = make_catalogue(1_000, rng)
@@ -472,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, float] = {}
     main_scenario(results, random.Random(1))
+    scaled_scenario(results)
     scaling_scenario(results, random.Random(2), args.max_products)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     width = max(len(k) for k in results)

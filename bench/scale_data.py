@@ -16,12 +16,19 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
-from bench.engine_bench import FAR_PAST, make_catalogue, make_favorites, make_offers
+from bench.engine_bench import (
+    FAR_PAST,
+    Catalogue,
+    make_catalogue,
+    make_favorites,
+    make_offers,
+)
 from service.engine.model import (
     Audience,
     Benefit,
     BenefitKind,
     FavoriteCategoryTerms,
+    FavoriteProductsOffer,
     Gender,
     Level,
     LimitPeriod,
@@ -30,6 +37,8 @@ from service.engine.model import (
     Offer,
     PersonalOffer,
     Product,
+    ProductGroup,
+    ProductList,
     Schedule,
     Stacking,
     Store,
@@ -163,8 +172,22 @@ def _head_revision() -> str:
     return str(scripts.get_current_head())
 
 
-def build(out: Path, members: int) -> ScaledData:
-    rng = random.Random(SEED)
+@dataclass(frozen=True)
+class ScaledWorld:
+    """The catalogue, offers and showcase member of the scaled data, in memory: what build()
+    stores, and what bench.engine_bench calculates on without a store."""
+
+    catalogue: Catalogue
+    offers: list[Offer]
+    groups: list[ProductGroup]  # category groups and the offers' own groups
+    favorites: list[FavoriteProductsOffer]
+    lists: list[ProductList]
+    showcase: Member
+    showcase_skus: tuple[str, ...]
+    other_skus: tuple[str, ...]
+
+
+def scaled_world(rng: random.Random) -> ScaledWorld:
     catalogue = make_catalogue(10_000, rng)
     offers, offer_groups = make_offers(1_000, catalogue, rng)
     # As in the demo data, a program has a handful of storewide offers (the demo's four) while
@@ -183,7 +206,6 @@ def build(out: Path, members: int) -> ScaledData:
     favorites = [replace(f, offer=replace(f.offer, valid_to=None)) for f in favorites]
     pool = list(lists[0].skus)
     group_ids = [g.id for g in catalogue.category_groups]
-    stamp = out.with_suffix(".stamp")
     showcase = replace(
         _member(1, random.Random(SEED + 1), pool, group_ids, catalogue.products),
         segment_tags=frozenset({"vip"}),
@@ -192,7 +214,19 @@ def build(out: Path, members: int) -> ScaledData:
         sorted(s for p in showcase.personal_offers for s in p.skus)
     )
     others = tuple(p.sku for p in catalogue.products[5000:5040] if not p.excluded)
-    data = ScaledData(out, members, card_of(1), showcase_skus, others)
+    groups = catalogue.category_groups + offer_groups
+    return ScaledWorld(catalogue, offers, groups, favorites, lists, showcase, showcase_skus, others)
+
+
+def build(out: Path, members: int) -> ScaledData:
+    rng = random.Random(SEED)
+    world = scaled_world(rng)
+    catalogue, lists = world.catalogue, world.lists
+    pool = list(lists[0].skus)
+    group_ids = [g.id for g in catalogue.category_groups]
+    showcase = world.showcase
+    stamp = out.with_suffix(".stamp")
+    data = ScaledData(out, members, card_of(1), world.showcase_skus, world.other_skus)
     if out.exists() and stamp.exists() and stamp.read_text() == fingerprint(members):
         return data
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,11 +239,11 @@ def build(out: Path, members: int) -> ScaledData:
     with sessions.begin() as session:
         save_categories(session, catalogue.categories)
         save_products(session, catalogue.products)
-        save_product_groups(session, catalogue.category_groups + offer_groups)
+        save_product_groups(session, world.groups)
         save_product_lists(session, lists)
         save_stores(session, STORES)
-        save_offers(session, offers)
-        save_favorite_products_offers(session, favorites)
+        save_offers(session, world.offers)
+        save_favorite_products_offers(session, world.favorites)
     batch = 2000
     for start in range(1, members + 1, batch):
         chunk = [

@@ -1,17 +1,21 @@
 """Internal shortcuts that must stay invisible: fast record constructors and memos."""
 
 import gc
-from dataclasses import replace
+import pickle
+from dataclasses import FrozenInstanceError, replace
+
+import pytest
 
 from service.engine.model import (
     AppliedBenefit,
     Benefit,
     BenefitKind,
+    Line,
     LineResult,
     Mechanic,
     PersonalOffer,
 )
-from service.engine.records import new_applied_benefit, new_line_result
+from service.engine.records import new_applied_benefit, new_line, new_line_result
 from tests.unit.engine.builders import applied, line, member, one_line, snapshot
 
 
@@ -22,6 +26,20 @@ def test_fast_constructors_build_records_equal_to_normal_ones() -> None:
     fast_line = new_line_result("1", "s", 100, 10, 90, 0, (fast,), True, ())
     assert fast_line == LineResult("1", "s", 100, 10, 90, 0, (normal,))
     assert repr(fast_line) == repr(LineResult("1", "s", 100, 10, 90, 0, (normal,)))
+    assert new_line("1", "s", 1000, 5, 5) == Line("1", "s", 1000, 5, 5)
+    assert type(new_line("1", "s", 1000, 5, 5)) is Line and type(fast_line) is LineResult
+
+
+def test_fast_records_stay_frozen_and_behave_as_records() -> None:
+    fast = new_applied_benefit("o", Mechanic.ALL_BUYERS, BenefitKind.PERCENT, 10, 0, "t")
+    with pytest.raises(FrozenInstanceError):
+        fast.discount = 5  # type: ignore[misc]
+    assert replace(fast, discount=5).discount == 5
+    assert pickle.loads(pickle.dumps(fast)) == fast
+    fast_line = new_line_result("1", "s", 100, 10, 90, 0, (fast,), True, ())
+    assert pickle.loads(pickle.dumps(fast_line)) == fast_line
+    with pytest.raises(FrozenInstanceError):
+        fast_line.paid = 0  # type: ignore[misc]
 
 
 def personal(value: int) -> PersonalOffer:

@@ -301,3 +301,16 @@ def test_adding_a_combinable_offer_never_makes_the_customer_worse_off(
     for old, new in zip(before.lines, after.lines, strict=True):
         assert new.discount >= old.discount, (old, new)
     assert after.total_discount >= before.total_discount
+
+
+@SETTINGS
+@given(cases(), lines())
+def test_memos_warmed_by_other_receipts_change_no_result(case, other_lines) -> None:
+    """The member's memo (compiled terms, merged candidates per SKU) is kept on the snapshot
+    between receipts: a snapshot that served other receipts of the member first gives what a
+    fresh snapshot gives."""
+    snap, receipt, general, favs = case
+    cold = calculate(snapshot(general, favorites=favs), receipt)
+    calculate(snap, replace(receipt, lines=other_lines))
+    calculate(snap, replace(receipt, lines=other_lines), explain=True)
+    assert calculate(snap, receipt) == cold == calculate(snap, receipt)
