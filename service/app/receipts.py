@@ -69,7 +69,13 @@ from service.store.chips_repo import (
 )
 from service.store.member_repo import member_exists
 from service.store.pipeline import Batch, Later
-from service.store.points_repo import accrue, points_position, reverse, spend
+from service.store.points_repo import (
+    points_position,
+    queue_accrual,
+    queue_points_position,
+    reverse,
+    spend,
+)
 from service.store.receipt_repo import (
     StoredReceipt,
     StoredRefund,
@@ -216,11 +222,13 @@ def _write_confirmation(
         if receipt.total_points_spent:  # read under the lock, after the counters
             totals()  # a usage limit refuses first
             _spend_points(uow.session, receipt, at)
+        points = receipt.points_by_offer()
+        queue_accrual(batch, member_id, receipt.receipt_id, points, at, lifetime)
         add_to_history(batch, member_id, receipt.bought(time_zone))
         _usage_counted(uow, member_id, totals if confirmation.usage else None)
-        accrue(uow.session, member_id, receipt.receipt_id, receipt.points_by_offer(), at, lifetime)
-        totals()
-        balance = points_position(uow.session, member_id, at).balance
+        position = queue_points_position(batch, member_id, at)
+        totals()  # sends the batch
+        balance = position.value().balance
     if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
         coupons.redeem(uow.session, receipt.receipt_id, member_id, confirmation.coupons, at)
     record = encode(balance, counted, chips())
@@ -345,9 +353,7 @@ def _usage_changed(uow: UnitOfWork, member_id: str, totals: Totals) -> None:
     _usage_counted(uow, member_id, functools.partial(dict, totals) if totals else None)
 
 
-def _usage_counted(
-    uow: UnitOfWork, member_id: str, totals: Callable[[], Totals] | None
-) -> None:
+def _usage_counted(uow: UnitOfWork, member_id: str, totals: Callable[[], Totals] | None) -> None:
     """_usage_changed with the new values known at commit (None: no counter changed)."""
     if totals is not None:
         uow.patch_members([member_id], _with_usage(totals))

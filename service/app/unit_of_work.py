@@ -210,7 +210,7 @@ class UnitOfWork:
                 locked=True,
             )
             return
-        current = {}
+        current: dict[str, Member] = {}
         for member_id in member_ids:
             current.update(self._documents[member_id].value())
         rebuild = write_patched(

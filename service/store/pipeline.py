@@ -30,11 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Insert, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import Executable
 
 Params = Mapping[str, Any]
 T = TypeVar("T")
@@ -96,13 +97,13 @@ class Batch:
     def queued(self) -> int:
         return len(self._queued)
 
-    def execute(self, statement: ClauseElement, params: Params) -> Pending:
+    def execute(self, statement: Executable, params: Params) -> Pending:
         """Queue a statement with one set of values; its rows come later."""
         pending = Pending(self)
         self._queue(statement, params, many=False, pending=pending)
         return pending
 
-    def execute_many(self, statement: ClauseElement, rows: Sequence[Params]) -> None:
+    def execute_many(self, statement: Executable, rows: Sequence[Params]) -> None:
         """Queue a statement without results for many sets of values (an executemany)."""
         if rows:
             self._queue(statement, rows, many=True, pending=None)
@@ -122,7 +123,7 @@ class Batch:
         self._queued = []
 
     def _queue(
-        self, statement: ClauseElement, params: Any, *, many: bool, pending: Pending | None
+        self, statement: Executable, params: Any, *, many: bool, pending: Pending | None
     ) -> None:
         connection = self._connection
         if connection is None:
@@ -133,7 +134,12 @@ class Batch:
             if pending is not None:
                 pending._rows = result.all() if result.returns_rows else []
             return
-        compiled = _compiled(statement, keys, connection.dialect)
+        if many and isinstance(statement, Insert):  # one statement, however many rows
+            compiled = _compiled_unnest(statement, keys, connection.dialect)
+            params = {key: [row[key] for row in params] for key in keys}
+            many = False
+        else:
+            compiled = _compiled(statement, keys, connection.dialect)
         self._queued.append((compiled, params, many, pending))
 
 
@@ -142,8 +148,8 @@ class _Compiled:
 
     __slots__ = ("_compiled", "sql", "binds", "results", "returns_rows")
 
-    def __init__(self, statement: ClauseElement, keys: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    def __init__(self, statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> None:
+        compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
         self._compiled = compiled
         self.sql = compiled.string
         self.binds = {}
@@ -157,7 +163,7 @@ class _Compiled:
 
     def values(self, params: Params) -> dict[str, Any]:
         """The driver's values: constants of the statement added, each through its type."""
-        values = self._compiled.construct_params(params)
+        values: dict[str, Any] = self._compiled.construct_params(params)
         for name, process in self.binds.items():
             values[name] = process(values[name])
         return values
@@ -166,14 +172,27 @@ class _Compiled:
         if not any(self.results):
             return list(fetched)
         return [
-            tuple(value if p is None else p(value) for p, value in zip(self.results, row))
+            tuple(
+                value if p is None else p(value) for p, value in zip(self.results, row, strict=True)
+            )
             for row in fetched
         ]
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(statement: ClauseElement, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
+def _compiled(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
     return _Compiled(statement, keys, dialect)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_unnest(statement: Insert, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
+    """INSERT ... SELECT FROM unnest(one array per column): many rows in one statement of
+    one shape (a driver's executemany would send them one by one, and a VALUES list of n
+    rows is a new statement for every n). ON CONFLICT clauses stay as they were."""
+    table = statement.table
+    arrays = [bindparam(key, type_=ARRAY(table.c[key].type)) for key in keys]
+    rows = func.unnest(*arrays).table_valued(*keys).render_derived(name="source")
+    return _Compiled(statement.from_select(keys, select(*rows.c)), keys, dialect)
 
 
 def _send_pipelined(
@@ -188,9 +207,7 @@ def _send_pipelined(
         with driver.pipeline():
             for compiled, params, many, pending in queued:
                 cursor = driver.cursor()
-                values = (
-                    [compiled.values(p) for p in params] if many else compiled.values(params)
-                )
+                values = [compiled.values(p) for p in params] if many else compiled.values(params)
                 context = SimpleNamespace()  # what event listeners keep per statement
                 events.before_cursor_execute(
                     connection, cursor, compiled.sql, values, context, many
@@ -217,7 +234,7 @@ def _translated(
     connection: Connection,
     queued: list[tuple[_Compiled, Any, bool, Pending | None]],
     error: Exception,
-) -> DBAPIError:
+) -> StatementError:
     """The driver's error as SQLAlchemy raises it; a lost connection is invalidated, so the
     pool does not hand it out again."""
     dialect = connection.dialect

@@ -41,6 +41,7 @@ from service.engine.points_balance import (
     points_position as replay,
 )
 from service.store.models import PointsLedgerRow
+from service.store.pipeline import Batch, Later
 from service.store.sql import table_of
 
 NO_OFFER = ""  # the offer id of a spend, return or expiry row: points, not an offer's
@@ -102,16 +103,19 @@ def accrue(
     lifetime: Lifetime = FOREVER,
 ) -> None:
     """One accrual row per offer that gave points on the receipt (offer id -> points)."""
+    _insert(session, _accrual_rows(member_id, receipt_id, points, at, lifetime))
+
+
+def _accrual_rows(
+    member_id: str, receipt_id: str, points: Mapping[str, int], at: datetime, lifetime: Lifetime
+) -> list[dict[str, Any]]:
     available_at, expires_at = lifetime.available_at(at), lifetime.expires_at(at)
-    _insert(
-        session,
-        [
-            _row(member_id, receipt_id, None, offer_id, given, ACCRUAL, at)
-            | {"available_at": available_at, "expires_at": expires_at}
-            for offer_id, given in points.items()
-            if given
-        ],
-    )
+    return [
+        _row(member_id, receipt_id, None, offer_id, given, ACCRUAL, at)
+        | {"available_at": available_at, "expires_at": expires_at}
+        for offer_id, given in points.items()
+        if given
+    ]
 
 
 def spend(session: Session, member_id: str, receipt_id: str, points: int, at: datetime) -> None:
@@ -174,3 +178,28 @@ def _row(
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
         session.connection().execute(_statements().insert, rows)
+
+
+# --- the same on a batch (service.store.pipeline: a confirm sends its statements together) ---
+
+
+def queue_accrual(
+    batch: Batch,
+    member_id: str,
+    receipt_id: str,
+    points: Mapping[str, int],
+    at: datetime,
+    lifetime: Lifetime = FOREVER,
+) -> None:
+    """accrue(), the rows written when the batch is sent."""
+    batch.execute_many(
+        _statements().insert, _accrual_rows(member_id, receipt_id, points, at, lifetime)
+    )
+
+
+def queue_points_position(
+    batch: Batch, member_id: str, at: datetime, soon: timedelta = timedelta(0)
+) -> Later[PointsPosition]:
+    """points_position(), read when the batch is sent (after what was queued before it)."""
+    pending = batch.execute(_statements().movements, {"b_member_id": member_id})
+    return Later(pending, lambda done: replay((Movement(*row) for row in done.rows), at, soon))
