@@ -188,7 +188,9 @@ def confirm_receipt(
             stored = stored_receipt(uow.batch, receipt.receipt_id)
             if not claimed.value():
                 # the id is taken by a committed receipt (a concurrent claim was waited for)
-                return _replay_confirm(stored.value(), receipt.receipt_id, confirmation)
+                answer = _replay_confirm(stored.value(), receipt.receipt_id, confirmation)
+                uow.commit()  # wrote nothing; a rollback would also drop the connection's
+                return answer  # prepared statements (psycopg), which the next confirm reuses
             admission.check(receipt)
             record = _write_confirmation(uow, confirmation, time_zone, encode, lifetime)
             uow.commit()

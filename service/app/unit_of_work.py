@@ -119,7 +119,8 @@ class UnitOfWork:
             self.session.commit()
         else:  # the COMMIT goes with what is queued
             assert self._session is not None
-            self._batch.send(finish=self._session.commit)
+            self._batch.send(commit=True)
+            self._session.commit()
         self.committed = True
         if changed:
             self._on_committed(changed)

@@ -108,15 +108,14 @@ class Batch:
         if rows:
             self._queue(statement, rows, many=True, pending=None)
 
-    def send(self, finish: Callable[[], None] | None = None) -> None:
-        """Send what is queued and wait for every result. `finish` (the session's commit)
-        runs last, in the same round trip on PostgreSQL."""
+    def send(self, *, commit: bool = False) -> None:
+        """Send what is queued and wait for every result. With `commit`, the transaction's
+        COMMIT goes in the same round trip (PostgreSQL; the caller then commits the session,
+        which has nothing left to send); on SQLite the caller's commit does it."""
         queued, self._queued = self._queued, []
         if self._connection is None or self._connection.dialect.name != "postgresql":
-            if finish is not None:
-                finish()
             return
-        _send_pipelined(self._connection, queued, finish)
+        _send_pipelined(self._connection, queued, commit)
 
     def discard(self) -> None:
         """Forget what is queued (the transaction is rolled back)."""
@@ -198,7 +197,7 @@ def _compiled_unnest(statement: Insert, keys: tuple[str, ...], dialect: Dialect)
 def _send_pipelined(
     connection: Connection,
     queued: list[tuple[_Compiled, Any, bool, Pending | None]],
-    finish: Callable[[], None] | None,
+    commit: bool,
 ) -> None:
     driver: Any = connection.connection.driver_connection
     events = connection.dispatch  # the engine's cursor events, as for any statement
@@ -217,10 +216,13 @@ def _send_pipelined(
                 else:
                     cursor.execute(compiled.sql, values)
                 sent.append((compiled, cursor, values, context, many, pending))
-            if finish is not None:
-                finish()  # its COMMIT is queued behind the statements and syncs them
-    except DBAPIError:
-        raise  # from `finish`: SQLAlchemy already translated it
+            if commit:
+                # the engine's commit listeners first (a call past its deadline commits
+                # nothing), then the COMMIT, queued behind the statements. The session's
+                # own commit comes after the pipeline: the connection stays this
+                # transaction's until then (a commit inside would hand it back to the pool).
+                events.commit(connection)
+                driver.commit()
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translated(connection, queued, error) from error
     for compiled, cursor, values, context, many, pending in sent:
