@@ -196,7 +196,7 @@ class UnitOfWork:
             queue_changes(self._batch, EntityKind.MEMBER, changed, now)
         elif changed:
             append_changes(self.session, EntityKind.MEMBER, changed, now)
-        if self._events:
+        if self._events or self._batch is None:  # (no events: nothing to send for a batch)
             add_events(self.session, self._events, now)  # under the outbox lock
         return changed
 
