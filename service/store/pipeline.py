@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Insert, bindparam, func, select
+from sqlalchemy import Connection, Enum, Insert, String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -189,9 +189,17 @@ def _compiled_unnest(statement: Insert, keys: tuple[str, ...], dialect: Dialect)
     one shape (a driver's executemany would send them one by one, and a VALUES list of n
     rows is a new statement for every n). ON CONFLICT clauses stay as they were."""
     table = statement.table
-    arrays = [bindparam(key, type_=ARRAY(table.c[key].type)) for key in keys]
+    arrays = [bindparam(key, type_=ARRAY(_unbounded(table.c[key].type))) for key in keys]
     rows = func.unnest(*arrays).table_valued(*keys).render_derived(name="source")
     return _Compiled(statement.from_select(keys, select(*rows.c)), keys, dialect)
+
+
+def _unbounded(column_type: Any) -> Any:
+    """A VARCHAR(n) array's type without n: PostgreSQL truncates what is cast to VARCHAR(n),
+    while the column refuses what is too long (DataError, as for one row)."""
+    if isinstance(column_type, String) and not isinstance(column_type, Enum):
+        return String()
+    return column_type
 
 
 def _send_pipelined(
