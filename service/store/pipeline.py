@@ -37,6 +37,8 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
+from service.deadline import check_deadline
+
 Params = Mapping[str, Any]
 T = TypeVar("T")
 
@@ -225,11 +227,12 @@ def _send_pipelined(
                     cursor.execute(compiled.sql, values)
                 sent.append((compiled, cursor, values, context, many, pending))
             if commit:
-                # the engine's commit listeners first (a call past its deadline commits
-                # nothing), then the COMMIT, queued behind the statements. The session's
-                # own commit comes after the pipeline: the connection stays this
-                # transaction's until then (a commit inside would hand it back to the pool).
-                events.commit(connection)
+                # A call past its deadline commits nothing (as the engine's commit listener
+                # of service.store.db checks for any commit), then the COMMIT, queued behind
+                # the statements. The session's own commit comes after the pipeline: the
+                # connection stays this transaction's until then (a session commit inside
+                # it would hand the connection back to the pool).
+                check_deadline("commit")
                 driver.commit()
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translated(connection, queued, error) from error
