@@ -12,9 +12,15 @@ benefits, one usage-limited offer (the conditional counter upsert), two offers g
 (ledger rows), the purchase history, the member's document and the change feed, then the
 balance.
 
-Phases per backend, each bounded in time: `confirm` (new receipt ids) and `replay` (ids
-already confirmed: the stored response is returned). Numbers are only comparable on the same
-machine; the JSON keeps the machine's description.
+Phases per backend, each bounded in time:
+- `single`: one client, new receipt ids: the latency a till waits for;
+- `confirm`: N clients, new receipt ids, each client on its own members (no two clients ever
+  confirm for one member at once);
+- `same_member`: N clients, new receipt ids, all for one member: they queue on that member's
+  lock by design (usage, points and chips are read and written under it), so this measures
+  how long a confirm holds it;
+- `replay`: N clients, ids already confirmed: the stored response is returned.
+Numbers are only comparable on the same machine; the JSON keeps the machine's description.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from service.store.member_repo import save_members
 ZONE = ZoneInfo("Europe/Moscow")
 MEMBERS = 1000
 LINES = 5
+SAME_MEMBER = "BM-SHARED"  # the member of the same-member phase, nobody else's
 
 
 def member_ids() -> list[str]:
@@ -155,7 +162,9 @@ def run_phase(
     }
 
 
-def bench_backend(url: str, clients: int, seconds: float, replay_seconds: float) -> dict[str, Any]:
+def bench_backend(
+    url: str, clients: int, seconds: float, replay_seconds: float, single_seconds: float
+) -> dict[str, Any]:
     migrate(url)
     engine = make_engine(url, pool_size=clients, max_overflow=4)
     sessions = make_session_factory(engine)
@@ -163,17 +172,28 @@ def bench_backend(url: str, clients: int, seconds: float, replay_seconds: float)
     try:
         members = member_ids()
         with sessions() as session:
-            save_members(session, [Member(m) for m in members])
+            save_members(session, [Member(m) for m in [*members, SAME_MEMBER]])
             session.commit()
         done: list[list[tuple[str, str]]] = [[] for _ in range(clients)]
+        per_client = MEMBERS // clients  # client c confirms for members[c * per_client:...]
 
         def confirm_new(client: int, n: int) -> None:
             receipt_id = f"B-{client:02d}-{n:07d}"
-            member = members[(client * 7919 + n) % MEMBERS]
+            member = members[client * per_client + n % per_client]
             assert not confirm(units, *make_confirmation(receipt_id, member)).replayed
             done[client].append((receipt_id, member))
 
+        def confirm_alone(_client: int, n: int) -> None:
+            receipt_id = f"S-{n:07d}"
+            assert not confirm(units, *make_confirmation(receipt_id, members[n % MEMBERS])).replayed
+
+        def confirm_same_member(client: int, n: int) -> None:
+            receipt_id = f"M-{client:02d}-{n:07d}"
+            assert not confirm(units, *make_confirmation(receipt_id, SAME_MEMBER)).replayed
+
+        single = run_phase(confirm_alone, 1, single_seconds)
         confirmed = run_phase(confirm_new, clients, seconds)
+        same_member = run_phase(confirm_same_member, clients, single_seconds)
         repeats = [
             [make_confirmation(receipt_id, member) for receipt_id, member in mine[:200]]
             for mine in done
@@ -184,7 +204,12 @@ def bench_backend(url: str, clients: int, seconds: float, replay_seconds: float)
             assert confirm(units, *mine[n % len(mine)]).replayed
 
         replayed = run_phase(confirm_again, clients, replay_seconds)
-        return {"confirm": confirmed, "replay": replayed}
+        return {
+            "single": single,
+            "confirm": confirmed,
+            "same_member": same_member,
+            "replay": replayed,
+        }
     finally:
         engine.dispose()
 
@@ -208,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16, help="concurrent client threads")
     parser.add_argument("--seconds", type=float, default=20.0, help="confirm phase, per backend")
     parser.add_argument("--replay-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--single-seconds", type=float, default=10.0, help="single-client and same-member phases"
+    )
     parser.add_argument("--pg-url", help="PostgreSQL to use (default: a throwaway cluster)")
     parser.add_argument(
         "--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
@@ -231,10 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         if backend == "sqlite":
             with tempfile.TemporaryDirectory() as directory:
                 url = f"sqlite:///{Path(directory) / 'bench.db'}"
-                numbers = bench_backend(url, args.clients, args.seconds, args.replay_seconds)
+                numbers = bench_backend(
+                    url, args.clients, args.seconds, args.replay_seconds, args.single_seconds
+                )
         else:
             with postgres(args.pg_url) as url:
-                numbers = bench_backend(url, args.clients, args.seconds, args.replay_seconds)
+                numbers = bench_backend(
+                    url, args.clients, args.seconds, args.replay_seconds, args.single_seconds
+                )
         results["backends"][backend] = numbers
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -244,11 +276,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(results: dict[str, Any]) -> None:
     print(f"\nconfirm_receipt, {results['clients']} concurrent clients (use case)")
-    print(f"{'backend':<12}{'phase':<9}{'calls':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'backend':<12}{'phase':<13}{'calls':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for backend, phases in results["backends"].items():
         for phase, n in phases.items():
             print(
-                f"{backend:<12}{phase:<9}{n['calls']:>8}{n['per_second']:>10}"
+                f"{backend:<12}{phase:<13}{n['calls']:>8}{n['per_second']:>10}"
                 f"{n['p50_ms']:>10}{n['p99_ms']:>10}"
             )
 

@@ -61,10 +61,22 @@ from service.engine.points_spend import PointsPolicy, PointsRequest
 from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from service.limits import NAME, quote
-from service.store.chips_repo import chips_balance, credit_chips, debit_chips
+from service.store.chips_repo import (
+    chips_balance,
+    credit_chips,
+    debit_chips,
+    queue_chips_balance,
+)
 from service.store.member_repo import member_exists
-from service.store.points_repo import accrue, points_position, reverse, spend
+from service.store.pipeline import Batch, Later
+from service.store.points_repo import (
+    points_position,
+    queue_accrual,
+    reverse,
+    spend,
+)
 from service.store.receipt_repo import (
+    StoredReceipt,
     StoredRefund,
     add_to_history,
     add_usage,
@@ -163,20 +175,27 @@ def confirm_receipt(
     Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used up
     since the calculation; POINTS_INSUFFICIENT, the points spent no longer available;
     MEMBER_NOT_FOUND, the member deleted since) and what `admission` refuses; database
-    errors propagate, nothing written. Accrued points live the `lifetime` given."""
+    errors propagate, nothing written. Accrued points live the `lifetime` given.
+
+    The statements are queued on the unit of work's batch and sent when a result is needed:
+    the claim with the stored record a repeat answers; everything up to the member's
+    document; the record, the document and the feed with the COMMIT (docs/operations.md)."""
     receipt = confirmation.receipt
     with units() as uow:
-        session = uow.session
         try:
-            if not claim_receipt(session, receipt, confirmation.fingerprint, uow.now):
+            claimed = claim_receipt(uow.batch, receipt, confirmation.fingerprint, uow.now)
+            stored = stored_receipt(uow.batch, receipt.receipt_id)
+            if not claimed.value():
                 # the id is taken by a committed receipt (a concurrent claim was waited for)
-                return _replay_confirm(session, receipt.receipt_id, confirmation.fingerprint)
+                answer = _replay_confirm(stored.value(), receipt.receipt_id, confirmation)
+                uow.commit()  # wrote nothing; a rollback would also drop the connection's
+                return answer  # prepared statements (psycopg), which the next confirm reuses
             admission.check(receipt)
             record = _write_confirmation(uow, confirmation, time_zone, encode, lifetime)
             uow.commit()
         except IntegrityError:
-            session.rollback()
-            _refuse_if_member_gone(session, receipt.member_id)
+            uow.rollback()
+            _refuse_if_member_gone(uow.session, receipt.member_id)
             raise
     return Answer(record, replayed=False)
 
@@ -188,40 +207,51 @@ def _write_confirmation(
     encode: EncodeConfirmation,
     lifetime: Lifetime,
 ) -> bytes:
-    """What a new confirm writes after its claim; the record last (it carries the balance)."""
-    session, at = uow.session, uow.now
+    """What a new confirm writes after its claim; the record last (it carries the balance).
+    Queued on the batch; `uow.session` sends what is queued before a statement of its own."""
+    batch, at = uow.batch, uow.now
     receipt = confirmation.receipt
-    write_lines(session, receipt)
-    balance = chips = 0
+    write_lines(batch, receipt)
+    balance = 0
+    chips: Callable[[], int] = _no_chips
     counted: tuple[CountedUsage, ...] = ()
     member_id = receipt.member_id
     if member_id:
         uow.lock_members([member_id])
         chips = _settle_chips(uow, member_id, receipt)
-        counted, totals = _count_usage(session, member_id, confirmation.usage, at)
-        _spend_points(session, receipt, at)
+        counted, totals = _count_usage(batch, member_id, confirmation.usage, at)
+        if receipt.total_points_spent:  # read under the lock, after the counters
+            totals()  # a usage limit refuses first
+            _spend_points(uow.session, receipt, at)
         earned = receipt.points_by_offer()
-        points = accrue(session, member_id, receipt.receipt_id, earned, at, lifetime)
-        add_to_history(session, member_id, receipt.bought(time_zone))
-        _usage_changed(uow, member_id, totals)
+        holding = queue_accrual(batch, member_id, receipt.receipt_id, earned, at, lifetime)
+        add_to_history(batch, member_id, receipt.bought(time_zone))
+        _usage_counted(uow, member_id, totals if confirmation.usage else None)
+        totals()  # sends the batch
+        points = holding.value()  # queues the lots' writes, sent with the commit
         if receipt.total_points_spent or any(earned.values()):
             points_changed(uow, member_id, points)
         balance = points.position(at).balance
     if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
-        coupons.redeem(session, receipt.receipt_id, member_id, confirmation.coupons, at)
-    record = encode(balance, counted, chips)
-    set_record(session, receipt.receipt_id, record)
+        coupons.redeem(uow.session, receipt.receipt_id, member_id, confirmation.coupons, at)
+    record = encode(balance, counted, chips())
+    set_record(batch, receipt.receipt_id, record)
     return record
 
 
-def _settle_chips(uow: UnitOfWork, member_id: str, receipt: ConfirmedReceipt) -> int:
+def _no_chips() -> int:
+    return 0
+
+
+def _settle_chips(uow: UnitOfWork, member_id: str, receipt: ConfirmedReceipt) -> Callable[[], int]:
     """spec §20: debit the chips the rewards cost (refused, CHIPS_INSUFFICIENT, if the
     balance no longer holds them: checked by the database, so across replicas), then credit
-    the chips granted. The balance after."""
-    session, at, receipt_id = uow.session, uow.now, receipt.receipt_id
+    the chips granted. The balance after (read with the batch when nothing moves)."""
+    at, receipt_id = uow.now, receipt.receipt_id
     spent, granted = receipt.chips_spent, receipt.chips_granted
     if not spent and not granted:
-        return chips_balance(session, member_id)
+        return queue_chips_balance(uow.batch, member_id).value
+    session = uow.session
     balance: int | None = 0
     if spent:
         balance = debit_chips(session, member_id, spent, at, receipt_id=receipt_id)
@@ -235,7 +265,7 @@ def _settle_chips(uow: UnitOfWork, member_id: str, receipt: ConfirmedReceipt) ->
         balance = credit_chips(session, member_id, granted, at, receipt_id=receipt_id)
     assert balance is not None
     uow.patch_members([member_id], _with_chips(balance))
-    return balance
+    return functools.partial(int, balance)
 
 
 def _with_chips(balance: int) -> Patch:
@@ -246,23 +276,33 @@ def _with_chips(balance: int) -> Patch:
 
 
 def _count_usage(
-    session: Session, member_id: str, claims: Sequence[UsageClaim], at: datetime
-) -> tuple[tuple[CountedUsage, ...], dict[tuple[str, str], int]]:
+    batch: Batch, member_id: str, claims: Sequence[UsageClaim], at: datetime
+) -> tuple[tuple[CountedUsage, ...], Callable[[], Totals]]:
     """Add each claim to the member's counter, in one order (offer, period) so concurrent
     confirms lock counters alike; refused if any would pass its limit (checked by the
-    database, so it holds across replicas). What was counted, and the counters' new values."""
+    database, so it holds across replicas). What was counted, and the counters' new values
+    once the batch is sent (that call raises the refusal of the first claim refused)."""
     counted = []
-    totals: dict[tuple[str, str], int] = {}
+    added: list[tuple[UsageClaim, Later[int | None] | None]] = []
     for claim in sorted(claims, key=lambda c: (c.offer_id, c.period_key)):
-        used = None if claim.used > claim.limit else add_usage(session, member_id, claim, at)
-        if used is None:
-            raise FailedPrecondition(
-                f"the usage limit of {quote(claim.name or claim.offer_id, NAME)} was reached "
-                "since the receipt was calculated; calculate the receipt again",
-                reason=USAGE_LIMIT_REACHED,
-            )
+        fits = claim.used <= claim.limit  # else no statement: it cannot fit
+        added.append((claim, add_usage(batch, member_id, claim, at) if fits else None))
         counted.append(CountedUsage(claim.offer_id, claim.period_key, claim.used, claim.unit))
-        totals[(claim.offer_id, claim.period_key)] = used
+
+    @functools.cache
+    def totals() -> Totals:
+        new: dict[tuple[str, str], int] = {}
+        for claim, pending in added:
+            used = None if pending is None else pending.value()
+            if used is None:
+                raise FailedPrecondition(
+                    f"the usage limit of {quote(claim.name or claim.offer_id, NAME)} was "
+                    "reached since the receipt was calculated; calculate the receipt again",
+                    reason=USAGE_LIMIT_REACHED,
+                )
+            new[(claim.offer_id, claim.period_key)] = used
+        return new
+
     return tuple(counted), totals
 
 
@@ -284,12 +324,13 @@ def _spend_points(session: Session, receipt: ConfirmedReceipt, at: datetime) -> 
     spend(session, receipt.member_id, receipt.receipt_id, spent, at)
 
 
-def _replay_confirm(session: Session, receipt_id: str, fingerprint: str) -> Answer:
+def _replay_confirm(
+    stored: StoredReceipt | None, receipt_id: str, confirmation: Confirmation
+) -> Answer:
     """The first answer to this receipt id, if the request is the same; else refused."""
-    stored = stored_receipt(session, receipt_id)
     if stored is None:
         raise RuntimeError(f"receipt {receipt_id!r} is claimed but not stored")
-    if stored.fingerprint != fingerprint:
+    if stored.fingerprint != confirmation.fingerprint:
         raise AlreadyExists(
             f"receipt {quote(stored.receipt_id)} was already confirmed with other content; "
             "a new receipt needs a new receipt id",
@@ -324,15 +365,20 @@ def _usage_changed(uow: UnitOfWork, member_id: str, totals: Totals) -> None:
     of what their document holds: the document is patched at commit. With no counter
     changed, the document stays (patching would read and rewrite it, two statements more on
     most confirms) and the feed and the cache hear of the member all the same."""
-    if totals:
+    _usage_counted(uow, member_id, functools.partial(dict, totals) if totals else None)
+
+
+def _usage_counted(uow: UnitOfWork, member_id: str, totals: Callable[[], Totals] | None) -> None:
+    """_usage_changed with the new values known at commit (None: no counter changed)."""
+    if totals is not None:
         uow.patch_members([member_id], _with_usage(totals))
     else:
         uow.members_touched([member_id])
 
 
-def _with_usage(totals: Totals) -> Patch:
+def _with_usage(totals: Callable[[], Totals]) -> Patch:
     def patch(member: Member) -> Member:
-        return replace(member, usage={**member.usage, **totals})
+        return replace(member, usage={**member.usage, **totals()})
 
     return patch
 
@@ -420,7 +466,9 @@ def _refund(
         if any(points.values()) or returned:
             points_changed(uow, member_id, holding)
         month = purchase_month(sold.sale_time, time_zone)
-        add_to_history(session, member_id, returned_goods(refund.lines, month))
+        history = Batch(session)
+        add_to_history(history, member_id, returned_goods(refund.lines, month))
+        history.send()
         _usage_changed(uow, member_id, totals)
     if release_coupons and _returned_in_full(lines, refund):
         coupons.release(session, receipt_id)

@@ -15,6 +15,12 @@ the rest of the system, so a writer cannot forget a step:
    changed, so the next read here sees the write.
 
 Nothing happens at all unless `commit()` is called: leaving the block without it rolls back.
+
+A use case may queue its statements on the unit of work's `batch` (service.store.pipeline)
+instead of running them one by one: then the member locks and the reads of documents to
+patch are queued too, and the commit sends the last statements with the COMMIT, in one round
+trip on PostgreSQL. Whatever is queued is sent before `session` is handed out, so statements
+run in the order they were written either way.
 """
 
 from __future__ import annotations
@@ -29,9 +35,18 @@ from sqlalchemy.orm import Session
 from service.app.sessions import Sessions
 from service.clock import utc_now
 from service.engine.model import Member
-from service.store.feed import EntityKind, append_changes
-from service.store.member_documents import lock_members, patch_documents, refresh_documents
+from service.store.feed import EntityKind, append_changes, queue_changes
+from service.store.member_documents import (
+    Documents,
+    lock_members,
+    patch_documents,
+    queue_document_read,
+    queue_lock_members,
+    refresh_documents,
+    write_patched,
+)
 from service.store.outbox import EventType, add_events
+from service.store.pipeline import Batch, Later
 
 Patch = Callable[[Member], Member]
 
@@ -54,6 +69,8 @@ class UnitOfWork:
         self._new_members: set[str] = set()
         self._touched: dict[str, None] = {}
         self._events: list[tuple[str, EventType, Mapping[str, Any]]] = []
+        self._batch: Batch | None = None
+        self._documents: dict[str, Later[Documents]] = {}  # read in the batch, to patch
         self.committed = False
 
     # --- the transaction ------------------------------------------------------------------------
@@ -68,27 +85,53 @@ class UnitOfWork:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        session = self.session
+        session = self._session
+        assert session is not None
         try:
             if not self.committed:
-                session.rollback()
+                session.rollback()  # what is still queued is never sent
         finally:
             session.close()
 
     @property
     def session(self) -> Session:
+        """The transaction's session, once what is queued on `batch` is sent."""
         if self._session is None:
             raise RuntimeError("a unit of work is used inside its `with` block")
+        if self._batch is not None and self._batch.queued:
+            self._batch.send()
         return self._session
+
+    @property
+    def batch(self) -> Batch:
+        """Statements queued on this transaction, sent together (service.store.pipeline)."""
+        if self._batch is None:
+            if self._session is None:
+                raise RuntimeError("a unit of work is used inside its `with` block")
+            self._batch = Batch(self._session)
+        return self._batch
 
     def commit(self) -> None:
         """Write what the members' changes owe (documents, feed, events), commit, then tell
         the cache."""
         changed = self._write_protocol()
-        self.session.commit()
+        if self._batch is None:
+            self.session.commit()
+        else:  # the COMMIT goes with what is queued
+            assert self._session is not None
+            self._batch.send(commit=True)
+            self._session.commit()
         self.committed = True
         if changed:
             self._on_committed(changed)
+
+    def rollback(self) -> None:
+        """Undo everything so far (what is still queued is dropped); the session stays
+        usable for reads."""
+        if self._batch is not None:
+            self._batch.discard()
+        assert self._session is not None
+        self._session.rollback()
 
     # --- what a use case says -------------------------------------------------------------------
 
@@ -96,7 +139,10 @@ class UnitOfWork:
         """Hold these members' locks from now until the end of the transaction."""
         fresh = sorted(set(member_ids) - self._locked)
         if fresh:
-            lock_members(self.session, fresh)
+            if self._batch is None:
+                lock_members(self.session, fresh)
+            else:
+                queue_lock_members(self._batch, fresh)
             self._locked.update(fresh)
 
     def members_changed(self, member_ids: Iterable[str]) -> None:
@@ -115,6 +161,10 @@ class UnitOfWork:
         self._new_members.update(new)
         for member_id in ids:
             self._patches.setdefault(member_id, []).append(patch)
+        unread = [m for m in ids if m not in self._documents]
+        if self._batch is not None and unread:  # read now, under the lock, with the rest
+            documents = queue_document_read(self._batch, unread)
+            self._documents.update(dict.fromkeys(unread, documents))
 
     def members_touched(self, member_ids: Iterable[str]) -> None:
         """These members changed in rows their document does not hold (a receipt that
@@ -132,27 +182,43 @@ class UnitOfWork:
     # --- at commit ------------------------------------------------------------------------------
 
     def _write_protocol(self) -> list[str]:
-        session, now = self.session, self.now
+        now = self.now
         if self._rebuild:  # rows changed beyond any patch: a rebuild wins over a patch
-            refresh_documents(session, list(self._rebuild), now)
+            refresh_documents(self.session, list(self._rebuild), now)
         groups: dict[tuple[Patch, ...], list[str]] = {}  # members patched alike, together
         for member_id, patches in self._patches.items():
             if member_id not in self._rebuild:
                 groups.setdefault(tuple(patches), []).append(member_id)
         for chain, member_ids in groups.items():
+            self._patch(member_ids, _chain(list(chain)))
+        changed = list(dict.fromkeys([*self._rebuild, *self._patches, *self._touched]))
+        if changed and self._batch is not None:
+            queue_changes(self._batch, EntityKind.MEMBER, changed, now)
+        elif changed:
+            append_changes(self.session, EntityKind.MEMBER, changed, now)
+        if self._events or self._batch is None:  # (no events: nothing to send for a batch)
+            add_events(self.session, self._events, now)  # under the outbox lock
+        return changed
+
+    def _patch(self, member_ids: list[str], patch: Patch) -> None:
+        if self._batch is None:
             patch_documents(
-                session,
+                self.session,
                 member_ids,
-                _chain(list(chain)),
+                patch,
                 new_members=self._new_members,
-                now=now,
+                now=self.now,
                 locked=True,
             )
-        changed = list(dict.fromkeys([*self._rebuild, *self._patches, *self._touched]))
-        if changed:
-            append_changes(session, EntityKind.MEMBER, changed, now)
-        add_events(session, self._events, now)  # under the outbox lock
-        return changed
+            return
+        current: dict[str, Member] = {}
+        for member_id in member_ids:
+            current.update(self._documents[member_id].value())
+        rebuild = write_patched(
+            self._batch, current, member_ids, patch, new_members=self._new_members, now=self.now
+        )
+        if rebuild:  # no current document: from their rows
+            refresh_documents(self.session, rebuild, self.now)
 
 
 def _chain(patches: list[Patch]) -> Patch:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.store.models import ChipBalanceRow, ChipsLedgerRow
+from service.store.pipeline import Batch, Later, Pending
 from service.store.sql import table_of
 
 
@@ -58,6 +59,16 @@ def _sql(session: Session) -> _Statements:
 def chips_balance(session: Session, member_id: str) -> int:
     found = session.connection().execute(_sql(session).balance, {"b_member_id": member_id})
     return int(found.scalar() or 0)
+
+
+def queue_chips_balance(batch: Batch, member_id: str) -> Later[int]:
+    """chips_balance, read when the batch is sent."""
+    pending = batch.execute(_statements(batch.dialect).balance, {"b_member_id": member_id})
+    return Later(pending, _balance)
+
+
+def _balance(pending: Pending) -> int:
+    return int(pending.scalar() or 0)
 
 
 def debit_chips(

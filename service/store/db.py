@@ -150,8 +150,11 @@ def _configure_postgres(engine: Engine) -> None:
         left = remaining_seconds()
         if left is not None:
             ms = _bounded_ms(left) if left > 0 else 1
-            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+            # BEGIN and both bounds in one round trip (psycopg's pipeline mode: neither
+            # statement returns rows), not three
+            with connection.connection.driver_connection.pipeline():
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
 
     event.listen(engine, "commit", _refuse_commit_past_deadline)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import utc_now
 from service.store.models import ChangeFeedRow
+from service.store.pipeline import Batch
 from service.store.sql import insert_rows, table_of
 
 
@@ -41,12 +42,22 @@ def append_changes(
     session: Session, kind: EntityKind, keys: Iterable[str], now: datetime | None = None
 ) -> None:
     """Record that these entities changed; part of the caller's transaction."""
-    at = now or utc_now()
-    rows = [
+    insert_rows(session, ChangeFeedRow, _rows(kind, keys, now or utc_now()))
+
+
+def queue_changes(batch: Batch, kind: EntityKind, keys: Iterable[str], now: datetime) -> None:
+    """append_changes on a batch."""
+    batch.execute_many(_FEED_INSERT, _rows(kind, keys, now))
+
+
+_FEED_INSERT = table_of(ChangeFeedRow).insert()
+
+
+def _rows(kind: EntityKind, keys: Iterable[str], at: datetime) -> list[dict[str, object]]:
+    return [
         {"entity_kind": str(kind), "entity_key": key, "created_at": at}
         for key in dict.fromkeys(keys)
     ]
-    insert_rows(session, ChangeFeedRow, rows)
 
 
 def changes_after(session: Session, position: int, limit: int = 1000) -> list[Change]:

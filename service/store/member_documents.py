@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import String, any_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from service.store.codec import MEMBER_DOCUMENT_FORMAT, member_document, member_
 from service.store.feed import EntityKind, append_changes
 from service.store.loader import load_members_from_rows
 from service.store.models import MemberDocumentRow, MemberRow
+from service.store.pipeline import Batch, Later, Pending
 from service.store.sql import chunks, keyset_pages, table_of
 
 MEMBERS = table_of(MemberRow)
@@ -45,6 +46,9 @@ class _Statements:
     lock: Any  # :ids -> member ids, locked FOR NO KEY UPDATE on PostgreSQL
     read: Any  # :ids -> (member_id, body) of current-format documents
     write: Any  # upsert of (member_id, format, body, updated_at)
+    # the same two for a batch (service.store.pipeline): :ids one array on PostgreSQL
+    queued_lock: Any
+    queued_read: Any
 
 
 @functools.cache
@@ -53,14 +57,23 @@ def _statements(dialect: str) -> _Statements:
     lock = select(MEMBERS.c.id).where(MEMBERS.c.id.in_(ids)).order_by(MEMBERS.c.id)
     insert = postgresql.insert(DOCUMENTS) if dialect == "postgresql" else sqlite.insert(DOCUMENTS)
     new = insert.excluded
+    current = DOCUMENTS.c.format == MEMBER_DOCUMENT_FORMAT
+    read = select(DOCUMENTS.c.member_id, DOCUMENTS.c.body).where(DOCUMENTS.c.member_id.in_(ids))
+    queued_lock, queued_read = lock, read
+    if dialect == "postgresql":  # an array, not a list expanded per call: compiled once
+        array: Any = bindparam("ids", type_=postgresql.ARRAY(String()))
+        queued_lock = select(MEMBERS.c.id).where(MEMBERS.c.id == any_(array))
+        queued_lock = queued_lock.order_by(MEMBERS.c.id)
+        queued_read = select(DOCUMENTS.c.member_id, DOCUMENTS.c.body)
+        queued_read = queued_read.where(DOCUMENTS.c.member_id == any_(array))
+    # NO KEY UPDATE, the lock an UPDATE of the row takes: it does not conflict with the
+    # KEY SHARE locks that inserting rows referring to the member (receipts, usage) take,
+    # so two writers that both inserted such rows do not deadlock here.
     return _Statements(
-        # NO KEY UPDATE, the lock an UPDATE of the row takes: it does not conflict with the
-        # KEY SHARE locks that inserting rows referring to the member (receipts, usage) take,
-        # so two writers that both inserted such rows do not deadlock here.
         lock=lock.with_for_update(key_share=True),
-        read=select(DOCUMENTS.c.member_id, DOCUMENTS.c.body).where(
-            DOCUMENTS.c.member_id.in_(ids), DOCUMENTS.c.format == MEMBER_DOCUMENT_FORMAT
-        ),
+        read=read.where(current),
+        queued_lock=queued_lock.with_for_update(key_share=True),
+        queued_read=queued_read.where(current),
         write=insert.on_conflict_do_update(
             index_elements=[DOCUMENTS.c.member_id],
             set_={"format": new.format, "body": new.body, "updated_at": new.updated_at},
@@ -83,6 +96,52 @@ def lock_members(session: Session, member_ids: Iterable[str]) -> None:
         return
     for part in chunks(sorted(set(member_ids))):
         session.execute(_sql(session).lock, {"ids": list(part)}).all()
+
+
+def queue_lock_members(batch: Batch, member_ids: Iterable[str]) -> None:
+    """lock_members on a batch (the locks are taken when it is sent, in its order)."""
+    if batch.dialect != "postgresql":
+        return
+    for part in chunks(sorted(set(member_ids))):
+        batch.execute(_statements(batch.dialect).queued_lock, {"ids": list(part)})
+
+
+Documents = Mapping[str, Member]  # member id -> their current document
+
+
+def queue_document_read(batch: Batch, member_ids: Sequence[str]) -> Later[Documents]:
+    """The members' current documents (a member without one is left out), read when the
+    batch is sent: for a writer that will patch them (write_patched) under their locks."""
+    pending = batch.execute(_statements(batch.dialect).queued_read, {"ids": list(member_ids)})
+    return Later(pending, _documents)
+
+
+def _documents(pending: Pending) -> Documents:
+    return {row[0]: member_from_document(row[0], row[1]) for row in pending.rows}
+
+
+def write_patched(
+    batch: Batch,
+    current: Documents,
+    member_ids: Iterable[str],
+    patch: Callable[[Member], Member],
+    *,
+    new_members: Container[str] = (),
+    now: datetime,
+) -> list[str]:
+    """Queue the documents of patch_documents() from the `current` ones read under the
+    members' locks; returns the members that have none, to rebuild from their rows."""
+    rows, rebuild = [], []
+    for member_id in member_ids:
+        base = current.get(member_id)
+        if base is None and member_id in new_members:
+            base = Member(member_id)
+        if base is None:
+            rebuild.append(member_id)
+        else:
+            rows.append(_document_row(patch(base), now))
+    batch.execute_many(_statements(batch.dialect).write, rows)
+    return rebuild
 
 
 def member_changed(

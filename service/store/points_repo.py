@@ -45,6 +45,7 @@ from service.engine.points_balance import (
     PointsPosition,
 )
 from service.store.models import PointsLedgerRow, PointsLotRow
+from service.store.pipeline import Batch, Later, Pending
 from service.store.sql import chunks, table_of
 
 NO_OFFER = ""  # the offer id of a spend, return or expiry row: points, not an offer's
@@ -57,6 +58,8 @@ class _Statements:
     insert: Any  # a ledger row
     insert_lot: Any
     set_left: Any  # :b_key, :b_left
+    drop: Any  # :b_key
+    drop_debt: Any  # :b_member_id
     expire: Any  # :b_member_id, :b_at -> delete the lots expired by then, returning their points
 
 
@@ -68,6 +71,8 @@ def _statements() -> _Statements:
         lots=select(*_lot_columns(lots)).where(member).order_by(lots.c.id),
         insert=ledger.insert(),
         insert_lot=lots.insert(),
+        drop=delete(lots).where(lots.c.id == bindparam("b_key")),
+        drop_debt=delete(lots).where(member, lots.c.kind == DEBT),
         set_left=update(lots)
         .where(lots.c.id == bindparam("b_key"))
         .values(points_left=bindparam("b_left")),
@@ -159,14 +164,23 @@ def accrue(
     """One accrual row per offer that gave points on the receipt (offer id -> points; no
     receipt: points given outside the receipts, a welcome bonus); the member's holding after
     them."""
+    return _move(session, member_id, _accrual_rows(member_id, receipt_id, points, at, lifetime), at)
+
+
+def _accrual_rows(
+    member_id: str,
+    receipt_id: str | None,
+    points: Mapping[str, int],
+    at: datetime,
+    lifetime: Lifetime,
+) -> list[dict[str, Any]]:
     available_at, expires_at = lifetime.available_at(at), lifetime.expires_at(at)
-    rows = [
+    return [
         _row(member_id, receipt_id, None, offer_id, given, ACCRUAL, at)
         | {"available_at": available_at, "expires_at": expires_at}
         for offer_id, given in points.items()
         if given
     ]
-    return _move(session, member_id, rows, at)
 
 
 def spend(
@@ -225,10 +239,15 @@ def _move(
     another's commit in between."""
     _insert(session, rows)
     before = points_holding(session, member_id)
+    after = _after(before, rows)
+    _save_lots(session, member_id, before, after, at)
+    return after
+
+
+def _after(before: PointsHolding, rows: list[dict[str, Any]]) -> PointsHolding:
     after = before
     for row in rows:
         after = after.after(_movement(row))
-    _save_lots(session, member_id, before, after, at)
     return after
 
 
@@ -246,12 +265,20 @@ def _movement(row: Mapping[str, Any]) -> Movement:
 def _save_lots(
     session: Session, member_id: str, before: PointsHolding, after: PointsHolding, at: datetime
 ) -> None:
-    """The changes from `before` (as read) to `after`: lots emptied are deleted, lots taken
-    from get what they have left, new lots are inserted; the debt row is rewritten if it
-    changed."""
-    connection, statements, lots = session.connection(), _statements(), table_of(PointsLotRow)
+    connection = session.connection()
+    for statement, rows in _lot_writes(member_id, before, after, at):
+        connection.execute(statement, rows)
+
+
+def _lot_writes(
+    member_id: str, before: PointsHolding, after: PointsHolding, at: datetime
+) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The statements from `before` (as read) to `after`, each with its rows: lots emptied
+    are deleted, lots taken from get what they have left, new lots are inserted; the debt
+    row is rewritten if it changed."""
+    statements = _statements()
     kept = {lot.key: lot.left for lot in after.lots if lot.key is not None}
-    gone = [lot.key for lot in before.lots if lot.key not in kept]
+    gone = [{"b_key": lot.key} for lot in before.lots if lot.key not in kept]
     changed = [
         {"b_key": lot.key, "b_left": kept[lot.key]}
         for lot in before.lots
@@ -260,16 +287,47 @@ def _save_lots(
     new = [
         _lot_row(member_id, lot.kind, lot.left, at, lot) for lot in after.lots if lot.key is None
     ]
-    if gone:
-        connection.execute(delete(lots).where(lots.c.id.in_(gone)))
-    if changed:
-        connection.execute(statements.set_left, changed)
+    writes = [(statements.drop, gone), (statements.set_left, changed)]
     if after.debt != before.debt:
-        connection.execute(delete(lots).where(lots.c.member_id == member_id, lots.c.kind == DEBT))
+        writes.append((statements.drop_debt, [{"b_member_id": member_id}]))
         if after.debt:
             new.append(_lot_row(member_id, DEBT, after.debt, at))
-    if new:
-        connection.execute(statements.insert_lot, new)
+    writes.append((statements.insert_lot, new))
+    return [(statement, rows) for statement, rows in writes if rows]
+
+
+# --- the same on a batch (service.store.pipeline: a confirm sends its statements together) ---
+
+
+def queue_points_holding(batch: Batch, member_id: str) -> Later[PointsHolding]:
+    """points_holding(), read when the batch is sent (after what was queued before it)."""
+    pending = batch.execute(_statements().lots, {"b_member_id": member_id})
+    return Later(pending, lambda done: _holding(done.rows))
+
+
+def queue_accrual(
+    batch: Batch,
+    member_id: str,
+    receipt_id: str,
+    points: Mapping[str, int],
+    at: datetime,
+    lifetime: Lifetime = FOREVER,
+) -> Later[PointsHolding]:
+    """accrue() on the batch: the ledger rows and the read of the open lots are queued; the
+    holding after them, once the batch is sent, queues the lots' writes (sent with the
+    commit). Its value must be taken before the commit."""
+    rows = _accrual_rows(member_id, receipt_id, points, at, lifetime)
+    batch.execute_many(_statements().insert, rows)
+    read = batch.execute(_statements().lots, {"b_member_id": member_id})
+
+    def settle(done: Pending) -> PointsHolding:
+        before = _holding(done.rows)
+        after = _after(before, rows)
+        for statement, changes in _lot_writes(member_id, before, after, at):
+            batch.execute_many(statement, changes)
+        return after
+
+    return Later(read, settle)
 
 
 def _lot_row(

@@ -2,7 +2,8 @@
 ledger rows: service.store.points_repo). Repository functions on the caller's transaction
 (service.app.receipts runs it, in the order docs/receipts.md gives: the claim of the receipt
 id first, then the member's lock); domain values in (service.engine.lifecycle), nothing
-committed here.
+committed here. They queue their statements on the transaction's batch
+(service.store.pipeline): a confirm sends them in three round trips.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from service.engine.lifecycle import ConfirmedReceipt, UsageClaim
-from service.store.receipt_sql import statements_for
+from service.store.pipeline import Batch, Later, Pending
+from service.store.receipt_sql import statements_of
 
 
 def claim_receipt(
-    session: Session, receipt: ConfirmedReceipt, fingerprint: str, at: datetime
-) -> bool:
+    batch: Batch, receipt: ConfirmedReceipt, fingerprint: str, at: datetime
+) -> Later[bool]:
     """INSERT the receipt row unless the id exists (ON CONFLICT DO NOTHING: the primary key
     decides a race); True when this transaction owns it. Its record is written at the end of
     the transaction (receipt_records.set_record)."""
@@ -36,11 +36,15 @@ def claim_receipt(
         "total_points": receipt.total_points,
         "confirmed_at": at,
     }
-    claim = statements_for(session).claim_receipt
-    return session.connection().execute(claim, row).first() is not None
+    claim = statements_of(batch).claim_receipt
+    return Later(batch.execute(claim, row), _claimed)
 
 
-def write_lines(session: Session, receipt: ConfirmedReceipt) -> None:
+def _claimed(pending: Pending) -> bool:
+    return pending.first() is not None
+
+
+def write_lines(batch: Batch, receipt: ConfirmedReceipt) -> None:
     """The lines in the order the result shows them (line_no from 0) and their benefits."""
     receipt_id = receipt.receipt_id
     lines: list[dict[str, Any]] = []
@@ -77,15 +81,12 @@ def write_lines(session: Session, receipt: ConfirmedReceipt) -> None:
             }
             for benefit_no, b in enumerate(line.benefits)
         )
-    sql = statements_for(session)
-    connection = session.connection()
-    if lines:
-        connection.execute(sql.insert_lines, lines)
-    if benefits:
-        connection.execute(sql.insert_benefits, benefits)
+    sql = statements_of(batch)
+    batch.execute_many(sql.insert_lines, lines)
+    batch.execute_many(sql.insert_benefits, benefits)
 
 
-def add_usage(session: Session, member_id: str, claim: UsageClaim, at: datetime) -> int | None:
+def add_usage(batch: Batch, member_id: str, claim: UsageClaim, at: datetime) -> Later[int | None]:
     """Add the claim to the member's counter, only while used + claim <= limit: one
     statement, INSERT the counter or add to it, the row locked while the condition is
     checked (PostgreSQL and SQLite alike). The counter's new value; None: the limit would be
@@ -98,6 +99,9 @@ def add_usage(session: Session, member_id: str, claim: UsageClaim, at: datetime)
         "updated_at": at,
         "usage_limit": claim.limit,
     }
-    added = session.connection().execute(statements_for(session).add_usage_within_limit, row)
-    found = added.first()
-    return None if found is None else int(found.used)
+    return Later(batch.execute(statements_of(batch).add_usage_within_limit, row), _used)
+
+
+def _used(pending: Pending) -> int | None:
+    found = pending.first()
+    return None if found is None else int(found[0])

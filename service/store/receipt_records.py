@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from service.store.receipt_sql import statements_for
+from service.store.pipeline import Batch, Later
+from service.store.receipt_sql import statements_for, statements_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,17 +24,22 @@ class StoredReceipt:
     record: bytes
 
 
-def stored_receipt(session: Session, receipt_id: str) -> StoredReceipt | None:
-    query = statements_for(session).stored_receipt
-    row = session.connection().execute(query, {"b_receipt_id": receipt_id}).first()
-    return None if row is None else StoredReceipt(receipt_id, row.fingerprint, row.response)
+def stored_receipt(batch: Batch, receipt_id: str) -> Later[StoredReceipt | None]:
+    query = statements_of(batch).stored_receipt
+    pending = batch.execute(query, {"b_receipt_id": receipt_id})
+
+    def stored(_: object) -> StoredReceipt | None:
+        row = pending.first()
+        return None if row is None else StoredReceipt(receipt_id, row[0], bytes(row[1]))
+
+    return Later(pending, stored)
 
 
-def set_record(session: Session, receipt_id: str, record: bytes) -> None:
+def set_record(batch: Batch, receipt_id: str, record: bytes) -> None:
     """The record of a receipt claimed in this transaction (written last: it carries the
     balance after the confirm)."""
-    statement = statements_for(session).set_response
-    session.connection().execute(statement, {"b_receipt_id": receipt_id, "b_response": record})
+    statement = statements_of(batch).set_response
+    batch.execute(statement, {"b_receipt_id": receipt_id, "b_response": record})
 
 
 @dataclass(frozen=True, slots=True)

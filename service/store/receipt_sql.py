@@ -24,6 +24,7 @@ from service.store.models import (
     ReceiptRow,
     RefundRow,
 )
+from service.store.pipeline import Batch
 from service.store.sql import table_of
 
 
@@ -107,8 +108,12 @@ def statements_for(session: Session) -> ReceiptStatements:
     return statements(session.get_bind().dialect.name)
 
 
+def statements_of(batch: Batch) -> ReceiptStatements:
+    return statements(batch.dialect)
+
+
 def add_to_history(
-    session: Session, member_id: str, bought: Mapping[tuple[str, str], tuple[int, int]]
+    batch: Batch, member_id: str, bought: Mapping[tuple[str, str], tuple[int, int]]
 ) -> None:
     """Add (sku, month) -> (quantity, amount) to a member's purchase history, like
     member_repo.add_purchases, in SKU order so concurrent writers lock rows in one order."""
@@ -116,5 +121,4 @@ def add_to_history(
         {"member_id": member_id, "month": month, "sku": sku, "quantity": q, "amount": a}
         for (sku, month), (q, a) in sorted(bought.items())
     ]
-    if rows:
-        session.connection().execute(statements_for(session).add_history, rows)
+    batch.execute_many(statements_of(batch).add_history, rows)

@@ -1,0 +1,267 @@
+"""Statements of one transaction sent together: one round trip on PostgreSQL.
+
+A confirm runs a dozen statements, and its Python code needs the result of only a few of
+them before it can go on (was the receipt id claimed; what are the member's counters,
+document and balance once everything is written). Sent one by one, the client and the server
+wait for each other a dozen times, and each wait costs more than the statement itself. A
+`Batch` queues statements and sends them together when a result is read (or `send()` is
+called):
+
+- PostgreSQL: psycopg's pipeline mode on the transaction's connection. The server still runs
+  each statement on its own, in order, each with its own snapshot (READ COMMITTED), exactly
+  as if they had been sent one at a time; only the waiting is shared. Statements are built
+  with SQLAlchemy as everywhere else and compiled once per shape; values and results go
+  through their column types (aware UTC datetimes, enums by name) as SQLAlchemy would do,
+  errors come out as SQLAlchemy's (IntegrityError, DataError, OperationalError), and the
+  engine's cursor events fire for every statement (tracing, statement counts).
+- SQLite (embedded, nothing to wait for): each statement runs through SQLAlchemy as it is
+  queued.
+
+A statement that fails on PostgreSQL stops the rest of its batch; the caller rolls back, as
+after any failed statement. Whoever queues must not use the session directly while
+statements are queued (service.app.unit_of_work sends its batch before it hands the session
+out).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Enum, Insert, String, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
+
+from service.deadline import check_deadline
+
+Params = Mapping[str, Any]
+T = TypeVar("T")
+
+
+class Pending:
+    """The result of a queued statement: its rows, once the batch is sent (reading them
+    sends it)."""
+
+    __slots__ = ("_batch", "_rows")
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+        self._rows: Sequence[Sequence[Any]] | None = None
+
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]:
+        if self._rows is None:
+            self._batch.send()
+        assert self._rows is not None
+        return self._rows
+
+    def first(self) -> Sequence[Any] | None:
+        rows = self.rows
+        return rows[0] if rows else None
+
+    def scalar(self) -> Any:
+        row = self.first()
+        return None if row is None else row[0]
+
+
+class Later(Generic[T]):
+    """A value made from a queued statement's result, once the batch is sent."""
+
+    __slots__ = ("_pending", "_make", "_value", "_made")
+
+    def __init__(self, pending: Pending, make: Callable[[Pending], T]) -> None:
+        self._pending = pending
+        self._make = make
+        self._made = False
+
+    def value(self) -> T:
+        if not self._made:
+            self._value = self._make(self._pending)
+            self._made = True
+        return self._value
+
+
+class Batch:
+    """Statements queued on a session's transaction, sent together (see the module)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._queued: list[tuple[_Compiled, Any, bool, Pending | None]] = []
+        self._connection: Connection | None = None
+        self.dialect: str = session.get_bind().dialect.name
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    def execute(self, statement: Executable, params: Params) -> Pending:
+        """Queue a statement with one set of values; its rows come later."""
+        pending = Pending(self)
+        self._queue(statement, params, many=False, pending=pending)
+        return pending
+
+    def execute_many(self, statement: Executable, rows: Sequence[Params]) -> None:
+        """Queue a statement without results for many sets of values (an executemany)."""
+        if rows:
+            self._queue(statement, rows, many=True, pending=None)
+
+    def send(self, *, commit: bool = False) -> None:
+        """Send what is queued and wait for every result. With `commit`, the transaction's
+        COMMIT goes in the same round trip (PostgreSQL; the caller then commits the session,
+        which has nothing left to send); on SQLite the caller's commit does it."""
+        queued, self._queued = self._queued, []
+        if self._connection is None or self._connection.dialect.name != "postgresql":
+            return
+        _send_pipelined(self._connection, queued, commit)
+
+    def discard(self) -> None:
+        """Forget what is queued (the transaction is rolled back)."""
+        self._queued = []
+
+    def _queue(
+        self, statement: Executable, params: Any, *, many: bool, pending: Pending | None
+    ) -> None:
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self._session.connection()
+        keys = tuple((params[0] if many else params).keys())
+        if connection.dialect.name != "postgresql":
+            result = connection.execute(statement, list(params) if many else params)
+            if pending is not None:
+                pending._rows = result.all() if result.returns_rows else []
+            return
+        if many and isinstance(statement, Insert):  # one statement, however many rows
+            compiled = _compiled_unnest(statement, keys, connection.dialect)
+            params = {key: [row[key] for row in params] for key in keys}
+            many = False
+        else:
+            compiled = _compiled(statement, keys, connection.dialect)
+        self._queued.append((compiled, params, many, pending))
+
+
+class _Compiled:
+    """A statement's PostgreSQL text and the conversions of its values and results."""
+
+    __slots__ = ("_compiled", "sql", "binds", "results", "returns_rows")
+
+    def __init__(self, statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> None:
+        compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+        self._compiled = compiled
+        self.sql = compiled.string
+        self.binds = {}
+        for bind in compiled.binds.values():
+            process = bind.type.bind_processor(dialect)
+            if process is not None:
+                self.binds[compiled.bind_names[bind]] = process
+        columns = getattr(statement, "exported_columns", ())
+        self.returns_rows = bool(columns)
+        self.results = [c.type.result_processor(dialect, None) for c in columns]
+
+    def values(self, params: Params) -> dict[str, Any]:
+        """The driver's values: constants of the statement added, each through its type."""
+        values: dict[str, Any] = self._compiled.construct_params(params)
+        for name, process in self.binds.items():
+            values[name] = process(values[name])
+        return values
+
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        if not any(self.results):
+            return list(fetched)
+        return [
+            tuple(
+                value if p is None else p(value) for p, value in zip(self.results, row, strict=True)
+            )
+            for row in fetched
+        ]
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
+    return _Compiled(statement, keys, dialect)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_unnest(statement: Insert, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
+    """INSERT ... SELECT FROM unnest(one array per column): many rows in one statement of
+    one shape (a driver's executemany would send them one by one, and a VALUES list of n
+    rows is a new statement for every n). ON CONFLICT clauses stay as they were."""
+    table = statement.table
+    arrays = [bindparam(key, type_=ARRAY(_unbounded(table.c[key].type))) for key in keys]
+    rows = func.unnest(*arrays).table_valued(*keys).render_derived(name="source")
+    return _Compiled(statement.from_select(keys, select(*rows.c)), keys, dialect)
+
+
+def _unbounded(column_type: Any) -> Any:
+    """A VARCHAR(n) array's type without n: PostgreSQL truncates what is cast to VARCHAR(n),
+    while the column refuses what is too long (DataError, as for one row)."""
+    if isinstance(column_type, String) and not isinstance(column_type, Enum):
+        return String()
+    return column_type
+
+
+def _send_pipelined(
+    connection: Connection,
+    queued: list[tuple[_Compiled, Any, bool, Pending | None]],
+    commit: bool,
+) -> None:
+    driver: Any = connection.connection.driver_connection
+    events = connection.dispatch  # the engine's cursor events, as for any statement
+    sent = []
+    try:
+        with driver.pipeline():
+            for compiled, params, many, pending in queued:
+                cursor = driver.cursor()
+                values = [compiled.values(p) for p in params] if many else compiled.values(params)
+                context = SimpleNamespace()  # what event listeners keep per statement
+                events.before_cursor_execute(
+                    connection, cursor, compiled.sql, values, context, many
+                )
+                if many:
+                    cursor.executemany(compiled.sql, values)
+                else:
+                    cursor.execute(compiled.sql, values)
+                sent.append((compiled, cursor, values, context, many, pending))
+            if commit:
+                # A call past its deadline commits nothing (as the engine's commit listener
+                # of service.store.db checks for any commit), then the COMMIT, queued behind
+                # the statements. The session's own commit comes after the pipeline: the
+                # connection stays this transaction's until then (a session commit inside
+                # it would hand the connection back to the pool).
+                check_deadline("commit")
+                driver.commit()
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _translated(connection, queued, error) from error
+    for compiled, cursor, values, context, many, pending in sent:
+        events.after_cursor_execute(connection, cursor, compiled.sql, values, context, many)
+        if pending is not None:
+            pending._rows = compiled.rows(cursor.fetchall()) if compiled.returns_rows else []
+        cursor.close()
+
+
+def _translated(
+    connection: Connection,
+    queued: list[tuple[_Compiled, Any, bool, Pending | None]],
+    error: Exception,
+) -> StatementError:
+    """The driver's error as SQLAlchemy raises it; a lost connection is invalidated, so the
+    pool does not hand it out again."""
+    dialect = connection.dialect
+    driver = connection.connection.driver_connection
+    lost = dialect.is_disconnect(error, driver, None)  # type: ignore[arg-type]
+    if lost:
+        connection.invalidate(error)
+    statement = "; ".join(compiled.sql[:60] for compiled, *_ in queued)
+    return DBAPIError.instance(
+        statement,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )

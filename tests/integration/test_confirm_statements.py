@@ -1,0 +1,90 @@
+"""What one confirm costs the store, counted on a real SQLite file and a real PostgreSQL: the
+statements it sends and the transactions it opens (docs/operations.md, "Confirms")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event
+
+from service.api.tokens import TokenSigner
+from tests.integration.receipt_support import (
+    SETTINGS,
+    SHOWCASE_MEMBER,
+    Register,
+    showcase_receipt,
+    usage_of,
+)
+
+# The showcase receipt counts usage (P-COFFEE), accrues points from two offers and grants
+# chips: claim + stored record, lines, benefits, member lock (PostgreSQL), chips upsert and
+# its ledger row, usage counter, ledger accrual, history, member document read, balance
+# read, record, document write, change feed.
+MOST_STATEMENTS = 15
+
+
+@dataclass
+class Traffic:
+    statements: list[str] = field(default_factory=list)
+    begins: int = 0
+    commits: int = 0
+
+
+@contextmanager
+def traffic_of(register: Register) -> Iterator[Traffic]:
+    engine: Any = register.sessions.kw["bind"]  # type: ignore[attr-defined]
+    seen = Traffic()
+
+    def statement(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        verb = sql.split(None, 1)[0].upper()
+        if verb not in ("BEGIN", "PRAGMA"):  # SQLite's own transaction control
+            seen.statements.append(verb)
+
+    def begin(_conn: object) -> None:
+        seen.begins += 1
+
+    def commit(_conn: object) -> None:
+        seen.commits += 1
+
+    listeners = [("before_cursor_execute", statement), ("begin", begin), ("commit", commit)]
+    for name, listener in listeners:
+        event.listen(engine, name, listener)
+    try:
+        yield seen
+    finally:
+        for name, listener in listeners:
+            event.remove(engine, name, listener)
+
+
+def test_a_confirm_with_usage_and_points_makes_at_most_n_statements_in_one_transaction(
+    register: Register,
+) -> None:
+    receipt = showcase_receipt("R-COUNTED")
+    shown = register.calculate(receipt)
+    payload = TokenSigner(SETTINGS.token_secret).verify(receipt, shown.confirmation_token)
+    assert payload.usage and shown.result.total_points and shown.result.total_chips
+
+    with traffic_of(register) as seen:
+        confirmed = register.confirm(receipt, shown.confirmation_token)
+
+    assert not confirmed.replayed
+    assert usage_of(register.sessions, SHOWCASE_MEMBER, "P-COFFEE") == 1000  # really written
+    assert (seen.begins, seen.commits) == (1, 1)
+    assert len(seen.statements) <= MOST_STATEMENTS, seen.statements
+
+
+def test_a_repeated_confirm_is_answered_by_its_claim_and_one_read(register: Register) -> None:
+    receipt = showcase_receipt("R-COUNTED-TWICE")
+    token = register.calculate(receipt).confirmation_token
+    first = register.confirm(receipt, token)
+    register.cache.member(SHOWCASE_MEMBER)  # the confirm made the cache read them again
+
+    with traffic_of(register) as seen:
+        again = register.confirm(receipt, token)
+
+    assert again.replayed and again.result == first.result
+    assert seen.statements == ["INSERT", "SELECT"]
+    assert (seen.begins, seen.commits) == (1, 1)  # committed: it wrote nothing
