@@ -287,7 +287,10 @@ def _lot_writes(
     new = [
         _lot_row(member_id, lot.kind, lot.left, at, lot) for lot in after.lots if lot.key is None
     ]
-    writes = [(statements.drop, gone), (statements.set_left, changed)]
+    writes: list[tuple[Any, list[dict[str, Any]]]] = [
+        (statements.drop, gone),
+        (statements.set_left, changed),
+    ]
     if after.debt != before.debt:
         writes.append((statements.drop_debt, [{"b_member_id": member_id}]))
         if after.debt:
