@@ -131,6 +131,20 @@ def write_patched(
 ) -> list[str]:
     """Queue the documents of patch_documents() from the `current` ones read under the
     members' locks; returns the members that have none, to rebuild from their rows."""
+    rows, rebuild = _patched_rows(current, member_ids, patch, new_members, now)
+    batch.execute_many(_statements(batch.dialect).write, rows)
+    return rebuild
+
+
+def _patched_rows(
+    current: Documents,
+    member_ids: Iterable[str],
+    patch: Callable[[Member], Member],
+    new_members: Container[str],
+    at: datetime,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of the patched documents, and the members that have none to patch (to
+    rebuild from their rows); a member in `new_members` starts from an empty state."""
     rows, rebuild = [], []
     for member_id in member_ids:
         base = current.get(member_id)
@@ -139,9 +153,8 @@ def write_patched(
         if base is None:
             rebuild.append(member_id)
         else:
-            rows.append(_document_row(patch(base), now))
-    batch.execute_many(_statements(batch.dialect).write, rows)
-    return rebuild
+            rows.append(_document_row(patch(base), at))
+    return rows, rebuild
 
 
 def member_changed(
@@ -189,15 +202,7 @@ def patch_documents(
             lock_members(session, part)
         found = session.execute(_sql(session).read, {"ids": list(part)})
         current = {r.member_id: member_from_document(r.member_id, r.body) for r in found}
-        rows, rebuild = [], []
-        for member_id in part:
-            base = current.get(member_id)
-            if base is None and member_id in new_members:
-                base = Member(member_id)
-            if base is None:
-                rebuild.append(member_id)
-            else:
-                rows.append(_document_row(patch(base), at))
+        rows, rebuild = _patched_rows(current, part, patch, new_members, at)
         _write(session, rows)
         refresh_documents(session, rebuild, at)
 
