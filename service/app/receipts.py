@@ -188,8 +188,12 @@ def confirm_receipt(
             if not claimed.value():
                 # the id is taken by a committed receipt (a concurrent claim was waited for)
                 answer = _replay_confirm(stored.value(), receipt.receipt_id, confirmation)
-                uow.commit()  # wrote nothing; a rollback would also drop the connection's
-                return answer  # prepared statements (psycopg), which the next confirm reuses
+                # Rolled back, not committed: the claim's INSERT .. ON CONFLICT took a
+                # transaction id, and committing it writes a commit record (16 clients
+                # replaying ran at half the rate). psycopg then drops the connection's
+                # prepared statements, prepared again by its next confirm: paid after repeats only.
+                uow.rollback()
+                return answer
             admission.check(receipt)
             record = _write_confirmation(uow, confirmation, time_zone, encode, lifetime)
             uow.commit()
