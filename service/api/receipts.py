@@ -95,10 +95,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         is off (a till session signs only the receipt it finishes)."""
         now = self._clock()
         receipt_pb = request.receipt
-        check_chips_range(request)
-        member, receipt = self._receipt_model(receipt_pb, now, request)
-        spend = points_to_spend(request, member)
-        codes = coupon_convert.receipt_codes(receipt_pb)
+        member, receipt, spend, codes = self._checked(request, now)
         caller = current_principal().credential_id if codes else ""
         if codes:  # a credential out of misses may not try codes at all, known ones too
             self._coupon_misses.admit(caller)
@@ -132,22 +129,23 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
         """What Calculate checks before the lines: ids, the store, the member, channel and
         sale time, the points and chips to spend, coupon codes (a till session opened
         before its first scan)."""
-        check_chips_range(request)
-        member, _ = self._receipt_model(request.receipt, self._clock(), request)
-        points_to_spend(request, member)
-        coupon_convert.receipt_codes(request.receipt)
+        self._checked(request, self._clock())
 
-    def _receipt_model(
-        self,
-        receipt_pb: receipt_pb2.Receipt,
-        now: datetime,
-        request: receipt_pb2.CalculateRequest | None = None,
-    ) -> tuple[Member | None, Receipt]:
+    def _checked(
+        self, request: receipt_pb2.CalculateRequest, now: datetime
+    ) -> tuple[Member | None, Receipt, SpendAsk | None, tuple[str, ...]]:
+        """The request checked up to the engine: its member, the receipt's model, the points
+        to spend and the coupon codes."""
+        check_chips_range(request)
+        receipt_pb = request.receipt
         check_receipt_ids(receipt_pb)
         current_principal().check_store(receipt_pb.store_id, receipt_pb.receipt_id)
         member = self._members.resolve(receipt_pb.member, "receipt.member")
-        chips = request.chips_to_spend if request is not None else 0
-        return member, convert.receipt_to_model(receipt_pb, member, now, chips_to_spend=chips)
+        receipt = convert.receipt_to_model(
+            receipt_pb, member, now, chips_to_spend=request.chips_to_spend
+        )
+        spend = points_to_spend(request, member)
+        return member, receipt, spend, coupon_convert.receipt_codes(receipt_pb)
 
     def Confirm(  # noqa: N802 - gRPC method name
         self, request: receipt_pb2.ConfirmRequest, context: grpc.ServicerContext
