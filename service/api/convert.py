@@ -19,6 +19,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from loyalty.v1 import common_pb2, receipt_pb2, token_pb2
 from service.engine import lifecycle as lc
 from service.engine import model as m
+from service.engine.coupons import normalise_code
 from service.engine.records import new_applied_benefit, new_line
 from service.errors import InvalidArgument
 
@@ -293,7 +294,7 @@ def line_order(line_id: str) -> tuple[int, str]:
 
 def _codes_as_a_set(receipt: receipt_pb2.Receipt) -> None:
     if receipt.coupon_codes:  # their order and case do not matter
-        codes = sorted(code.strip().upper() for code in receipt.coupon_codes)
+        codes = sorted(normalise_code(code) for code in receipt.coupon_codes)
         del receipt.coupon_codes[:]
         receipt.coupon_codes.extend(codes)
 
