@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import bisect
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -82,9 +81,3 @@ def paged(
         return items, ""
     items = items[: page.size]
     return items, next_token(page, key(items[-1]))
-
-
-def keys_after(keys: Sequence[str], after: str | None, limit: int) -> list[str]:
-    """The first `limit` of sorted keys after `after` (paging over keys known in memory)."""
-    start = 0 if after is None else bisect.bisect_right(keys, after)
-    return list(keys[start : start + limit])

@@ -302,12 +302,6 @@ def _lot_writes(
 # --- the same on a batch (service.store.pipeline: a confirm sends its statements together) ---
 
 
-def queue_points_holding(batch: Batch, member_id: str) -> Later[PointsHolding]:
-    """points_holding(), read when the batch is sent (after what was queued before it)."""
-    pending = batch.execute(_statements().lots, {"b_member_id": member_id})
-    return Later(pending, lambda done: _holding(done.rows))
-
-
 def queue_accrual(
     batch: Batch,
     member_id: str,
