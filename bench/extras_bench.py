@@ -17,8 +17,9 @@ four variants:
 - `coupon`: the shared code;
 - `both`: points_to_spend and the shared code.
 
-The variants take turns in `--rounds` rounds of `--calls` calls each (plain, points, coupon,
-both, plain, …), so drift in the machine's load falls on all of them alike. Figures: median
+The variants take turns in `--rounds` rounds of `--calls` calls each, each round starting one
+variant further on (plain, points, coupon, both; points, coupon, both, plain; …), so drift in
+the machine's load falls on all of them alike. Figures: median
 and p90 per variant over all its calls, each variant's per-round medians, and the ratio of its
 median (and p90) to plain's from the same run. Numbers are only comparable on the same machine.
 """
@@ -169,10 +170,11 @@ def measure(target: str, rounds: int, calls: int, points: int, began: float) -> 
             for _ in range(min(calls, 50)):
                 stub.Calculate(chosen[name], metadata=REGISTER, timeout=10)
         done = 0
-        for _ in range(rounds):
+        for turn in range(rounds):
             if time.monotonic() - began > DEADLINE_S:
                 break
-            for name in VARIANTS:
+            # each round starts one variant further on, so none always follows the same one
+            for name in VARIANTS[turn % len(VARIANTS) :] + VARIANTS[: turn % len(VARIANTS)]:
                 this_round = []
                 for _ in range(calls):
                     start = time.perf_counter()

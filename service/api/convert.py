@@ -154,8 +154,14 @@ def fill_result(
     # Zero fields are left unset (same bytes, less work), and each repeated field's `add` is
     # looked up once: `pl.benefits` makes a new container object on every access.
     add_line = out.lines.add
-    for line in result.lines:
+    spend = result.spend
+    # points spent per line (spec §21), filled in this loop, where the line's message is
+    spent, point_value = (spend.per_line, spend.point_value) if spend is not None else ((), 0)
+    for index, line in enumerate(result.lines):
         pl = add_line()
+        if spent and spent[index]:
+            pl.points_spent = spent[index]
+            pl.points_value = spent[index] * point_value
         pl.line_id = line.line_id
         pl.sku = line.sku
         pl.amount = line.amount
@@ -183,8 +189,8 @@ def fill_result(
             _fill_rejected(pl, line.rejected)
     if result.chips is not None:
         _fill_chips(out, result.chips)
-    if result.spend is not None:
-        fill_points_spend(out, result.spend)
+    if spend is not None:
+        _fill_points_totals(out, spend)
 
 
 def _fill_rejected(out: receipt_pb2.LineResult, rejected: Sequence[m.RejectedCandidate]) -> None:
@@ -222,18 +228,15 @@ def _fill_chips(out: receipt_pb2.ReceiptResult, chips: m.ChipsResult) -> None:
     out.total_chips_spent = chips.spent
 
 
-def fill_points_spend(out: receipt_pb2.ReceiptResult, spend: m.PointsSpend) -> None:
-    """The points a receipt spends (spec §21): per line and in total."""
+def _fill_points_totals(out: receipt_pb2.ReceiptResult, spend: m.PointsSpend) -> None:
+    """The points a receipt spends (spec §21) in total; fill_result puts each line's."""
     out.points_requested = spend.requested
     out.points_available = spend.available
     out.points_allowed = spend.allowed
     out.point_value = spend.point_value
-    out.total_points_spent = spend.spent
-    out.total_points_value = spend.value
-    for pl, points in zip(out.lines, spend.per_line, strict=True):
-        if points:
-            pl.points_spent = points
-            pl.points_value = points * spend.point_value
+    spent = spend.spent
+    out.total_points_spent = spent
+    out.total_points_value = spent * spend.point_value
 
 
 # Keyed by the enum's value: hashing a str is a C call, hashing an Enum member a Python one.
@@ -269,12 +272,12 @@ def token_fingerprint(receipt: receipt_pb2.Receipt) -> bytes:
     """SHA-256 of what a token of format 3 covers: the receipt's content but its sale time
     (the token's result fixes the sale time it was evaluated at, so the one sent again never
     mattered), lines in line order (`line_order`), coupon codes as a set. A receipt already
-    in that form, as registers send it (lines numbered 1, 2, ... 10, no sale time, no codes),
-    is hashed as it is, without a copy; any other is first copied into it."""
+    in that form, as registers send it (lines numbered 1, 2, ... 10, no sale time, codes in upper
+    case and order), is hashed as it is, without a copy; any other is first copied into it."""
     lines = receipt.lines
     ids = [line.line_id for line in lines]
     in_order = ids == sorted(ids, key=line_order)
-    if in_order and not receipt.coupon_codes and not receipt.HasField("sale_time"):
+    if in_order and _codes_in_form(receipt.coupon_codes) and not receipt.HasField("sale_time"):
         return hashlib.sha256(receipt.SerializeToString(deterministic=True)).digest()
     canonical = receipt_pb2.Receipt()
     canonical.CopyFrom(receipt)
@@ -290,6 +293,11 @@ def token_fingerprint(receipt: receipt_pb2.Receipt) -> bytes:
 def line_order(line_id: str) -> tuple[int, str]:
     """Shorter line ids first, then byte order: "2" before "10", as registers number lines."""
     return len(line_id), line_id
+
+
+def _codes_in_form(codes: Sequence[str]) -> bool:
+    """Are the codes as _codes_as_a_set leaves them (none, or normalised and sorted)?"""
+    return not codes or list(codes) == sorted(normalise_code(code) for code in codes)
 
 
 def _codes_as_a_set(receipt: receipt_pb2.Receipt) -> None:

@@ -152,6 +152,7 @@ def calculate(
     entries = snapshot.entries
     lines = receipt.lines
     results: list[LineResult | None] = []
+    products: list[Product | None] = []  # per line, for the receipt-level steps after
     deferred: list[tuple[int, Product | None, tuple[Rule, ...]]] = []
     unknown: set[str] | None = None
     for index, line in enumerate(lines):
@@ -169,6 +170,7 @@ def calculate(
                 scoped = (
                     own if own is not None else individual.line_candidates(line.sku, groups, scoped)
                 )
+        products.append(product)
         result = _evaluate_line(line, index, product, scoped, wide, context, None, explain)
         if result is None:
             deferred.append((index, product, scoped))
@@ -203,9 +205,9 @@ def calculate(
     # receipt-level steps after the lines are settled: chips rewards change discounts, so
     # points spread over what is left to pay after them (spec §20, then spec §21)
     if snapshot.chips is not None:
-        settled = apply_chips(snapshot, context, receipt, settled)
+        settled = apply_chips(snapshot, context, receipt, settled, products)
     if points is not None:
-        settled = spend_points(snapshot, [line.quantity for line in lines], settled, points)
+        settled = spend_points(products, [line.quantity for line in lines], settled, points)
     return settled
 
 

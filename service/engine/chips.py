@@ -130,15 +130,18 @@ def chips_after_refund(balance: int, taken_back: int, given_back: int) -> int:
 
 
 def apply_chips(
-    snapshot: Snapshot, context: ReceiptContext, receipt: Receipt, result: ReceiptResult
+    snapshot: Snapshot,
+    context: ReceiptContext,
+    receipt: Receipt,
+    result: ReceiptResult,
+    products: list[Product | None],
 ) -> ReceiptResult:
     """The result with the receipt's rewards unlocked and its chips granted (unchanged when
-    no chips offer applies)."""
+    no chips offer applies); `products`: each line's in the snapshot (None: unknown SKU)."""
     program: ChipsProgram | None = snapshot.chips
     if program is None:
         return result
     lines = list(result.lines)
-    products = [snapshot.product(line.sku) for line in lines]
     rewards: list[RewardUse] = []
     if receipt.chips_to_spend > 0 and receipt.member is not None and program.rewards:
         rewards = _unlock_rewards(program, snapshot, context, receipt, lines, products)

@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from service.engine.model import LineResult, PointsSpend, ReceiptResult
-from service.engine.money import allocate, round_half_up
+from service.engine.model import AppliedBenefit, LineResult, PointsSpend, Product, ReceiptResult
+from service.engine.money import allocate
 from service.engine.records import new_applied_benefit, new_line_result
-from service.engine.snapshot import Snapshot
 from service.engine.valuation import min_price_floor
 
 
@@ -47,15 +46,19 @@ class PointsRequest:
 
 
 def spend_points(
-    snapshot: Snapshot, quantities: Sequence[int], result: ReceiptResult, request: PointsRequest
+    products: Sequence[Product | None],
+    quantities: Sequence[int],
+    result: ReceiptResult,
+    request: PointsRequest,
 ) -> ReceiptResult:
     """The result with the points spent on it (`spend`) and the accruals on money only.
 
-    `quantities` are the lines' quantities in the result's order (for the min price)."""
+    `products` (None: unknown SKU) and `quantities` (for the min price) are the lines', in
+    the result's order."""
     policy = request.policy
     rooms = [
-        _room(snapshot, line, quantity, policy)
-        for line, quantity in zip(result.lines, quantities, strict=True)
+        _room(line, product, quantity, policy)
+        for line, product, quantity in zip(result.lines, products, quantities, strict=True)
     ]
     cap = result.total_paid * policy.max_share_bp // 10000 // policy.point_value
     allowed = min(sum(rooms), cap)
@@ -76,9 +79,8 @@ def spend_points(
     )
 
 
-def _room(snapshot: Snapshot, line: LineResult, quantity: int, policy: PointsPolicy) -> int:
+def _room(line: LineResult, product: Product | None, quantity: int, policy: PointsPolicy) -> int:
     """Whole points the line may take: what is left to pay above its floor."""
-    product = snapshot.product(line.sku)
     if product is not None and product.excluded:
         return 0
     floor = max(min_price_floor(product, quantity), policy.min_money_per_line)
@@ -106,21 +108,26 @@ def spread(total: int, weights: Sequence[int], rooms: Sequence[int]) -> list[int
 
 
 def _accrue_on_money(line: LineResult, value: int) -> LineResult:
-    """The line with each bonus scaled to the part of `paid` settled in money. Built with
-    the hot path's constructors (engine.records): dataclasses.replace, once per line and
-    bonus, cost a calculation with points more than the rest of spending them."""
+    """The line with each bonus scaled to the part of `paid` settled in money, rounded half
+    up; the line itself when no bonus changes (a few points spent on a big line round back
+    to the same bonus). Built with the hot path's constructors (engine.records), and only
+    where a bonus changes: this runs for every line that takes points."""
     money, paid = line.paid - value, line.paid
-    benefits = tuple(
-        new_applied_benefit(
-            b.offer_id, b.mechanic, b.kind, b.discount, round_half_up(b.points * money, paid),
-            b.text,
-        )
-        if b.points
-        else b
-        for b in line.benefits
-    )  # fmt: skip
-    points = sum(b.points for b in benefits)
+    benefits = line.benefits
+    scaled: list[AppliedBenefit] | None = None
+    for index, b in enumerate(benefits):
+        if not b.points:
+            continue
+        points = (2 * b.points * money + paid) // (2 * paid)  # round_half_up, both >= 0
+        if points != b.points:
+            if scaled is None:
+                scaled = list(benefits)
+            scaled[index] = new_applied_benefit(
+                b.offer_id, b.mechanic, b.kind, b.discount, points, b.text
+            )
+    if scaled is None:
+        return line
     return new_line_result(
-        line.line_id, line.sku, line.amount, line.discount, line.paid, points, benefits,
-        line.known_sku, line.rejected,
+        line.line_id, line.sku, line.amount, line.discount, line.paid,
+        sum(b.points for b in scaled), tuple(scaled), line.known_sku, line.rejected,
     )  # fmt: skip

@@ -303,6 +303,18 @@ def test_the_copy_free_fingerprint_is_the_one_of_the_canonical_copy() -> None:
     assert as_sent != token_fingerprint(numbered_receipt(IN_ORDER[:-1]))
 
 
+def test_codes_sent_in_form_are_hashed_as_sent_and_match_any_other_form() -> None:
+    """Codes already upper case and in order take the copy-free path; the same codes in
+    another order or case, or the lines out of order, give the same fingerprint."""
+    in_form = token_fingerprint(numbered_receipt(IN_ORDER, coupon_codes=["B-2", "SUMMER10"]))
+    for codes in (["SUMMER10", "B-2"], ["b-2", "summer10"], [" B-2", "SUMMER10"]):
+        assert token_fingerprint(numbered_receipt(IN_ORDER, coupon_codes=codes)) == in_form
+    reordered = numbered_receipt(list(reversed(IN_ORDER)), coupon_codes=["B-2", "SUMMER10"])
+    assert token_fingerprint(reordered) == in_form
+    assert in_form != token_fingerprint(numbered_receipt(IN_ORDER, coupon_codes=["B-2"]))
+    assert in_form != token_fingerprint(numbered_receipt(IN_ORDER))
+
+
 def test_a_timestamp_is_set_as_protobuf_sets_it() -> None:
     for moment in (
         datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC),

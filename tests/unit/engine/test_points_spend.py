@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from service.engine.calculate import calculate
 from service.engine.lifecycle import ConfirmedLine, refund_line
 from service.engine.model import BenefitKind, Product, ReceiptResult
+from service.engine.money import round_half_up
 from service.engine.points_spend import PointsPolicy, PointsRequest, spread
 from tests.unit.engine.builders import PRODUCTS, exclusive, line, offer, receipt, snapshot
 
@@ -107,6 +108,22 @@ def test_points_accrue_only_on_the_part_paid_in_money() -> None:
     assert everything.lines[0].points == 500
 
 
+def test_a_bonus_that_rounds_back_to_itself_keeps_its_line() -> None:
+    """5 % of 10000 is 500; with 4 points spent, 5 % of 9996 is 499.8, half up 500 again:
+    the line (and its benefits) stay as they were. With 20 spent, 5 % of 9980 is 499."""
+    bonus = offer("b", BenefitKind.BONUS_PERCENT, 500)
+    plain = calculate(snapshot([bonus]), receipt(line("bread", 10000)))
+    few = spend(line("bread", 10000), wanted=4, offers=[bonus])
+    assert spent(few) == [4]
+    assert few.lines == plain.lines and few.total_points == 500
+    more = spend(line("bread", 10000), wanted=20, offers=[bonus])
+    assert (more.lines[0].points, more.lines[0].benefits[0].points, more.total_points) == (
+        499,
+        499,
+        499,
+    )
+
+
 def test_nothing_is_spent_when_nothing_may_be() -> None:
     result = spend(line("cigarettes", 5000), wanted=100, offers=[exclusive("x")])
     assert spent(result) == [0]
@@ -186,3 +203,17 @@ def test_refunds_give_back_exactly_what_was_spent_never_more(points_spent, steps
         line_ = replace(line_, refunded=line_.refunded + step * 1000)
     assert all(r >= 0 for r in returned)
     assert sum(returned) == points_spent
+
+
+@given(st.integers(1, 10**6), st.integers(0, 10**6), st.integers(1, 2000))
+def test_each_bonus_keeps_the_money_share_of_its_points_rounded_half_up(
+    amount: int, wanted: int, basis_points: int
+) -> None:
+    bonus = offer("b", BenefitKind.BONUS_PERCENT, basis_points)
+    before = calculate(snapshot([bonus]), receipt(line("bread", amount)))
+    after = spend(line("bread", amount), wanted=wanted, offers=[bonus])
+    paid, points = before.lines[0].paid, before.lines[0].points
+    money = paid - spent(after)[0]
+    expected = round_half_up(points * money, paid) if paid else points
+    assert after.lines[0].points == after.total_points == expected
+    assert sum(b.points for b in after.lines[0].benefits) == expected
