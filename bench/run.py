@@ -184,6 +184,7 @@ class Server:
             str(self.metrics_port),
             "--reflection",
             "off",
+            *extra,  # more loyalty-server flags
         ]
         env = {**os.environ, "LOYALTY_TOKEN_SECRET": secrets.token_hex(32)}  # not development
         if responses is not None:

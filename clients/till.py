@@ -491,7 +491,10 @@ class Till:
             self.say(f"  {personal.name}: {skus}")
         for coupon in offers.coupons:
             self.say(f"  Coupon {coupon.code} (offer {coupon.offer_id})")
-        general = "; ".join(g.text or g.name for g in offers.general_offers)
+        general = "; ".join(
+            (g.text or g.name) + (" (with a coupon)" if g.coupon_required else "")
+            for g in offers.general_offers
+        )
         if general:
             self.say(f"  Also now: {general}")
 

@@ -136,6 +136,7 @@ def fill_general_offer(
         convert.fill_usage_limit(out.usage_limit, offer.usage_limit)
     if left is not None:
         out.usage_left = left
+    out.coupon_required = general.coupon_required
 
 
 def fill_audit(out: member_pb2.AuditEntry, entry: AuditEntry) -> None:

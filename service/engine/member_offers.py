@@ -20,12 +20,18 @@ from service.engine.usage import local_date, period_key
 class GeneralOffer:
     offer: Offer
     rule: Rule
+    coupon_required: bool = False  # gated: applies only with a valid code (engine.coupons)
 
 
 def general_offers(snapshot: Snapshot) -> list[GeneralOffer]:
     """The offers of levels 1-3, compiled as the calculation compiles them, in candidate
-    order (higher priority first, then offer id)."""
-    found = [GeneralOffer(o, r) for o in snapshot.offers if (r := rule_for_offer(o)) is not None]
+    order (higher priority first, then offer id); those a coupon campaign gates say so."""
+    gated = snapshot.coupons.gated
+    found = [
+        GeneralOffer(o, r, o.id in gated)
+        for o in snapshot.offers
+        if (r := rule_for_offer(o)) is not None
+    ]
     found.sort(key=lambda g: g.rule.sort_key)
     return found
 

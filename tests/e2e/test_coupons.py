@@ -17,6 +17,7 @@ from loyalty.v1 import coupons_pb2, member_pb2, member_pb2_grpc, receipt_pb2
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from service.api.tokens import signer_from_settings
+from service.demo_data.generate import WELCOME_OFFER
 from tests.e2e.conftest import auth, demo_settings
 from tests.e2e.coupon_support import (
     SHARED_OFFER,
@@ -144,6 +145,12 @@ def test_a_code_for_a_member_an_expired_campaign_and_the_member_lookup(
     assert [(c.code, c.campaign_id, c.offer_id) for c in view.coupons] == [
         (mine, "U1", UNIQUE_OFFER)
     ]
+    # the gated offers (these two and the demo's welcome coupon) are listed as needing a
+    # code, the others not
+    gated = {SHARED_OFFER, UNIQUE_OFFER, WELCOME_OFFER}
+    needs_code = {o.offer_id: o.coupon_required for o in view.general_offers}
+    assert {k for k, v in needs_code.items() if v} == gated
+    assert len(needs_code) > len(gated)
 
     ended = coupons_pb2.CouponCampaign(
         id="OLD", offer_id=SHARED_OFFER, kind=coupons_pb2.COUPON_CAMPAIGN_KIND_SHARED,
