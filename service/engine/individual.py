@@ -77,7 +77,10 @@ class IndividualRules:
                 rule = rule_for_personal_offer(source)
             else:
                 rule = rule_for_category_terms(source)
-            self._compiled[id(source)] = rule
+            # Two receipts of the member on two threads may compile the same terms at once:
+            # setdefault (atomic on a dict) keeps the first rule for both, so the member has
+            # one rule per offer, as identity-hashed keys of a receipt's charges need.
+            rule = self._compiled.setdefault(id(source), rule)
         return rule
 
 

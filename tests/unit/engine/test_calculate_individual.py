@@ -1,6 +1,9 @@
 """spec §7 by worked examples: favorite products, favorite categories, personalized offers,
 and per-member usage limits."""
 
+import threading
+
+from service.engine import individual
 from service.engine.model import (
     Benefit,
     BenefitKind,
@@ -338,3 +341,35 @@ def test_a_limited_benefit_cut_to_zero_by_the_min_price_is_not_charged() -> None
     result = run(snap, line("caviar", 12000), member=member(personal_offers=(po,)))
     assert applied(result.lines[0]) == [("first", 3000, 0)]
     assert result.usage == ()
+
+
+def test_two_threads_compiling_one_personal_offer_share_one_rule(monkeypatch) -> None:
+    """Two receipts of one member on two threads may meet the member's offer at once: the
+    second to finish compiling takes the first one's rule, so every line memo of the member
+    holds one rule per offer (rules are identity-hashed keys of a receipt's usage charges)."""
+    offer = personal(skus=frozenset({"milk-1", "milk-2"}))
+    rules = individual.individual_rules_for(snapshot(), member(personal_offers=(offer,)))
+    assert rules is not None
+    compile_offer = individual.rule_for_personal_offer
+    first_inside, second_done = threading.Event(), threading.Event()
+
+    def compiling(source):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "first":
+            first_inside.set()
+            assert second_done.wait(10)  # the second thread compiles meanwhile
+        return compile_offer(source)
+
+    monkeypatch.setattr(individual, "rule_for_personal_offer", compiling)
+    got: dict[str, object] = {}
+
+    def first() -> None:
+        got["first"] = rules.line_candidates("milk-1", frozenset(), ())[0]
+
+    thread = threading.Thread(target=first, name="first")
+    thread.start()
+    assert first_inside.wait(10)
+    got["second"] = rules.line_candidates("milk-2", frozenset(), ())[0]
+    second_done.set()
+    thread.join(10)
+    assert got["first"] is got["second"]
+    assert rules.line_candidates("milk-1", frozenset(), ()) == (got["second"],)
