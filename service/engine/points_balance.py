@@ -12,11 +12,11 @@ from the lots, in the ledger's order:
   earned points were spent already) is a debt the next lots pay first.
 
 Lots that no rule can tell apart any more are folded into one at each write (`folded`): the
-spendable lots of one kind and one expiry. A spendable lot's activation is past and its
-receipt only decides which lot of its expiry a reversal takes first, so folding changes no
-figure; pending lots keep their receipt (a pending accrual and its reversal net out) and so
-stay apart. A member who earns and never spends thus holds one lot per expiry, not one per
-receipt.
+spendable lots of one kind and one expiry, and the pending lots of one receipt and lifetime.
+A spendable lot's activation is past and its receipt only decides which lot of its expiry a
+reversal takes first; pending lots keep their receipt (a pending accrual and its reversal net
+out) and so stay apart from other receipts'. A member who earns and never spends thus holds
+one lot per expiry (and one per receipt still pending), not one per receipt.
 
 A PointsHolding is what the movements leave: the lots with points left and the debt. The store
 keeps it current with each movement (so a confirm reads the open lots, not the ledger) and so
@@ -154,20 +154,28 @@ class PointsHolding:
         return self
 
     def folded(self, at: datetime) -> PointsHolding:
-        """The same points with the lots spendable at `at` folded: one per kind and expiry.
-        A folded lot sits where the first of its lots did and keeps its store key; it has no
-        receipt and no activation (it is spendable)."""
-        groups: dict[tuple[str, datetime | None], list[int]] = {}
+        """The same points with the lots no rule tells apart at `at` folded: the spendable
+        ones into one per kind and expiry (no receipt, no activation: it is spendable), the
+        pending ones of one receipt and lifetime into one. A folded lot sits where the first
+        of its lots did and keeps its store key."""
+        groups: dict[tuple[object, ...], list[int]] = {}
         for i, lot in enumerate(self.lots):
             if lot.spendable(at):
                 groups.setdefault((lot.kind, lot.expires_at), []).append(i)
+            elif not lot.expired(at):
+                key = (lot.kind, lot.expires_at, lot.available_at, lot.receipt_id)
+                groups.setdefault(key, []).append(i)
         folds = [group for group in groups.values() if len(group) > 1]
         if not folds:
             return self
         lots: list[Lot | None] = list(self.lots)
         for first, *others in folds:
+            lot = self.lots[first]
             left = sum(self.lots[i].left for i in (first, *others))
-            lots[first] = replace(self.lots[first], left=left, available_at=None, receipt_id=None)
+            if lot.spendable(at):
+                lots[first] = replace(lot, left=left, available_at=None, receipt_id=None)
+            else:
+                lots[first] = replace(lot, left=left)
             for i in others:
                 lots[i] = None
         return PointsHolding(tuple(lot for lot in lots if lot is not None), self.debt)
