@@ -20,7 +20,7 @@ from service.engine.model import Channel, Member
 from service.engine.points_balance import ACCRUAL, FOREVER, Lifetime, Lot, PointsHolding
 from service.store.loader import load_member
 from service.store.member_repo import save_member
-from service.store.models import PointsLedgerRow, ReceiptRow, RefundRow
+from service.store.models import PointsLedgerRow, PointsLotRow, ReceiptRow, RefundRow
 from service.store.points_repo import accrue, points_holding, points_holdings, reverse
 from tests.integration.receipt_support import (
     SHOWCASE_MEMBER,
@@ -202,3 +202,20 @@ def test_the_expiry_job_folds_what_it_leaves(shared_db: sessionmaker[Session]) -
     close_expired_lots(lambda: UnitOfWork(shared_db, now=at), at)
     assert [(lot.left, lot.receipt_id) for lot in points.lots()] == [(50, None)]
     assert points.expiry_recorded() == 10
+
+
+def test_a_member_with_lots_from_before_folding_is_folded_by_their_next_write(
+    shared_db: sessionmaker[Session],
+) -> None:
+    points = Points(shared_db)
+    receipts = [_id() for _ in range(12)]
+    with shared_db() as session:  # one lot per receipt, as the writes before folding left them
+        for receipt_id in receipts:
+            session.add(_receipt(receipt_id, points.member_id, T))
+            session.add(PointsLotRow(
+                member_id=points.member_id, kind=ACCRUAL, points_left=10, available_at=None,
+                expires_at=None, receipt_id=receipt_id, created_at=T,
+            ))  # fmt: skip
+        session.commit()
+    points.earn(_id(), 5, T + DAY, FOREVER)
+    assert [(lot.left, lot.receipt_id) for lot in points.lots()] == [(125, None)]
