@@ -62,6 +62,7 @@ class _Statements:
     set_lot: Any  # :b_key, :b_left, :b_available_at, :b_receipt_id
     drop: Any  # :b_key
     drop_debt: Any  # :b_member_id
+    expire: Any  # :b_member_id, :b_at -> delete the lots expired by then, returning their points
     accrual_expiry: Any  # :b_receipt_id -> when the receipt's accrued points expire
 
 
@@ -82,6 +83,9 @@ def _statements() -> _Statements:
             available_at=bindparam("b_available_at"),
             receipt_id=bindparam("b_receipt_id"),
         ),
+        expire=delete(lots)
+        .where(member, lots.c.kind != DEBT, lots.c.expires_at <= bindparam("b_at"))
+        .returning(lots.c.points_left),
         accrual_expiry=select(ledger.c.expires_at)
         .where(ledger.c.receipt_id == bindparam("b_receipt_id"), ledger.c.kind == ACCRUAL)
         .limit(1),
@@ -238,13 +242,17 @@ def record_expiry(session: Session, member_id: str, points: int, at: datetime) -
 
 def expire_lots(session: Session, member_id: str, at: datetime) -> tuple[int, PointsHolding]:
     """Close the member's lots expired by `at`, record what they had left and fold what
-    stays; those points and the member's holding after it."""
+    stays; those points and the member's holding after it. The delete goes first, as the
+    rows of _move do."""
+    found = session.connection().execute(
+        _statements().expire, {"b_member_id": member_id, "b_at": at}
+    )
+    points = int(sum(row.points_left for row in found))
+    record_expiry(session, member_id, points, at)
     before = points_holding(session, member_id)
-    expired = sum(lot.left for lot in before.lots if lot.expired(at))
-    record_expiry(session, member_id, expired, at)
-    after = before.without_expired(at).folded(at)
+    after = before.folded(at)
     _save_lots(session, member_id, before, after, at)
-    return expired, after
+    return points, after
 
 
 def _move(
