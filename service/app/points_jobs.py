@@ -3,9 +3,10 @@
 A run has two steps, each its own transaction:
 
 1. Closing: the lots expired by now are deleted from the members' open lots and recorded in
-   the ledger (an expiry row each member), their documents lose them and the change feed tells
-   every replica. Expired points counted for nothing already (a lot's expiry is its time), so
-   this changes no figure; it keeps lots and documents small. Members are locked first, as by
+   the ledger (an expiry row each member), what stays is folded as by every write of points,
+   their documents get the result and the change feed tells every replica. Expired points
+   counted for nothing already (a lot's expiry is its time), so this changes no figure; it
+   keeps lots and documents small. Members are locked first, as by
    every writer of members, in batches; what a run closes is gone for the next, so concurrent
    runs never record an expiry twice.
 2. Announcing: members whose points entered the "expiring soon" window in (last run, now] get
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Member
+from service.engine.points_balance import PointsHolding
 from service.engine.rules import to_epoch_us
 from service.store.outbox import (
     JOB_CONSUMER_PREFIX,
@@ -77,14 +79,15 @@ def close_expired_lots(units: Units, now: datetime) -> int:
         with units() as uow:
             uow.lock_members(batch)  # before their lots, as every writer of members
             for member_id in batch:
-                closed += expire_lots(uow.session, member_id, now)
-            uow.patch_members(batch, _without_expired(now))
+                expired, holding = expire_lots(uow.session, member_id, now)
+                closed += expired
+                uow.patch_members([member_id], _holding_now(holding))
             uow.commit()
     return closed
 
 
-def _without_expired(now: datetime) -> Callable[[Member], Member]:
+def _holding_now(holding: PointsHolding) -> Callable[[Member], Member]:
     def patch(member: Member) -> Member:
-        return replace(member, points=member.points.without_expired(now))
+        return replace(member, points=holding)
 
     return patch

@@ -7,8 +7,16 @@ from the lots, in the ledger's order:
 - a spending takes from the lots spendable at its time, those expiring first first (lots that
   never expire last), so points about to lapse are used before others;
 - a reversal (a refund taking back what a receipt earned) takes from that receipt's own
-  accrual first, then like a spending; what no lot covers (the earned points were spent
-  already) is a debt the next lots pay first.
+  accrual first, then from the spendable lots expiring when that accrual does (where a folded
+  accrual is), then from the other spendable lots in ledger order; what no lot covers (the
+  earned points were spent already) is a debt the next lots pay first.
+
+Lots that no rule can tell apart any more are folded into one at each write (`folded`): the
+spendable lots of one kind and one expiry, and the pending lots of one receipt and lifetime.
+A spendable lot's activation is past and its receipt only decides which lot of its expiry a
+reversal takes first; pending lots keep their receipt (a pending accrual and its reversal net
+out) and so stay apart from other receipts'. A member who earns and never spends thus holds
+one lot per expiry (and one per receipt still pending), not one per receipt.
 
 A PointsHolding is what the movements leave: the lots with points left and the debt. The store
 keeps it current with each movement (so a confirm reads the open lots, not the ledger) and so
@@ -61,7 +69,7 @@ class Movement:
     points: int
     at: datetime
     available_at: datetime | None = None
-    expires_at: datetime | None = None
+    expires_at: datetime | None = None  # of a reversal: when its receipt's accrual expires
     receipt_id: str | None = None
 
 
@@ -145,6 +153,33 @@ class PointsHolding:
             return PointsHolding(lots, self.debt + uncovered)
         return self
 
+    def folded(self, at: datetime) -> PointsHolding:
+        """The same points with the lots no rule tells apart at `at` folded: the spendable
+        ones into one per kind and expiry (no receipt, no activation: it is spendable), the
+        pending ones of one receipt and lifetime into one. A folded lot sits where the first
+        of its lots did and keeps its store key."""
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i, lot in enumerate(self.lots):
+            if lot.spendable(at):
+                groups.setdefault((lot.kind, lot.expires_at), []).append(i)
+            elif not lot.expired(at):
+                key = (lot.kind, lot.expires_at, lot.available_at, lot.receipt_id)
+                groups.setdefault(key, []).append(i)
+        folds = [group for group in groups.values() if len(group) > 1]
+        if not folds:
+            return self
+        lots: list[Lot | None] = list(self.lots)
+        for first, *others in folds:
+            lot = self.lots[first]
+            left = sum(self.lots[i].left for i in (first, *others))
+            if lot.spendable(at):
+                lots[first] = replace(lot, left=left, available_at=None, receipt_id=None)
+            else:
+                lots[first] = replace(lot, left=left)
+            for i in others:
+                lots[i] = None
+        return PointsHolding(tuple(lot for lot in lots if lot is not None), self.debt)
+
     def without_expired(self, at: datetime) -> PointsHolding:
         """The same points at `at` and after, without the lots that are gone by then."""
         if not any(lot.expired(at) for lot in self.lots):
@@ -165,13 +200,20 @@ def points_position(
 
 
 def replay(movements: Iterable[Movement]) -> tuple[PointsHolding, int]:
-    """The holding the ledger's movements leave, and the points its expiry rows recorded."""
+    """The holding the ledger's movements leave, folded at each movement as the store folds at
+    each write, and the points its expiry rows recorded. A reversal's row does not say when
+    its accrual expires; the accrual's row before it does."""
     holding, recorded = NO_POINTS, 0
+    accrual_expiry: dict[str | None, datetime | None] = {}
     for m in movements:
         if m.kind == EXPIRY:
             recorded -= m.points
-        else:
-            holding = holding.after(m)
+            continue
+        if m.kind == ACCRUAL:
+            accrual_expiry.setdefault(m.receipt_id, m.expires_at)
+        elif m.kind == REVERSAL:
+            m = replace(m, expires_at=accrual_expiry.get(m.receipt_id))
+        holding = holding.after(m).folded(m.at)
     return holding, recorded
 
 
@@ -193,7 +235,11 @@ def _take(lots: tuple[Lot, ...], points: int, movement: Movement) -> tuple[tuple
             for i, lot in enumerate(lots)
             if lot.kind == ACCRUAL and lot.receipt_id == movement.receipt_id and not lot.expired(at)
         ]
-        order = own + [i for i in order if i not in own]
+        same_expiry = [
+            i for i in order if i not in own and lots[i].expires_at == movement.expires_at
+        ]
+        first = own + same_expiry
+        order = first + [i for i in order if i not in first]
     else:
         order.sort(key=lambda i: (lots[i].expires_at is None, lots[i].expires_at or at))
     left = [lot.left for lot in lots]

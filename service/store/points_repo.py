@@ -13,7 +13,9 @@ Every movement is a ledger row, on the transaction of the confirm, refund or job
 
 The ledger is the audit trail. What a member holds is kept beside it, in the same transaction:
 their lots with points left and their debt (engine.points_balance.PointsHolding), so a movement
-reads and rewrites the member's few open lots, never the whole ledger. Writers hold the
+reads and rewrites the member's few open lots, never the whole ledger; each write also folds
+the lots no rule tells apart any more (PointsHolding.folded), so a member who never spends
+keeps one lot per expiry, not one per receipt. Writers hold the
 member's lock (use case) while they read and write them, so two confirms of one member never
 both spend the same points. Each writer returns the holding after its movement: the use case
 puts it in the member's document, from which calculations read it.
@@ -57,10 +59,11 @@ class _Statements:
     lots: Any  # :b_member_id -> the member's open lots (and debt), in ledger order
     insert: Any  # a ledger row
     insert_lot: Any
-    set_left: Any  # :b_key, :b_left
+    set_lot: Any  # :b_key, :b_left, :b_available_at, :b_receipt_id
     drop: Any  # :b_key
     drop_debt: Any  # :b_member_id
     expire: Any  # :b_member_id, :b_at -> delete the lots expired by then, returning their points
+    accrual_expiry: Any  # :b_receipt_id -> when the receipt's accrued points expire
 
 
 @functools.cache
@@ -73,12 +76,19 @@ def _statements() -> _Statements:
         insert_lot=lots.insert(),
         drop=delete(lots).where(lots.c.id == bindparam("b_key")),
         drop_debt=delete(lots).where(member, lots.c.kind == DEBT),
-        set_left=update(lots)
+        set_lot=update(lots)
         .where(lots.c.id == bindparam("b_key"))
-        .values(points_left=bindparam("b_left")),
+        .values(
+            points_left=bindparam("b_left"),
+            available_at=bindparam("b_available_at"),
+            receipt_id=bindparam("b_receipt_id"),
+        ),
         expire=delete(lots)
         .where(member, lots.c.kind != DEBT, lots.c.expires_at <= bindparam("b_at"))
         .returning(lots.c.points_left),
+        accrual_expiry=select(ledger.c.expires_at)
+        .where(ledger.c.receipt_id == bindparam("b_receipt_id"), ledger.c.kind == ACCRUAL)
+        .limit(1),
     )
 
 
@@ -203,7 +213,9 @@ def reverse(
     lifetime: Lifetime = FOREVER,
 ) -> PointsHolding:
     """A refund's rows: earned points taken back per offer, and spent points given back
-    (spendable at once, expiring like points earned now); the member's holding after them."""
+    (spendable at once, expiring like points earned now); the member's holding after them.
+    What is taken back comes from the receipt's own lot, or, once that is folded, from the
+    lot of its expiry (engine.points_balance)."""
     rows = [
         _row(member_id, receipt_id, refund_id, offer_id, -points, REVERSAL, at)
         for offer_id, points in taken.items()
@@ -212,7 +224,14 @@ def reverse(
     if returned:
         row = _row(member_id, receipt_id, refund_id, NO_OFFER, returned, RETURN, at)
         rows.append(row | {"expires_at": lifetime.given_back_expires_at(at)})
-    return _move(session, member_id, rows, at)
+    expiry = _accrual_expiry(session, receipt_id) if any(taken.values()) else None
+    return _move(session, member_id, rows, at, expiry)
+
+
+def _accrual_expiry(session: Session, receipt_id: str) -> datetime | None:
+    """When the points the receipt earned expire (None: never; all its accruals share it)."""
+    statement = _statements().accrual_expiry
+    return session.connection().execute(statement, {"b_receipt_id": receipt_id}).scalar()
 
 
 def record_expiry(session: Session, member_id: str, points: int, at: datetime) -> None:
@@ -221,45 +240,58 @@ def record_expiry(session: Session, member_id: str, points: int, at: datetime) -
         _insert(session, [_row(member_id, None, None, NO_OFFER, -points, EXPIRY, at)])
 
 
-def expire_lots(session: Session, member_id: str, at: datetime) -> int:
-    """Close the member's lots expired by `at` and record what they had left; those points."""
+def expire_lots(session: Session, member_id: str, at: datetime) -> tuple[int, PointsHolding]:
+    """Close the member's lots expired by `at`, record what they had left and fold what
+    stays; those points and the member's holding after it. The delete goes first, as the
+    rows of _move do."""
     found = session.connection().execute(
         _statements().expire, {"b_member_id": member_id, "b_at": at}
     )
     points = int(sum(row.points_left for row in found))
     record_expiry(session, member_id, points, at)
-    return points
+    before = points_holding(session, member_id)
+    after = before.folded(at)
+    _save_lots(session, member_id, before, after, at)
+    return points, after
 
 
 def _move(
-    session: Session, member_id: str, rows: list[dict[str, Any]], at: datetime
+    session: Session,
+    member_id: str,
+    rows: list[dict[str, Any]],
+    at: datetime,
+    accrual_expiry: datetime | None = None,
 ) -> PointsHolding:
     """Write the ledger rows and bring the member's open lots to what they leave. The rows
     go first: on SQLite a transaction that writes before it reads cannot lose its write to
     another's commit in between."""
     _insert(session, rows)
     before = points_holding(session, member_id)
-    after = _after(before, rows)
+    after = _after(before, rows, at, accrual_expiry)
     _save_lots(session, member_id, before, after, at)
     return after
 
 
-def _after(before: PointsHolding, rows: list[dict[str, Any]]) -> PointsHolding:
+def _after(
+    before: PointsHolding,
+    rows: list[dict[str, Any]],
+    at: datetime,
+    accrual_expiry: datetime | None = None,
+) -> PointsHolding:
+    """The holding once the rows are made, folded; a reversal takes from lots expiring at
+    `accrual_expiry` (its receipt's accrual's) after its own."""
     after = before
     for row in rows:
-        after = after.after(_movement(row))
-    return after
+        after = after.after(_movement(row, accrual_expiry))
+    return after.folded(at)
 
 
-def _movement(row: Mapping[str, Any]) -> Movement:
+def _movement(row: Mapping[str, Any], accrual_expiry: datetime | None = None) -> Movement:
+    expires_at = accrual_expiry if row["kind"] == REVERSAL else row["expires_at"]
     return Movement(
-        row["kind"],
-        row["points"],
-        row["created_at"],
-        row["available_at"],
-        row["expires_at"],
+        row["kind"], row["points"], row["created_at"], row["available_at"], expires_at,
         row["receipt_id"],
-    )
+    )  # fmt: skip
 
 
 def _save_lots(
@@ -274,22 +306,27 @@ def _lot_writes(
     member_id: str, before: PointsHolding, after: PointsHolding, at: datetime
 ) -> list[tuple[Any, list[dict[str, Any]]]]:
     """The statements from `before` (as read) to `after`, each with its rows: lots emptied
-    are deleted, lots taken from get what they have left, new lots are inserted; the debt
-    row is rewritten if it changed."""
+    or folded into another are deleted, lots taken from or folded into get what they have
+    now, new lots are inserted; the debt row is rewritten if it changed."""
     statements = _statements()
-    kept = {lot.key: lot.left for lot in after.lots if lot.key is not None}
+    kept: dict[int | None, Lot] = {lot.key: lot for lot in after.lots if lot.key is not None}
     gone = [{"b_key": lot.key} for lot in before.lots if lot.key not in kept]
     changed = [
-        {"b_key": lot.key, "b_left": kept[lot.key]}
+        {
+            "b_key": lot.key,
+            "b_left": now.left,
+            "b_available_at": now.available_at,
+            "b_receipt_id": now.receipt_id,
+        }
         for lot in before.lots
-        if lot.key in kept and kept[lot.key] != lot.left
+        if (now := kept.get(lot.key)) is not None and now != lot
     ]
     new = [
         _lot_row(member_id, lot.kind, lot.left, at, lot) for lot in after.lots if lot.key is None
     ]
     writes: list[tuple[Any, list[dict[str, Any]]]] = [
         (statements.drop, gone),
-        (statements.set_left, changed),
+        (statements.set_lot, changed),
     ]
     if after.debt != before.debt:
         writes.append((statements.drop_debt, [{"b_member_id": member_id}]))
@@ -319,7 +356,7 @@ def queue_accrual(
 
     def settle(done: Pending) -> PointsHolding:
         before = _holding(done.rows)
-        after = _after(before, rows)
+        after = _after(before, rows, at)
         for statement, changes in _lot_writes(member_id, before, after, at):
             batch.execute_many(statement, changes)
         return after

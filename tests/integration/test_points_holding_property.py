@@ -1,8 +1,11 @@
 """The points a calculation reads from the cached member (their document) are the store's:
 after any sequence of accruals, spendings, refunds, expiry runs and time passing, the
 member's document, the store's open lots and a replay of the whole ledger give the same
-position at every later instant (spec §21). Random sequences on both backends, each on a
-fresh member, through the writers the use cases call and the expiry job itself."""
+position at every later instant (spec §21). The store and the replay fold lots alike (at each
+write, by the same rule), so they hold as many points of each activation and expiry, and the
+store keeps no two spendable lots that could be folded. Random sequences on both backends,
+each on a fresh member, one lifetime for all points or a deployment changing it between
+receipts, through the writers the use cases call and the expiry job itself."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,12 +24,19 @@ from service.app.points_jobs import close_expired_lots
 from service.app.receipts import points_changed
 from service.app.unit_of_work import UnitOfWork
 from service.engine.model import Channel, Member
-from service.engine.points_balance import Lifetime, Movement, PointsPosition
+from service.engine.points_balance import Lifetime, Movement, PointsHolding, PointsPosition, replay
 from service.engine.points_balance import points_position as replay_position
 from service.store.loader import load_member
 from service.store.member_repo import save_member
 from service.store.models import PointsLedgerRow, ReceiptRow, RefundRow
-from service.store.points_repo import accrue, points_holdings, points_position, reverse, spend
+from service.store.points_repo import (
+    accrue,
+    members_with_lots_expiring,
+    points_holdings,
+    points_position,
+    reverse,
+    spend,
+)
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -54,6 +65,7 @@ class Script:
     sessions: sessionmaker[Session]
     member_id: str
     now: datetime = START
+    written: datetime = START  # the last write of the member's points
     sold: list[Sold] = field(default_factory=list)
 
     def unit(self) -> UnitOfWork:
@@ -73,6 +85,7 @@ class Script:
             holding = accrue(uow.session, self.member_id, receipt_id, earned, self.now, lifetime)
             points_changed(uow, self.member_id, holding)
             uow.commit()
+        self.written = self.now
         self.sold.append(Sold(receipt_id, earned, spent))
 
     def refund(self, sold: Sold, share: float, lifetime: Lifetime) -> None:
@@ -92,12 +105,17 @@ class Script:
             )  # fmt: skip
             points_changed(uow, self.member_id, holding)
             uow.commit()
+        self.written = self.now
         for offer, points in taken.items():
             sold.taken[offer] = sold.taken.get(offer, 0) + points
         sold.returned += returned
 
     def expire(self) -> None:
+        with self.sessions() as session:  # the job writes the points of members it closes
+            closing = self.member_id in members_with_lots_expiring(session, None, self.now)
         close_expired_lots(self.unit, self.now)
+        if closing:
+            self.written = self.now
 
     def check(self, later: timedelta, soon: timedelta) -> None:
         at = self.now + later
@@ -109,9 +127,25 @@ class Script:
             ), "the document holds the store's open lots"
             cached = member.points.position(at, soon)
             stored = points_position(session, self.member_id, at, soon)
-            replayed = replay_position(_ledger(session, self.member_id), at, soon)
+            ledger = _ledger(session, self.member_id)
+            replayed = replay_position(ledger, at, soon)
         assert _figures(cached) == _figures(stored) == _figures(replayed)
         assert stored.expiry_to_record == replayed.expiry_to_record
+        assert _kept(member.points, at) == _kept(replay(ledger)[0], at)
+        spendable = [
+            (lot.kind, lot.expires_at) for lot in member.points.lots if lot.spendable(self.written)
+        ]
+        assert len(spendable) == len(set(spendable)), "folded at the last write"
+
+
+def _kept(holding: PointsHolding, at: datetime) -> tuple[int, dict[tuple[Any, Any], int]]:
+    """The debt and the points held at `at` by activation (None: spendable) and expiry."""
+    kept: dict[tuple[Any, Any], int] = {}
+    for lot in holding.lots:
+        if not lot.expired(at):
+            key = (None if lot.spendable(at) else lot.available_at, lot.expires_at)
+            kept[key] = kept.get(key, 0) + lot.left
+    return holding.debt, kept
 
 
 def _figures(position: PointsPosition) -> tuple[int, int, int, int]:
@@ -168,9 +202,12 @@ def test_the_cached_points_are_the_stores_and_the_ledgers(
         save_member(session, Member(script.member_id), now=START)
         session.commit()
     lifetime = data.draw(lifetimes, label="lifetime")  # a deployment's, for all its points
+    changing = data.draw(st.booleans(), label="lifetime changes between receipts")
     steps: dict[str, Callable[[], None]] = {
         "confirm": lambda: script.confirm(
-            data.draw(earnings), data.draw(st.integers(0, 400)), lifetime
+            data.draw(earnings),
+            data.draw(st.integers(0, 400)),
+            data.draw(lifetimes) if changing else lifetime,
         ),
         "refund": lambda: script.refund(
             data.draw(st.sampled_from(script.sold)),

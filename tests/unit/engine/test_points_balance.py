@@ -10,10 +10,15 @@ from hypothesis import strategies as st
 from service.engine.points_balance import (
     ACCRUAL,
     EXPIRY,
+    NO_POINTS,
+    RETURN,
     REVERSAL,
     SPEND,
+    Lot,
     Movement,
+    PointsHolding,
     points_position,
+    replay,
 )
 
 T = datetime(2026, 12, 1, tzinfo=UTC)
@@ -103,3 +108,111 @@ def test_checked_spendings_never_take_the_balance_below_zero(drawn, day) -> None
     position = points_position(ledger, T + day * DAY)
     assert position.available >= 0 and position.pending >= 0
     assert position.balance + position.expired == earned - spent
+
+
+def test_folding_joins_the_spendable_lots_of_one_kind_and_expiry() -> None:
+    later = T + 10 * DAY
+    holding = PointsHolding(
+        (
+            Lot(10, ACCRUAL, T - DAY, None, "R1", key=7),
+            Lot(20, ACCRUAL, None, later, "R2", key=8),
+            Lot(30, ACCRUAL, None, None, "R3", key=9),
+            Lot(40, RETURN, None, None, None, key=10),
+            Lot(50, ACCRUAL, T + DAY, None, "R4", key=11),  # pending
+            Lot(60, ACCRUAL, None, later, "R5"),  # new, not stored yet
+            Lot(1, ACCRUAL, T + DAY, None, "R6", key=12),  # pending, another receipt
+            Lot(2, ACCRUAL, T + DAY, None, "R4"),  # pending, R4's other offer
+        ),
+        debt=5,
+    )
+    assert holding.folded(T) == PointsHolding(
+        (
+            Lot(40, ACCRUAL, None, None, None, key=7),  # where R1 was, its row
+            Lot(80, ACCRUAL, None, later, None, key=8),
+            Lot(40, RETURN, None, None, None, key=10),
+            Lot(52, ACCRUAL, T + DAY, None, "R4", key=11),
+            Lot(1, ACCRUAL, T + DAY, None, "R6", key=12),
+        ),
+        debt=5,
+    )
+    alone = PointsHolding((Lot(10, ACCRUAL, None, None, "R1"), Lot(5, ACCRUAL, None, later, "R2")))
+    assert alone.folded(T) is alone, "a lot alone of its kind and expiry keeps its receipt"
+    assert NO_POINTS.folded(T) is NO_POINTS
+
+
+def test_a_reversal_of_a_folded_receipt_takes_from_the_lot_of_its_expiry() -> None:
+    ten, twenty = T + 10 * DAY, T + 20 * DAY
+    ledger = [
+        accrual(100, expires_at=ten, receipt_id="R1"),
+        accrual(100, expires_at=twenty, receipt_id="R2"),
+        accrual(100, expires_at=twenty, receipt_id="R3"),  # R2 and R3 fold
+        Movement(REVERSAL, -100, T + DAY, receipt_id="R2"),
+    ]
+    holding, _ = replay(ledger)
+    assert [(lot.left, lot.expires_at) for lot in holding.lots] == [(100, ten), (100, twenty)]
+    assert points_position(ledger, ten).available == 100, "R1's 100 expired, R3's are left"
+
+
+def test_the_one_case_a_refund_takes_from_other_points_than_before_folding() -> None:
+    """R1's points (never expiring) were spent in part, and the member holds points that
+    expire, older in the ledger than R2's. Before folding, the reversal took R1's 30 left,
+    then 70 from the oldest lot with points: the expiring one, so 100 were left on day 10.
+    Now R1's 30 cannot be told from R2's and the 100 come from the points of R1's expiry.
+    The refund takes back as much and the balance after it is the same; only which of the
+    points left expire later differs (docs/points.md)."""
+    ten = T + 10 * DAY
+    ledger = [
+        accrual(100, receipt_id="R1"),
+        Movement(SPEND, -70, T),
+        Movement(RETURN, 100, T, expires_at=ten),  # given back by another refund
+        accrual(100, T + DAY, receipt_id="R2"),  # folds with R1's 30 left
+        Movement(REVERSAL, -100, T + 2 * DAY, receipt_id="R1"),
+    ]
+    holding, _ = replay(ledger)
+    assert [(lot.left, lot.expires_at) for lot in holding.lots] == [(30, None), (100, ten)]
+    assert points_position(ledger, T + 2 * DAY).balance == 130  # as before folding
+    assert points_position(ledger, ten).available == 30  # before folding: 100
+    unfolded = NO_POINTS
+    for m in ledger:
+        unfolded = unfolded.after(m)
+    assert unfolded.position(ten) == points_position(ledger, ten), "folded or not, now alike"
+
+
+never_expiring = st.lists(
+    st.tuples(
+        st.integers(0, 30),  # day of the movement
+        st.integers(1, 500),  # points
+        st.one_of(st.none(), st.integers(0, 5)),  # activation, days
+        st.sampled_from([ACCRUAL, SPEND, REVERSAL]),
+        st.integers(0, 9),  # of a reversal: which receipt
+    ),
+    max_size=40,
+)
+
+
+@given(never_expiring, st.integers(0, 40))
+def test_with_points_that_never_expire_folding_changes_no_figure_ever(drawn, day) -> None:
+    """The default deployment (points never expire, any activation delay): the folded lots
+    give every figure the unfolded ones give, at every instant, refunds of any receipt
+    (folded or not, its points spent or not) included, from the last write on."""
+    ledger: list[Movement] = []
+    earned: dict[str, int] = {}
+    for n, (when, points, activation, kind, which) in enumerate(sorted(drawn, key=lambda d: d[0])):
+        at = T + when * DAY
+        if kind == ACCRUAL:
+            available_at = at + activation * DAY if activation else None
+            earned[f"R{n}"] = points
+            ledger.append(accrual(points, at, available_at=available_at, receipt_id=f"R{n}"))
+        elif kind == SPEND and points_position(ledger, at).available >= points:
+            ledger.append(Movement(SPEND, -points, at))
+        elif kind == REVERSAL and earned:
+            receipt = sorted(earned)[which % len(earned)]
+            taken = min(points, earned[receipt])
+            earned[receipt] -= taken
+            if taken:
+                ledger.append(Movement(REVERSAL, -taken, at, receipt_id=receipt))
+    unfolded = NO_POINTS
+    for m in ledger:
+        unfolded = unfolded.after(m)
+    at = max((m.at for m in ledger), default=T) + day * DAY  # asked after the last write
+    assert points_position(ledger, at) == unfolded.position(at)
