@@ -297,7 +297,12 @@ def line_order(line_id: str) -> tuple[int, str]:
 
 def _codes_in_form(codes: Sequence[str]) -> bool:
     """Are the codes as _codes_as_a_set leaves them (none, or normalised and sorted)?"""
-    return not codes or list(codes) == sorted(normalise_code(code) for code in codes)
+    previous = ""
+    for code in codes:
+        if code != normalise_code(code) or code < previous:
+            return False
+        previous = code
+    return True
 
 
 def _codes_as_a_set(receipt: receipt_pb2.Receipt) -> None:
