@@ -26,10 +26,15 @@ out).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
+from psycopg import adapt, generators
+from psycopg import errors as psycopg_errors
+from psycopg.adapt import PyFormat
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from sqlalchemy import Connection, Enum, Insert, String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
@@ -147,12 +152,13 @@ class Batch:
 class _Compiled:
     """A statement's PostgreSQL text and the conversions of its values and results."""
 
-    __slots__ = ("_compiled", "sql", "binds", "results", "returns_rows")
+    __slots__ = ("_compiled", "sql", "query", "names", "binds", "results", "returns_rows")
 
     def __init__(self, statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> None:
         compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
         self._compiled = compiled
         self.sql = compiled.string
+        self.query, self.names = _numbered(self.sql)
         self.binds = {}
         for bind in compiled.binds.values():
             process = bind.type.bind_processor(dialect)
@@ -169,6 +175,10 @@ class _Compiled:
             values[name] = process(values[name])
         return values
 
+    def positional(self, values: Mapping[str, Any]) -> list[Any]:
+        """The driver's values in the order of the numbered placeholders of `query`."""
+        return [values[name] for name in self.names]
+
     def rows(self, fetched: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
         if not any(self.results):
             return list(fetched)
@@ -178,6 +188,23 @@ class _Compiled:
             )
             for row in fetched
         ]
+
+
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
+
+
+def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """SQLAlchemy's `%(name)s` placeholders as PostgreSQL's `$n` (what psycopg does to every
+    query it sends, here once per statement), and the names in their order."""
+    names: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        return f"${names.setdefault(name, len(names) + 1)}"
+
+    return _PLACEHOLDER.sub(number, sql).encode(), tuple(names)
 
 
 @functools.lru_cache(maxsize=256)
@@ -209,38 +236,103 @@ def _send_pipelined(
     queued: list[tuple[_Compiled, Any, bool, Pending | None]],
     commit: bool,
 ) -> None:
+    """Everything queued goes into libpq's output buffer, is sent with one flush, and its
+    results are read once. (Through psycopg's cursors each statement was flushed on its own:
+    a send() holding the GIL and a wake-up of the server per statement, and more Python per
+    statement than running it costs the server.)"""
     driver: Any = connection.connection.driver_connection
+    pgconn = driver.pgconn
     events = connection.dispatch  # the engine's cursor events, as for any statement
-    sent = []
+    cursor = driver.cursor()  # what the events are given; nothing runs on it
+    converter: Any = adapt.Transformer(driver)  # psycopg's conversions, as a cursor's
+    sent: list[tuple[_Compiled, Any, Any, bool, Pending | None, int]] = []
     try:
-        with driver.pipeline():
-            for compiled, params, many, pending in queued:
-                cursor = driver.cursor()
-                values = [compiled.values(p) for p in params] if many else compiled.values(params)
-                context = SimpleNamespace()  # what event listeners keep per statement
-                events.before_cursor_execute(
-                    connection, cursor, compiled.sql, values, context, many
-                )
-                if many:
-                    cursor.executemany(compiled.sql, values)
-                else:
-                    cursor.execute(compiled.sql, values)
-                sent.append((compiled, cursor, values, context, many, pending))
-            if commit:
-                # A call past its deadline commits nothing (as the engine's commit listener
-                # of service.store.db checks for any commit), then the COMMIT, queued behind
-                # the statements. The session's own commit comes after the pipeline: the
-                # connection stays this transaction's until then (a session commit inside
-                # it would hand the connection back to the pool).
-                check_deadline("commit")
-                driver.commit()
+        with driver.lock:
+            pgconn.enter_pipeline_mode()
+            try:
+                began = pgconn.transaction_status == TransactionStatus.IDLE
+                if began:  # the BEGIN a cursor would have sent first
+                    _send_query(pgconn, converter, _BEGIN, ())
+                for compiled, params, many, pending in queued:
+                    rows = params if many else (params,)
+                    values = [compiled.values(row) for row in rows]
+                    shown = values if many else values[0]  # what the events see
+                    context = SimpleNamespace()  # what event listeners keep per statement
+                    events.before_cursor_execute(
+                        connection, cursor, compiled.sql, shown, context, many
+                    )
+                    for one in values:
+                        _send_query(pgconn, converter, compiled.query, compiled.positional(one))
+                    sent.append((compiled, shown, context, many, pending, len(values)))
+                if commit:
+                    # A call past its deadline commits nothing (as the engine's commit
+                    # listener of service.store.db checks for any commit), then the COMMIT,
+                    # queued behind the statements. The session's own commit comes after:
+                    # it finds the transaction ended and has nothing to send.
+                    check_deadline("commit")
+                    _send_query(pgconn, converter, _COMMIT, ())
+                pgconn.pipeline_sync()
+                answers = driver.wait(_results_to_sync(pgconn))
+            finally:
+                if pgconn.status == ConnStatus.OK:
+                    pgconn.exit_pipeline_mode()
+        _raise_first_error(answers, driver.info.encoding)
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translated(connection, queued, error) from error
-    for compiled, cursor, values, context, many, pending in sent:
-        events.after_cursor_execute(connection, cursor, compiled.sql, values, context, many)
-        if pending is not None:
-            pending._rows = compiled.rows(cursor.fetchall()) if compiled.returns_rows else []
+    finally:
         cursor.close()
+    results = iter(answers[1:] if began else answers)
+    for compiled, shown, context, many, pending, statements in sent:
+        for _ in range(statements):
+            last = next(results)
+        events.after_cursor_execute(connection, cursor, compiled.sql, shown, context, many)
+        if pending is not None and compiled.returns_rows:
+            pending._rows = compiled.rows(_loaded(converter, last))
+        elif pending is not None:
+            pending._rows = []
+
+
+_BEGIN, _COMMIT = b"BEGIN", b"COMMIT"
+
+
+def _send_query(pgconn: Any, converter: Any, query: bytes, values: Sequence[Any]) -> None:
+    """One statement into libpq's output buffer (nothing is sent yet), its values dumped by
+    psycopg's adapters as a cursor would."""
+    if not values:
+        pgconn.send_query_params(query, None)
+        return
+    params = converter.dump_sequence(values, [PyFormat.AUTO] * len(values))
+    types, formats = converter.types, converter.formats
+    pgconn.send_query_params(query, params, param_types=types, param_formats=formats)
+
+
+def _results_to_sync(pgconn: Any) -> Any:
+    """psycopg's generator: flush, then each statement's results up to the pipeline's sync."""
+    yield from generators.send(pgconn)
+    answers: list[list[Any]] = []
+    while True:
+        results = yield from generators.fetch_many(pgconn)
+        if results and results[-1].status == ExecStatus.PIPELINE_SYNC:
+            return answers
+        answers.append(results)
+
+
+def _raise_first_error(answers: list[list[Any]], encoding: str) -> None:
+    """The first statement that failed raises its error (those after it were not run)."""
+    for results in answers:
+        for result in results:
+            if result.status == ExecStatus.FATAL_ERROR:
+                raise psycopg_errors.error_from_result(result, encoding=encoding)
+            if result.status == ExecStatus.PIPELINE_ABORTED:
+                raise psycopg_errors.PipelineAborted("pipeline aborted")
+
+
+def _loaded(converter: Any, results: list[Any]) -> list[Sequence[Any]]:
+    """A statement's rows through psycopg's loaders, as a cursor's fetchall()."""
+    result = results[-1]
+    converter.set_pgresult(result)
+    rows: list[Sequence[Any]] = converter.load_rows(0, result.ntuples, tuple)
+    return rows
 
 
 def _translated(
