@@ -35,7 +35,18 @@ from psycopg import adapt, generators
 from psycopg import errors as psycopg_errors
 from psycopg.adapt import PyFormat
 from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
-from sqlalchemy import Connection, Enum, Insert, String, bindparam, func, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Enum,
+    Insert,
+    Pool,
+    String,
+    bindparam,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -245,14 +256,17 @@ def _send_pipelined(
     events = connection.dispatch  # the engine's cursor events, as for any statement
     cursor = driver.cursor()  # what the events are given; nothing runs on it
     converter: Any = adapt.Transformer(driver)  # psycopg's conversions, as a cursor's
+    prepared = _prepared_of(connection)
     sent: list[tuple[_Compiled, Any, Any, bool, Pending | None, int]] = []
     try:
         with driver.lock:
+            idle = pgconn.transaction_status == TransactionStatus.IDLE  # (ACTIVE once queued)
             pgconn.enter_pipeline_mode()
             try:
-                began = pgconn.transaction_status == TransactionStatus.IDLE
-                if began:  # the BEGIN a cursor would have sent first
-                    _send_query(pgconn, converter, _BEGIN, ())
+                skipped = prepared.close_stale(pgconn)  # results before the statements'
+                if idle:
+                    pgconn.send_query_params(b"BEGIN", None)  # what a cursor sends first
+                    skipped += 1
                 for compiled, params, many, pending in queued:
                     rows = params if many else (params,)
                     values = [compiled.values(row) for row in rows]
@@ -261,16 +275,18 @@ def _send_pipelined(
                     events.before_cursor_execute(
                         connection, cursor, compiled.sql, shown, context, many
                     )
+                    results = 0
                     for one in values:
-                        _send_query(pgconn, converter, compiled.query, compiled.positional(one))
-                    sent.append((compiled, shown, context, many, pending, len(values)))
+                        query, positional = compiled.query, compiled.positional(one)
+                        results += prepared.send(pgconn, converter, query, positional)
+                    sent.append((compiled, shown, context, many, pending, results))
                 if commit:
                     # A call past its deadline commits nothing (as the engine's commit
                     # listener of service.store.db checks for any commit), then the COMMIT,
                     # queued behind the statements. The session's own commit comes after:
                     # it finds the transaction ended and has nothing to send.
                     check_deadline("commit")
-                    _send_query(pgconn, converter, _COMMIT, ())
+                    pgconn.send_query_params(b"COMMIT", None)
                 pgconn.pipeline_sync()
                 answers = driver.wait(_results_to_sync(pgconn))
             finally:
@@ -278,13 +294,14 @@ def _send_pipelined(
                     pgconn.exit_pipeline_mode()
         _raise_first_error(answers, driver.info.encoding)
     except connection.dialect.loaded_dbapi.Error as error:
+        prepared.forget()
         raise _translated(connection, queued, error) from error
     finally:
         cursor.close()
-    results = iter(answers[1:] if began else answers)
-    for compiled, shown, context, many, pending, statements in sent:
-        for _ in range(statements):
-            last = next(results)
+    answered = iter(answers[skipped:])
+    for compiled, shown, context, many, pending, results in sent:
+        for _ in range(results):
+            last = next(answered)  # a statement's own results come last
         events.after_cursor_execute(connection, cursor, compiled.sql, shown, context, many)
         if pending is not None and compiled.returns_rows:
             pending._rows = compiled.rows(_loaded(converter, last))
@@ -292,18 +309,81 @@ def _send_pipelined(
             pending._rows = []
 
 
-_BEGIN, _COMMIT = b"BEGIN", b"COMMIT"
+class _Prepared:
+    """The statements a batch prepared on one connection (PostgreSQL keeps a prepared
+    statement for the connection's life, whatever its transactions do), keyed like
+    psycopg's own: the text and its values' types. psycopg deallocates every prepared
+    statement of a connection after a rollback that follows one of its own, so after any
+    rollback (and after a batch that failed, whose statements may be half prepared) the
+    names are forgotten and closed on the server with the next batch: closing a name that
+    no longer exists is not an error."""
+
+    __slots__ = ("names", "stale", "made")
+
+    def __init__(self) -> None:
+        self.names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        self.stale: list[bytes] = []
+        self.made = 0
+
+    def forget(self) -> None:
+        self.stale.extend(self.names.values())
+        self.names.clear()
+
+    def send(self, pgconn: Any, converter: Any, query: bytes, values: Sequence[Any]) -> int:
+        """The statement into libpq's output buffer (nothing is sent yet), prepared the
+        first time, its values dumped by psycopg's adapters as a cursor would. How many
+        results it will have (the preparation has one)."""
+        params = converter.dump_sequence(values, [PyFormat.AUTO] * len(values))
+        types, formats = converter.types, converter.formats
+        key = (query, tuple(types))
+        name = self.names.get(key)
+        results = 1
+        if name is None:
+            self.made += 1
+            name = self.names[key] = b"loyalty_%d" % self.made
+            pgconn.send_prepare(name, query, param_types=types)
+            results += 1
+        pgconn.send_query_prepared(name, params, param_formats=formats)
+        return results
+
+    def close_stale(self, pgconn: Any) -> int:
+        """Close the forgotten names on the server; how many results that will have."""
+        closed = len(self.stale)
+        for name in self.stale:
+            pgconn.send_close_prepared(name)
+        self.stale.clear()
+        return closed
 
 
-def _send_query(pgconn: Any, converter: Any, query: bytes, values: Sequence[Any]) -> None:
-    """One statement into libpq's output buffer (nothing is sent yet), its values dumped by
-    psycopg's adapters as a cursor would."""
-    if not values:
-        pgconn.send_query_params(query, None)
-        return
-    params = converter.dump_sequence(values, [PyFormat.AUTO] * len(values))
-    types, formats = converter.types, converter.formats
-    pgconn.send_query_params(query, params, param_types=types, param_formats=formats)
+_PREPARED = "loyalty_prepared"  # the key of a connection's _Prepared in its pool record's info
+
+
+def _prepared_of(connection: Connection) -> _Prepared:
+    info = connection.connection.info
+    prepared = info.get(_PREPARED)
+    if prepared is None:
+        prepared = info[_PREPARED] = _Prepared()
+    return prepared
+
+
+def _forget_prepared(info: dict[Any, Any], driver: Any) -> None:
+    """Before a rollback: psycopg sends one (and may deallocate) only in a transaction."""
+    prepared = info.get(_PREPARED)
+    if prepared is not None and driver.info.transaction_status != TransactionStatus.IDLE:
+        prepared.forget()
+
+
+@event.listens_for(Engine, "rollback")
+@event.listens_for(Engine, "rollback_savepoint")
+def _on_rollback(connection: Connection, *_args: Any) -> None:
+    if not connection.invalidated:
+        record = connection.connection
+        _forget_prepared(record.info, record.driver_connection)
+
+
+@event.listens_for(Pool, "reset")
+def _on_reset(dbapi_connection: Any, record: Any, _state: Any) -> None:
+    _forget_prepared(record.info, dbapi_connection)  # the pool rolls back what is left open
 
 
 def _results_to_sync(pgconn: Any) -> Any:
