@@ -7,13 +7,18 @@ wait for each other a dozen times, and each wait costs more than the statement i
 `Batch` queues statements and sends them together when a result is read (or `send()` is
 called):
 
-- PostgreSQL: psycopg's pipeline mode on the transaction's connection. The server still runs
+- PostgreSQL: libpq's pipeline mode on the transaction's connection. The server still runs
   each statement on its own, in order, each with its own snapshot (READ COMMITTED), exactly
   as if they had been sent one at a time; only the waiting is shared. Statements are built
   with SQLAlchemy as everywhere else and compiled once per shape; values and results go
   through their column types (aware UTC datetimes, enums by name) as SQLAlchemy would do,
-  errors come out as SQLAlchemy's (IntegrityError, DataError, OperationalError), and the
-  engine's cursor events fire for every statement (tracing, statement counts).
+  then through psycopg's adapters (binary values), errors come out as SQLAlchemy's
+  (IntegrityError, DataError, OperationalError), and the engine's cursor events fire for
+  every statement (tracing, statement counts). What is queued goes into libpq's buffer and
+  leaves in one write with the sync; each statement is prepared once per connection
+  (`_Prepared`). psycopg's cursors are not used for this: in pipeline mode each
+  `execute` flushed the socket on its own (a send() holding the GIL, and a wake-up of the
+  server), which cost more client CPU than the rest of the confirm's Python.
 - SQLite (embedded, nothing to wait for): each statement runs through SQLAlchemy as it is
   queued.
 
@@ -247,14 +252,13 @@ def _send_pipelined(
     queued: list[tuple[_Compiled, Any, bool, Pending | None]],
     commit: bool,
 ) -> None:
-    """Everything queued goes into libpq's output buffer, is sent with one flush, and its
-    results are read once. (Through psycopg's cursors each statement was flushed on its own:
-    a send() holding the GIL and a wake-up of the server per statement, and more Python per
-    statement than running it costs the server.)"""
+    """Everything queued goes into libpq's output buffer, leaves with the sync in one write,
+    and its results are read once, up to the sync."""
     driver: Any = connection.connection.driver_connection
     pgconn = driver.pgconn
     events = connection.dispatch  # the engine's cursor events, as for any statement
-    cursor = driver.cursor()  # what the events are given; nothing runs on it
+    listened = bool(events.before_cursor_execute or events.after_cursor_execute)
+    cursor = driver.cursor() if listened else None  # what events are given; nothing runs on it
     converter: Any = adapt.Transformer(driver)  # psycopg's conversions, as a cursor's
     prepared = _prepared_of(connection)
     sent: list[tuple[_Compiled, Any, Any, bool, Pending | None, int]] = []
@@ -272,9 +276,10 @@ def _send_pipelined(
                     values = [compiled.values(row) for row in rows]
                     shown = values if many else values[0]  # what the events see
                     context = SimpleNamespace()  # what event listeners keep per statement
-                    events.before_cursor_execute(
-                        connection, cursor, compiled.sql, shown, context, many
-                    )
+                    if listened:
+                        events.before_cursor_execute(
+                            connection, cursor, compiled.sql, shown, context, many
+                        )
                     results = 0
                     for one in values:
                         query, positional = compiled.query, compiled.positional(one)
@@ -297,16 +302,23 @@ def _send_pipelined(
         prepared.forget()
         raise _translated(connection, queued, error) from error
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
     answered = iter(answers[skipped:])
     for compiled, shown, context, many, pending, results in sent:
         for _ in range(results):
             last = next(answered)  # a statement's own results come last
-        events.after_cursor_execute(connection, cursor, compiled.sql, shown, context, many)
+        if listened:
+            events.after_cursor_execute(connection, cursor, compiled.sql, shown, context, many)
         if pending is not None and compiled.returns_rows:
             pending._rows = compiled.rows(_loaded(converter, last))
         elif pending is not None:
             pending._rows = []
+
+
+# Prepared statements kept per connection, as psycopg's `prepared_max`: an integer's type
+# follows its size (int2, int4, int8), so a statement has a few keys.
+MOST_PREPARED = 100
 
 
 class _Prepared:
@@ -331,9 +343,10 @@ class _Prepared:
 
     def send(self, pgconn: Any, converter: Any, query: bytes, values: Sequence[Any]) -> int:
         """The statement into libpq's output buffer (nothing is sent yet), prepared the
-        first time, its values dumped by psycopg's adapters as a cursor would. How many
-        results it will have (the preparation has one)."""
-        params = converter.dump_sequence(values, [PyFormat.AUTO] * len(values))
+        first time, its values dumped by psycopg's adapters in binary (text would quote
+        each element of an array with a regular expression). How many results it will have
+        (the preparation has one)."""
+        params = converter.dump_sequence(values, [PyFormat.BINARY] * len(values))
         types, formats = converter.types, converter.formats
         key = (query, tuple(types))
         name = self.names.get(key)
@@ -347,7 +360,10 @@ class _Prepared:
         return results
 
     def close_stale(self, pgconn: Any) -> int:
-        """Close the forgotten names on the server; how many results that will have."""
+        """At a batch's start: close the forgotten names on the server (all of them once
+        there are MOST_PREPARED); how many results that will have."""
+        if len(self.names) >= MOST_PREPARED:
+            self.forget()
         closed = len(self.stale)
         for name in self.stale:
             pgconn.send_close_prepared(name)

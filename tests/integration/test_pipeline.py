@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, String, bindparam, column, select, table, text
+from sqlalchemy import Engine, String, bindparam, column, func, select, table, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.store import pipeline
 from service.store.db import make_engine, make_session_factory
 from service.store.pipeline import Batch
 
@@ -83,3 +84,15 @@ def test_a_failed_batch_raises_the_first_error_and_the_next_one_works(engine: En
     with sessions() as session:
         assert server_prepared(session) == 2  # the failed batch's names were closed
         assert list(session.scalars(select(ITEMS.c.id).order_by(ITEMS.c.id))) == ["D", "E"]
+
+
+def test_a_connection_keeps_a_bounded_number_of_prepared_statements(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "MOST_PREPARED", 1)
+    sessions = make_session_factory(engine)
+    for n in range(4):  # each batch prepares two, and closes those of the batch before
+        assert insert_and_read(sessions, f"F{n}", commit=True) == f"note F{n}"
+    with sessions() as session:
+        assert server_prepared(session) == 2
+        assert session.scalar(select(func.count()).select_from(ITEMS)) == 4
