@@ -177,7 +177,7 @@ class _Compiled:
         self.query, self.names = _numbered(self.sql)
         self.binds = {}
         for bind in compiled.binds.values():
-            process = bind.type.bind_processor(dialect)
+            process = _bind_processor(bind.type, dialect)
             if process is not None:
                 self.binds[compiled.bind_names[bind]] = process
         columns = getattr(statement, "exported_columns", ())
@@ -204,6 +204,15 @@ class _Compiled:
             )
             for row in fetched
         ]
+
+
+def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The type's conversion of a value for the driver; none for an array of elements that
+    need none (the array's would only copy the list, element by element)."""
+    if isinstance(column_type, ARRAY) and column_type.item_type.bind_processor(dialect) is None:
+        return None
+    process: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
+    return process
 
 
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
