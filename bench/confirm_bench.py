@@ -20,6 +20,10 @@ Phases per backend, each bounded in time:
   lock by design (usage, points and chips are read and written under it), so this measures
   how long a confirm holds it;
 - `replay`: N clients, ids already confirmed: the stored response is returned.
+Then (`--processes 1,2`, the default) `confirm`, `same_member` and `replay` again with the N
+clients spread over 2 worker processes (multiprocessing, each with its own engine and N/2
+threads, the same database), as a server runs with `--processes 2`: `confirm_2_processes`
+and so on. In one process the clients share one GIL; a server's processes do not.
 Numbers are only comparable on the same machine; the JSON keeps the machine's description.
 """
 
@@ -29,14 +33,16 @@ import argparse
 import functools
 import itertools
 import json
+import multiprocessing
 import platform
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,14 +124,23 @@ def confirm(units: Units, confirmation: Confirmation, encode: Encode) -> Confirm
     return convert.confirm_response(answer.record, replayed=answer.replayed)
 
 
+Latencies = list[float]
+
+
 def run_phase(
-    call: Callable[[int, int], None], clients: int, seconds: float
-) -> dict[str, float | int]:
-    """`clients` threads call `call(client, n)` until `seconds` have passed."""
-    deadline = time.perf_counter() + seconds
-    latencies: list[list[float]] = [[] for _ in range(clients)]
+    call: Callable[[int, int], None],
+    clients: int,
+    seconds: float,
+    first_client: int = 0,
+    started: Callable[[], object] = lambda: None,
+) -> tuple[Latencies, float]:
+    """`clients` threads call `call(client, n)` until `seconds` have passed (clients
+    numbered from `first_client`), once `started()` returns (the other processes' clients
+    are ready too). Each call's latency and the time taken."""
+    latencies: list[Latencies] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
     start = threading.Barrier(clients + 1)
+    deadline = 0.0
 
     def client(index: int) -> None:
         mine = latencies[index]
@@ -135,7 +150,7 @@ def run_phase(
             if began >= deadline:
                 return
             try:
-                call(index, n)
+                call(first_client + index, n)
             except BaseException as exc:  # reported, never hidden
                 errors.append(exc)
                 return
@@ -144,14 +159,20 @@ def run_phase(
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
+    started()
     began = time.perf_counter()
+    deadline = began + seconds
     start.wait()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
     if errors:
         raise RuntimeError(f"{len(errors)} client(s) failed: {errors[0]!r}") from errors[0]
-    every = sorted(x for mine in latencies for x in mine)
+    return [x for mine in latencies for x in mine], elapsed
+
+
+def summary(latencies: Latencies, elapsed: float) -> dict[str, float | int]:
+    every = sorted(latencies)
     count = len(every)
     return {
         "calls": count,
@@ -162,56 +183,133 @@ def run_phase(
     }
 
 
-def bench_backend(
-    url: str, clients: int, seconds: float, replay_seconds: float, single_seconds: float
-) -> dict[str, Any]:
-    migrate(url)
-    engine = make_engine(url, pool_size=clients, max_overflow=4)
-    sessions = make_session_factory(engine)
-    units = functools.partial(UnitOfWork, sessions)
-    try:
-        members = member_ids()
-        with sessions() as session:
-            save_members(session, [Member(m) for m in [*members, SAME_MEMBER]])
-            session.commit()
-        done: list[list[tuple[str, str]]] = [[] for _ in range(clients)]
-        per_client = MEMBERS // clients  # client c confirms for members[c * per_client:...]
+@dataclass(frozen=True)
+class Plan:
+    """What the concurrent phases run: `clients` in all, `per_process` of them from
+    `first_client` here; receipt ids carry `tag` (one per run, so runs share a database)."""
 
-        def confirm_new(client: int, n: int) -> None:
-            receipt_id = f"B-{client:02d}-{n:07d}"
-            member = members[client * per_client + n % per_client]
-            assert not confirm(units, *make_confirmation(receipt_id, member)).replayed
-            done[client].append((receipt_id, member))
+    url: str
+    clients: int
+    first_client: int
+    per_process: int
+    tag: str
+    seconds: float
+    replay_seconds: float
+    single_seconds: float
+
+
+def concurrent_phases(
+    units: Units, plan: Plan, started: Callable[[], object] = lambda: None
+) -> dict[str, tuple[Latencies, float]]:
+    """`confirm`, `same_member` and `replay` for this process's clients (see the module)."""
+    members = member_ids()
+    per_client = MEMBERS // plan.clients  # client c confirms for members[c * per_client:...]
+    done: dict[int, list[tuple[str, str]]] = {}
+
+    def confirm_new(client: int, n: int) -> None:
+        receipt_id = f"B{plan.tag}-{client:02d}-{n:07d}"
+        member = members[client * per_client + n % per_client]
+        assert not confirm(units, *make_confirmation(receipt_id, member)).replayed
+        done.setdefault(client, []).append((receipt_id, member))
+
+    def confirm_same_member(client: int, n: int) -> None:
+        receipt_id = f"M{plan.tag}-{client:02d}-{n:07d}"
+        assert not confirm(units, *make_confirmation(receipt_id, SAME_MEMBER)).replayed
+
+    first, clients = plan.first_client, plan.per_process
+    phases = {
+        "confirm": run_phase(confirm_new, clients, plan.seconds, first, started),
+        "same_member": run_phase(confirm_same_member, clients, plan.single_seconds, first, started),
+    }
+    repeats = {
+        client: [make_confirmation(receipt_id, member) for receipt_id, member in mine[:200]]
+        for client, mine in done.items()
+    }
+
+    def confirm_again(client: int, n: int) -> None:
+        mine = repeats[client]
+        assert confirm(units, *mine[n % len(mine)]).replayed
+
+    phases["replay"] = run_phase(confirm_again, clients, plan.replay_seconds, first, started)
+    return phases
+
+
+@contextmanager
+def confirm_units(url: str, clients: int) -> Iterator[Units]:
+    engine = make_engine(url, pool_size=clients, max_overflow=4)
+    try:
+        yield functools.partial(UnitOfWork, make_session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def worker(plan: Plan, ready: Any, answers: Any) -> None:
+    """One process of a multi-process run: its own engine and client threads; each phase
+    starts when every process is ready (`ready`, a barrier of all processes)."""
+    with confirm_units(plan.url, plan.per_process) as units:
+        answers.put(concurrent_phases(units, plan, ready.wait))
+
+
+def in_processes(plan: Plan, processes: int) -> dict[str, tuple[Latencies, float]]:
+    """The concurrent phases with the clients spread over `processes` worker processes,
+    as a server runs with --processes: latencies together, the rate over the longest run."""
+    context = multiprocessing.get_context("spawn")
+    ready, answers = context.Barrier(processes), context.Queue()
+    share = plan.clients // processes
+    workers = [
+        context.Process(
+            target=worker,
+            args=(replace(plan, first_client=n * share, per_process=share), ready, answers),
+        )
+        for n in range(processes)
+    ]
+    for process in workers:
+        process.start()
+    parts = [answers.get() for _ in workers]
+    for process in workers:
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"a worker process failed ({process.exitcode})")
+    return {
+        phase: (
+            [x for part in parts for x in part[phase][0]],
+            max(part[phase][1] for part in parts),
+        )
+        for phase in parts[0]
+    }
+
+
+def bench_backend(
+    url: str,
+    clients: int,
+    seconds: float,
+    replay_seconds: float,
+    single_seconds: float,
+    processes: Sequence[int] = (1,),
+) -> dict[str, Any]:
+    """The phases in one process, then (for each count of `processes` above 1) the
+    concurrent ones again across that many processes, named e.g. `confirm_2_processes`."""
+    migrate(url)
+    plan = Plan(url, clients, 0, clients, "", seconds, replay_seconds, single_seconds)
+    members = member_ids()
+    with confirm_units(url, clients) as units:
+        with units() as uow:
+            save_members(uow.session, [Member(m) for m in [*members, SAME_MEMBER]])
+            uow.commit()
 
         def confirm_alone(_client: int, n: int) -> None:
             receipt_id = f"S-{n:07d}"
             assert not confirm(units, *make_confirmation(receipt_id, members[n % MEMBERS])).replayed
 
-        def confirm_same_member(client: int, n: int) -> None:
-            receipt_id = f"M-{client:02d}-{n:07d}"
-            assert not confirm(units, *make_confirmation(receipt_id, SAME_MEMBER)).replayed
-
-        single = run_phase(confirm_alone, 1, single_seconds)
-        confirmed = run_phase(confirm_new, clients, seconds)
-        same_member = run_phase(confirm_same_member, clients, single_seconds)
-        repeats = [
-            [make_confirmation(receipt_id, member) for receipt_id, member in mine[:200]]
-            for mine in done
-        ]
-
-        def confirm_again(client: int, n: int) -> None:
-            mine = repeats[client]
-            assert confirm(units, *mine[n % len(mine)]).replayed
-
-        replayed = run_phase(confirm_again, clients, replay_seconds)
-        return {
-            "single": single,
-            "confirm": confirmed,
-            "same_member": same_member,
-            "replay": replayed,
-        }
-    finally:
-        engine.dispose()
+        results = {"single": summary(*run_phase(confirm_alone, 1, single_seconds))}
+        for phase, measured in concurrent_phases(units, plan).items():
+            results[phase] = summary(*measured)
+    for count in processes:
+        if count > 1:
+            spread = in_processes(replace(plan, tag=f"P{count}"), count)
+            for phase, measured in spread.items():
+                results[f"{phase}_{count}_processes"] = summary(*measured)
+    return results
 
 
 @contextmanager
@@ -236,14 +334,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--single-seconds", type=float, default=10.0, help="single-client and same-member phases"
     )
+    parser.add_argument(
+        "--processes",
+        default="1,2",
+        help="comma-separated: the concurrent phases again across this many processes (>1)",
+    )
     parser.add_argument("--pg-url", help="PostgreSQL to use (default: a throwaway cluster)")
     parser.add_argument(
         "--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
     )
     args = parser.parse_args(argv)
+    processes = [int(n) for n in args.processes.split(",") if n.strip()]
     results: dict[str, Any] = {
         "benchmark": "confirm_receipt (use case), threads calling it directly",
         "clients": args.clients,
+        "processes": processes,
         "lines_per_receipt": LINES,
         "members": MEMBERS,
         "machine": {
@@ -254,18 +359,29 @@ def main(argv: list[str] | None = None) -> int:
         "backends": {},
     }
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+
     for backend in backends:
         print(f"{backend}: {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
         if backend == "sqlite":
             with tempfile.TemporaryDirectory() as directory:
                 url = f"sqlite:///{Path(directory) / 'bench.db'}"
                 numbers = bench_backend(
-                    url, args.clients, args.seconds, args.replay_seconds, args.single_seconds
+                    url,
+                    args.clients,
+                    args.seconds,
+                    args.replay_seconds,
+                    args.single_seconds,
+                    processes,
                 )
         else:
             with postgres(args.pg_url) as url:
                 numbers = bench_backend(
-                    url, args.clients, args.seconds, args.replay_seconds, args.single_seconds
+                    url,
+                    args.clients,
+                    args.seconds,
+                    args.replay_seconds,
+                    args.single_seconds,
+                    processes,
                 )
         results["backends"][backend] = numbers
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,11 +392,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(results: dict[str, Any]) -> None:
     print(f"\nconfirm_receipt, {results['clients']} concurrent clients (use case)")
-    print(f"{'backend':<12}{'phase':<13}{'calls':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'backend':<12}{'phase':<26}{'calls':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for backend, phases in results["backends"].items():
         for phase, n in phases.items():
             print(
-                f"{backend:<12}{phase:<13}{n['calls']:>8}{n['per_second']:>10}"
+                f"{backend:<12}{phase:<26}{n['calls']:>8}{n['per_second']:>10}"
                 f"{n['p50_ms']:>10}{n['p99_ms']:>10}"
             )
 

@@ -7,13 +7,18 @@ wait for each other a dozen times, and each wait costs more than the statement i
 `Batch` queues statements and sends them together when a result is read (or `send()` is
 called):
 
-- PostgreSQL: psycopg's pipeline mode on the transaction's connection. The server still runs
+- PostgreSQL: libpq's pipeline mode on the transaction's connection. The server still runs
   each statement on its own, in order, each with its own snapshot (READ COMMITTED), exactly
   as if they had been sent one at a time; only the waiting is shared. Statements are built
   with SQLAlchemy as everywhere else and compiled once per shape; values and results go
   through their column types (aware UTC datetimes, enums by name) as SQLAlchemy would do,
-  errors come out as SQLAlchemy's (IntegrityError, DataError, OperationalError), and the
-  engine's cursor events fire for every statement (tracing, statement counts).
+  then through psycopg's adapters (binary values), errors come out as SQLAlchemy's
+  (IntegrityError, DataError, OperationalError), and the engine's cursor events fire for
+  every statement (tracing, statement counts). What is queued goes into libpq's buffer and
+  leaves in one write with the sync; each statement is prepared once per connection
+  (`_Prepared`). psycopg's cursors are not used for this: in pipeline mode each
+  `execute` flushed the socket on its own (a send() holding the GIL, and a wake-up of the
+  server), which cost more client CPU than the rest of the confirm's Python.
 - SQLite (embedded, nothing to wait for): each statement runs through SQLAlchemy as it is
   queued.
 
@@ -26,11 +31,27 @@ out).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Enum, Insert, String, bindparam, func, select
+from psycopg import adapt, generators
+from psycopg import errors as psycopg_errors
+from psycopg.adapt import PyFormat
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Enum,
+    Insert,
+    Pool,
+    String,
+    bindparam,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -147,15 +168,16 @@ class Batch:
 class _Compiled:
     """A statement's PostgreSQL text and the conversions of its values and results."""
 
-    __slots__ = ("_compiled", "sql", "binds", "results", "returns_rows")
+    __slots__ = ("_compiled", "sql", "query", "names", "binds", "results", "returns_rows")
 
     def __init__(self, statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> None:
         compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
         self._compiled = compiled
         self.sql = compiled.string
+        self.query, self.names = _numbered(self.sql)
         self.binds = {}
         for bind in compiled.binds.values():
-            process = bind.type.bind_processor(dialect)
+            process = _bind_processor(bind.type, dialect)
             if process is not None:
                 self.binds[compiled.bind_names[bind]] = process
         columns = getattr(statement, "exported_columns", ())
@@ -169,6 +191,10 @@ class _Compiled:
             values[name] = process(values[name])
         return values
 
+    def positional(self, values: Mapping[str, Any]) -> list[Any]:
+        """The driver's values in the order of the numbered placeholders of `query`."""
+        return [values[name] for name in self.names]
+
     def rows(self, fetched: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
         if not any(self.results):
             return list(fetched)
@@ -178,6 +204,32 @@ class _Compiled:
             )
             for row in fetched
         ]
+
+
+def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The type's conversion of a value for the driver; none for an array of elements that
+    need none (the array's would only copy the list, element by element)."""
+    if isinstance(column_type, ARRAY) and column_type.item_type.bind_processor(dialect) is None:
+        return None
+    process: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
+    return process
+
+
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
+
+
+def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """SQLAlchemy's `%(name)s` placeholders as PostgreSQL's `$n` (what psycopg does to every
+    query it sends, here once per statement), and the names in their order."""
+    names: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        return f"${names.setdefault(name, len(names) + 1)}"
+
+    return _PLACEHOLDER.sub(number, sql).encode(), tuple(names)
 
 
 @functools.lru_cache(maxsize=256)
@@ -209,38 +261,183 @@ def _send_pipelined(
     queued: list[tuple[_Compiled, Any, bool, Pending | None]],
     commit: bool,
 ) -> None:
+    """Everything queued goes into libpq's output buffer, leaves with the sync in one write,
+    and its results are read once, up to the sync."""
     driver: Any = connection.connection.driver_connection
+    pgconn = driver.pgconn
     events = connection.dispatch  # the engine's cursor events, as for any statement
-    sent = []
+    listened = bool(events.before_cursor_execute or events.after_cursor_execute)
+    cursor = driver.cursor() if listened else None  # what events are given; nothing runs on it
+    converter: Any = adapt.Transformer(driver)  # psycopg's conversions, as a cursor's
+    prepared = _prepared_of(connection)
+    sent: list[tuple[_Compiled, Any, Any, bool, Pending | None, int]] = []
     try:
-        with driver.pipeline():
-            for compiled, params, many, pending in queued:
-                cursor = driver.cursor()
-                values = [compiled.values(p) for p in params] if many else compiled.values(params)
-                context = SimpleNamespace()  # what event listeners keep per statement
-                events.before_cursor_execute(
-                    connection, cursor, compiled.sql, values, context, many
-                )
-                if many:
-                    cursor.executemany(compiled.sql, values)
-                else:
-                    cursor.execute(compiled.sql, values)
-                sent.append((compiled, cursor, values, context, many, pending))
-            if commit:
-                # A call past its deadline commits nothing (as the engine's commit listener
-                # of service.store.db checks for any commit), then the COMMIT, queued behind
-                # the statements. The session's own commit comes after the pipeline: the
-                # connection stays this transaction's until then (a session commit inside
-                # it would hand the connection back to the pool).
-                check_deadline("commit")
-                driver.commit()
+        with driver.lock:
+            idle = pgconn.transaction_status == TransactionStatus.IDLE  # (ACTIVE once queued)
+            pgconn.enter_pipeline_mode()
+            try:
+                skipped = prepared.close_stale(pgconn)  # results before the statements'
+                if idle:
+                    pgconn.send_query_params(b"BEGIN", None)  # what a cursor sends first
+                    skipped += 1
+                for compiled, params, many, pending in queued:
+                    rows = params if many else (params,)
+                    values = [compiled.values(row) for row in rows]
+                    shown = values if many else values[0]  # what the events see
+                    context = SimpleNamespace()  # what event listeners keep per statement
+                    if listened:
+                        events.before_cursor_execute(
+                            connection, cursor, compiled.sql, shown, context, many
+                        )
+                    results = 0
+                    for one in values:
+                        query, positional = compiled.query, compiled.positional(one)
+                        results += prepared.send(pgconn, converter, query, positional)
+                    sent.append((compiled, shown, context, many, pending, results))
+                if commit:
+                    # A call past its deadline commits nothing (as the engine's commit
+                    # listener of service.store.db checks for any commit), then the COMMIT,
+                    # queued behind the statements. The session's own commit comes after:
+                    # it finds the transaction ended and has nothing to send.
+                    check_deadline("commit")
+                    pgconn.send_query_params(b"COMMIT", None)
+                pgconn.pipeline_sync()
+                answers = driver.wait(_results_to_sync(pgconn))
+            finally:
+                if pgconn.status == ConnStatus.OK:
+                    pgconn.exit_pipeline_mode()
+        _raise_first_error(answers, driver.info.encoding)
     except connection.dialect.loaded_dbapi.Error as error:
+        prepared.forget()
         raise _translated(connection, queued, error) from error
-    for compiled, cursor, values, context, many, pending in sent:
-        events.after_cursor_execute(connection, cursor, compiled.sql, values, context, many)
-        if pending is not None:
-            pending._rows = compiled.rows(cursor.fetchall()) if compiled.returns_rows else []
-        cursor.close()
+    finally:
+        if cursor is not None:
+            cursor.close()
+    answered = iter(answers[skipped:])
+    for compiled, shown, context, many, pending, results in sent:
+        for _ in range(results):
+            last = next(answered)  # a statement's own results come last
+        if listened:
+            events.after_cursor_execute(connection, cursor, compiled.sql, shown, context, many)
+        if pending is not None and compiled.returns_rows:
+            pending._rows = compiled.rows(_loaded(converter, last))
+        elif pending is not None:
+            pending._rows = []
+
+
+# Prepared statements kept per connection, as psycopg's `prepared_max`: an integer's type
+# follows its size (int2, int4, int8), so a statement has a few keys.
+MOST_PREPARED = 100
+
+
+class _Prepared:
+    """The statements a batch prepared on one connection (PostgreSQL keeps a prepared
+    statement for the connection's life, whatever its transactions do), keyed like
+    psycopg's own: the text and its values' types. psycopg deallocates every prepared
+    statement of a connection after a rollback that follows one of its own, so after any
+    rollback (and after a batch that failed, whose statements may be half prepared) the
+    names are forgotten and closed on the server with the next batch: closing a name that
+    no longer exists is not an error."""
+
+    __slots__ = ("names", "stale", "made")
+
+    def __init__(self) -> None:
+        self.names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        self.stale: list[bytes] = []
+        self.made = 0
+
+    def forget(self) -> None:
+        self.stale.extend(self.names.values())
+        self.names.clear()
+
+    def send(self, pgconn: Any, converter: Any, query: bytes, values: Sequence[Any]) -> int:
+        """The statement into libpq's output buffer (nothing is sent yet), prepared the
+        first time, its values dumped by psycopg's adapters in binary (text would quote
+        each element of an array with a regular expression). How many results it will have
+        (the preparation has one)."""
+        params = converter.dump_sequence(values, [PyFormat.BINARY] * len(values))
+        types, formats = converter.types, converter.formats
+        key = (query, tuple(types))
+        name = self.names.get(key)
+        results = 1
+        if name is None:
+            self.made += 1
+            name = self.names[key] = b"loyalty_%d" % self.made
+            pgconn.send_prepare(name, query, param_types=types)
+            results += 1
+        pgconn.send_query_prepared(name, params, param_formats=formats)
+        return results
+
+    def close_stale(self, pgconn: Any) -> int:
+        """At a batch's start: close the forgotten names on the server (all of them once
+        there are MOST_PREPARED); how many results that will have."""
+        if len(self.names) >= MOST_PREPARED:
+            self.forget()
+        closed = len(self.stale)
+        for name in self.stale:
+            pgconn.send_close_prepared(name)
+        self.stale.clear()
+        return closed
+
+
+_PREPARED = "loyalty_prepared"  # the key of a connection's _Prepared in its pool record's info
+
+
+def _prepared_of(connection: Connection) -> _Prepared:
+    info = connection.connection.info
+    prepared = info.get(_PREPARED)
+    if prepared is None:
+        prepared = info[_PREPARED] = _Prepared()
+    return prepared
+
+
+def _forget_prepared(info: dict[Any, Any], driver: Any) -> None:
+    """Before a rollback: psycopg sends one (and may deallocate) only in a transaction."""
+    prepared = info.get(_PREPARED)
+    if prepared is not None and driver.info.transaction_status != TransactionStatus.IDLE:
+        prepared.forget()
+
+
+@event.listens_for(Engine, "rollback")
+@event.listens_for(Engine, "rollback_savepoint")
+def _on_rollback(connection: Connection, *_args: Any) -> None:
+    if not connection.invalidated:
+        record = connection.connection
+        _forget_prepared(record.info, record.driver_connection)
+
+
+@event.listens_for(Pool, "reset")
+def _on_reset(dbapi_connection: Any, record: Any, _state: Any) -> None:
+    _forget_prepared(record.info, dbapi_connection)  # the pool rolls back what is left open
+
+
+def _results_to_sync(pgconn: Any) -> Any:
+    """psycopg's generator: flush, then each statement's results up to the pipeline's sync."""
+    yield from generators.send(pgconn)
+    answers: list[list[Any]] = []
+    while True:
+        results = yield from generators.fetch_many(pgconn)
+        if results and results[-1].status == ExecStatus.PIPELINE_SYNC:
+            return answers
+        answers.append(results)
+
+
+def _raise_first_error(answers: list[list[Any]], encoding: str) -> None:
+    """The first statement that failed raises its error (those after it were not run)."""
+    for results in answers:
+        for result in results:
+            if result.status == ExecStatus.FATAL_ERROR:
+                raise psycopg_errors.error_from_result(result, encoding=encoding)
+            if result.status == ExecStatus.PIPELINE_ABORTED:
+                raise psycopg_errors.PipelineAborted("pipeline aborted")
+
+
+def _loaded(converter: Any, results: list[Any]) -> list[Sequence[Any]]:
+    """A statement's rows through psycopg's loaders, as a cursor's fetchall()."""
+    result = results[-1]
+    converter.set_pgresult(result)
+    rows: list[Sequence[Any]] = converter.load_rows(0, result.ntuples, tuple)
+    return rows
 
 
 def _translated(

@@ -1,0 +1,98 @@
+"""A batch on PostgreSQL (service/store/pipeline.py) sends its statements prepared, once per
+connection: what it prepared survives commits, and a rollback (after which psycopg may
+deallocate every prepared statement of the connection) never leaves it using a name the
+server no longer has. Real PostgreSQL, one pooled connection so every batch reuses it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, String, bindparam, column, func, select, table, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.store import pipeline
+from service.store.db import make_engine, make_session_factory
+from service.store.pipeline import Batch
+
+pytestmark = pytest.mark.postgres
+
+ITEMS = table("items", column("id", String), column("note", String))
+INSERT = ITEMS.insert().returning(ITEMS.c.id)
+READ = select(ITEMS.c.note).where(ITEMS.c.id == bindparam("b_id"))
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[Engine]:
+    made = make_engine(pg_url, pool_size=1, max_overflow=0)
+    with made.begin() as connection:
+        connection.execute(text("CREATE TABLE items (id VARCHAR PRIMARY KEY, note VARCHAR)"))
+    yield made
+    made.dispose()
+
+
+def server_prepared(session: Session) -> int:
+    return int(session.scalar(text("SELECT count(*) FROM pg_prepared_statements")) or 0)
+
+
+def insert_and_read(sessions: sessionmaker[Session], item_id: str, *, commit: bool) -> str:
+    with sessions() as session:
+        batch = Batch(session)
+        inserted = batch.execute(INSERT, {"id": item_id, "note": f"note {item_id}"})
+        note = batch.execute(READ, {"b_id": item_id})
+        batch.send(commit=commit)
+        assert inserted.scalar() == item_id
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+        return str(note.scalar())
+
+
+def test_statements_are_prepared_once_and_reused_across_transactions(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    for n in range(5):
+        assert insert_and_read(sessions, f"I{n}", commit=True) == f"note I{n}"
+    with sessions() as session:
+        assert server_prepared(session) == 2  # the insert and the read, whatever the count
+
+
+def test_after_psycopg_deallocated_everything_a_batch_prepares_again(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    assert insert_and_read(sessions, "A", commit=True) == "note A"
+    with sessions() as session:  # psycopg prepares a statement run often enough itself ...
+        for _ in range(6):
+            session.execute(text("SELECT count(*) FROM items")).scalar()
+        session.rollback()  # ... and then deallocates all on a rollback
+        assert server_prepared(session) == 0
+
+    # the first batch after it closes the names and prepares again, in its own transaction
+    assert insert_and_read(sessions, "B", commit=False) == "note B"  # rolled back
+    assert insert_and_read(sessions, "C", commit=False) == "note C"  # rolled back
+    assert insert_and_read(sessions, "C", commit=True) == "note C"
+    with sessions() as session:
+        assert list(session.scalars(select(ITEMS.c.id).order_by(ITEMS.c.id))) == ["A", "C"]
+
+
+def test_a_failed_batch_raises_the_first_error_and_the_next_one_works(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    assert insert_and_read(sessions, "D", commit=True) == "note D"
+    with pytest.raises(IntegrityError):
+        insert_and_read(sessions, "D", commit=True)  # the key exists: nothing after it ran
+    assert insert_and_read(sessions, "E", commit=True) == "note E"
+    with sessions() as session:
+        assert server_prepared(session) == 2  # the failed batch's names were closed
+        assert list(session.scalars(select(ITEMS.c.id).order_by(ITEMS.c.id))) == ["D", "E"]
+
+
+def test_a_connection_keeps_a_bounded_number_of_prepared_statements(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "MOST_PREPARED", 1)
+    sessions = make_session_factory(engine)
+    for n in range(4):  # each batch prepares two, and closes those of the batch before
+        assert insert_and_read(sessions, f"F{n}", commit=True) == f"note F{n}"
+    with sessions() as session:
+        assert server_prepared(session) == 2
+        assert session.scalar(select(func.count()).select_from(ITEMS)) == 4
