@@ -325,6 +325,17 @@ def postgres(url: str | None) -> Iterator[str]:
         yield cluster.create_database("confirm_bench")
 
 
+@contextmanager
+def store_url(backend: str, pg_url: str | None) -> Iterator[str]:
+    """A fresh SQLite file, or PostgreSQL (`pg_url`, else a throwaway cluster)."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            yield f"sqlite:///{Path(directory) / 'bench.db'}"
+    else:
+        with postgres(pg_url) as url:
+            yield url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="write the results here (JSON)")
@@ -362,28 +373,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for backend in backends:
         print(f"{backend}: {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
-        if backend == "sqlite":
-            with tempfile.TemporaryDirectory() as directory:
-                url = f"sqlite:///{Path(directory) / 'bench.db'}"
-                numbers = bench_backend(
-                    url,
-                    args.clients,
-                    args.seconds,
-                    args.replay_seconds,
-                    args.single_seconds,
-                    processes,
-                )
-        else:
-            with postgres(args.pg_url) as url:
-                numbers = bench_backend(
-                    url,
-                    args.clients,
-                    args.seconds,
-                    args.replay_seconds,
-                    args.single_seconds,
-                    processes,
-                )
-        results["backends"][backend] = numbers
+        with store_url(backend, args.pg_url) as url:
+            results["backends"][backend] = bench_backend(
+                url, args.clients, args.seconds, args.replay_seconds, args.single_seconds, processes
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print_table(results)
