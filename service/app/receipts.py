@@ -470,12 +470,10 @@ def _refund(
         if any(points.values()) or returned:
             points_changed(uow, member_id, holding)
         month = purchase_month(sold.sale_time, time_zone)
-        history = Batch(session)
-        add_to_history(history, member_id, returned_goods(refund.lines, month))
-        history.send()
+        add_to_history(uow.batch, member_id, returned_goods(refund.lines, month))
         _usage_changed(uow, member_id, totals)
     if release_coupons and _returned_in_full(lines, refund):
-        coupons.release(session, receipt_id)
+        coupons.release(uow.session, receipt_id)  # (uow.session sends what is queued)
     uow.commit()
     return Answer(record, replayed=False)
 

@@ -161,10 +161,8 @@ class UnitOfWork:
         self._new_members.update(new)
         for member_id in ids:
             self._patches.setdefault(member_id, []).append(patch)
-        unread = [m for m in ids if m not in self._documents]
-        if self._batch is not None and unread:  # read now, under the lock, with the rest
-            documents = queue_document_read(self._batch, unread)
-            self._documents.update(dict.fromkeys(unread, documents))
+        if self._batch is not None:  # read now, under the lock, with the rest
+            self._queue_document_reads(ids)
 
     def members_touched(self, member_ids: Iterable[str]) -> None:
         """These members changed in rows their document does not hold (a receipt that
@@ -211,6 +209,7 @@ class UnitOfWork:
                 locked=True,
             )
             return
+        self._queue_document_reads(member_ids)  # those patched before the batch was made
         current: dict[str, Member] = {}
         for member_id in member_ids:
             current.update(self._documents[member_id].value())
@@ -219,6 +218,14 @@ class UnitOfWork:
         )
         if rebuild:  # no current document: from their rows
             refresh_documents(self.session, rebuild, self.now)
+
+
+    def _queue_document_reads(self, member_ids: Iterable[str]) -> None:
+        assert self._batch is not None
+        unread = [m for m in member_ids if m not in self._documents]
+        if unread:
+            documents = queue_document_read(self._batch, unread)
+            self._documents.update(dict.fromkeys(unread, documents))
 
 
 def _chain(patches: list[Patch]) -> Patch:

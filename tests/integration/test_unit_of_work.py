@@ -68,3 +68,16 @@ def test_a_patch_rewrites_the_document_without_reading_the_rows(db):
     with db() as session:
         member = load_member(session, "M1")
     assert member.active is False and member.segment_tags == frozenset({"b"})
+
+
+def test_a_patch_made_before_the_batch_is_used_still_reaches_the_document(db):
+    """A use case may patch a member and only then queue statements on the batch: the
+    document is read for the patch at commit all the same."""
+    a_member(db)
+    with UnitOfWork(db) as uow:
+        uow.session.execute(update(MemberRow).values(active=False))
+        uow.patch_members(["M1"], lambda member: replace(member, active=False))
+        assert not uow.batch.queued  # the batch is made after the patch
+        uow.commit()
+    with db() as session:
+        assert load_member(session, "M1").active is False
