@@ -283,11 +283,7 @@ def token_fingerprint(receipt: receipt_pb2.Receipt) -> bytes:
     canonical.CopyFrom(receipt)
     canonical.ClearField("sale_time")
     _codes_as_a_set(canonical)
-    if not in_order:
-        ordered = sorted(canonical.lines, key=lambda line: line_order(line.line_id))
-        del canonical.lines[:]
-        canonical.lines.extend(ordered)
-    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).digest()
+    return _digest(canonical, lambda line: line_order(line.line_id))
 
 
 def line_order(line_id: str) -> tuple[int, str]:

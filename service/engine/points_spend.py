@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from service.engine.model import AppliedBenefit, LineResult, PointsSpend, Product, ReceiptResult
-from service.engine.money import allocate
+from service.engine.money import allocate, round_half_up
 from service.engine.records import new_applied_benefit, new_line_result
 from service.engine.valuation import min_price_floor
 
@@ -118,7 +118,7 @@ def _accrue_on_money(line: LineResult, value: int) -> LineResult:
     for index, b in enumerate(benefits):
         if not b.points:
             continue
-        points = (2 * b.points * money + paid) // (2 * paid)  # round_half_up, both >= 0
+        points = round_half_up(b.points * money, paid)
         if points != b.points:
             if scaled is None:
                 scaled = list(benefits)
