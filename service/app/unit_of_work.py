@@ -219,7 +219,6 @@ class UnitOfWork:
         if rebuild:  # no current document: from their rows
             refresh_documents(self.session, rebuild, self.now)
 
-
     def _queue_document_reads(self, member_ids: Iterable[str]) -> None:
         assert self._batch is not None
         unread = [m for m in member_ids if m not in self._documents]
