@@ -27,6 +27,16 @@ from tests.waiting import until
 CHANGED = notification_pb2.MEMBER_EVENT_TYPE_FAVORITES_CHANGED
 
 
+@pytest.fixture(autouse=True)
+def streams_of_earlier_tests_closed(request: pytest.FixtureRequest) -> None:
+    """The module's tests share one server, whose stream budget (4) counts a cancelled
+    stream until the server notices it, at its next poll: each test starts once the streams
+    of the ones before it have closed, so none meets RESOURCE_EXHAUSTED by chance."""
+    if "demo_server" in request.fixturenames or "channel" in request.fixturenames:
+        server = request.getfixturevalue("demo_server")
+        until(lambda: server.notifications.open_streams == 0, what="earlier streams closed")
+
+
 def events(channel: grpc.Channel) -> notification_pb2_grpc.NotificationServiceStub:
     return notification_pb2_grpc.NotificationServiceStub(channel)
 
