@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from service.cli import tool
 from service.config import Settings, load_settings
 from service.logs import configure_logging, log_overrun
+from service.stop_signals import StopSignals
 
 if TYPE_CHECKING:  # gRPC objects exist only once a server process has started
     from service.api.server import Extension
@@ -38,21 +37,14 @@ def serve_one_process(settings: Settings, extension: Extension | None = None) ->
     from service.api.server import Extension, create_server  # gRPC exists from here on
 
     server, port = create_server(settings, extension or Extension())
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info(
-            "%s: draining (grace %.1f s)", signal.Signals(signum).name, settings.grace_period_s
-        )
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = StopSignals()
+    stop.install()
     server.start()
     print(f"loyalty server listening on {settings.address.rsplit(':', 1)[0]}:{port}", flush=True)
     if settings.demo_data:
         print_dev_credentials()
-    _wait_for(stop_requested)
+    stop.wait(SIGNAL_CHECK_S)
+    log.info("%s: draining (grace %.1f s)", stop.name, settings.grace_period_s)
     drained = threading.Event()
     _leave_if_stuck(settings.grace_period_s + settings.exit_margin_s, drained)
     server.stop()
@@ -75,16 +67,6 @@ def _leave_if_stuck(seconds: float, drained: threading.Event) -> None:
     timer = threading.Timer(seconds, leave)
     timer.daemon = True  # the watchdog itself never holds the process
     timer.start()
-
-
-def _wait_for(stop_requested: threading.Event) -> None:
-    """Until a signal handler sets stop_requested. The kernel hands a signal sent to the
-    process to any of its threads that does not block it (gRPC's, the call pool's), and
-    Python runs the handler only once the main thread is back in the interpreter, which an
-    untimed wait never is (python/cpython#85300): a SIGTERM was then left unhandled and the
-    server served on. So the wait wakes up now and then to let the handler run."""
-    while not stop_requested.wait(SIGNAL_CHECK_S):
-        pass
 
 
 def migrate_only(settings: Settings) -> int:

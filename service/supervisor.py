@@ -20,17 +20,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
+import time
 from dataclasses import replace
 
 from service.bootstrap import prepare_store
 from service.config import Settings
 from service.port import claim_port
+from service.stop_signals import StopSignals
 from service.store import db
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+KILL_MARGIN_S = 5.0  # past a worker's own bound (grace + exit margin) before it is killed
 
 
 def worker_count(settings: Settings) -> int:
@@ -87,21 +89,18 @@ def _run_workers(settings: Settings, count: int, entry: str) -> int:
         )
         for i in range(count)
     ]
-    stopping = threading.Event()
 
-    def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
-        stopping.set()
+    def pass_on(signum: int) -> None:  # inside the signal handler: send_signal only tries a lock
         for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signum)
+            worker.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
+    stop = StopSignals(forward=pass_on)
+    stop.install()
     for worker in workers:  # each prints one line once it is SERVING
         assert worker.stdout is not None
         line = worker.stdout.readline()
         if "listening on" not in line:
-            stop_all()
+            _stop_all(workers)
             log.error("a worker failed to start")
             break
     else:
@@ -110,12 +109,29 @@ def _run_workers(settings: Settings, count: int, entry: str) -> int:
             from service.main import print_dev_credentials
 
             print_dev_credentials()
-    return _wait(workers, stopping, stop_all)
+    bound = settings.grace_period_s + settings.exit_margin_s + KILL_MARGIN_S
+    return _wait(workers, stop, bound)
 
 
-def _wait(workers: list[subprocess.Popen[str]], stopping: threading.Event, stop_all: object) -> int:
+def _stop_all(workers: list[subprocess.Popen[str]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+
+
+def _wait(workers: list[subprocess.Popen[str]], stop: StopSignals, bound_s: float) -> int:
+    """Until every worker has exited; the highest exit code. The first worker to exit
+    unasked stops the others. A worker still there `bound_s` after the stop began (its own
+    exit is bounded by grace and margin, so it is frozen or wedged below Python) is killed:
+    the supervisor exits, for its orchestrator to restart the set, rather than hang."""
     codes: dict[int, int] = {}
+    failed = False
+    stop_began: float | None = None
     while len(codes) < len(workers):
+        if stop_began is None and (stop.received or failed):
+            stop_began = time.monotonic()
+        elif stop_began is not None and time.monotonic() - stop_began > bound_s:
+            _kill_the_rest(workers, codes, bound_s)
+            continue
         for index, worker in enumerate(workers):
             if index in codes:
                 continue
@@ -123,11 +139,23 @@ def _wait(workers: list[subprocess.Popen[str]], stopping: threading.Event, stop_
                 codes[index] = worker.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 continue
-            if not stopping.is_set():
+            if not stop.received and not failed:
                 log.error("worker %d exited with %d; stopping the others", index, codes[index])
-                stop_all()  # type: ignore[operator]
+                _stop_all(workers)
+                failed = True
                 codes[index] = codes[index] or 1
     return max(codes.values(), default=0)
+
+
+def _kill_the_rest(
+    workers: list[subprocess.Popen[str]], codes: dict[int, int], bound_s: float
+) -> None:
+    for index, worker in enumerate(workers):
+        if index not in codes:
+            log.error("worker %d still there %.1f s after the stop; killing it", index, bound_s)
+            worker.kill()
+            worker.wait()
+            codes[index] = 1
 
 
 def exit_with_supervisor(supervisor_pid: int) -> bool:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -94,6 +96,68 @@ def test_the_server_drains_and_exits_whichever_of_its_threads_takes_the_sigterm(
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_burst_of_stop_signals_stops_the_server_once_and_cleanly(
+    tmp_path: Path, processes: str
+) -> None:
+    """An operator's second Ctrl-C, or a SIGTERM that both `kill -- -pgid` and the
+    supervisor pass to a worker: a stop signal may arrive while the handler of the first
+    still runs. A handler that took a lock there (threading.Event.set) waited on itself
+    for ever; the burst below hit that in most runs."""
+    address = f"127.0.0.1:{free_port()}"  # a supervisor's workers need a port of their own
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "service.main", "--address", address,
+            "--database-url", f"sqlite:///{tmp_path / 'run.db'}", "--demo-data",
+            "--processes", processes, "--grace-period-s", "1", "--log-level", "WARNING",
+        ],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert "listening on" in process.stdout.readline()
+        signals = itertools.cycle([signal.SIGTERM, signal.SIGINT])
+        until = time.monotonic() + 0.3  # a bounded burst; the first handler runs inside it
+        while time.monotonic() < until and process.poll() is None:
+            os.kill(process.pid, next(signals))
+        assert process.wait(timeout=25) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_frozen_worker_does_not_hold_the_supervisor(tmp_path: Path) -> None:
+    """A worker's own stop is bounded by grace and margin, unless it cannot run at all: the
+    supervisor kills a worker still there past that bound and exits 1, for its orchestrator
+    to restart the set, rather than wait for ever."""
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "service.main", "--address", f"127.0.0.1:{free_port()}",
+            "--database-url", f"sqlite:///{tmp_path / 'run.db'}", "--demo-data",
+            "--processes", "2", "--grace-period-s", "0.5", "--exit-margin-s", "0.5",
+            "--log-level", "WARNING",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert "listening on" in process.stdout.readline()
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        frozen = int(children[0])
+        os.kill(frozen, signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+        assert process.returncode == 1
+        assert "still there 6.0 s after the stop; killing it" in err
+        assert not Path(f"/proc/{frozen}").exists()  # killed and reaped
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
