@@ -12,7 +12,8 @@ lookup plus the wrapper's own work (no new handler objects per call).
   their own (`Budget`: in total and per connection), and the server's pool has that
   many threads beyond `max_workers`, so unary calls always keep `max_workers` threads. A
   stream beyond the budget is RESOURCE_EXHAUSTED at once. Streams that need no credential
-  have half of the budget.
+  have half of the budget. A budget is taken after the credential is checked, so a caller
+  without a valid one is UNAUTHENTICATED and never holds a place.
 - Unary calls that wait on the store (everything but Calculate and health) have a budget of
   their own too: when the store hangs, they pile up there, and beyond it are UNAVAILABLE at
   once, while Calculate keeps every one of `max_workers` threads (`Budgets`).
@@ -107,6 +108,8 @@ class _Guard:
     def status(self, exc: Exception, context: grpc.ServicerContext) -> grpc.Status:
         if _already_aborted(context):
             raise exc
+        if isinstance(exc, _OverBudget):
+            return exc.refusal
         return status_for(exc, self.method)
 
     def done(
@@ -287,42 +290,53 @@ def _streaming(guard: _Guard, behavior: Behavior, streamed_request: bool) -> Beh
     return handle
 
 
-def _budgeted(budget: Budget, refusal: grpc.Status, guard: _Guard, handle: Behavior) -> Behavior:
-    """A call admitted within the budget, or refused before any other work."""
+class _OverBudget(Exception):
+    """A call beyond its budget: answered with the budget's refusal."""
 
-    def admit(context: grpc.ServicerContext) -> str:
+    def __init__(self, refusal: grpc.Status) -> None:
+        super().__init__(refusal.details)
+        self.refusal = refusal
+
+
+def _budgeted(
+    budget: Budget, refusal: grpc.Status, behavior: Behavior, streaming: bool
+) -> Behavior:
+    """The method's behaviour within the budget, or refused before it runs. It runs inside
+    the guard, after the credential: a caller without one is UNAUTHENTICATED and never
+    takes a place another caller could use."""
+
+    def enter(context: grpc.ServicerContext) -> str:
         peer = context.peer()
         if not budget.enter(peer):
-            guard.done(refusal.code, guard.begin(), "-", context)
-            context.abort_with_status(refusal)
+            raise _OverBudget(refusal)
         return peer
 
     def admitted_call(request: Any, context: grpc.ServicerContext) -> Any:
-        peer = admit(context)
+        peer = enter(context)
         try:
-            return handle(request, context)
+            return behavior(request, context)
         finally:
             budget.leave(peer)
 
     def admitted_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        peer = admit(context)
+        peer = enter(context)
         try:
-            yield from handle(request, context)
+            yield from behavior(request, context)
         finally:
             budget.leave(peer)
 
-    return admitted_stream if inspect.isgeneratorfunction(handle) else admitted_call
+    return admitted_stream if streaming else admitted_call
 
 
-def _handle(guard: _Guard, h: Any) -> Behavior:
-    """The method's behaviour with the guard around it."""
-    if h.unary_unary:
-        return _unary(guard, h.unary_unary, False)
-    if h.unary_stream:
-        return _streaming(guard, h.unary_stream, False)
-    if h.stream_unary:
-        return _unary(guard, h.stream_unary, True)
-    return _streaming(guard, h.stream_stream, True)
+def _handle(guard: _Guard, h: Any, budgets: Budgets) -> Behavior:
+    """The method's behaviour, within its budget if it has one, with the guard around it."""
+    behavior = h.unary_unary or h.unary_stream or h.stream_unary or h.stream_stream
+    budget = _budget_of(guard, h, budgets)
+    if budget is not None:
+        behavior = _budgeted(budget, budgets.refusal(budget), behavior, h.response_streaming)
+    if h.response_streaming:
+        return _streaming(guard, behavior, h.request_streaming)
+    return _unary(guard, behavior, h.request_streaming)
 
 
 def _budget_of(guard: _Guard, h: Any, budgets: Budgets) -> Budget | None:
@@ -335,11 +349,8 @@ def _budget_of(guard: _Guard, h: Any, budgets: Budgets) -> Budget | None:
 
 def _rewrap(handler: Handler, guard: _Guard, budgets: Budgets) -> Handler:
     h: Any = handler
-    handle = _handle(guard, h)
-    budget = _budget_of(guard, h, budgets)
-    if budget is not None:
-        handle = _budgeted(budget, budgets.refusal(budget), guard, handle)
-    if guard.tracer is not None:  # outermost: refusals by a budget are traced too
+    handle = _handle(guard, h, budgets)
+    if guard.tracer is not None:  # outermost: every refusal is traced too
         handle = traced(guard.tracer, guard.method, handle, inspect.isgeneratorfunction(handle))
     codec = (tolerant(h.request_deserializer), h.response_serializer)
     if h.unary_unary:

@@ -30,6 +30,7 @@ from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import auth, demo_settings
 from tests.e2e.statuses import refusal
 from tests.e2e.test_notifications import operator_edits
+from tests.waiting import until
 
 WORKERS = 4
 DEMO_CARD = "2000000000001"
@@ -138,6 +139,36 @@ def test_strangers_streams_leave_credentialed_event_streams_their_share(
         finally:
             for stream in public:
                 stream.cancel()
+
+
+def test_a_caller_without_a_credential_is_unauthenticated_even_when_the_budget_is_full(
+    tmp_path: Path,
+) -> None:
+    """The budget is taken after the credential is checked: strangers never hold a place,
+    and learn nothing about how busy the server is."""
+    loyalty, port = create_server(demo_settings(tmp_path, max_streams=4))  # 2 credentialed
+    loyalty.start()
+
+    def open_events(channel: grpc.Channel, metadata: object) -> grpc.Future:  # type: ignore[type-arg]
+        stub = notification_pb2_grpc.NotificationServiceStub(channel)
+        return stub.StreamMemberEvents(  # type: ignore[no-any-return]
+            notification_pb2.StreamMemberEventsRequest(), timeout=30, metadata=metadata
+        )
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            held = [open_events(channel, auth(Role.CUSTOMER_SERVICES)) for _ in range(2)]
+            try:
+                until(lambda: loyalty.notifications.open_streams == 2, what="the budget taken")
+                stranger = open_events(channel, None)
+                assert wait_until_refused(stranger) == grpc.StatusCode.UNAUTHENTICATED
+                beyond = open_events(channel, auth(Role.CUSTOMER_SERVICES))
+                assert wait_until_refused(beyond) == grpc.StatusCode.RESOURCE_EXHAUSTED
+            finally:
+                for stream in held:
+                    stream.cancel()
+    finally:
+        loyalty.stop(grace=0.5)
 
 
 UNPARSABLE = b"\x0a\xff\xff\xff\xff\x0f"  # field 1, a length far beyond the body

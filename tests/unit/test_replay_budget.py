@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 
-from service.api.auth import CredentialBook
+from service.api.auth import Principal, roles_for
 from service.api.interceptors import Budgets, CallInterceptor
 from service.api.metrics import CallMetrics
 
@@ -22,7 +22,7 @@ class Refused(Exception):
 
 
 class FakeContext:
-    """Just what admission reads before it refuses."""
+    """Just what the guard and the budget read before the call is refused."""
 
     def __init__(self) -> None:
         self.status: Any = None
@@ -30,9 +30,31 @@ class FakeContext:
     def peer(self) -> str:
         return "ipv4:127.0.0.1:1"
 
+    def time_remaining(self) -> None:
+        return None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", "Bearer a credential the book takes"),)
+
+    def code(self) -> Any:
+        return None if self.status is None else self.status.code
+
+    def is_active(self) -> bool:
+        return self.status is None
+
     def abort_with_status(self, status: Any) -> None:
         self.status = status
         raise Refused
+
+
+class FakeBook:
+    """A caller with a role the method allows: the budget is taken after the credential."""
+
+    def __init__(self, method: str) -> None:
+        self.role = min(roles_for(method) or (), key=lambda role: role.value)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        return Principal("bench", "a caller", self.role)
 
 
 class Details:
@@ -46,7 +68,7 @@ def first_message(method: str, budgets: Budgets) -> FakeContext:
 
     handler = grpc.unary_stream_rpc_method_handler(stream)
     interceptor = CallInterceptor(
-        CredentialBook(lambda: None),  # type: ignore[arg-type,return-value]
+        FakeBook(method),  # type: ignore[arg-type]
         CallMetrics(),
         log_calls=False,
         budgets=budgets,
