@@ -21,7 +21,12 @@ The variants take turns in `--rounds` rounds of `--calls` calls each, each round
 variant further on (plain, points, coupon, both; points, coupon, both, plain; …), so drift in
 the machine's load falls on all of them alike. Figures: median
 and p90 per variant over all its calls, each variant's per-round medians, and the ratio of its
-median (and p90) to plain's from the same run. Numbers are only comparable on the same machine.
+median (and p90) to plain's from the same run. With `--runs N` that is done N times, each
+with a fresh server process, and the figure is the median of the runs' ratios: one run's ratio
+moves by several per cent from run to run on a shared machine. Numbers are only comparable on
+the same machine.
+
+    python -m bench.extras_bench --runs 7 --rounds 16 --calls 200 --out bench/extras_results.json
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 REGISTER = (("authorization", f"Bearer {DEV_TOKENS[Role.REGISTER]}"),)
 SHARED_CODE = "SUMMER10"
 VARIANTS = ("plain", "points", "coupon", "both")
-DEADLINE_S = 170.0  # the whole run stays under three minutes; rounds past this are not run
+DEADLINE_S = 170.0  # each run stays under three minutes; rounds past this are not run
 
 
 @contextmanager
@@ -198,23 +203,11 @@ def measure(target: str, rounds: int, calls: int, points: int, began: float) -> 
         "latency": per_variant,
         "ratio_to_plain": ratios,
         "round_medians_ms": round_medians,
-        "aim_10_percent_holds": {
-            name: ratios[name]["median"] <= 1.10 for name in VARIANTS if name != "plain"
-        },
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=8, help="rounds of every variant (>= 5)")
-    parser.add_argument("--calls", type=int, default=300, help="calls per variant per round")
-    parser.add_argument("--points", type=int, default=100, help="points_to_spend")
-    parser.add_argument("--earning-receipts", type=int, default=5)
-    parser.add_argument("--note", default="", help="free text kept in the JSON (e.g. the load)")
-    parser.add_argument("--out", default="")
-    args = parser.parse_args()
-    if args.rounds < 5 or args.calls < 1:
-        parser.error("at least 5 rounds of at least 1 call")
+def one_run(args: argparse.Namespace) -> dict[str, Any]:
+    """One server process, set up and measured (`measure`)."""
     began = time.monotonic()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -225,6 +218,42 @@ def main() -> int:
         with LoyaltyClient(target, DEV_TOKENS[Role.REGISTER], timeout=10) as register:
             earn_points(register, args.earning_receipts)
         measured = measure(target, args.rounds, args.calls, args.points, began)
+    return {"wall_s": round(time.monotonic() - began, 1), **measured}
+
+
+def over_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each variant's median ratio to plain in every run, and their median: the figure. One
+    run's ratio moves by several per cent from one run to the next on a shared machine (the
+    same hash seed twice gave 1.06 and 1.12), so the aim is judged on the median of runs."""
+    per_run = {
+        name: [run["ratio_to_plain"][name]["median"] for run in runs]
+        for name in VARIANTS
+        if name != "plain"
+    }
+    median = {name: round(statistics.median(ratios), 3) for name, ratios in per_run.items()}
+    return {
+        "ratio_to_plain_per_run": per_run,
+        "ratio_to_plain_median_of_runs": median,
+        "aim_10_percent_holds": {name: ratio <= 1.10 for name, ratio in median.items()},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of every variant (>= 5)")
+    parser.add_argument("--calls", type=int, default=300, help="calls per variant per round")
+    parser.add_argument("--points", type=int, default=100, help="points_to_spend")
+    parser.add_argument("--earning-receipts", type=int, default=5)
+    parser.add_argument(
+        "--runs", type=int, default=1, help="fresh server processes, measured one after another"
+    )
+    parser.add_argument("--note", default="", help="free text kept in the JSON (e.g. the load)")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    if args.rounds < 5 or args.calls < 1 or args.runs < 1:
+        parser.error("at least 5 rounds of at least 1 call, in at least 1 run")
+    began = time.monotonic()
+    runs = [one_run(args) for _ in range(args.runs)]
     results = {
         "command": shlex.join(["python", "-m", "bench.extras_bench", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
@@ -237,9 +266,11 @@ def main() -> int:
             "earning_receipts": args.earning_receipts,
             "store": "sqlite (fresh file, demo data)",
             "concurrency": 1,
+            "runs": args.runs,
         },
         "wall_s": round(time.monotonic() - began, 1),
-        **measured,
+        **over_runs(runs),
+        "runs": runs,
     }
     text = json.dumps(results, indent=2)
     print(text)
