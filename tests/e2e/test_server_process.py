@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -99,6 +101,37 @@ def test_the_server_drains_and_exits_whichever_of_its_threads_takes_the_sigterm(
             process.wait()
 
 
+@contextmanager
+def demo_server(
+    tmp_path: Path, *flags: str, stderr: int | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`loyalty-server --demo-data` on a free port, as `make run` starts it (no token secret
+    in the environment), in a process group of its own; the process and its port once it
+    says it is listening (a supervisor: once every worker serves). Killed with its group at
+    the end if still there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_TOKEN")}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "service.main", "--address", f"127.0.0.1:{free_port()}",
+            "--database-url", f"sqlite:///{tmp_path / 'run.db'}", "--demo-data",
+            "--log-level", "WARNING", *flags,
+        ],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on" in line, line
+        yield process, int(line.split(":")[1].split()[0])  # "...:PORT (2 processes)"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
+        if process.stderr is not None:
+            process.stderr.close()
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_burst_of_stop_signals_stops_the_server_once_and_cleanly(
     tmp_path: Path, processes: str
@@ -107,46 +140,20 @@ def test_a_burst_of_stop_signals_stops_the_server_once_and_cleanly(
     supervisor pass to a worker: a stop signal may arrive while the handler of the first
     still runs. A handler that took a lock there (threading.Event.set) waited on itself
     for ever; the burst below hit that in most runs."""
-    address = f"127.0.0.1:{free_port()}"  # a supervisor's workers need a port of their own
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "service.main", "--address", address,
-            "--database-url", f"sqlite:///{tmp_path / 'run.db'}", "--demo-data",
-            "--processes", processes, "--grace-period-s", "1", "--log-level", "WARNING",
-        ],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        assert "listening on" in process.stdout.readline()
+    with demo_server(tmp_path, "--processes", processes, "--grace-period-s", "1") as (process, _):
         signals = itertools.cycle([signal.SIGTERM, signal.SIGINT])
         until = time.monotonic() + 0.3  # a bounded burst; the first handler runs inside it
         while time.monotonic() < until and process.poll() is None:
             os.kill(process.pid, next(signals))
         assert process.wait(timeout=25) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
 
 
 def test_a_frozen_worker_does_not_hold_the_supervisor(tmp_path: Path) -> None:
     """A worker's own stop is bounded by grace and margin, unless it cannot run at all: the
     supervisor kills a worker still there past that bound and exits 1, for its orchestrator
     to restart the set, rather than wait for ever."""
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "service.main", "--address", f"127.0.0.1:{free_port()}",
-            "--database-url", f"sqlite:///{tmp_path / 'run.db'}", "--demo-data",
-            "--processes", "2", "--grace-period-s", "0.5", "--exit-margin-s", "0.5",
-            "--log-level", "WARNING",
-        ],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        assert "listening on" in process.stdout.readline()
+    flags = ("--processes", "2", "--grace-period-s", "0.5", "--exit-margin-s", "0.5")
+    with demo_server(tmp_path, *flags, stderr=subprocess.PIPE) as (process, _):
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         frozen = int(children[0])
         os.kill(frozen, signal.SIGSTOP)
@@ -155,10 +162,6 @@ def test_a_frozen_worker_does_not_hold_the_supervisor(tmp_path: Path) -> None:
         assert process.returncode == 1
         assert "still there 6.0 s after the stop; killing it" in err
         assert not Path(f"/proc/{frozen}").exists()  # killed and reaped
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_a_thread_that_outlives_the_stop_does_not_hold_the_process(tmp_path: Path) -> None:
@@ -228,21 +231,7 @@ def test_migrate_only_migrates_the_store_says_so_in_one_line_and_exits(
 def test_make_run_serves_the_demo_with_a_worker_per_core(tmp_path: Path) -> None:
     """`make run`: --demo-data and one worker per core; the workers load no demo data but
     stay in the development mode it implies (no token secret needed)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_TOKEN")}
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "service.main",
-            "--address", f"127.0.0.1:{free_port()}",
-            "--database-url", f"sqlite:///{tmp_path / 'run.db'}",
-            "--demo-data", "--processes", "2", "--log-level", "WARNING",
-        ],
-        stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "listening on" in line, line
-        port = int(line.split(":")[1].split()[0])  # "...:PORT (2 processes)"
+    with demo_server(tmp_path, "--processes", "2") as (process, port):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             receipt = load_receipt(register_cli.DEMO_RECEIPT)[0]
             shown = receipt_pb2_grpc.ReceiptServiceStub(channel).Calculate(
@@ -251,30 +240,13 @@ def test_make_run_serves_the_demo_with_a_worker_per_core(tmp_path: Path) -> None
         assert shown.result.total_discount > 0
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
 
 
 def test_every_worker_serves_till_sessions_on_the_shared_session_port(tmp_path: Path) -> None:
     sessions_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_TOKEN")}
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "service.main",
-            "--address", f"127.0.0.1:{free_port()}",
-            "--till-session-address", f"127.0.0.1:{sessions_port}",
-            "--database-url", f"sqlite:///{tmp_path / 'run.db'}",
-            "--demo-data", "--processes", "2", "--log-level", "WARNING",
-        ],
-        stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        # Printed once both workers serve: a worker that could not bind the port fails it.
-        assert "listening on" in process.stdout.readline()
+    sessions = ("--till-session-address", f"127.0.0.1:{sessions_port}")
+    # listening once both workers serve: a worker that could not bind the port fails it
+    with demo_server(tmp_path, "--processes", "2", *sessions) as (process, _):
         receipt = load_receipt(register_cli.DEMO_RECEIPT)[0]
         start = till_session_pb2.SessionRequest(start={"receipt": receipt})
         for _ in range(6):  # connections of their own, spread over the workers by the kernel
@@ -286,8 +258,3 @@ def test_every_worker_serves_till_sessions_on_the_shared_session_port(tmp_path: 
                 assert answer.result.total_discount > 0
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
