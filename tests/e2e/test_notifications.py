@@ -89,7 +89,8 @@ def test_a_subscriber_gets_an_event_that_happens_while_it_listens(channel, demo_
     got: list[notification_pb2.StreamMemberEventsResponse] = []
     listening = threading.Thread(target=lambda: got.append(next(stream)))
     listening.start()
-    time.sleep(0.3)  # the replay found nothing; the stream now polls
+    # the stream is open (earlier tests' are closed): the edit comes while it listens
+    until(lambda: demo_server.notifications.open_streams == 1, what="the stream open")
     operator_edits(demo_server, channel, member, 1)
     listening.join(timeout=10)
     stream.cancel()
