@@ -20,7 +20,7 @@ from service.port import CannotListen, check_port_free, host_and_port
 
 log = logging.getLogger("service")
 
-SIGNAL_CHECK_S = 0.5  # at most this long between a signal and its handler
+SIGNAL_CHECK_S = 0.5  # at most this long between a stop signal and the drain's start
 
 
 def serve_one_process(settings: Settings, extension: Extension | None = None) -> int:

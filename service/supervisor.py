@@ -15,6 +15,7 @@ worker exists (service.port): a port another server already serves is refused.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -90,17 +91,16 @@ def _run_workers(settings: Settings, count: int, entry: str) -> int:
         for i in range(count)
     ]
 
-    def pass_on(signum: int) -> None:  # inside the signal handler: send_signal only tries a lock
-        for worker in workers:
-            worker.send_signal(signum)
-
-    stop = StopSignals(forward=pass_on)
+    # passed on inside the signal handler: send_signal only tries its lock
+    stop = StopSignals(forward=functools.partial(_signal_all, workers))
     stop.install()
+    failed = False
     for worker in workers:  # each prints one line once it is SERVING
         assert worker.stdout is not None
         line = worker.stdout.readline()
         if "listening on" not in line:
-            _stop_all(workers)
+            _signal_all(workers, signal.SIGTERM)
+            failed = True
             log.error("a worker failed to start")
             break
     else:
@@ -110,21 +110,23 @@ def _run_workers(settings: Settings, count: int, entry: str) -> int:
 
             print_dev_credentials()
     bound = settings.grace_period_s + settings.exit_margin_s + KILL_MARGIN_S
-    return _wait(workers, stop, bound)
+    return _wait(workers, stop, bound, failed)
 
 
-def _stop_all(workers: list[subprocess.Popen[str]]) -> None:
+def _signal_all(workers: list[subprocess.Popen[str]], signum: int) -> None:
     for worker in workers:
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(signum)  # skips a worker already reaped
 
 
-def _wait(workers: list[subprocess.Popen[str]], stop: StopSignals, bound_s: float) -> int:
+def _wait(
+    workers: list[subprocess.Popen[str]], stop: StopSignals, bound_s: float, failed: bool
+) -> int:
     """Until every worker has exited; the highest exit code. The first worker to exit
-    unasked stops the others. A worker still there `bound_s` after the stop began (its own
-    exit is bounded by grace and margin, so it is frozen or wedged below Python) is killed:
-    the supervisor exits, for its orchestrator to restart the set, rather than hang."""
+    unasked stops the others (`failed`: they were stopped already, one failed to start). A
+    worker still there `bound_s` after the stop began (its own exit is bounded by grace and
+    margin, so it is frozen or wedged below Python) is killed: the supervisor exits, for its
+    orchestrator to restart the set, rather than hang."""
     codes: dict[int, int] = {}
-    failed = False
     stop_began: float | None = None
     while len(codes) < len(workers):
         if stop_began is None and (stop.received or failed):
@@ -141,7 +143,7 @@ def _wait(workers: list[subprocess.Popen[str]], stop: StopSignals, bound_s: floa
                 continue
             if not stop.received and not failed:
                 log.error("worker %d exited with %d; stopping the others", index, codes[index])
-                _stop_all(workers)
+                _signal_all(workers, signal.SIGTERM)
                 failed = True
                 codes[index] = codes[index] or 1
     return max(codes.values(), default=0)
