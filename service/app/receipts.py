@@ -63,17 +63,17 @@ from service.errors import AlreadyExists, DomainError, FailedPrecondition, Inval
 from service.limits import NAME, quote
 from service.store.chips_repo import (
     chips_balance,
-    credit_chips,
-    debit_chips,
     queue_chips_balance,
+    queue_credit,
+    queue_debit,
 )
 from service.store.member_repo import member_exists
 from service.store.pipeline import Batch, Later
 from service.store.points_repo import (
+    ReceiptPoints,
     points_position,
-    queue_accrual,
+    queue_receipt_points,
     reverse,
-    spend,
 )
 from service.store.receipt_repo import (
     StoredReceipt,
@@ -172,30 +172,34 @@ def confirm_receipt(
 ) -> Answer:
     """Commit the receipt once and return its record; a repeat returns the stored one.
 
-    Raises AlreadyExists (same id, other content), FailedPrecondition (a usage limit used up
-    since the calculation; POINTS_INSUFFICIENT, the points spent no longer available;
-    MEMBER_NOT_FOUND, the member deleted since) and what `admission` refuses; database
-    errors propagate, nothing written. Accrued points live the `lifetime` given.
+    Raises AlreadyExists (same id, other content), FailedPrecondition (CHIPS_INSUFFICIENT,
+    the chips the rewards cost no longer held; a usage limit used up since the calculation;
+    POINTS_INSUFFICIENT, the points spent no longer available; MEMBER_NOT_FOUND, the member
+    deleted since) and what `admission` refuses; database errors propagate, nothing written.
+    Accrued points live the `lifetime` given.
 
     The statements are queued on the unit of work's batch and sent when a result is needed:
-    the claim with the stored record a repeat answers; everything up to the member's
-    document; the record, the document and the feed with the COMMIT (docs/operations.md)."""
+    the claim, the stored record a repeat answers, and every write and read that decides
+    nothing before the claim is known, together; then the record, the documents and the
+    feed with the COMMIT (docs/operations.md). A repeat rolls back what it sent with its
+    claim; chips, usage and points are only judged once the claim is known to be new."""
     receipt = confirmation.receipt
     with units() as uow:
         try:
             claimed = claim_receipt(uow.batch, receipt, confirmation.fingerprint, uow.now)
             stored = stored_receipt(uow.batch, receipt.receipt_id)
-            if not claimed.value():
+            queued = _queue_confirmation(uow, confirmation, time_zone, lifetime)
+            if not claimed.value():  # sends it all
                 # the id is taken by a committed receipt (a concurrent claim was waited for)
                 answer = _replay_confirm(stored.value(), receipt.receipt_id, confirmation)
-                # Rolled back, not committed: the claim's INSERT .. ON CONFLICT took a
-                # transaction id, and committing it writes a commit record (16 clients
-                # replaying ran at half the rate). psycopg then drops the connection's
-                # prepared statements, prepared again by its next confirm: paid after repeats only.
+                # Rolled back, not committed: what was sent with the claim is undone, and a
+                # commit would write a commit record (16 clients replaying ran at half the
+                # rate). psycopg then drops the connection's prepared statements, prepared
+                # again by its next confirm: paid after repeats only.
                 uow.rollback()
                 return answer
             admission.check(receipt)
-            record = _write_confirmation(uow, confirmation, time_zone, encode, lifetime)
+            record = _finish_confirmation(uow, confirmation, queued, encode)
             uow.commit()
         except IntegrityError:
             uow.rollback()
@@ -204,72 +208,133 @@ def confirm_receipt(
     return Answer(record, replayed=False)
 
 
-def _write_confirmation(
-    uow: UnitOfWork,
-    confirmation: Confirmation,
-    time_zone: ZoneInfo,
-    encode: EncodeConfirmation,
-    lifetime: Lifetime,
-) -> bytes:
-    """What a new confirm writes after its claim; the record last (it carries the balance).
-    Queued on the batch; `uow.session` sends what is queued before a statement of its own."""
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """What a member's confirm queued with its claim, read once the claim is known to be new:
+    the chips balance after it (raises CHIPS_INSUFFICIENT), the usage it counts and the
+    counters' new values (raises USAGE_LIMIT_REACHED), and its points: spent and accrued,
+    with what was available before."""
+
+    chips: Callable[[], int]
+    counted: tuple[CountedUsage, ...]
+    totals: Callable[[], Totals]
+    points: Later[ReceiptPoints]
+
+
+def _queue_confirmation(
+    uow: UnitOfWork, confirmation: Confirmation, time_zone: ZoneInfo, lifetime: Lifetime
+) -> _Queued | None:
+    """Queue what a new confirm writes and reads before anything is judged, to be sent with
+    its claim (None: no member). All of it must be harmless for a repeat, which rolls it
+    back: the lines and benefits of an id already stored are left as they are (ON CONFLICT
+    DO NOTHING); counters, chips and history change only inside this transaction."""
     batch, at = uow.batch, uow.now
     receipt = confirmation.receipt
     write_lines(batch, receipt)
-    balance = 0
-    chips: Callable[[], int] = _no_chips
-    counted: tuple[CountedUsage, ...] = ()
     member_id = receipt.member_id
-    if member_id:
-        uow.lock_members([member_id])
-        chips = _settle_chips(uow, member_id, receipt)
-        counted, totals = _count_usage(batch, member_id, confirmation.usage, at)
-        if receipt.total_points_spent:  # read under the lock, after the counters
-            totals()  # a usage limit refuses first
-            _spend_points(uow.session, receipt, at)
-        earned = receipt.points_by_offer()
-        holding = queue_accrual(batch, member_id, receipt.receipt_id, earned, at, lifetime)
-        add_to_history(batch, member_id, receipt.bought(time_zone))
-        _usage_counted(uow, member_id, totals if confirmation.usage else None)
-        totals()  # sends the batch
-        points = holding.value()  # queues the lots' writes, sent with the commit
-        if receipt.total_points_spent or any(earned.values()):
-            points_changed(uow, member_id, points)
-        balance = points.position(at).balance
+    if not member_id:
+        return None
+    uow.lock_members([member_id])
+    if confirmation.usage or _moves_points(receipt) or _moves_chips(receipt):
+        uow.will_patch([member_id])  # their document is read with the rest
+    chips = _queue_chips(batch, member_id, receipt, at)
+    counted, totals = _count_usage(batch, member_id, confirmation.usage, at)
+    spent, earned = receipt.total_points_spent, receipt.points_by_offer()
+    points = queue_receipt_points(batch, member_id, receipt.receipt_id, spent, earned, at, lifetime)
+    add_to_history(batch, member_id, receipt.bought(time_zone))
+    return _Queued(chips, counted, totals, points)
+
+
+def _moves_points(receipt: ConfirmedReceipt) -> bool:
+    return bool(receipt.total_points or receipt.total_points_spent)
+
+
+def _moves_chips(receipt: ConfirmedReceipt) -> bool:
+    return bool(receipt.chips_spent or receipt.chips_granted)
+
+
+def _finish_confirmation(
+    uow: UnitOfWork,
+    confirmation: Confirmation,
+    queued: _Queued | None,
+    encode: EncodeConfirmation,
+) -> bytes:
+    """Judge what came back with the claim, redeem the coupons and queue the record (it
+    carries the balances), sent with the COMMIT."""
+    receipt = confirmation.receipt
+    points = chips = 0
+    if queued is not None:
+        points, chips = _settle_member(uow, confirmation, queued)
     if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
-        coupons.redeem(uow.session, receipt.receipt_id, member_id, confirmation.coupons, at)
-    record = encode(balance, counted, chips())
-    set_record(batch, receipt.receipt_id, record)
+        coupons.redeem(
+            uow.session, receipt.receipt_id, receipt.member_id, confirmation.coupons, uow.now
+        )
+    record = encode(points, queued.counted if queued else (), chips)
+    set_record(uow.batch, receipt.receipt_id, record)
     return record
 
 
-def _no_chips() -> int:
-    return 0
+def _settle_member(uow: UnitOfWork, confirmation: Confirmation, queued: _Queued) -> tuple[int, int]:
+    """Refuse what no longer holds, chips first, then usage, then points spent, and patch the
+    member's document; their points and chips balances after the confirm."""
+    at, receipt = uow.now, confirmation.receipt
+    member_id = receipt.member_id
+    chips = queued.chips()
+    totals = queued.totals()
+    points = queued.points.value()  # queues the lots' writes, sent with the commit
+    _check_points_spent(receipt, points.available_before)
+    if _moves_points(receipt):
+        points_changed(uow, member_id, points.after)
+    if _moves_chips(receipt):
+        uow.patch_members([member_id], _with_chips(chips))
+    _usage_counted(uow, member_id, functools.partial(dict, totals) if confirmation.usage else None)
+    return points.after.position(at).balance, chips
 
 
-def _settle_chips(uow: UnitOfWork, member_id: str, receipt: ConfirmedReceipt) -> Callable[[], int]:
-    """spec §20: debit the chips the rewards cost (refused, CHIPS_INSUFFICIENT, if the
-    balance no longer holds them: checked by the database, so across replicas), then credit
-    the chips granted. The balance after (read with the batch when nothing moves)."""
-    at, receipt_id = uow.now, receipt.receipt_id
-    spent, granted = receipt.chips_spent, receipt.chips_granted
+def _check_points_spent(receipt: ConfirmedReceipt, available: int) -> None:
+    """Refused if the member no longer has the points the receipt spends available. The
+    store's open lots were read under the member's lock (not the cached ones a calculation
+    used), so a concurrent confirm of the same member (on any replica) waits and then sees
+    this one's debit: this is the check that holds."""
+    spent = receipt.total_points_spent
+    if spent and available < spent:
+        raise FailedPrecondition(
+            f"{spent} points were to be spent but {max(available, 0)} are available now; "
+            "calculate the receipt again",
+            reason=POINTS_INSUFFICIENT,
+        )
+
+
+def _queue_chips(
+    batch: Batch, member_id: str, receipt: ConfirmedReceipt, at: datetime
+) -> Callable[[], int]:
+    """spec §20: debit the chips the rewards cost, then credit the chips granted, queued. The
+    balance after, once sent; it raises CHIPS_INSUFFICIENT if the balance no longer held
+    what the rewards cost (checked by the database, so across replicas)."""
+    spent, granted, receipt_id = receipt.chips_spent, receipt.chips_granted, receipt.receipt_id
     if not spent and not granted:
-        return queue_chips_balance(uow.batch, member_id).value
-    session = uow.session
-    balance: int | None = 0
-    if spent:
-        balance = debit_chips(session, member_id, spent, at, receipt_id=receipt_id)
-        if balance is None:
-            raise FailedPrecondition(
-                f"the member no longer holds the {spent} chips the rewards cost; "
-                "calculate the receipt again",
-                reason=CHIPS_INSUFFICIENT,
-            )
-    if granted:
-        balance = credit_chips(session, member_id, granted, at, receipt_id=receipt_id)
-    assert balance is not None
-    uow.patch_members([member_id], _with_chips(balance))
-    return functools.partial(int, balance)
+        return queue_chips_balance(batch, member_id).value
+    debit = queue_debit(batch, member_id, spent, at, receipt_id=receipt_id) if spent else None
+    credit = queue_credit(batch, member_id, granted, at, receipt_id=receipt_id) if granted else None
+
+    def balance() -> int:
+        after = None if debit is None else debit.value()
+        if debit is not None and after is None:
+            raise _chips_not_held(spent)
+        if credit is not None:
+            after = credit.value()
+        assert after is not None
+        return after
+
+    return balance
+
+
+def _chips_not_held(chips: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the member no longer holds the {chips} chips the rewards cost; "
+        "calculate the receipt again",
+        reason=CHIPS_INSUFFICIENT,
+    )
 
 
 def _with_chips(balance: int) -> Patch:
@@ -308,24 +373,6 @@ def _count_usage(
         return new
 
     return tuple(counted), totals
-
-
-def _spend_points(session: Session, receipt: ConfirmedReceipt, at: datetime) -> None:
-    """Debit the points the receipt spends; refused if the member no longer has them
-    available. The store's open lots are read under the member's lock (not the cached ones a
-    calculation used), so a concurrent confirm of the same member (on any replica) waits and
-    then sees this one's debit: this is the check that holds."""
-    spent = receipt.total_points_spent
-    if not spent:
-        return
-    available = points_position(session, receipt.member_id, at).available
-    if available < spent:
-        raise FailedPrecondition(
-            f"{spent} points were to be spent but {max(available, 0)} are available now; "
-            "calculate the receipt again",
-            reason=POINTS_INSUFFICIENT,
-        )
-    spend(session, receipt.member_id, receipt.receipt_id, spent, at)
 
 
 def _replay_confirm(
@@ -480,12 +527,12 @@ def _refund(
 
 def _move_chips(uow: UnitOfWork, member_id: str, refund: Refund, change: int) -> None:
     """A refund's net change of the member's chips (engine.chips.chips_after_refund)."""
-    session, at = uow.session, uow.now
+    batch, at = uow.batch, uow.now
     ids = {"receipt_id": refund.receipt_id, "refund_id": refund.refund_id}
     if change > 0:
-        credit_chips(session, member_id, change, at, **ids)
-    elif change < 0:
-        debit_chips(session, member_id, -change, at, **ids)
+        queue_credit(batch, member_id, change, at, **ids)
+    elif change < 0 and queue_debit(batch, member_id, -change, at, **ids).value() is None:
+        raise _chips_not_held(-change)  # (read under the member's lock: it always holds)
     if change:
         uow.patch_members([member_id], _with_chips(refund.chips_balance))
 

@@ -164,6 +164,14 @@ class UnitOfWork:
         if self._batch is not None:  # read now, under the lock, with the rest
             self._queue_document_reads(ids)
 
+    def will_patch(self, member_ids: Iterable[str]) -> None:
+        """These members' documents will be patched later in this transaction: lock them and
+        read their documents with what is queued now (one round trip less than reading them
+        when the patch is known)."""
+        ids = list(member_ids)
+        self.lock_members(ids)
+        self._queue_document_reads(ids)
+
     def members_touched(self, member_ids: Iterable[str]) -> None:
         """These members changed in rows their document does not hold (a receipt that
         counted no usage): the feed and the cache hear of them, the document stays."""
@@ -220,10 +228,9 @@ class UnitOfWork:
             refresh_documents(self.session, rebuild, self.now)
 
     def _queue_document_reads(self, member_ids: Iterable[str]) -> None:
-        assert self._batch is not None
         unread = [m for m in member_ids if m not in self._documents]
         if unread:
-            documents = queue_document_read(self._batch, unread)
+            documents = queue_document_read(self.batch, unread)
             self._documents.update(dict.fromkeys(unread, documents))
 
 

@@ -71,43 +71,48 @@ def _balance(pending: Pending) -> int:
     return int(pending.scalar() or 0)
 
 
-def debit_chips(
-    session: Session,
+def queue_debit(
+    batch: Batch,
     member_id: str,
     chips: int,
     at: datetime,
     *,
     receipt_id: str,
     refund_id: str | None = None,
-) -> int | None:
-    """Take `chips` (> 0) off the balance if it holds them: the new balance; None when it
-    does not (nothing written)."""
+) -> Later[int | None]:
+    """Take `chips` (> 0) off the balance if it holds them, with its ledger row, when the
+    batch is sent: the new balance; None when it did not hold them (nothing taken; the
+    caller refuses, and its rollback takes the ledger row back too)."""
     values = {"b_member_id": member_id, "chips": chips, "b_updated_at": at}
-    found = session.connection().execute(_sql(session).debit, values).first()
-    if found is None:
-        return None
-    _ledger(session, member_id, -chips, at, receipt_id, refund_id)
-    return int(found.balance)
+    debit = batch.execute(_statements(batch.dialect).debit, values)
+    _queue_ledger(batch, member_id, -chips, at, receipt_id, refund_id)
+    return Later(debit, _debited)
 
 
-def credit_chips(
-    session: Session,
+def _debited(pending: Pending) -> int | None:
+    found = pending.first()
+    return None if found is None else int(found[0])
+
+
+def queue_credit(
+    batch: Batch,
     member_id: str,
     chips: int,
     at: datetime,
     *,
     receipt_id: str,
     refund_id: str | None = None,
-) -> int:
-    """Add `chips` (> 0) to the balance (created at the first chips); the new balance."""
+) -> Later[int]:
+    """Add `chips` (> 0) to the balance (created at the first chips), with its ledger row,
+    when the batch is sent: the new balance."""
     row = {"member_id": member_id, "balance": chips, "updated_at": at}
-    found = session.connection().execute(_sql(session).credit, row).one()
-    _ledger(session, member_id, chips, at, receipt_id, refund_id)
-    return int(found.balance)
+    credit = batch.execute(_statements(batch.dialect).credit, row)
+    _queue_ledger(batch, member_id, chips, at, receipt_id, refund_id)
+    return Later(credit, _balance)
 
 
-def _ledger(
-    session: Session,
+def _queue_ledger(
+    batch: Batch,
     member_id: str,
     chips: int,
     at: datetime,
@@ -121,4 +126,4 @@ def _ledger(
         "chips": chips,
         "created_at": at,
     }
-    session.connection().execute(_sql(session).ledger, [row])
+    batch.execute_many(_statements(batch.dialect).ledger, [row])

@@ -193,15 +193,6 @@ def _accrual_rows(
     ]
 
 
-def spend(
-    session: Session, member_id: str, receipt_id: str, points: int, at: datetime
-) -> PointsHolding:
-    """The spending row of a confirm (the caller checked the points are available); the
-    member's holding after it."""
-    rows = [_row(member_id, receipt_id, None, NO_OFFER, -points, SPEND, at)] if points else []
-    return _move(session, member_id, rows, at)
-
-
 def reverse(
     session: Session,
     member_id: str,
@@ -339,27 +330,40 @@ def _lot_writes(
 # --- the same on a batch (service.store.pipeline: a confirm sends its statements together) ---
 
 
-def queue_accrual(
+@dataclass(frozen=True, slots=True)
+class ReceiptPoints:
+    """A confirm's points, as queue_receipt_points left them: what was available before it
+    (to check its spending against) and the member's holding after it."""
+
+    available_before: int
+    after: PointsHolding
+
+
+def queue_receipt_points(
     batch: Batch,
     member_id: str,
     receipt_id: str,
-    points: Mapping[str, int],
+    spent: int,
+    earned: Mapping[str, int],
     at: datetime,
     lifetime: Lifetime = FOREVER,
-) -> Later[PointsHolding]:
-    """accrue() on the batch: the ledger rows and the read of the open lots are queued; the
-    holding after them, once the batch is sent, queues the lots' writes (sent with the
-    commit). Its value must be taken before the commit."""
-    rows = _accrual_rows(member_id, receipt_id, points, at, lifetime)
+) -> Later[ReceiptPoints]:
+    """A confirm's points on the batch: its spending row (`spent`, may be 0) and one accrual
+    row per offer that gave points, and the read of the open lots, queued; once the batch is
+    sent, the lots before them and after them, whose writes that queues (sent with the
+    commit; its value must be taken before). The caller checks the spending against
+    `available_before` and rolls back when it does not hold; the rows go first (see _move)."""
+    rows = [_row(member_id, receipt_id, None, NO_OFFER, -spent, SPEND, at)] if spent else []
+    rows += _accrual_rows(member_id, receipt_id, earned, at, lifetime)
     batch.execute_many(_statements().insert, rows)
     read = batch.execute(_statements().lots, {"b_member_id": member_id})
 
-    def settle(done: Pending) -> PointsHolding:
+    def settle(done: Pending) -> ReceiptPoints:
         before = _holding(done.rows)
         after = _after(before, rows, at)
         for statement, changes in _lot_writes(member_id, before, after, at):
             batch.execute_many(statement, changes)
-        return after
+        return ReceiptPoints(before.position(at).available, after)
 
     return Later(read, settle)
 

@@ -32,8 +32,8 @@ from service.store.sql import table_of
 class ReceiptStatements:
     # confirm
     claim_receipt: Any  # INSERT receipt ON CONFLICT DO NOTHING RETURNING receipt_id
-    insert_lines: Any
-    insert_benefits: Any
+    insert_lines: Any  # ON CONFLICT DO NOTHING: a repeat sends them with its claim
+    insert_benefits: Any  # the same
     add_usage_within_limit: Any  # upsert used += :used WHERE used + :used <= :usage_limit;
     # RETURNING used
     add_history: Any  # upsert quantity += :quantity, amount += :amount
@@ -78,8 +78,8 @@ def statements(dialect: str) -> ReceiptStatements:
     back: Any = bindparam("back")
     return ReceiptStatements(
         claim_receipt=claim.returning(receipts.c.receipt_id),
-        insert_lines=table_of(ReceiptLineRow).insert(),
-        insert_benefits=table_of(ReceiptBenefitRow).insert(),
+        insert_lines=insert(table_of(ReceiptLineRow)).on_conflict_do_nothing(),
+        insert_benefits=insert(table_of(ReceiptBenefitRow)).on_conflict_do_nothing(),
         add_usage_within_limit=add_usage.returning(usage.c.used),
         add_history=add_history,
         set_response=update(receipts)

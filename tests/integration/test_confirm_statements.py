@@ -15,6 +15,7 @@ from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
     Register,
+    row_counts,
     showcase_receipt,
     usage_of,
 )
@@ -76,15 +77,23 @@ def test_a_confirm_with_usage_and_points_makes_at_most_n_statements_in_one_trans
     assert len(seen.statements) <= MOST_STATEMENTS, seen.statements
 
 
-def test_a_repeated_confirm_is_answered_by_its_claim_and_one_read(register: Register) -> None:
+def test_a_repeated_confirm_sends_no_more_than_a_new_one_and_rolls_it_all_back(
+    register: Register,
+) -> None:
+    """A repeat sends the confirm's writes with its claim (they go in one round trip) and,
+    the claim refused, rolls them back: the store is as the first confirm left it."""
     receipt = showcase_receipt("R-COUNTED-TWICE")
     token = register.calculate(receipt).confirmation_token
     first = register.confirm(receipt, token)
     register.cache.member(SHOWCASE_MEMBER)  # the confirm made the cache read them again
+    before = row_counts(register.sessions)
 
     with traffic_of(register) as seen:
         again = register.confirm(receipt, token)
 
     assert again.replayed and again.result == first.result
-    assert seen.statements == ["INSERT", "SELECT"]
+    assert seen.statements[:2] == ["INSERT", "SELECT"]  # the claim and the stored record
+    assert len(seen.statements) <= MOST_STATEMENTS, seen.statements
     assert (seen.begins, seen.commits) == (1, 0)  # rolled back: it wrote nothing
+    assert row_counts(register.sessions) == before
+    assert usage_of(register.sessions, SHOWCASE_MEMBER, "P-COFFEE") == 1000

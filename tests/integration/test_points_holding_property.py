@@ -30,12 +30,11 @@ from service.store.loader import load_member
 from service.store.member_repo import save_member
 from service.store.models import PointsLedgerRow, ReceiptRow, RefundRow
 from service.store.points_repo import (
-    accrue,
     members_with_lots_expiring,
     points_holdings,
     points_position,
+    queue_receipt_points,
     reverse,
-    spend,
 )
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -72,8 +71,8 @@ class Script:
         return UnitOfWork(self.sessions, now=self.now)
 
     def confirm(self, earned: dict[str, int], spend_wish: int, lifetime: Lifetime) -> None:
-        """A confirm's points: the spending (checked against the store, as _spend_points
-        does), then the accruals."""
+        """A confirm's points, as the confirm moves them (queue_receipt_points): the
+        spending, as much of the wish as is available in the store, then the accruals."""
         receipt_id = f"R-{uuid.uuid4().hex[:12]}"
         with self.unit() as uow:
             uow.lock_members([self.member_id])
@@ -81,9 +80,11 @@ class Script:
             uow.session.flush()
             available = max(points_position(uow.session, self.member_id, self.now).available, 0)
             spent = min(spend_wish, available)
-            spend(uow.session, self.member_id, receipt_id, spent, self.now)
-            holding = accrue(uow.session, self.member_id, receipt_id, earned, self.now, lifetime)
-            points_changed(uow, self.member_id, holding)
+            moved = queue_receipt_points(
+                uow.batch, self.member_id, receipt_id, spent, earned, self.now, lifetime
+            ).value()
+            assert moved.available_before >= spent
+            points_changed(uow, self.member_id, moved.after)
             uow.commit()
         self.written = self.now
         self.sold.append(Sold(receipt_id, earned, spent))

@@ -35,7 +35,7 @@ from service.store.db import make_engine, make_session_factory
 from service.store.loader import load_member
 from service.store.member_repo import save_member
 from service.store.models import ChangeFeedRow, MemberDocumentRow, ReceiptLineRow, ReceiptRow
-from service.store.points_repo import queue_accrual
+from service.store.points_repo import queue_receipt_points
 from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
@@ -351,13 +351,13 @@ def test_a_database_failure_midway_leaves_nothing_half_written(
         raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
     # the points, queued last before the writes are sent (after the claim was sent)
-    monkeypatch.setattr(receipt_cases, "queue_accrual", store_gone)
+    monkeypatch.setattr(receipt_cases, "queue_receipt_points", store_gone)
     with pytest.raises(OperationalError) as failed:
         register.confirm(receipt, token)
     assert status_for(failed.value, "Confirm").code.name == "UNAVAILABLE"
     assert row_counts(register.sessions) == before
 
-    monkeypatch.setattr(receipt_cases, "queue_accrual", queue_accrual)
+    monkeypatch.setattr(receipt_cases, "queue_receipt_points", queue_receipt_points)
     retried = register.confirm(receipt, token)  # the register retries with the same id
     assert not retried.replayed
     assert row_counts(register.sessions)["receipts"] == before["receipts"] + 1
