@@ -4,13 +4,14 @@ refund once per refund id.
 Calculate reads only the cache. Confirm and refund each run one transaction through a unit of
 work (service.app.unit_of_work), their statements in the order that makes them correct:
 
-    confirm  claim the receipt id (the FIRST statement: the primary key decides a race); a
-             repeat answers from the stored record. Anything new: the token's age and the
-             window for late receipts, then lines and benefits, the member's lock, usage
-             (each counter a conditional upsert, refused past its limit), points spent
-             (refused beyond what is available, read under the lock), ledger, history, the
-             coupon codes the token carries (service.app.coupons.redeem), the record with the
-             balance -> commit
+    confirm  claim the receipt id (the FIRST statement: the primary key decides a race),
+             and with it, judged only once the claim is known: lines and benefits, the
+             member's lock and document, chips (the debit a conditional update), usage (each
+             counter a conditional upsert), the points ledger with the open lots read under
+             the lock, history. A repeat answers from the stored record and rolls that back.
+             Anything new: the token's age and the window for late receipts, then chips,
+             usage and points spent refused if they no longer hold, the coupon codes the
+             token carries (service.app.coupons.redeem), the record with the balances -> commit
     refund   one read answers most repeats. Then: lock the receipt row (a stored refund
              answers), each line's share (engine.lifecycle), the refund with its record, the
              member's lock, usage given back, ledger reversal and spent points given back,

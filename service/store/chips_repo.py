@@ -1,7 +1,7 @@
-"""A member's game chips (spec §20): the balance row and its ledger, on the caller's
-transaction (service.app.receipts runs it, after the member's lock). The balance never goes
-below zero: a debit is one conditional UPDATE that the database checks, on every replica
-alike; a refund's take-back stops at zero.
+"""A member's game chips (spec §20): the balance row and its ledger, queued on the caller's
+batch (service.app.receipts runs it, after the member's lock). The balance never goes below
+zero: a debit is one conditional UPDATE that the database checks, on every replica alike; a
+refund's take-back stops at zero.
 """
 
 from __future__ import annotations

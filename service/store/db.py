@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.deadline import check_deadline, remaining_seconds
 from service.store.member_documents import backfill
+from service.store.pipeline import bounds_sent_by_batch, bounds_statement
 from service.store.watchdog import WATCHDOG
 
 if TYPE_CHECKING:
@@ -148,13 +149,13 @@ def _configure_postgres(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # A call's remaining time bounds every statement and lock wait of its transaction.
         left = remaining_seconds()
-        if left is not None:
-            ms = _bounded_ms(left) if left > 0 else 1
-            # BEGIN and both bounds in one round trip (psycopg's pipeline mode: neither
-            # statement returns rows), not three
-            with connection.connection.driver_connection.pipeline():
-                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
-                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+        ms = None if left is None else _bounded_ms(left) if left > 0 else 1
+        if bounds_sent_by_batch(connection, ms) or ms is None:
+            return  # a batch sends them with its first round trip (service.store.pipeline)
+        # one round trip more than the BEGIN's own (counted on the wire; psycopg's pipeline
+        # mode gives no less)
+        with connection.connection.driver_connection.pipeline():
+            connection.exec_driver_sql(bounds_statement(ms))
 
     event.listen(engine, "commit", _refuse_commit_past_deadline)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any, Generic, TypeVar
 
@@ -62,6 +63,22 @@ from service.deadline import check_deadline
 
 Params = Mapping[str, Any]
 T = TypeVar("T")
+
+# A transaction a batch opens sends its bounds (service.store.db: the call's remaining time as
+# statement_timeout and lock_timeout) after its BEGIN, in its first round trip.
+_OPENING: ContextVar[bool] = ContextVar("batch_opening", default=False)
+_BOUNDS_MS = "loyalty_batch_bounds_ms"  # in the connection's info until the batch sends them
+
+
+def bounds_sent_by_batch(connection: Connection, ms: int | None) -> bool:
+    """Called as a transaction begins, with its bounds in ms (None: none): True when a batch
+    is opening it, which then sends them with its first round trip; False when the caller
+    must set them itself. Bounds an earlier transaction never sent are forgotten."""
+    connection.info.pop(_BOUNDS_MS, None)
+    if ms is None or not _OPENING.get():
+        return False
+    connection.info[_BOUNDS_MS] = ms
+    return True
 
 
 class Pending:
@@ -149,7 +166,11 @@ class Batch:
     ) -> None:
         connection = self._connection
         if connection is None:
-            connection = self._connection = self._session.connection()
+            opening = _OPENING.set(True)
+            try:
+                connection = self._connection = self._session.connection()
+            finally:
+                _OPENING.reset(opening)
         keys = tuple((params[0] if many else params).keys())
         if connection.dialect.name != "postgresql":
             result = connection.execute(statement, list(params) if many else params)
@@ -279,7 +300,7 @@ def _send_pipelined(
                 skipped = prepared.close_stale(pgconn)  # results before the statements'
                 if idle:
                     pgconn.send_query_params(b"BEGIN", None)  # what a cursor sends first
-                    skipped += 1
+                    skipped += 1 + _send_bounds(pgconn, connection.info.pop(_BOUNDS_MS, None))
                 for compiled, params, many, pending in queued:
                     rows = params if many else (params,)
                     values = [compiled.values(row) for row in rows]
@@ -323,6 +344,22 @@ def _send_pipelined(
             pending._rows = compiled.rows(_loaded(converter, last))
         elif pending is not None:
             pending._rows = []
+
+
+def bounds_statement(ms: int) -> str:
+    """One statement that sets both bounds of the transaction (SET LOCAL would take two)."""
+    return (
+        f"SELECT set_config('statement_timeout', '{ms}', true), "
+        f"set_config('lock_timeout', '{ms}', true)"
+    )
+
+
+def _send_bounds(pgconn: Any, ms: int | None) -> int:
+    """The transaction's bounds (`bounds_sent_by_batch`); how many statements that sent."""
+    if ms is None:
+        return 0
+    pgconn.send_query_params(bounds_statement(ms).encode(), None)
+    return 1
 
 
 # Prepared statements kept per connection, as psycopg's `prepared_max`: an integer's type

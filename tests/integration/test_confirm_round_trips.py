@@ -7,10 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from loyalty.v1 import receipt_pb2
+from service.deadline import set_call_deadline
 from service.store.db import make_engine, make_session_factory
+from service.store.models import MemberRow
 from tests.integration.receipt_support import (
     SHOWCASE_MEMBER,
     DemoTemplate,
@@ -114,3 +119,41 @@ def test_a_repeat_waits_for_its_claim_and_its_rollback(wired) -> None:
         again = register.confirm(receipt, token)
     assert again.replayed and again.result == first.result
     assert seen[0] == 2
+
+
+@pytest.fixture
+def deadline() -> Iterator[None]:
+    """The call has 5 s left (as a register's confirm always has a deadline)."""
+    set_call_deadline(5.0)
+    yield None
+    set_call_deadline(None)
+
+
+@pytest.mark.usefixtures("deadline")
+def test_a_confirm_with_a_deadline_sends_its_bounds_with_the_claim(wired) -> None:
+    """The transaction's statement_timeout and lock_timeout go after its BEGIN in the first
+    round trip (before: a round trip of their own)."""
+    register, wire = wired
+    assert _round_trips_of_confirm(register, wire, showcase_receipt("R-BOUND")) == 2
+
+
+def test_a_confirm_waiting_on_the_members_lock_is_cut_short_by_its_deadline(wired) -> None:
+    """The bounds sent with the claim hold for its statements: a member locked by another
+    transaction makes the confirm fail with a lock timeout, not wait for ever."""
+    register, _wire = wired
+    receipt = showcase_receipt("R-LOCKED")
+    token = register.calculate(receipt).confirmation_token
+    with register.sessions() as holder:
+        holder.execute(
+            select(MemberRow).where(MemberRow.id == SHOWCASE_MEMBER).with_for_update()
+        ).one()
+        set_call_deadline(0.5)
+        try:
+            with pytest.raises(OperationalError) as failed:
+                register.confirm(receipt, token)
+        finally:
+            set_call_deadline(None)
+        holder.rollback()
+    cut_short = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+    assert isinstance(failed.value.orig, cut_short), failed.value
+    assert register.confirm(receipt, token).result.total_paid  # the lock released: it commits
