@@ -19,7 +19,12 @@ Phases per backend, each bounded in time:
 - `same_member`: N clients, new receipt ids, all for one member: they queue on that member's
   lock by design (usage, points and chips are read and written under it), so this measures
   how long a confirm holds it;
-- `replay`: N clients, ids already confirmed: the stored response is returned.
+- `single_deadline`: `single` with each call under a 5 s deadline, as every register call
+  has one (its bounds go to the database with the transaction: docs/operations.md);
+- `replay`: N clients, ids already confirmed, each request marked resent (as the client
+  library marks its retries, `ConfirmRequest.resent`): the stored response is returned;
+- `replay_first_attempt`: the same unmarked (a register resending without saying so: the
+  confirm's first round trip is sent and rolled back).
 Then (`--processes 1,2`, the default) `confirm`, `same_member` and `replay` again with the N
 clients spread over 2 worker processes (multiprocessing, each with its own engine and N/2
 threads, the same database), as a server runs with `--processes 2`: `confirm_2_processes`
@@ -54,6 +59,7 @@ from service.api import convert
 from service.app.receipts import Confirmation, Units, confirm_receipt
 from service.app.receipts import EncodeConfirmation as Encode
 from service.app.unit_of_work import UnitOfWork
+from service.deadline import set_call_deadline
 from service.engine.lifecycle import UsageClaim
 from service.engine.model import LimitUnit, Member
 from service.store.db import make_engine, make_session_factory, migrate
@@ -63,6 +69,7 @@ ZONE = ZoneInfo("Europe/Moscow")
 MEMBERS = 1000
 LINES = 5
 SAME_MEMBER = "BM-SHARED"  # the member of the same-member phase, nobody else's
+REGISTER_DEADLINE_S = 5.0  # clients.client's default deadline
 
 
 def member_ids() -> list[str]:
@@ -118,9 +125,11 @@ def make_confirmation(receipt_id: str, member_id: str) -> tuple[Confirmation, En
     return confirmation, functools.partial(convert.confirmation_record, result)
 
 
-def confirm(units: Units, confirmation: Confirmation, encode: Encode) -> ConfirmResponse:
+def confirm(
+    units: Units, confirmation: Confirmation, encode: Encode, *, resent: bool = False
+) -> ConfirmResponse:
     """The use case and its answer as ReceiptServicer.Confirm returns it."""
-    answer = confirm_receipt(units, confirmation, time_zone=ZONE, encode=encode)
+    answer = confirm_receipt(units, confirmation, time_zone=ZONE, encode=encode, resent=resent)
     return convert.confirm_response(answer.record, replayed=answer.replayed)
 
 
@@ -228,9 +237,16 @@ def concurrent_phases(
 
     def confirm_again(client: int, n: int) -> None:
         mine = repeats[client]
+        assert confirm(units, *mine[n % len(mine)], resent=True).replayed
+
+    def confirm_again_unmarked(client: int, n: int) -> None:
+        mine = repeats[client]
         assert confirm(units, *mine[n % len(mine)]).replayed
 
     phases["replay"] = run_phase(confirm_again, clients, plan.replay_seconds, first, started)
+    phases["replay_first_attempt"] = run_phase(
+        confirm_again_unmarked, clients, plan.replay_seconds, first, started
+    )
     return phases
 
 
@@ -301,7 +317,17 @@ def bench_backend(
             receipt_id = f"S-{n:07d}"
             assert not confirm(units, *make_confirmation(receipt_id, members[n % MEMBERS])).replayed
 
+        def confirm_alone_in_time(_client: int, n: int) -> None:
+            set_call_deadline(REGISTER_DEADLINE_S)
+            try:
+                receipt_id = f"D-{n:07d}"
+                confirmation = make_confirmation(receipt_id, members[n % MEMBERS])
+                assert not confirm(units, *confirmation).replayed
+            finally:
+                set_call_deadline(None)
+
         results = {"single": summary(*run_phase(confirm_alone, 1, single_seconds))}
+        results["single_deadline"] = summary(*run_phase(confirm_alone_in_time, 1, single_seconds))
         for phase, measured in concurrent_phases(units, plan).items():
             results[phase] = summary(*measured)
     for count in processes:

@@ -432,10 +432,20 @@ class LoyaltyClient:
         *,
         timeout: float | None = None,
     ) -> receipt_pb2.ConfirmResponse:
-        """Commit the calculated receipt (same id and content) once; safe to repeat."""
+        """Commit the calculated receipt (same id and content) once; safe to repeat. Attempts
+        after the first say they are resent (`ConfirmRequest.resent`: a repeat is then cheap
+        for the server)."""
         request = receipt_pb2.ConfirmRequest(receipt=receipt, confirmation_token=confirmation_token)
+        again = receipt_pb2.ConfirmRequest(
+            receipt=receipt, confirmation_token=confirmation_token, resent=True
+        )
         return self._call(
-            receipt_pb2.ConfirmResponse, "Confirm", self._receipts.Confirm, request, timeout
+            receipt_pb2.ConfirmResponse,
+            "Confirm",
+            self._receipts.Confirm,
+            request,
+            timeout,
+            again=again,
         )
 
     def refund(
@@ -687,9 +697,11 @@ class LoyaltyClient:
         request: Any,
         timeout: float | None,
         metadata: tuple[tuple[str, str], ...] | None = None,
+        again: Any = None,
     ) -> Response:
-        """Send `request` until it succeeds, fails for good, or the deadline is spent.
-        `answer` is the response type (the generated stubs are untyped)."""
+        """Send `request` until it succeeds, fails for good, or the deadline is spent (`again`:
+        what later attempts send instead, if not the same). `answer` is the response type
+        (the generated stubs are untyped)."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         retryable = RETRYABLE.get(method, frozenset())
@@ -704,7 +716,7 @@ class LoyaltyClient:
                 self.stats.attempts[method] += 1
             try:
                 response = stub_method(
-                    request,
+                    request if attempt == 1 or again is None else again,
                     timeout=max(per_attempt, 0.001),
                     metadata=self._metadata if metadata is None else metadata,
                 )

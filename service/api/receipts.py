@@ -166,6 +166,7 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
             encode=functools.partial(convert.confirmation_record, payload.result),
             token_refusal=stale,
             redeemed=coupon_convert.redeemed_of(payload),
+            resent=request.resent,
         )
         return convert.confirm_response(confirmed.record, replayed=confirmed.replayed)
 

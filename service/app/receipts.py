@@ -170,6 +170,7 @@ def confirm_receipt(
     encode: EncodeConfirmation,
     admission: Admission = ADMIT_ANY,
     lifetime: Lifetime = FOREVER,
+    resent: bool = False,
 ) -> Answer:
     """Commit the receipt once and return its record; a repeat returns the stored one.
 
@@ -183,22 +184,20 @@ def confirm_receipt(
     the claim, the stored record a repeat answers, and every write and read that decides
     nothing before the claim is known, together; then the record, the documents and the
     feed with the COMMIT (docs/operations.md). A repeat rolls back what it sent with its
-    claim; chips, usage and points are only judged once the claim is known to be new."""
+    claim; chips, usage and points are only judged once the claim is known to be new.
+    `resent` (the request was sent before, so it is often a repeat): the claim and the
+    stored record go alone first, and a repeat costs only them (a new receipt one round trip
+    more)."""
     receipt = confirmation.receipt
     with units() as uow:
         try:
             claimed = claim_receipt(uow.batch, receipt, confirmation.fingerprint, uow.now)
             stored = stored_receipt(uow.batch, receipt.receipt_id)
+            if resent and not claimed.value():
+                return _answer_repeat(uow, stored, confirmation)
             queued = _queue_confirmation(uow, confirmation, time_zone, lifetime)
             if not claimed.value():  # sends it all
-                # the id is taken by a committed receipt (a concurrent claim was waited for)
-                answer = _replay_confirm(stored.value(), receipt.receipt_id, confirmation)
-                # Rolled back, not committed: what was sent with the claim is undone, and a
-                # commit would write a commit record (16 clients replaying ran at half the
-                # rate). psycopg then drops the connection's prepared statements, prepared
-                # again by its next confirm: paid after repeats only.
-                uow.rollback()
-                return answer
+                return _answer_repeat(uow, stored, confirmation)
             admission.check(receipt)
             record = _finish_confirmation(uow, confirmation, queued, encode)
             uow.commit()
@@ -207,6 +206,20 @@ def confirm_receipt(
             _refuse_if_member_gone(uow.session, receipt.member_id)
             raise
     return Answer(record, replayed=False)
+
+
+def _answer_repeat(
+    uow: UnitOfWork, stored: Later[StoredReceipt | None], confirmation: Confirmation
+) -> Answer:
+    """The receipt id is taken by a committed receipt (a concurrent claim was waited for):
+    its stored answer, if this is the same request."""
+    answer = _replay_confirm(stored.value(), confirmation.receipt.receipt_id, confirmation)
+    # Rolled back, not committed: what was sent with the claim is undone, and a commit would
+    # write a commit record (16 clients replaying ran at half the rate). psycopg then drops
+    # the connection's prepared statements, prepared again by its next confirm: paid after
+    # repeats only.
+    uow.rollback()
+    return answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,10 +674,12 @@ class ReceiptLifecycle:
         encode: EncodeConfirmation,
         token_refusal: DomainError | None = None,
         redeemed: Sequence[Redemption] = (),
+        resent: bool = False,
     ) -> Answer:
         """Commit what the verified token says the customer was shown (confirm_receipt), with
         each usage charge at its offer's current limit; `token_refusal`: why the token may
-        commit nothing new (a repeat is still answered)."""
+        commit nothing new (a repeat is still answered); `resent`: the request was sent
+        before (confirm_receipt)."""
         usage = self._usage_claims(receipt.member_id, charges)
         now = self._clock()
         try:
@@ -675,6 +690,7 @@ class ReceiptLifecycle:
                 encode=encode,
                 admission=Admission(token_refusal, now, self._max_sale_time_age),
                 lifetime=self._points_lifetime,
+                resent=resent,
             )
         except FailedPrecondition as refused:
             if refused.reason == MEMBER_NOT_FOUND:  # deleted: the recalculation must see it

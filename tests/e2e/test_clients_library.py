@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -24,7 +25,7 @@ from clients.client import (
 )
 from clients.receipt_format import load_receipt
 from clients.register_cli import DEMO_RECEIPT
-from loyalty.v1 import common_pb2, receipt_pb2
+from loyalty.v1 import common_pb2, receipt_pb2, receipt_pb2_grpc
 from service.api.auth import DEV_TOKENS, Role
 from service.api.server import LoyaltyServer, create_server
 from tests.e2e.conftest import demo_settings
@@ -297,3 +298,36 @@ def test_a_client_without_a_certificate_is_refused_by_a_mutual_tls_server(
 def test_a_tls_config_needs_both_certificate_and_key() -> None:
     with pytest.raises(ValueError):
         TlsConfig(certificate_chain=b"cert")
+
+
+class _SlowFirstConfirm(receipt_pb2_grpc.ReceiptServiceServicer):
+    """Holds the first Confirm past the client's attempt timeout; records what each attempt
+    said about being resent."""
+
+    def __init__(self) -> None:
+        self.resent: list[bool] = []
+        self.released = threading.Event()
+
+    def Confirm(self, request, context):  # noqa: N802 - gRPC method name
+        self.resent.append(request.resent)
+        if len(self.resent) == 1:
+            self.released.wait(timeout=10)  # the client has given this attempt up by then
+        return receipt_pb2.ConfirmResponse(replayed=len(self.resent) > 1)
+
+
+def test_a_confirm_sent_again_says_it_is_resent() -> None:
+    servicer = _SlowFirstConfirm()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    receipt_pb2_grpc.add_ReceiptServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with LoyaltyClient(
+            f"127.0.0.1:{port}", REGISTER, timeout=5.0, attempt_timeout=0.3
+        ) as client:
+            answer = client.confirm(demo_receipt(), b"token")
+    finally:
+        servicer.released.set()
+        server.stop(grace=None)
+    assert answer.replayed
+    assert servicer.resent == [False, True]

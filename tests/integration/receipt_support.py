@@ -85,13 +85,15 @@ class Register:
         return self.servicer.Calculate(request, None)  # type: ignore[arg-type]
 
     def confirm(
-        self, receipt: receipt_pb2.Receipt, token: bytes | None = None
+        self, receipt: receipt_pb2.Receipt, token: bytes | None = None, *, resent: bool = False
     ) -> receipt_pb2.ConfirmResponse:
         """Confirm with the given token, or with one from a fresh calculation."""
         if token is None:
             token = self.calculate(receipt).confirmation_token
         set_current_principal(REGISTER)
-        request = receipt_pb2.ConfirmRequest(receipt=receipt, confirmation_token=token)
+        request = receipt_pb2.ConfirmRequest(
+            receipt=receipt, confirmation_token=token, resent=resent
+        )
         return self.servicer.Confirm(request, None)  # type: ignore[arg-type]
 
     def refund(

@@ -109,16 +109,33 @@ def test_a_confirm_that_spends_points_waits_twice_too(wired) -> None:
     assert _round_trips_of_confirm(register, wire, showcase_receipt("R-SPEND"), points=100) == 2
 
 
-def test_a_repeat_waits_for_its_claim_and_its_rollback(wired) -> None:
+@pytest.mark.parametrize("resent", [False, True], ids=["first-attempt", "resent"])
+def test_a_repeat_waits_for_its_claim_and_its_rollback(wired, resent: bool) -> None:
+    """Resent or not, a repeat waits twice; resent, its first round trip is the claim alone."""
     register, wire = wired
     receipt = showcase_receipt("R-AGAIN")
     token = register.calculate(receipt).confirmation_token
     first = register.confirm(receipt, token)
     register.cache.member(SHOWCASE_MEMBER)  # the confirm made the cache read them again
     with wire.counting() as seen:
-        again = register.confirm(receipt, token)
+        again = register.confirm(receipt, token, resent=resent)
     assert again.replayed and again.result == first.result
     assert seen[0] == 2
+
+
+def test_a_resent_confirm_of_a_new_receipt_waits_once_more(wired) -> None:
+    """The claim alone first, then the rest, then the COMMIT."""
+    register, wire = wired
+    receipt = showcase_receipt("R-RESENT")
+    warm = receipt_pb2.Receipt()
+    warm.CopyFrom(receipt)
+    warm.receipt_id = "R-RESENT-WARM"
+    register.confirm(warm)
+    token = register.calculate(receipt).confirmation_token
+    with wire.counting() as seen:
+        confirmed = register.confirm(receipt, token, resent=True)
+    assert not confirmed.replayed
+    assert seen[0] == 3
 
 
 @pytest.fixture

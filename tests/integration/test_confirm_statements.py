@@ -97,3 +97,31 @@ def test_a_repeated_confirm_sends_no_more_than_a_new_one_and_rolls_it_all_back(
     assert (seen.begins, seen.commits) == (1, 0)  # rolled back: it wrote nothing
     assert row_counts(register.sessions) == before
     assert usage_of(register.sessions, SHOWCASE_MEMBER, "P-COFFEE") == 1000
+
+
+def test_a_resent_repeat_is_answered_by_its_claim_and_one_read(register: Register) -> None:
+    """A request that says it was sent before looks for the earlier confirm first."""
+    receipt = showcase_receipt("R-RESENT")
+    token = register.calculate(receipt).confirmation_token
+    first = register.confirm(receipt, token)
+    register.cache.member(SHOWCASE_MEMBER)
+
+    with traffic_of(register) as seen:
+        again = register.confirm(receipt, token, resent=True)
+
+    assert again.replayed and again.result == first.result
+    assert seen.statements == ["INSERT", "SELECT"]
+    assert (seen.begins, seen.commits) == (1, 0)
+
+
+def test_a_resent_confirm_never_seen_before_commits_as_any_other(register: Register) -> None:
+    receipt = showcase_receipt("R-RESENT-NEW")
+    token = register.calculate(receipt).confirmation_token
+
+    with traffic_of(register) as seen:
+        confirmed = register.confirm(receipt, token, resent=True)
+
+    assert not confirmed.replayed
+    assert usage_of(register.sessions, SHOWCASE_MEMBER, "P-COFFEE") == 1000
+    assert (seen.begins, seen.commits) == (1, 1)
+    assert len(seen.statements) <= MOST_STATEMENTS, seen.statements
