@@ -11,6 +11,7 @@ only at confirm, by a conditional update (service.store.coupon_repo).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -34,6 +35,7 @@ from service.limits import quote
 from service.store import coupon_reads, coupon_repo
 from service.store.catalog_reads import Keys
 from service.store.coupon_reads import StoredCampaign
+from service.store.pipeline import Batch, Later
 
 COUPON_USED = "COUPON_USED"
 COUPON_USED_UP = "COUPON_USED_UP"
@@ -74,43 +76,66 @@ def check_codes(
 # --- in a confirm and a refund ------------------------------------------------------------------
 
 
-def redeem(
-    session: Session,
+def queue_redeem(
+    batch: Batch,
     receipt_id: str,
     member_id: str,
     redeemed: Sequence[Redemption],
     at: datetime,
-) -> None:
-    """Redeem the codes a confirm's token carries, in code order (so that concurrent
-    confirms take row locks alike). Raises FailedPrecondition COUPON_USED (a unique code
-    taken since the calculation) or COUPON_USED_UP (a shared code's limit reached); the
-    confirm's transaction then rolls back whole."""
+) -> Callable[[], None]:
+    """Queue the redemption of the codes a confirm's token carries, in code order (so that
+    concurrent confirms take row locks alike). The check it returns, once the batch is
+    sent, raises FailedPrecondition COUPON_USED (a unique code taken since the calculation)
+    or COUPON_USED_UP (a shared code's limit reached); the confirm's transaction then rolls
+    back whole."""
+    checks: list[Callable[[], None]] = []
     for item in sorted(redeemed, key=lambda r: r.code):
         if item.kind is CampaignKind.UNIQUE:
-            if not coupon_repo.take_code(session, item.code, receipt_id, member_id, at):
-                raise FailedPrecondition(
-                    f"coupon {quote(item.code)} was used by another receipt; "
-                    "calculate the receipt again",
-                    reason=COUPON_USED,
-                )
+            taken = coupon_repo.queue_take_code(batch, item.code, receipt_id, member_id, at)
+            checks.append(functools.partial(_check_taken, item, taken))
         else:
-            _count_shared(session, item, member_id)
-    coupon_repo.add_redemptions(session, receipt_id, member_id, redeemed, at)
+            checks.append(_queue_shared(batch, item, member_id))
+    coupon_repo.queue_redemptions(batch, receipt_id, member_id, redeemed, at)
+
+    def check() -> None:
+        for one in checks:
+            one()
+
+    return check
 
 
-def _count_shared(session: Session, item: Redemption, member_id: str) -> None:
-    used_up = FailedPrecondition(
-        f"coupon {quote(item.code)} has no use left; calculate the receipt again",
-        reason=COUPON_USED_UP,
-    )
-    if not coupon_repo.count_shared_use(session, item.campaign_id):  # locks the campaign
-        raise used_up
-    # the current limits, not the snapshot's (another replica may have changed them)
-    campaign = coupon_repo.stored_campaign(session, item.campaign_id)
-    if campaign is not None and campaign.per_member_limit:
-        uses = coupon_repo.member_uses(session, item.campaign_id, member_id) if member_id else 0
-        if not member_id or uses >= campaign.per_member_limit:
-            raise used_up
+def _check_taken(item: Redemption, taken: Later[bool]) -> None:
+    if not taken.value():
+        raise FailedPrecondition(
+            f"coupon {quote(item.code)} was used by another receipt; calculate the receipt again",
+            reason=COUPON_USED,
+        )
+
+
+def _queue_shared(batch: Batch, item: Redemption, member_id: str) -> Callable[[], None]:
+    """One more use of a shared code within its total (the campaign's row lock), and within
+    its per-member limit as the store has it now (not the snapshot's: another replica may
+    have changed it); the check, once sent."""
+    counted = coupon_repo.queue_shared_use(batch, item.campaign_id)
+    stored = coupon_repo.queue_stored_campaign(batch, item.campaign_id)
+    uses = coupon_repo.queue_member_uses(batch, item.campaign_id, member_id) if member_id else None
+
+    def used_up() -> bool:
+        if not counted.value():
+            return True
+        campaign = stored.value()
+        if campaign is None or not campaign.per_member_limit:
+            return False
+        return uses is None or uses.value() >= campaign.per_member_limit  # (anonymous: none)
+
+    def check() -> None:
+        if used_up():
+            raise FailedPrecondition(
+                f"coupon {quote(item.code)} has no use left; calculate the receipt again",
+                reason=COUPON_USED_UP,
+            )
+
+    return check
 
 
 def release(session: Session, receipt_id: str) -> int:

@@ -196,10 +196,11 @@ def confirm_receipt(
             if resent and not claimed.value():
                 return _answer_repeat(uow, stored, confirmation)
             queued = _queue_confirmation(uow, confirmation, time_zone, lifetime)
+            redeemed = _queue_coupons(uow, confirmation)
             if not claimed.value():  # sends it all
                 return _answer_repeat(uow, stored, confirmation)
             admission.check(receipt)
-            record = _finish_confirmation(uow, confirmation, queued, encode)
+            record = _finish_confirmation(uow, confirmation, queued, redeemed, encode)
             uow.commit()
         except IntegrityError:
             uow.rollback()
@@ -267,22 +268,33 @@ def _moves_chips(receipt: ConfirmedReceipt) -> bool:
     return bool(receipt.chips_spent or receipt.chips_granted)
 
 
+def _queue_coupons(uow: UnitOfWork, confirmation: Confirmation) -> Callable[[], None]:
+    """The coupon codes the token carries, queued after the member's lock, like every
+    confirm (no deadlock); their check once sent."""
+    receipt, redeemed = confirmation.receipt, confirmation.coupons
+    if not redeemed:
+        return _nothing_to_check
+    return coupons.queue_redeem(uow.batch, receipt.receipt_id, receipt.member_id, redeemed, uow.now)
+
+
+def _nothing_to_check() -> None:
+    return None
+
+
 def _finish_confirmation(
     uow: UnitOfWork,
     confirmation: Confirmation,
     queued: _Queued | None,
+    check_coupons: Callable[[], None],
     encode: EncodeConfirmation,
 ) -> bytes:
-    """Judge what came back with the claim, redeem the coupons and queue the record (it
-    carries the balances), sent with the COMMIT."""
+    """Judge what came back with the claim, the member's first, then the coupons, and queue
+    the record (it carries the balances), sent with the COMMIT."""
     receipt = confirmation.receipt
     points = chips = 0
     if queued is not None:
         points, chips = _settle_member(uow, confirmation, queued)
-    if confirmation.coupons:  # after the member's lock, like every confirm (no deadlock)
-        coupons.redeem(
-            uow.session, receipt.receipt_id, receipt.member_id, confirmation.coupons, uow.now
-        )
+    check_coupons()
     record = encode(points, queued.counted if queued else (), chips)
     set_record(uow.batch, receipt.receipt_id, record)
     return record

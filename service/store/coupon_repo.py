@@ -10,19 +10,23 @@ conditional updates that make a redemption atomic across replicas. The caller co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.engine.coupons import CampaignKind, CouponCampaign, Redemption, StoredCode
 from service.store.bulk_sql import IDS_PER_READ, BulkSql, in_ids
 from service.store.feed import EntityKind, append_changes
 from service.store.models import CouponCampaignRow, CouponCodeRow, CouponRedemptionRow
-from service.store.sql import chunks, insert_rows, table_of, upsert
+from service.store.pipeline import Batch, Later, Pending
+from service.store.sql import chunks, table_of, upsert
 
 CAMPAIGNS = table_of(CouponCampaignRow)
 CODES = table_of(CouponCodeRow)
@@ -114,18 +118,21 @@ def add_codes(session: Session, campaign_id: str, rows: Sequence[tuple[str, str]
     return len(new)
 
 
-def take_code(session: Session, code: str, receipt_id: str, member_id: str, at: datetime) -> bool:
-    """Mark a free unique code used by the receipt; False if it was taken (or is another
-    member's)."""
-    mine: ColumnElement[bool] = CODES.c.member_id.is_(None)
+def queue_take_code(
+    batch: Batch, code: str, receipt_id: str, member_id: str, at: datetime
+) -> Later[bool]:
+    """Mark a free unique code used by the receipt, when the batch is sent; False if it was
+    taken (or is another member's)."""
+    sql = _statements(batch.dialect)
+    values = {"b_code": code, "b_receipt_id": receipt_id, "b_used_at": at}
     if member_id:
-        mine = or_(mine, CODES.c.member_id == member_id)
-    stmt = (
-        update(CODES)
-        .where(CODES.c.code == code, CODES.c.receipt_id.is_(None), mine)
-        .values(receipt_id=receipt_id, used_at=at)
-    )
-    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        values["b_member_id"] = member_id
+    taken = batch.execute(sql.take_members_code if member_id else sql.take_code, values)
+    return Later(taken, _any_row)
+
+
+def _any_row(pending: Pending) -> bool:
+    return pending.first() is not None
 
 
 def member_codes(session: Session, member_id: str) -> list[tuple[str, str]]:
@@ -141,42 +148,50 @@ def member_codes(session: Session, member_id: str) -> list[tuple[str, str]]:
 # --- shared codes -------------------------------------------------------------------------------
 
 
-def count_shared_use(session: Session, campaign_id: str) -> bool:
-    """One more use of the campaign's shared code, unless its total limit is reached."""
-    stmt = (
-        update(CAMPAIGNS)
-        .where(
-            CAMPAIGNS.c.id == campaign_id,
-            (CAMPAIGNS.c.total_limit == 0) | (CAMPAIGNS.c.used < CAMPAIGNS.c.total_limit),
-        )
-        .values(used=CAMPAIGNS.c.used + 1)
-    )
-    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+def queue_shared_use(batch: Batch, campaign_id: str) -> Later[bool]:
+    """One more use of the campaign's shared code, unless its total limit is reached, when
+    the batch is sent (it locks the campaign's row until the transaction ends)."""
+    counted = batch.execute(_statements(batch.dialect).count_shared, {"b_id": campaign_id})
+    return Later(counted, _any_row)
 
 
-def member_uses(session: Session, campaign_id: str, member_id: str) -> int:
-    """The member's redemptions of the campaign that no refund released."""
-    query = select(func.count()).where(
-        REDEMPTIONS.c.campaign_id == campaign_id,
-        REDEMPTIONS.c.member_id == member_id,
-        REDEMPTIONS.c.released.is_(False),
-    )
-    return int(session.execute(query).scalar_one())
+def queue_stored_campaign(batch: Batch, campaign_id: str) -> Later[CouponCampaign | None]:
+    """stored_campaign, read when the batch is sent."""
+    read = batch.execute(_statements(batch.dialect).campaign, {"b_id": campaign_id})
+    return Later(read, _campaign)
+
+
+def _campaign(pending: Pending) -> CouponCampaign | None:
+    row = pending.first()
+    if row is None:
+        return None
+    return campaign_from_row(SimpleNamespace(**dict(zip(CAMPAIGNS.c.keys(), row, strict=True))))
+
+
+def queue_member_uses(batch: Batch, campaign_id: str, member_id: str) -> Later[int]:
+    """The member's redemptions of the campaign that no refund released, when the batch is
+    sent (after its shared use was counted: that row lock orders them)."""
+    values = {"b_id": campaign_id, "b_member_id": member_id}
+    return Later(batch.execute(_statements(batch.dialect).member_uses, values), _count)
+
+
+def _count(pending: Pending) -> int:
+    return int(pending.scalar() or 0)
 
 
 # --- redemptions --------------------------------------------------------------------------------
 
 
-def add_redemptions(
-    session: Session,
+def queue_redemptions(
+    batch: Batch,
     receipt_id: str,
     member_id: str,
     redeemed: Iterable[Redemption],
     at: datetime,
 ) -> None:
-    insert_rows(
-        session,
-        CouponRedemptionRow,
+    """The receipt's redemptions; those a repeat sends again are left as they are."""
+    batch.execute_many(
+        _statements(batch.dialect).redeem,
         [
             {"receipt_id": receipt_id, "code": r.code, "campaign_id": r.campaign_id,
              "kind": r.kind, "member_id": member_id or None, "released": False,
@@ -184,6 +199,50 @@ def add_redemptions(
             for r in redeemed
         ],
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """A confirm's statements, built once per dialect (service.store.receipt_sql says why)."""
+
+    take_code: Any  # :b_code, :b_receipt_id, :b_used_at; RETURNING the code
+    take_members_code: Any  # the same for a code that is free or :b_member_id's
+    count_shared: Any  # :b_id; used += 1 within the total limit; RETURNING the id
+    campaign: Any  # :b_id
+    member_uses: Any  # :b_id, :b_member_id
+    redeem: Any  # ON CONFLICT DO NOTHING
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    free = CODES.c.receipt_id.is_(None)
+    take = (
+        update(CODES)
+        .values(receipt_id=bindparam("b_receipt_id"), used_at=bindparam("b_used_at"))
+        .returning(CODES.c.code)
+    )
+    code = CODES.c.code == bindparam("b_code")
+    anyones = CODES.c.member_id.is_(None)
+    campaign = CAMPAIGNS.c.id == bindparam("b_id")
+    within = (CAMPAIGNS.c.total_limit == 0) | (CAMPAIGNS.c.used < CAMPAIGNS.c.total_limit)
+    return _Statements(
+        take_code=take.where(code, free, anyones),
+        take_members_code=take.where(
+            code, free, or_(anyones, CODES.c.member_id == bindparam("b_member_id"))
+        ),
+        count_shared=update(CAMPAIGNS)
+        .where(campaign, within)
+        .values(used=CAMPAIGNS.c.used + 1)
+        .returning(CAMPAIGNS.c.id),
+        campaign=select(CAMPAIGNS).where(campaign),
+        member_uses=select(func.count()).where(
+            REDEMPTIONS.c.campaign_id == bindparam("b_id"),
+            REDEMPTIONS.c.member_id == bindparam("b_member_id"),
+            REDEMPTIONS.c.released.is_(False),
+        ),
+        redeem=insert(REDEMPTIONS).on_conflict_do_nothing(),
+    )
 
 
 @dataclass(frozen=True, slots=True)

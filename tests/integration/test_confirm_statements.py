@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from service.api.tokens import TokenSigner
+from service.demo_data.generate import WELCOME_CODE
+from service.store.models import CouponCampaignRow, CouponRedemptionRow
 from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
@@ -125,3 +127,35 @@ def test_a_resent_confirm_never_seen_before_commits_as_any_other(register: Regis
     assert usage_of(register.sessions, SHOWCASE_MEMBER, "P-COFFEE") == 1000
     assert (seen.begins, seen.commits) == (1, 1)
     assert len(seen.statements) <= MOST_STATEMENTS, seen.statements
+
+
+def test_a_repeat_of_a_confirm_with_a_coupon_counts_the_code_once(register: Register) -> None:
+    """Its first round trip counts the code's use and inserts its redemption again; both are
+    rolled back (the redemption left as it is)."""
+    receipt = showcase_receipt("R-COUPON-TWICE")
+    household = next(
+        sku for sku, (_, groups, _) in register.cache.snapshot.entries.items()
+        if "G-HOUSEHOLD" in groups
+    )  # fmt: skip
+    receipt.lines.add(line_id="90", sku=household, quantity=1000, price=19900, amount=19900)
+    receipt.coupon_codes.append(WELCOME_CODE)
+    token = register.calculate(receipt).confirmation_token
+    first = register.confirm(receipt, token)
+    assert _welcome_uses(register) == (1, 1)
+
+    again = register.confirm(receipt, token)
+
+    assert again.replayed and again.result == first.result
+    assert _welcome_uses(register) == (1, 1)
+
+
+def _welcome_uses(register: Register) -> tuple[int, int]:
+    """The demo code's use counter and its redemptions."""
+    with register.sessions() as session:
+        used = session.scalar(
+            select(CouponCampaignRow.used).where(CouponCampaignRow.shared_code == WELCOME_CODE)
+        )
+        redeemed = session.scalar(
+            select(func.count()).where(CouponRedemptionRow.code == WELCOME_CODE)
+        )
+    return int(used or 0), int(redeemed or 0)

@@ -10,6 +10,7 @@ from service.store import coupon_reads, coupon_repo
 from service.store.catalog_reads import Keys
 from service.store.coupon_reads import StoredCampaign
 from service.store.loader import load_catalogue
+from service.store.pipeline import Batch
 
 AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
 SHARED = CouponCampaign("S", "O-1", CampaignKind.SHARED, shared_code="ONE", total_limit=1)
@@ -29,11 +30,17 @@ def test_codes_are_stored_once_and_taken_once(db) -> None:  # type: ignore[no-un
         assert sorted(stored) == ["A-1", "A-2"] and stored["A-2"].member_id == "M1"
         assert coupon_repo.member_codes(session, "M1") == [("A-2", "U")]
 
-        assert not coupon_repo.take_code(session, "A-2", "R-1", "M9", AT)  # another member's
-        assert coupon_repo.take_code(session, "A-1", "R-1", "", AT)
-        assert not coupon_repo.take_code(session, "A-1", "R-2", "", AT)
-        assert coupon_repo.count_shared_use(session, "S")
-        assert not coupon_repo.count_shared_use(session, "S")  # total limit 1
+        batch = Batch(session)  # as a confirm queues them: sent together
+        others = coupon_repo.queue_take_code(batch, "A-2", "R-1", "M9", AT)  # another member's
+        free = coupon_repo.queue_take_code(batch, "A-1", "R-1", "", AT)
+        again = coupon_repo.queue_take_code(batch, "A-1", "R-2", "", AT)
+        first = coupon_repo.queue_shared_use(batch, "S")
+        second = coupon_repo.queue_shared_use(batch, "S")  # total limit 1
+        stored = coupon_repo.queue_stored_campaign(batch, "S")
+        batch.send()
+        assert (others.value(), free.value(), again.value()) == (False, True, False)
+        assert (first.value(), second.value()) == (True, False)
+        assert stored.value() == SHARED
         session.commit()
         assert coupon_repo.stored_codes(session, ["A-1"])["A-1"].used
         assert coupon_repo.stored_campaign(session, "S") == SHARED
@@ -46,7 +53,8 @@ def test_campaigns_read_in_pages_with_their_code_counts(db) -> None:  # type: ig
             coupon_repo.save_campaign(session, campaign, AT)
         coupon_repo.add_codes(session, "U", [("B-1", ""), ("B-2", ""), ("B-3", "")])
         coupon_repo.add_codes(session, "V", [("B-4", "")])
-        assert coupon_repo.take_code(session, "B-2", "R-1", "", AT)
+        batch = Batch(session)
+        assert coupon_repo.queue_take_code(batch, "B-2", "R-1", "", AT).value()
         session.commit()
         counted = coupon_reads.read_campaigns(session, Keys(limit=10))
         assert counted == [
