@@ -300,7 +300,8 @@ def _send_pipelined(
                 skipped = prepared.close_stale(pgconn)  # results before the statements'
                 if idle:
                     pgconn.send_query_params(b"BEGIN", None)  # what a cursor sends first
-                    skipped += 1 + _send_bounds(pgconn, connection.info.pop(_BOUNDS_MS, None))
+                    skipped += 1
+                skipped += _send_bounds(pgconn, connection.info.pop(_BOUNDS_MS, None))
                 for compiled, params, many, pending in queued:
                     rows = params if many else (params,)
                     values = [compiled.values(row) for row in rows]
