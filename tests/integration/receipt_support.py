@@ -30,6 +30,7 @@ from service.app.unit_of_work import UnitOfWork
 from service.cache.state import BenefitCache
 from service.config import Settings
 from service.demo import load_demo
+from service.demo_data.generate import WELCOME_CODE
 from service.engine.lifecycle import IsPiece, UsageClaim
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.models import (
@@ -136,6 +137,19 @@ def showcase_receipt(receipt_id: str, *, coffee: bool = True) -> receipt_pb2.Rec
         kept = [line for line in receipt.lines if line.line_id != COFFEE_LINE]
         del receipt.lines[:]
         receipt.lines.extend(kept)
+    return receipt
+
+
+def coupon_receipt(register: Register, receipt_id: str) -> receipt_pb2.Receipt:
+    """The showcase receipt with a household product and the demo's shared coupon code,
+    which gives that line 10 % off."""
+    receipt = showcase_receipt(receipt_id)
+    household = next(
+        sku for sku, (_, groups, _) in register.cache.snapshot.entries.items()
+        if "G-HOUSEHOLD" in groups
+    )  # fmt: skip
+    receipt.lines.add(line_id="90", sku=household, quantity=1000, price=19900, amount=19900)
+    receipt.coupon_codes.append(WELCOME_CODE)
     return receipt
 
 

@@ -14,13 +14,14 @@ from sqlalchemy.exc import OperationalError
 
 from loyalty.v1 import receipt_pb2
 from service.deadline import set_call_deadline
-from service.demo_data.generate import WELCOME_CODE, WELCOME_OFFER
+from service.demo_data.generate import WELCOME_OFFER
 from service.store.db import make_engine, make_session_factory
 from service.store.models import MemberRow
 from tests.integration.receipt_support import (
     SHOWCASE_MEMBER,
     DemoTemplate,
     Register,
+    coupon_receipt,
     open_register,
     showcase_receipt,
 )
@@ -107,13 +108,7 @@ def test_a_confirm_waits_twice_on_the_database(wired, make) -> None:
 def test_a_confirm_with_a_coupon_code_waits_twice_too(wired) -> None:
     """The code's use is counted with the claim and judged after it (before: 2 more)."""
     register, wire = wired
-    receipt = showcase_receipt("R-COUPON")
-    household = next(
-        sku for sku, (_, groups, _) in register.cache.snapshot.entries.items()
-        if "G-HOUSEHOLD" in groups
-    )  # fmt: skip
-    receipt.lines.add(line_id="90", sku=household, quantity=1000, price=19900, amount=19900)
-    receipt.coupon_codes.append(WELCOME_CODE)
+    receipt = coupon_receipt(register, "R-COUPON")
     shown = register.calculate(receipt)
     applied = {b.offer_id for line in shown.result.lines for b in line.benefits}
     assert WELCOME_OFFER in applied, "the code must apply for the coupon path to be measured"

@@ -17,6 +17,7 @@ from tests.integration.receipt_support import (
     SETTINGS,
     SHOWCASE_MEMBER,
     Register,
+    coupon_receipt,
     row_counts,
     showcase_receipt,
     usage_of,
@@ -132,13 +133,7 @@ def test_a_resent_confirm_never_seen_before_commits_as_any_other(register: Regis
 def test_a_repeat_of_a_confirm_with_a_coupon_counts_the_code_once(register: Register) -> None:
     """Its first round trip counts the code's use and inserts its redemption again; both are
     rolled back (the redemption left as it is)."""
-    receipt = showcase_receipt("R-COUPON-TWICE")
-    household = next(
-        sku for sku, (_, groups, _) in register.cache.snapshot.entries.items()
-        if "G-HOUSEHOLD" in groups
-    )  # fmt: skip
-    receipt.lines.add(line_id="90", sku=household, quantity=1000, price=19900, amount=19900)
-    receipt.coupon_codes.append(WELCOME_CODE)
+    receipt = coupon_receipt(register, "R-COUPON-TWICE")
     token = register.calculate(receipt).confirmation_token
     first = register.confirm(receipt, token)
     assert _welcome_uses(register) == (1, 1)
