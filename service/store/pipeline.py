@@ -12,7 +12,8 @@ called):
   as if they had been sent one at a time; only the waiting is shared. Statements are built
   with SQLAlchemy as everywhere else and compiled once per shape; values and results go
   through their column types (aware UTC datetimes, enums by name) as SQLAlchemy would do,
-  then through psycopg's adapters (binary values), errors come out as SQLAlchemy's
+  then through psycopg's adapters (binary values; the arrays of a many-row insert packed
+  by service.store.arrays), errors come out as SQLAlchemy's
   (IntegrityError, DataError, OperationalError), and the engine's cursor events fire for
   every statement (tracing, statement counts). What is queued goes into libpq's buffer and
   leaves in one write with the sync; each statement is prepared once per connection
@@ -60,6 +61,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
 from service.deadline import check_deadline
+from service.store.arrays import Pack, packer_for
 
 Params = Mapping[str, Any]
 T = TypeVar("T")
@@ -189,9 +191,24 @@ class Batch:
 class _Compiled:
     """A statement's PostgreSQL text and the conversions of its values and results."""
 
-    __slots__ = ("_compiled", "sql", "query", "names", "binds", "results", "returns_rows")
+    __slots__ = (
+        "_compiled",
+        "sql",
+        "query",
+        "names",
+        "binds",
+        "packers",
+        "results",
+        "returns_rows",
+    )
 
-    def __init__(self, statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> None:
+    def __init__(
+        self,
+        statement: Executable,
+        keys: tuple[str, ...],
+        dialect: Dialect,
+        packers: Mapping[str, Pack] | None = None,
+    ) -> None:
         compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
         self._compiled = compiled
         self.sql = compiled.string
@@ -201,6 +218,7 @@ class _Compiled:
             process = _bind_processor(bind.type, dialect)
             if process is not None:
                 self.binds[compiled.bind_names[bind]] = process
+        self.packers = dict(packers or {})  # arrays packed by service.store.arrays
         columns = getattr(statement, "exported_columns", ())
         self.returns_rows = bool(columns)
         self.results = [c.type.result_processor(dialect, None) for c in columns]
@@ -210,6 +228,8 @@ class _Compiled:
         values: dict[str, Any] = self._compiled.construct_params(params)
         for name, process in self.binds.items():
             values[name] = process(values[name])
+        for name, pack in self.packers.items():
+            values[name] = pack(values[name])
         return values
 
     def positional(self, values: Mapping[str, Any]) -> list[Any]:
@@ -266,7 +286,8 @@ def _compiled_unnest(statement: Insert, keys: tuple[str, ...], dialect: Dialect)
     table = statement.table
     arrays = [bindparam(key, type_=ARRAY(_unbounded(table.c[key].type))) for key in keys]
     rows = func.unnest(*arrays).table_valued(*keys).render_derived(name="source")
-    return _Compiled(statement.from_select(keys, select(*rows.c)), keys, dialect)
+    packers = {key: pack for key in keys if (pack := packer_for(table.c[key].type)) is not None}
+    return _Compiled(statement.from_select(keys, select(*rows.c)), keys, dialect, packers)
 
 
 def _unbounded(column_type: Any) -> Any:
