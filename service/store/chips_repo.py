@@ -86,12 +86,7 @@ def queue_debit(
     values = {"b_member_id": member_id, "chips": chips, "b_updated_at": at}
     debit = batch.execute(_statements(batch.dialect).debit, values)
     _queue_ledger(batch, member_id, -chips, at, receipt_id, refund_id)
-    return Later(debit, _debited)
-
-
-def _debited(pending: Pending) -> int | None:
-    found = pending.first()
-    return None if found is None else int(found[0])
+    return Later(debit, Pending.integer)
 
 
 def queue_credit(

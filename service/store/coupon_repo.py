@@ -128,11 +128,7 @@ def queue_take_code(
     if member_id:
         values["b_member_id"] = member_id
     taken = batch.execute(sql.take_members_code if member_id else sql.take_code, values)
-    return Later(taken, _any_row)
-
-
-def _any_row(pending: Pending) -> bool:
-    return pending.first() is not None
+    return Later(taken, Pending.found)
 
 
 def member_codes(session: Session, member_id: str) -> list[tuple[str, str]]:
@@ -152,7 +148,7 @@ def queue_shared_use(batch: Batch, campaign_id: str) -> Later[bool]:
     """One more use of the campaign's shared code, unless its total limit is reached, when
     the batch is sent (it locks the campaign's row until the transaction ends)."""
     counted = batch.execute(_statements(batch.dialect).count_shared, {"b_id": campaign_id})
-    return Later(counted, _any_row)
+    return Later(counted, Pending.found)
 
 
 def queue_stored_campaign(batch: Batch, campaign_id: str) -> Later[CouponCampaign | None]:

@@ -108,6 +108,16 @@ class Pending:
         row = self.first()
         return None if row is None else row[0]
 
+    def found(self) -> bool:
+        """Whether a row came back: a conditional write (ON CONFLICT DO NOTHING, WHERE) wrote."""
+        return self.first() is not None
+
+    def integer(self) -> int | None:
+        """The first column of the first row as an int; None when no row came back (a
+        conditional write's RETURNING that wrote nothing)."""
+        row = self.first()
+        return None if row is None else int(row[0])
+
 
 class Later(Generic[T]):
     """A value made from a queued statement's result, once the batch is sent."""

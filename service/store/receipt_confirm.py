@@ -37,11 +37,7 @@ def claim_receipt(
         "confirmed_at": at,
     }
     claim = statements_of(batch).claim_receipt
-    return Later(batch.execute(claim, row), _claimed)
-
-
-def _claimed(pending: Pending) -> bool:
-    return pending.first() is not None
+    return Later(batch.execute(claim, row), Pending.found)
 
 
 def write_lines(batch: Batch, receipt: ConfirmedReceipt) -> None:
@@ -99,9 +95,4 @@ def add_usage(batch: Batch, member_id: str, claim: UsageClaim, at: datetime) -> 
         "updated_at": at,
         "usage_limit": claim.limit,
     }
-    return Later(batch.execute(statements_of(batch).add_usage_within_limit, row), _used)
-
-
-def _used(pending: Pending) -> int | None:
-    found = pending.first()
-    return None if found is None else int(found[0])
+    return Later(batch.execute(statements_of(batch).add_usage_within_limit, row), Pending.integer)
