@@ -436,9 +436,12 @@ class LoyaltyClient:
         after the first say they are resent (`ConfirmRequest.resent`: a repeat is then cheap
         for the server)."""
         request = receipt_pb2.ConfirmRequest(receipt=receipt, confirmation_token=confirmation_token)
-        again = receipt_pb2.ConfirmRequest(
-            receipt=receipt, confirmation_token=confirmation_token, resent=True
-        )
+
+        def again() -> receipt_pb2.ConfirmRequest:  # made only if there is a second attempt
+            return receipt_pb2.ConfirmRequest(
+                receipt=receipt, confirmation_token=confirmation_token, resent=True
+            )
+
         return self._call(
             receipt_pb2.ConfirmResponse,
             "Confirm",
@@ -697,11 +700,11 @@ class LoyaltyClient:
         request: Any,
         timeout: float | None,
         metadata: tuple[tuple[str, str], ...] | None = None,
-        again: Any = None,
+        again: Callable[[], Any] | None = None,
     ) -> Response:
         """Send `request` until it succeeds, fails for good, or the deadline is spent (`again`:
-        what later attempts send instead, if not the same). `answer` is the response type
-        (the generated stubs are untyped)."""
+        makes what later attempts send instead, if not the same). `answer` is the response
+        type (the generated stubs are untyped)."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         retryable = RETRYABLE.get(method, frozenset())
@@ -710,13 +713,15 @@ class LoyaltyClient:
         attempt = 0
         while True:
             attempt += 1
+            if attempt == 2 and again is not None:
+                request = again()
             left = deadline - time.monotonic()
             per_attempt = left if self.attempt_timeout is None else min(left, self.attempt_timeout)
             with self._lock:
                 self.stats.attempts[method] += 1
             try:
                 response = stub_method(
-                    request if attempt == 1 or again is None else again,
+                    request,
                     timeout=max(per_attempt, 0.001),
                     metadata=self._metadata if metadata is None else metadata,
                 )
