@@ -272,13 +272,7 @@ def _queue_coupons(uow: UnitOfWork, confirmation: Confirmation) -> Callable[[], 
     """The coupon codes the token carries, queued after the member's lock, like every
     confirm (no deadlock); their check once sent."""
     receipt, redeemed = confirmation.receipt, confirmation.coupons
-    if not redeemed:
-        return _nothing_to_check
     return coupons.queue_redeem(uow.batch, receipt.receipt_id, receipt.member_id, redeemed, uow.now)
-
-
-def _nothing_to_check() -> None:
-    return None
 
 
 def _finish_confirmation(
