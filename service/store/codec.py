@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from service.engine.model import (
+    AppliedBenefit,
     Audience,
     Benefit,
     BenefitKind,
@@ -24,6 +25,7 @@ from service.engine.model import (
     Gender,
     LimitPeriod,
     LimitUnit,
+    Mechanic,
     Member,
     Offer,
     PersonalOffer,
@@ -300,6 +302,42 @@ def _benefit_pair(benefit: Benefit) -> list[Any]:
 
 def _limit_triple(limit: UsageLimit | None) -> list[Any] | None:
     return None if limit is None else [limit.unit.name, limit.limit, limit.period.name]
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def line_benefits(benefits: tuple[AppliedBenefit, ...]) -> str:
+    """A receipt line's benefits in the order applied, for its `benefits` column: a JSON
+    array of objects keyed like the columns of the former receipt_benefits table, so SQL
+    can read them (`benefits::json` on PostgreSQL, `json_each` on SQLite)."""
+    return _ENCODE.encode(
+        [
+            {
+                "offer_id": b.offer_id,
+                "mechanic": b.mechanic.name,
+                "kind": b.kind.name,
+                "discount": b.discount,
+                "points": b.points,
+                "text": b.text,
+            }
+            for b in benefits
+        ]
+    )
+
+
+def line_benefits_from_json(text: str) -> tuple[AppliedBenefit, ...]:
+    return tuple(
+        AppliedBenefit(
+            offer_id=b["offer_id"],
+            mechanic=Mechanic[b["mechanic"]],
+            kind=BenefitKind[b["kind"]],
+            discount=b["discount"],
+            points=b["points"],
+            text=b["text"],
+        )
+        for b in json.loads(text)
+    )
 
 
 def member_document(member: Member) -> str:

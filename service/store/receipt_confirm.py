@@ -1,4 +1,4 @@
-"""The rows a confirm writes: the receipt, its lines and benefits, usage counters (its
+"""The rows a confirm writes: the receipt, its lines (with their benefits), usage counters (its
 ledger rows: service.store.points_repo). Repository functions on the caller's transaction
 (service.app.receipts runs it, in the order docs/receipts.md gives: the claim of the receipt
 id first, then the member's lock); domain values in (service.engine.lifecycle), nothing
@@ -9,9 +9,9 @@ committed here. They queue their statements on the transaction's batch
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from service.engine.lifecycle import ConfirmedReceipt, UsageClaim
+from service.store.codec import line_benefits
 from service.store.pipeline import Batch, Later, Pending
 from service.store.receipt_sql import statements_of
 
@@ -41,45 +41,29 @@ def claim_receipt(
 
 
 def write_lines(batch: Batch, receipt: ConfirmedReceipt) -> None:
-    """The lines in the order the result shows them (line_no from 0) and their benefits."""
+    """The lines in the order the result shows them (line_no from 0), each with its
+    benefits."""
     receipt_id = receipt.receipt_id
-    lines: list[dict[str, Any]] = []
-    benefits: list[dict[str, Any]] = []
-    for line_no, line in enumerate(receipt.lines):
-        lines.append(
-            {
-                "receipt_id": receipt_id,
-                "line_no": line_no,
-                "line_id": line.line_id,
-                "sku": line.sku,
-                "quantity": line.quantity,
-                "price": line.price,
-                "amount": line.amount,
-                "discount": line.discount,
-                "paid": line.paid,
-                "points": line.points,
-                "chips": line.chips,
-                "chips_spent": line.chips_spent,
-                "points_spent": line.points_spent,
-            }
-        )
-        benefits.extend(
-            {
-                "receipt_id": receipt_id,
-                "line_no": line_no,
-                "benefit_no": benefit_no,
-                "offer_id": b.offer_id,
-                "mechanic": b.mechanic,
-                "kind": b.kind,
-                "discount": b.discount,
-                "points": b.points,
-                "text": b.text,
-            }
-            for benefit_no, b in enumerate(line.benefits)
-        )
-    sql = statements_of(batch)
-    batch.execute_many(sql.insert_lines, lines)
-    batch.execute_many(sql.insert_benefits, benefits)
+    lines = [
+        {
+            "receipt_id": receipt_id,
+            "line_no": line_no,
+            "line_id": line.line_id,
+            "sku": line.sku,
+            "quantity": line.quantity,
+            "price": line.price,
+            "amount": line.amount,
+            "discount": line.discount,
+            "paid": line.paid,
+            "points": line.points,
+            "chips": line.chips,
+            "chips_spent": line.chips_spent,
+            "points_spent": line.points_spent,
+            "benefits": line_benefits(line.benefits),
+        }
+        for line_no, line in enumerate(receipt.lines)
+    ]
+    batch.execute_many(statements_of(batch).insert_lines, lines)
 
 
 def add_usage(batch: Batch, member_id: str, claim: UsageClaim, at: datetime) -> Later[int | None]:

@@ -7,16 +7,16 @@ in and out (service.engine.lifecycle), nothing committed here.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.engine.lifecycle import ConfirmedLine, CountedUsage, Refund
+from service.store.codec import line_benefits_from_json
 from service.store.models import (
-    ReceiptBenefitRow,
     ReceiptLineRow,
     ReceiptRow,
     RefundLineRow,
@@ -57,19 +57,8 @@ def sold_receipt(session: Session, receipt_id: str) -> SoldReceipt:
 def confirmed_lines(session: Session, receipt_id: str) -> list[ConfirmedLine]:
     """The receipt's lines in line_no order, with their points per offer and what earlier
     refunds took back."""
-    lines_t, benefits_t = table_of(ReceiptLineRow), table_of(ReceiptBenefitRow)
+    lines_t = table_of(ReceiptLineRow)
     refunds_t, refund_lines_t = table_of(RefundRow), table_of(RefundLineRow)
-    offers: dict[int, set[str]] = defaultdict(set)
-    points: dict[int, dict[str, int]] = defaultdict(dict)
-    for b in session.execute(
-        select(benefits_t.c.line_no, benefits_t.c.offer_id, benefits_t.c.points).where(
-            benefits_t.c.receipt_id == receipt_id
-        )
-    ):
-        offers[b.line_no].add(b.offer_id)
-        if b.points:
-            by_offer = points[b.line_no]
-            by_offer[b.offer_id] = by_offer.get(b.offer_id, 0) + b.points
     refunded_query = (
         select(refund_lines_t.c.line_no, func.sum(refund_lines_t.c.quantity).label("quantity"))
         .join(refunds_t, refunds_t.c.refund_id == refund_lines_t.c.refund_id)
@@ -80,23 +69,29 @@ def confirmed_lines(session: Session, receipt_id: str) -> list[ConfirmedLine]:
     rows = session.execute(
         select(lines_t).where(lines_t.c.receipt_id == receipt_id).order_by(lines_t.c.line_no)
     )
-    return [
-        ConfirmedLine(
-            line_no=r.line_no,
-            line_id=r.line_id,
-            sku=r.sku,
-            quantity=r.quantity,
-            amount=r.amount,
-            discount=r.discount,
-            points_by_offer=tuple(sorted(points[r.line_no].items())),
-            points_spent=r.points_spent,
-            offer_ids=frozenset(offers[r.line_no]),
-            refunded=refunded.get(r.line_no, 0),
-            chips=r.chips,
-            chips_spent=r.chips_spent,
-        )
-        for r in rows
-    ]
+    return [_confirmed_line(r, refunded.get(r.line_no, 0)) for r in rows]
+
+
+def _confirmed_line(row: Any, refunded: int) -> ConfirmedLine:
+    benefits = line_benefits_from_json(row.benefits)
+    points: dict[str, int] = {}
+    for b in benefits:
+        if b.points:
+            points[b.offer_id] = points.get(b.offer_id, 0) + b.points
+    return ConfirmedLine(
+        line_no=row.line_no,
+        line_id=row.line_id,
+        sku=row.sku,
+        quantity=row.quantity,
+        amount=row.amount,
+        discount=row.discount,
+        points_by_offer=tuple(sorted(points.items())),
+        points_spent=row.points_spent,
+        offer_ids=frozenset(b.offer_id for b in benefits),
+        refunded=refunded,
+        chips=row.chips,
+        chips_spent=row.chips_spent,
+    )
 
 
 def save_refund(

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from service.store.models import (
     OfferUsageRow,
     PurchaseRow,
-    ReceiptBenefitRow,
     ReceiptLineRow,
     ReceiptRow,
     RefundRow,
@@ -33,7 +32,6 @@ class ReceiptStatements:
     # confirm
     claim_receipt: Any  # INSERT receipt ON CONFLICT DO NOTHING RETURNING receipt_id
     insert_lines: Any  # ON CONFLICT DO NOTHING: a repeat sends them with its claim
-    insert_benefits: Any  # the same
     add_usage_within_limit: Any  # upsert used += :used WHERE used + :used <= :usage_limit;
     # RETURNING used
     add_history: Any  # upsert quantity += :quantity, amount += :amount
@@ -79,7 +77,6 @@ def statements(dialect: str) -> ReceiptStatements:
     return ReceiptStatements(
         claim_receipt=claim.returning(receipts.c.receipt_id),
         insert_lines=insert(table_of(ReceiptLineRow)).on_conflict_do_nothing(),
-        insert_benefits=insert(table_of(ReceiptBenefitRow)).on_conflict_do_nothing(),
         add_usage_within_limit=add_usage.returning(usage.c.used),
         add_history=add_history,
         set_response=update(receipts)

@@ -39,7 +39,6 @@ from service.store.models import (
     PointsLedgerRow,
     PointsLotRow,
     PurchaseRow,
-    ReceiptBenefitRow,
     ReceiptLineRow,
     ReceiptRow,
     RefundLineRow,
@@ -56,7 +55,6 @@ SETTINGS = Settings(token_secret="test-secret-of-at-least-32-bytes!", time_zone=
 WRITTEN_TABLES = (
     ReceiptRow,
     ReceiptLineRow,
-    ReceiptBenefitRow,
     RefundRow,
     RefundLineRow,
     PointsLedgerRow,

@@ -19,7 +19,7 @@ from service.store.loader import load_members
 from service.store.member_documents import members_without_document
 from service.store.models import Base, MemberRow
 
-HEAD = "0009"
+HEAD = "0010"
 REPLICAS = 4
 
 
