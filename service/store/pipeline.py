@@ -47,6 +47,7 @@ from sqlalchemy import (
     Engine,
     Enum,
     Insert,
+    LargeBinary,
     Pool,
     String,
     bindparam,
@@ -259,8 +260,12 @@ class _Compiled:
 
 def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """The type's conversion of a value for the driver; none for an array of elements that
-    need none (the array's would only copy the list, element by element)."""
-    if isinstance(column_type, ARRAY) and column_type.item_type.bind_processor(dialect) is None:
+    need none (the array's would only copy the list, element by element) or of bytes (the
+    driver's wrapper of each would only be unwrapped by the array's packer)."""
+    if isinstance(column_type, ARRAY) and (
+        isinstance(column_type.item_type, LargeBinary)
+        or column_type.item_type.bind_processor(dialect) is None
+    ):
         return None
     process: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
     return process
@@ -324,6 +329,12 @@ def _send_pipelined(
     prepared = _prepared_of(connection)
     sent: list[tuple[_Compiled, Any, Any, bool, Pending | None, int]] = []
     try:
+        # The driver's values first: a value that fails to convert raises before anything
+        # is in libpq's buffer, so the connection is left as it was.
+        converted = [
+            [compiled.values(row) for row in (params if many else (params,))]
+            for compiled, params, many, _pending in queued
+        ]
         with driver.lock:
             idle = pgconn.transaction_status == TransactionStatus.IDLE  # (ACTIVE once queued)
             pgconn.enter_pipeline_mode()
@@ -333,9 +344,9 @@ def _send_pipelined(
                     pgconn.send_query_params(b"BEGIN", None)  # what a cursor sends first
                     skipped += 1
                 skipped += _send_bounds(pgconn, connection.info.pop(_BOUNDS_MS, None))
-                for compiled, params, many, pending in queued:
-                    rows = params if many else (params,)
-                    values = [compiled.values(row) for row in rows]
+                for (compiled, _params, many, pending), values in zip(
+                    queued, converted, strict=True
+                ):
                     shown = values if many else values[0]  # what the events see
                     context = SimpleNamespace()  # what event listeners keep per statement
                     if listened:

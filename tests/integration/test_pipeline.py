@@ -8,10 +8,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, String, bindparam, column, func, select, table, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    Enum,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    column,
+    func,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.engine.model import Channel
 from service.store import pipeline
 from service.store.db import make_engine, make_session_factory
 from service.store.pipeline import Batch
@@ -96,3 +111,47 @@ def test_a_connection_keeps_a_bounded_number_of_prepared_statements(
     with sessions() as session:
         assert server_prepared(session) == 2
         assert session.scalar(select(func.count()).select_from(ITEMS)) == 4
+
+
+BLOBS = Table(
+    "blobs",
+    MetaData(),
+    Column("id", String, primary_key=True),
+    Column("kind", Enum(Channel, native_enum=False, length=8)),
+    Column("body", LargeBinary),
+)
+
+
+def test_many_rows_of_bytes_and_enums_are_inserted_in_one_statement(engine: Engine) -> None:
+    """The unnest insert packs a bytea column from the rows' bytes and an enum column from
+    the rows' enum members, through the enum's own conversion (by name)."""
+    BLOBS.create(engine)
+    rows = [
+        {"id": "a", "kind": Channel.POS, "body": b"\x00\xffraw"},
+        {"id": "b", "kind": Channel.ONLINE, "body": b""},
+    ]
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        batch = Batch(session)
+        batch.execute_many(BLOBS.insert(), rows)
+        batch.send(commit=True)
+        session.commit()
+    with engine.connect() as connection:
+        stored = connection.execute(select(BLOBS).order_by(BLOBS.c.id)).all()
+    assert [tuple(row) for row in stored] == [
+        ("a", Channel.POS, b"\x00\xffraw"),
+        ("b", Channel.ONLINE, b""),
+    ]
+
+
+def test_a_value_that_cannot_be_converted_leaves_the_connection_usable(engine: Engine) -> None:
+    BLOBS.create(engine)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        batch = Batch(session)
+        batch.execute(INSERT, {"id": "ok", "note": "sent first"})
+        batch.execute_many(BLOBS.insert(), [{"id": "x", "kind": 5, "body": b""}])
+        with pytest.raises(LookupError):
+            batch.send()
+        session.rollback()
+    assert insert_and_read(sessions, "after", commit=True) == "note after"
