@@ -16,8 +16,6 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from service.app.sessions import Sessions
 from service.app.unit_of_work import UnitOfWork
 from service.clock import Clock, utc_now
@@ -138,9 +136,14 @@ def _queue_shared(batch: Batch, item: Redemption, member_id: str) -> Callable[[]
     return check
 
 
-def release(session: Session, receipt_id: str) -> int:
-    """A receipt returned in full gives its codes back; how many."""
-    return len(coupon_repo.release_receipt_codes(session, receipt_id))
+def held(batch: Batch, receipt_id: str) -> Later[tuple[coupon_repo.Held, ...]]:
+    """The codes a receipt holds, read with a refund's other reads of it."""
+    return coupon_repo.held_codes(batch, receipt_id)
+
+
+def release(batch: Batch, receipt_id: str, held: Sequence[coupon_repo.Held]) -> None:
+    """A receipt returned in full gives its codes back (spec §22)."""
+    coupon_repo.release_codes(batch, receipt_id, held)
 
 
 # --- the back office ----------------------------------------------------------------------------

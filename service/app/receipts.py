@@ -63,7 +63,6 @@ from service.engine.validation import validate_receipt
 from service.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from service.limits import NAME, quote
 from service.store.chips_repo import (
-    chips_balance,
     queue_chips_balance,
     queue_credit,
     queue_debit,
@@ -72,11 +71,13 @@ from service.store.member_repo import member_exists
 from service.store.pipeline import Batch, Later
 from service.store.points_repo import (
     ReceiptPoints,
-    points_position,
+    Reversal,
     queue_receipt_points,
     reverse,
+    write_reversal,
 )
 from service.store.receipt_repo import (
+    SoldReceipt,
     StoredReceipt,
     StoredRefund,
     add_to_history,
@@ -86,7 +87,6 @@ from service.store.receipt_repo import (
     lock_receipt,
     save_refund,
     set_record,
-    sold_receipt,
     stored_receipt,
     stored_refund,
     take_back_usage,
@@ -475,17 +475,13 @@ def refund_receipt(
     InvalidArgument (a line the receipt does not have, part of a piece), FailedPrecondition
     (more than is left of a line, nothing left at all) and AlreadyExists (refund id reused
     with other content)."""
-    with units() as uow:  # most repeats are answered by one read
-        stored = stored_refund(uow.session, request.refund_id)
-    if stored is not None:
-        return _replay_refund(stored, request.fingerprint)
     with units() as uow:
         try:
             return _refund(uow, request, time_zone, is_piece, codec, lifetime, release_coupons)
         except IntegrityError:
             # the same refund id was stored meanwhile, for another receipt
-            uow.session.rollback()
-            stored = stored_refund(uow.session, request.refund_id)
+            uow.rollback()
+            stored = stored_refund(uow.batch, request.refund_id).value()
             if stored is None:
                 raise
             return _replay_refund(stored, request.fingerprint)
@@ -500,49 +496,92 @@ def _refund(
     lifetime: Lifetime,
     release_coupons: bool,
 ) -> Answer:
-    session = uow.session
-    receipt_id = request.receipt_id
-    if not lock_receipt(session, receipt_id):
+    """The receipt's lock with what the refund reads of it, then (a member's) the member's
+    lock with their points, chips and counters, then every write with the COMMIT: three
+    round trips on PostgreSQL (one more when chips are taken back; docs/operations.md)."""
+    batch, receipt_id = uow.batch, request.receipt_id
+    sold = lock_receipt(batch, receipt_id)
+    stored = stored_refund(batch, request.refund_id)  # after the lock: one that waited sees it
+    confirmed = confirmed_lines(batch, receipt_id)
+    held = coupons.held(batch, receipt_id) if release_coupons else None
+    if (repeat := stored.value()) is not None:
+        return _replay_refund(repeat, request.fingerprint)  # (the lock is rolled back)
+    receipt = sold.value()
+    if receipt is None:
         raise NotFound(f"no confirmed receipt {quote(receipt_id)}", reason=RECEIPT_NOT_FOUND)
-    stored = stored_refund(session, request.refund_id)
-    if stored is not None:  # committed while this one waited for the lock
-        return _replay_refund(stored, request.fingerprint)
-    sold = sold_receipt(session, receipt_id)
-    lines = confirmed_lines(session, receipt_id)
+    lines = confirmed.value()
     wanted = lines_to_refund(request, lines, is_piece)
     shares = tuple(refund_line(line, quantity) for line, quantity in wanted)
-    points = points_by_offer(shares)
-    member_id = sold.member_id
     refund = Refund(request.refund_id, receipt_id, shares, 0)
-    returned = refund.total_points_returned
-    chips_before = chips_after = 0
-    if member_id:
-        uow.lock_members([member_id])  # before its points and chips balances are read
-        before = points_position(session, member_id, uow.now).balance
-        chips_before = chips_balance(session, member_id)
-        taken = sum(share.chips for share in shares)
-        given = sum(share.chips_spent for share in shares)
-        chips_after = chips_after_refund(chips_before, taken, given)
-        balance = before - sum(points.values()) + returned
-        refund = replace(refund, points_balance=balance, chips_balance=chips_after)
+    member = None
+    if receipt.member_id:
+        member = _read_member(uow, receipt.member_id, receipt, lines, refund, codec, lifetime)
+        refund = member.refund
     record = codec.encode(refund)
-    save_refund(session, refund, request.fingerprint, record, uow.now)
-    if member_id:
-        _move_chips(uow, member_id, refund, chips_after - chips_before)
-        usage = codec.counted_usage(sold.record)
-        totals = _give_back_usage(session, member_id, usage, lines, refund, uow.now)
-        holding = reverse(
-            session, member_id, receipt_id, request.refund_id, points, returned, uow.now, lifetime
-        )
-        if any(points.values()) or returned:
-            points_changed(uow, member_id, holding)
-        month = purchase_month(sold.sale_time, time_zone)
-        add_to_history(uow.batch, member_id, returned_goods(refund.lines, month))
-        _usage_changed(uow, member_id, totals)
-    if release_coupons and _returned_in_full(lines, refund):
-        coupons.release(uow.session, receipt_id)  # (uow.session sends what is queued)
+    save_refund(batch, refund, request.fingerprint, record, uow.now)  # before rows naming it
+    if member is not None:
+        _write_member(uow, member, receipt, time_zone)
+    if held is not None and _returned_in_full(lines, refund):
+        coupons.release(batch, receipt_id, held.value())
     uow.commit()
     return Answer(record, replayed=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _MemberRefund:
+    """What a refund found under its member's lock: the refund with their balances after
+    it, the points it takes back and gives back, and the counters it lowered."""
+
+    member_id: str
+    refund: Refund
+    points: Mapping[str, int]  # taken back, by offer
+    reversal: Reversal
+    chips_change: int
+    totals: Callable[[], Totals]
+
+
+def _read_member(
+    uow: UnitOfWork,
+    member_id: str,
+    receipt: SoldReceipt,
+    lines: Sequence[ConfirmedLine],
+    refund: Refund,
+    codec: RefundCodec,
+    lifetime: Lifetime,
+) -> _MemberRefund:
+    """The member's lock, document, chips and points, and their counters lowered: one round
+    trip."""
+    batch, at = uow.batch, uow.now
+    points = points_by_offer(refund.lines)
+    returned = refund.total_points_returned
+    uow.will_patch([member_id])  # locked before their balances are read
+    chips = queue_chips_balance(batch, member_id)
+    counted = codec.counted_usage(receipt.record)
+    totals = _give_back_usage(batch, member_id, counted, lines, refund, at)
+    reversal = reverse(
+        batch, member_id, refund.receipt_id, refund.refund_id, points, returned, at, lifetime
+    ).value()  # sends it all
+    chips_before = chips.value()
+    taken = sum(share.chips for share in refund.lines)
+    given = sum(share.chips_spent for share in refund.lines)
+    chips_after = chips_after_refund(chips_before, taken, given)
+    balance = reversal.balance_before - sum(points.values()) + returned
+    refund = replace(refund, points_balance=balance, chips_balance=chips_after)
+    return _MemberRefund(member_id, refund, points, reversal, chips_after - chips_before, totals)
+
+
+def _write_member(
+    uow: UnitOfWork, member: _MemberRefund, receipt: SoldReceipt, time_zone: ZoneInfo
+) -> None:
+    """The member's chips, points, history and counters as the refund leaves them."""
+    member_id, refund = member.member_id, member.refund
+    _move_chips(uow, member_id, refund, member.chips_change)
+    write_reversal(uow.batch, member.reversal)
+    if any(member.points.values()) or refund.total_points_returned:
+        points_changed(uow, member_id, member.reversal.after)
+    month = purchase_month(receipt.sale_time, time_zone)
+    add_to_history(uow.batch, member_id, returned_goods(refund.lines, month))
+    _usage_changed(uow, member_id, member.totals())
 
 
 def _move_chips(uow: UnitOfWork, member_id: str, refund: Refund, change: int) -> None:
@@ -564,23 +603,27 @@ def _returned_in_full(lines: Sequence[ConfirmedLine], refund: Refund) -> bool:
 
 
 def _give_back_usage(
-    session: Session,
+    batch: Batch,
     member_id: str,
     usage: Sequence[CountedUsage],
     lines: Sequence[ConfirmedLine],
     refund: Refund,
     at: datetime,
-) -> dict[tuple[str, str], int]:
+) -> Callable[[], Totals]:
     """Lower the member's counters by what the refund gives back (never below zero), in one
-    order (offer, period) like the confirm; returns the new values of those it lowered."""
+    order (offer, period) like the confirm; the new values of those it lowered, once the
+    batch is sent."""
     refunded_now = {r.line_no: r.quantity for r in refund.lines}
-    totals: dict[tuple[str, str], int] = {}
+    lowered: list[tuple[tuple[str, str], Later[int | None]]] = []
     for counted in sorted(usage, key=lambda u: (u.offer_id, u.period_key)):
         back = usage_given_back(counted, lines, refunded_now)
         if back > 0:
-            lowered = take_back_usage(session, member_id, counted, back, at)
-            if lowered is not None:
-                totals[(counted.offer_id, counted.period_key)] = lowered
+            key = (counted.offer_id, counted.period_key)
+            lowered.append((key, take_back_usage(batch, member_id, counted, back, at)))
+
+    def totals() -> Totals:
+        return {key: used for key, later in lowered if (used := later.value()) is not None}
+
     return totals
 
 

@@ -130,6 +130,9 @@ class UnitOfWork:
         usable for reads."""
         if self._batch is not None:
             self._batch.discard()
+            self._batch = None  # the next transaction gets its own connection and batch
+        self._locked.clear()  # the locks went with the transaction
+        self._documents.clear()
         assert self._session is not None
         self._session.rollback()
 

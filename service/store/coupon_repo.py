@@ -207,6 +207,11 @@ class _Statements:
     campaign: Any  # :b_id
     member_uses: Any  # :b_id, :b_member_id
     redeem: Any  # ON CONFLICT DO NOTHING
+    # a refund that returns the receipt in full
+    held: Any  # :b_receipt_id -> its redemptions not released yet (code, campaign, kind)
+    free_code: Any  # :b_code, :b_receipt_id
+    uncount_shared: Any  # :b_id; used -= 1, never below zero
+    released: Any  # :b_receipt_id
 
 
 @functools.cache
@@ -222,6 +227,7 @@ def _statements(dialect: str) -> _Statements:
     anyones = CODES.c.member_id.is_(None)
     campaign = CAMPAIGNS.c.id == bindparam("b_id")
     within = (CAMPAIGNS.c.total_limit == 0) | (CAMPAIGNS.c.used < CAMPAIGNS.c.total_limit)
+    of_receipt = REDEMPTIONS.c.receipt_id == bindparam("b_receipt_id")
     return _Statements(
         take_code=take.where(code, free, anyones),
         take_members_code=take.where(
@@ -238,37 +244,48 @@ def _statements(dialect: str) -> _Statements:
             REDEMPTIONS.c.released.is_(False),
         ),
         redeem=insert(REDEMPTIONS).on_conflict_do_nothing(),
+        held=select(REDEMPTIONS.c.code, REDEMPTIONS.c.campaign_id, REDEMPTIONS.c.kind)
+        .where(of_receipt, REDEMPTIONS.c.released.is_(False))
+        .order_by(REDEMPTIONS.c.code),
+        free_code=update(CODES)
+        .where(code, CODES.c.receipt_id == bindparam("b_receipt_id"))
+        .values(receipt_id=None, used_at=None),
+        uncount_shared=update(CAMPAIGNS)
+        .where(campaign, CAMPAIGNS.c.used > 0)
+        .values(used=CAMPAIGNS.c.used - 1),
+        released=update(REDEMPTIONS).where(of_receipt).values(released=True),
     )
 
 
 @dataclass(frozen=True, slots=True)
-class Released:
+class Held:
+    """A code a receipt redeemed and still holds."""
+
     code: str
     campaign_id: str
+    kind: CampaignKind
 
 
-def release_receipt_codes(session: Session, receipt_id: str) -> tuple[Released, ...]:
-    """Give back every code the receipt redeemed and no refund released yet: a unique code is
-    free again, a shared code's use uncounted."""
-    query = select(REDEMPTIONS).where(
-        REDEMPTIONS.c.receipt_id == receipt_id, REDEMPTIONS.c.released.is_(False)
-    )
-    rows = list(session.execute(query.order_by(REDEMPTIONS.c.code)))
-    for row in rows:
-        if row.kind is CampaignKind.UNIQUE:
-            session.execute(
-                update(CODES)
-                .where(CODES.c.code == row.code, CODES.c.receipt_id == receipt_id)
-                .values(receipt_id=None, used_at=None)
-            )
+def held_codes(batch: Batch, receipt_id: str) -> Later[tuple[Held, ...]]:
+    """The codes the receipt redeemed that no refund released yet, read when the batch is
+    sent (a refund reads them under the receipt's lock)."""
+    pending = batch.execute(_statements(batch.dialect).held, {"b_receipt_id": receipt_id})
+
+    def held(_: object) -> tuple[Held, ...]:
+        return tuple(Held(code, campaign_id, kind) for code, campaign_id, kind in pending.rows)
+
+    return Later(pending, held)
+
+
+def release_codes(batch: Batch, receipt_id: str, held: Sequence[Held]) -> None:
+    """Give back the codes `held` of the receipt (held_codes): a unique code is free again, a
+    shared code's use uncounted."""
+    if not held:
+        return
+    sql = _statements(batch.dialect)
+    for h in held:
+        if h.kind is CampaignKind.UNIQUE:
+            batch.execute(sql.free_code, {"b_code": h.code, "b_receipt_id": receipt_id})
         else:
-            session.execute(
-                update(CAMPAIGNS)
-                .where(CAMPAIGNS.c.id == row.campaign_id, CAMPAIGNS.c.used > 0)
-                .values(used=CAMPAIGNS.c.used - 1)
-            )
-    if rows:
-        session.execute(
-            update(REDEMPTIONS).where(REDEMPTIONS.c.receipt_id == receipt_id).values(released=True)
-        )
-    return tuple(Released(r.code, r.campaign_id) for r in rows)
+            batch.execute(sql.uncount_shared, {"b_id": h.campaign_id})
+    batch.execute(sql.released, {"b_receipt_id": receipt_id})

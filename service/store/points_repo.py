@@ -193,8 +193,18 @@ def _accrual_rows(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    """A refund's points, read under the member's lock: the balance before the refund, the
+    member's holding after it, and the statements that make it (write_reversal)."""
+
+    balance_before: int
+    after: PointsHolding
+    writes: tuple[tuple[Any, list[dict[str, Any]]], ...]
+
+
 def reverse(
-    session: Session,
+    batch: Batch,
     member_id: str,
     receipt_id: str,
     refund_id: str,
@@ -202,11 +212,14 @@ def reverse(
     returned: int,
     at: datetime,
     lifetime: Lifetime = FOREVER,
-) -> PointsHolding:
+) -> Later[Reversal]:
     """A refund's rows: earned points taken back per offer, and spent points given back
-    (spendable at once, expiring like points earned now); the member's holding after them.
-    What is taken back comes from the receipt's own lot, or, once that is folded, from the
-    lot of its expiry (engine.points_balance)."""
+    (spendable at once, expiring like points earned now). The member's open lots (and when
+    the receipt's points expire) are read when the batch is sent; the rows and the lots'
+    writes are written by write_reversal, after the refund's own row they refer to. What is
+    taken back comes from the receipt's own lot, or, once that is folded, from the lot of
+    its expiry (engine.points_balance). The lots are read before the rows are written: a
+    refund holds its receipt's lock, on SQLite the store's write lock (see _move)."""
     rows = [
         _row(member_id, receipt_id, refund_id, offer_id, -points, REVERSAL, at)
         for offer_id, points in taken.items()
@@ -215,14 +228,24 @@ def reverse(
     if returned:
         row = _row(member_id, receipt_id, refund_id, NO_OFFER, returned, RETURN, at)
         rows.append(row | {"expires_at": lifetime.given_back_expires_at(at)})
-    expiry = _accrual_expiry(session, receipt_id) if any(taken.values()) else None
-    return _move(session, member_id, rows, at, expiry)
+    statements = _statements()
+    expiry = None
+    if any(taken.values()):  # when the points the receipt earned expire (all share it)
+        expiry = batch.execute(statements.accrual_expiry, {"b_receipt_id": receipt_id})
+    read = batch.execute(statements.lots, {"b_member_id": member_id})
+
+    def reversal(done: Pending) -> Reversal:
+        before = _holding(done.rows)
+        after = _after(before, rows, at, None if expiry is None else expiry.scalar())
+        writes = [(statements.insert, rows), *_lot_writes(member_id, before, after, at)]
+        return Reversal(before.position(at).balance, after, tuple((s, r) for s, r in writes if r))
+
+    return Later(read, reversal)
 
 
-def _accrual_expiry(session: Session, receipt_id: str) -> datetime | None:
-    """When the points the receipt earned expire (None: never; all its accruals share it)."""
-    statement = _statements().accrual_expiry
-    return session.connection().execute(statement, {"b_receipt_id": receipt_id}).scalar()
+def write_reversal(batch: Batch, reversal: Reversal) -> None:
+    for statement, rows in reversal.writes:
+        batch.execute_many(statement, rows)
 
 
 def record_expiry(session: Session, member_id: str, points: int, at: datetime) -> None:

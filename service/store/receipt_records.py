@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from service.store.pipeline import Batch, Later
-from service.store.receipt_sql import statements_for, statements_of
+from service.store.receipt_sql import statements_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +47,11 @@ class StoredRefund:
     response: bytes
 
 
-def stored_refund(session: Session, refund_id: str) -> StoredRefund | None:
-    query = statements_for(session).stored_refund
-    row = session.connection().execute(query, {"b_refund_id": refund_id}).first()
-    return None if row is None else StoredRefund(refund_id, row.fingerprint, row.response)
+def stored_refund(batch: Batch, refund_id: str) -> Later[StoredRefund | None]:
+    pending = batch.execute(statements_of(batch).stored_refund, {"b_refund_id": refund_id})
+
+    def stored(_: object) -> StoredRefund | None:
+        row = pending.first()
+        return None if row is None else StoredRefund(refund_id, row[0], bytes(row[1]))
+
+    return Later(pending, stored)

@@ -2,8 +2,7 @@
 repository functions on the caller's transaction, domain values and bytes in and out.
 
     claim_receipt, write_lines, add_usage                       (receipt_confirm)
-    lock_receipt, sold_receipt, confirmed_lines, save_refund,
-    take_back_usage                                             (receipt_refund)
+    lock_receipt, confirmed_lines, save_refund, take_back_usage (receipt_refund)
     add_to_history                                              (receipt_sql)
     stored_receipt, set_record, stored_refund   (receipt_records)
 
@@ -26,7 +25,6 @@ from service.store.receipt_refund import (
     confirmed_lines,
     lock_receipt,
     save_refund,
-    sold_receipt,
     take_back_usage,
 )
 from service.store.receipt_sql import add_to_history
@@ -42,7 +40,6 @@ __all__ = [
     "lock_receipt",
     "save_refund",
     "set_record",
-    "sold_receipt",
     "stored_receipt",
     "stored_refund",
     "take_back_usage",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from service.store.models import (
     PurchaseRow,
     ReceiptLineRow,
     ReceiptRow,
+    RefundLineRow,
     RefundRow,
 )
 from service.store.pipeline import Batch
@@ -37,11 +38,21 @@ class ReceiptStatements:
     add_history: Any  # upsert quantity += :quantity, amount += :amount
     set_response: Any  # :b_receipt_id, :b_response
     # refund
-    lock_receipt: Any  # no-op UPDATE of :b_receipt_id
+    lock_receipt: Any  # no-op UPDATE of :b_receipt_id RETURNING member, sale time, record
     take_back_usage: Any  # used -= :back, never below zero; RETURNING used
+    insert_refund: Any
+    insert_refund_lines: Any
     # reads
     stored_receipt: Any  # :b_receipt_id
     stored_refund: Any  # :b_refund_id
+    refunded_quantities: Any  # :b_receipt_id -> (line_no, quantity taken back so far)
+    confirmed_lines: Any  # :b_receipt_id, CONFIRMED_LINE_COLUMNS in line_no order
+
+
+CONFIRMED_LINE_COLUMNS = (
+    "line_no", "line_id", "sku", "quantity", "amount", "discount", "points_spent", "chips",
+    "chips_spent", "benefits",
+)  # fmt: skip
 
 
 @functools.cache
@@ -51,6 +62,8 @@ def statements(dialect: str) -> ReceiptStatements:
     usage = table_of(OfferUsageRow)
     history = table_of(PurchaseRow)
     refunds = table_of(RefundRow)
+    lines, refund_lines = table_of(ReceiptLineRow), table_of(RefundLineRow)
+    of_receipt: Any = bindparam("b_receipt_id")
 
     claim = insert(receipts).on_conflict_do_nothing(index_elements=["receipt_id"])
     add_usage = insert(usage)
@@ -84,7 +97,8 @@ def statements(dialect: str) -> ReceiptStatements:
         .values(response=bindparam("b_response")),
         lock_receipt=update(receipts)
         .where(receipts.c.receipt_id == bindparam("b_receipt_id"))
-        .values(store_id=receipts.c.store_id),
+        .values(store_id=receipts.c.store_id)
+        .returning(receipts.c.member_id, receipts.c.sale_time, receipts.c.response),
         take_back_usage=update(usage)
         .where(*usage_key)
         .values(
@@ -98,6 +112,15 @@ def statements(dialect: str) -> ReceiptStatements:
         stored_refund=select(refunds.c.fingerprint, refunds.c.response).where(
             refunds.c.refund_id == bindparam("b_refund_id")
         ),
+        insert_refund=insert(refunds),
+        insert_refund_lines=insert(refund_lines),
+        refunded_quantities=select(refund_lines.c.line_no, func.sum(refund_lines.c.quantity))
+        .join(refunds, refunds.c.refund_id == refund_lines.c.refund_id)
+        .where(refunds.c.receipt_id == of_receipt)
+        .group_by(refund_lines.c.line_no),
+        confirmed_lines=select(*(lines.c[name] for name in CONFIRMED_LINE_COLUMNS))
+        .where(lines.c.receipt_id == of_receipt)
+        .order_by(lines.c.line_no),
     )
 
 

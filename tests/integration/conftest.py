@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.store.db import make_engine, make_session_factory
 from tests.conftest import BACKENDS
 from tests.integration.receipt_support import (
     DemoTemplate,
@@ -15,6 +16,7 @@ from tests.integration.receipt_support import (
     demo_template,
     open_register,
 )
+from tests.wire import WireCounter
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -27,3 +29,27 @@ def template(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[DemoT
 def register(template: DemoTemplate, tmp_path: Path) -> Iterator[Register]:
     with template.copy(tmp_path) as sessions:
         yield open_register(sessions)
+
+
+@pytest.fixture(scope="module")
+def pg_template(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[DemoTemplate]:
+    """The demo store on PostgreSQL only (the round-trip counts are PostgreSQL's)."""
+    made = DemoTemplate("postgres", request, tmp_path_factory.mktemp("demo"))
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def wired(pg_template: DemoTemplate, tmp_path: Path) -> Iterator[tuple[Register, WireCounter]]:
+    """A register on a fresh copy of the demo store, its connections through a counter."""
+    with pg_template.copy(tmp_path) as sessions:
+        url = sessions.kw["bind"].url  # type: ignore[attr-defined]
+        with WireCounter(url.port) as wire:
+            through = url.set(port=wire.port, query={**url.query, "sslmode": "disable"})
+            engine = make_engine(through.render_as_string(hide_password=False))
+            try:
+                yield open_register(make_session_factory(engine)), wire
+            finally:
+                engine.dispose()

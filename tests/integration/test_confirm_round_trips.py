@@ -5,7 +5,6 @@ real server: a till waits on every one of these while the customer pays (docs/op
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,42 +14,16 @@ from sqlalchemy.exc import OperationalError
 from loyalty.v1 import receipt_pb2
 from service.deadline import set_call_deadline
 from service.demo_data.generate import WELCOME_OFFER
-from service.store.db import make_engine, make_session_factory
 from service.store.models import MemberRow
 from tests.integration.receipt_support import (
     SHOWCASE_MEMBER,
-    DemoTemplate,
     Register,
     coupon_receipt,
-    open_register,
     showcase_receipt,
 )
 from tests.wire import WireCounter
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def template(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[DemoTemplate]:
-    made = DemoTemplate("postgres", request, tmp_path_factory.mktemp("demo"))
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-@pytest.fixture
-def wired(template: DemoTemplate, tmp_path: Path) -> Iterator[tuple[Register, WireCounter]]:
-    """A register on a fresh copy of the demo store, its connections through a counter."""
-    with template.copy(tmp_path) as sessions:
-        url = sessions.kw["bind"].url  # type: ignore[attr-defined]
-        with WireCounter(url.port) as wire:
-            through = url.set(port=wire.port, query={**url.query, "sslmode": "disable"})
-            engine = make_engine(through.render_as_string(hide_password=False))
-            try:
-                yield open_register(make_session_factory(engine)), wire
-            finally:
-                engine.dispose()
 
 
 CHIPS_LINE = "4"  # C-CHIPS-FOOD grants a chip on it

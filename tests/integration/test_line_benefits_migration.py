@@ -16,6 +16,7 @@ from service.engine.lifecycle import ConfirmedLine
 from service.engine.model import AppliedBenefit, BenefitKind, Mechanic
 from service.store.codec import line_benefits_from_json
 from service.store.db import alembic_config, make_engine, migrate
+from service.store.pipeline import Batch
 from service.store.receipt_refund import confirmed_lines
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -47,7 +48,7 @@ def test_the_benefits_move_into_their_lines_and_back(backend: str, request: pyte
         before = _benefit_rows(engine)
         migrate(url)
         with Session(engine) as session:
-            lines = confirmed_lines(session, RECEIPT)
+            lines = confirmed_lines(Batch(session), RECEIPT).value()
         assert [line.line_id for line in lines] == ["1", "2", "3"]
         assert _points_and_offers(lines) == [
             ((("B-ALL", 10), ("P-BONUS", 20)), {"Y-MILK", "P-BONUS", "B-ALL"}),

@@ -35,6 +35,7 @@ from service.store.points_repo import (
     points_position,
     queue_receipt_points,
     reverse,
+    write_reversal,
 )
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -100,11 +101,12 @@ class Script:
             uow.lock_members([self.member_id])
             uow.session.add(_refund(refund_id, sold.receipt_id, self.now))
             uow.session.flush()
-            holding = reverse(
-                uow.session, self.member_id, sold.receipt_id, refund_id, taken, returned,
+            reversal = reverse(
+                uow.batch, self.member_id, sold.receipt_id, refund_id, taken, returned,
                 self.now, lifetime,
-            )  # fmt: skip
-            points_changed(uow, self.member_id, holding)
+            ).value()  # fmt: skip
+            write_reversal(uow.batch, reversal)
+            points_changed(uow, self.member_id, reversal.after)
             uow.commit()
         self.written = self.now
         for offer, points in taken.items():

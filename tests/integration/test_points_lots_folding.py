@@ -21,7 +21,13 @@ from service.engine.points_balance import ACCRUAL, FOREVER, Lifetime, Lot, Point
 from service.store.loader import load_member
 from service.store.member_repo import save_member
 from service.store.models import PointsLedgerRow, PointsLotRow, ReceiptRow, RefundRow
-from service.store.points_repo import accrue, points_holding, points_holdings, reverse
+from service.store.points_repo import (
+    accrue,
+    points_holding,
+    points_holdings,
+    reverse,
+    write_reversal,
+)
 from tests.integration.receipt_support import (
     SHOWCASE_MEMBER,
     Register,
@@ -101,10 +107,11 @@ class Points:
                 created_at=at,
             ))  # fmt: skip
             uow.session.flush()
-            holding = reverse(
-                uow.session, self.member_id, receipt_id, refund_id, {"B1": points}, 0, at
-            )
-            points_changed(uow, self.member_id, holding)
+            reversal = reverse(
+                uow.batch, self.member_id, receipt_id, refund_id, {"B1": points}, 0, at
+            ).value()
+            write_reversal(uow.batch, reversal)
+            points_changed(uow, self.member_id, reversal.after)
             uow.commit()
 
     def lots(self) -> tuple[Lot, ...]:
