@@ -44,6 +44,11 @@ PG_CONNECT_ARGS = {
     # Times travel as UTC: in another session zone, psycopg cannot read back a time within
     # hours of year 1 or 9999 (which a Timestamp may carry).
     "options": "-c TimeZone=UTC",
+    # psycopg prepares nothing of its own: a batch prepares the statements worth it
+    # (service.store.pipeline), and a rollback after psycopg prepared one deallocates every
+    # prepared statement of the connection, the batch's too (the idle ping's rollback, which
+    # no event sees, did that: the next confirm found its statements gone).
+    "prepare_threshold": None,
 }
 # A connection idle longer than this is pinged when checked out (under the watchdog); one
 # used more recently is trusted, and if it is dead after all the call fails over as UNAVAILABLE.

@@ -414,10 +414,11 @@ class _Prepared:
     """The statements a batch prepared on one connection (PostgreSQL keeps a prepared
     statement for the connection's life, whatever its transactions do), keyed like
     psycopg's own: the text and its values' types. psycopg deallocates every prepared
-    statement of a connection after a rollback that follows one of its own, so after any
-    rollback (and after a batch that failed, whose statements may be half prepared) the
-    names are forgotten and closed on the server with the next batch: closing a name that
-    no longer exists is not an error."""
+    statement of a connection after a rollback that follows one of its own (the engine
+    keeps it from preparing any: service.store.db), and after any rollback (and after a
+    batch that failed, whose statements may be half prepared) the names are forgotten and
+    closed on the server with the next batch: closing a name that no longer exists is not
+    an error."""
 
     __slots__ = ("names", "stale", "made")
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.engine.model import Channel
-from service.store import pipeline
+from service.store import db, pipeline
 from service.store.db import make_engine, make_session_factory
 from service.store.pipeline import Batch
 
@@ -73,14 +73,16 @@ def test_statements_are_prepared_once_and_reused_across_transactions(engine: Eng
         assert server_prepared(session) == 2  # the insert and the read, whatever the count
 
 
-def test_after_psycopg_deallocated_everything_a_batch_prepares_again(engine: Engine) -> None:
+def test_psycopg_prepares_nothing_of_its_own_and_a_rollback_leaves_batches_working(
+    engine: Engine,
+) -> None:
     sessions = make_session_factory(engine)
     assert insert_and_read(sessions, "A", commit=True) == "note A"
-    with sessions() as session:  # psycopg prepares a statement run often enough itself ...
+    with sessions() as session:  # a statement its cursors run often stays unprepared ...
         for _ in range(6):
             session.execute(text("SELECT count(*) FROM items")).scalar()
-        session.rollback()  # ... and then deallocates all on a rollback
-        assert server_prepared(session) == 0
+        session.rollback()  # ... so a rollback deallocates nothing: the batch's two remain
+        assert server_prepared(session) == 2
 
     # the first batch after it closes the names and prepares again, in its own transaction
     assert insert_and_read(sessions, "B", commit=False) == "note B"  # rolled back
@@ -155,3 +157,21 @@ def test_a_value_that_cannot_be_converted_leaves_the_connection_usable(engine: E
             batch.send()
         session.rollback()
     assert insert_and_read(sessions, "after", commit=True) == "note after"
+
+
+def test_pings_of_an_idle_connection_never_take_its_prepared_statements(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection idle a while is pinged when checked out (SELECT 1, then a rollback). Had
+    psycopg prepared a query of its own (it prepares any query its cursors run five times,
+    as reads outside a batch do), that rollback would deallocate every prepared statement of
+    the connection, the batch's too, and the next confirm on it would fail: a quiet till's
+    first receipt after a pause."""
+    sessions = make_session_factory(engine)
+    assert insert_and_read(sessions, "A", commit=True) == "note A"  # the batch prepares
+    for _ in range(8):
+        with sessions() as session:  # a read outside any batch, as the back office makes
+            assert session.scalar(READ, {"b_id": "A"}) == "note A"
+            session.commit()
+    monkeypatch.setattr(db, "PG_PING_AFTER_IDLE_S", -1.0)  # as after a pause
+    assert insert_and_read(sessions, "B", commit=True) == "note B"
