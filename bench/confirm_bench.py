@@ -21,6 +21,8 @@ Phases per backend, each bounded in time:
   how long a confirm holds it;
 - `single_deadline`: `single` with each call under a 5 s deadline, as every register call
   has one (its bounds go to the database with the transaction: docs/operations.md);
+- `single_refund`: one client refunds in full, under the same deadline, the receipts
+  `single_deadline` confirmed (points taken back, the usage counter lowered);
 - `replay`: N clients, ids already confirmed, each request marked resent (as the client
   library marks its retries, `ConfirmRequest.resent`): the stored response is returned;
 - `replay_first_attempt`: the same unmarked (a register resending without saying so: the
@@ -56,7 +58,8 @@ from zoneinfo import ZoneInfo
 from loyalty.v1 import common_pb2, receipt_pb2
 from loyalty.v1.receipt_pb2 import ConfirmResponse
 from service.api import convert
-from service.app.receipts import Confirmation, Units, confirm_receipt
+from service.api.receipts import REFUND_CODEC
+from service.app.receipts import Confirmation, Units, confirm_receipt, refund_receipt
 from service.app.receipts import EncodeConfirmation as Encode
 from service.app.unit_of_work import UnitOfWork
 from service.deadline import set_call_deadline
@@ -133,6 +136,21 @@ def confirm(
     return convert.confirm_response(answer.record, replayed=answer.replayed)
 
 
+def refund_in_full(units: Units, receipt_id: str) -> None:
+    """The refund use case for the whole receipt, as ReceiptServicer.Refund calls it."""
+    request = receipt_pb2.RefundRequest(
+        refund_id=f"F-{receipt_id}", receipt_id=receipt_id, full=True, store_id="S001"
+    )
+    answer = refund_receipt(
+        units,
+        convert.refund_request(request),
+        time_zone=ZONE,
+        is_piece=lambda _sku: True,
+        codec=REFUND_CODEC,
+    )
+    assert not answer.replayed
+
+
 Latencies = list[float]
 
 
@@ -142,10 +160,12 @@ def run_phase(
     seconds: float,
     first_client: int = 0,
     started: Callable[[], object] = lambda: None,
+    most: int | None = None,
 ) -> tuple[Latencies, float]:
     """`clients` threads call `call(client, n)` until `seconds` have passed (clients
     numbered from `first_client`), once `started()` returns (the other processes' clients
-    are ready too). Each call's latency and the time taken."""
+    are ready too), each at most `most` times if given. Each call's latency and the time
+    taken."""
     latencies: list[Latencies] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
     start = threading.Barrier(clients + 1)
@@ -154,7 +174,7 @@ def run_phase(
     def client(index: int) -> None:
         mine = latencies[index]
         start.wait()
-        for n in itertools.count():
+        for n in itertools.count() if most is None else range(most):
             began = time.perf_counter()
             if began >= deadline:
                 return
@@ -327,7 +347,19 @@ def bench_backend(
                 set_call_deadline(None)
 
         results = {"single": summary(*run_phase(confirm_alone, 1, single_seconds))}
-        results["single_deadline"] = summary(*run_phase(confirm_alone_in_time, 1, single_seconds))
+        in_time = run_phase(confirm_alone_in_time, 1, single_seconds)
+        results["single_deadline"] = summary(*in_time)
+        confirmed = len(in_time[0])
+
+        def refund_alone(_client: int, n: int) -> None:
+            set_call_deadline(REGISTER_DEADLINE_S)
+            try:
+                refund_in_full(units, f"D-{n:07d}")
+            finally:
+                set_call_deadline(None)
+
+        refunded = run_phase(refund_alone, 1, single_seconds, most=confirmed)
+        results["single_refund"] = summary(*refunded)
         for phase, measured in concurrent_phases(units, plan).items():
             results[phase] = summary(*measured)
     for count in processes:
