@@ -274,14 +274,13 @@ def _move(
     member_id: str,
     rows: list[dict[str, Any]],
     at: datetime,
-    accrual_expiry: datetime | None = None,
 ) -> PointsHolding:
     """Write the ledger rows and bring the member's open lots to what they leave. The rows
     go first: on SQLite a transaction that writes before it reads cannot lose its write to
     another's commit in between."""
     _insert(session, rows)
     before = points_holding(session, member_id)
-    after = _after(before, rows, at, accrual_expiry)
+    after = _after(before, rows, at)
     _save_lots(session, member_id, before, after, at)
     return after
 

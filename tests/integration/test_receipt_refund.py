@@ -281,6 +281,34 @@ def test_concurrent_repeats_of_one_refund_commit_it_once(register: Register) -> 
     assert row_counts(register.sessions)["refunds"] == 1
 
 
+def test_one_refund_id_sent_for_several_receipts_at_once_is_made_once(
+    register: Register,
+) -> None:
+    """Each refund holds its own receipt's lock, so they look for the id at once and find
+    none; the member's lock then lines them up, and those after the first meet its row
+    (the unique key) and answer as a reused id, with nothing of theirs written."""
+    receipts = [f"R-ONE-ID-{n}" for n in range(6)]
+    for receipt_id in receipts:
+        confirmed(register, receipt_id)
+    before = row_counts(register.sessions)
+    start = threading.Barrier(len(receipts))
+
+    def refund(receipt_id: str) -> str:
+        start.wait()
+        try:
+            register.refund("F-ONE-ID", receipt_id, {"6": 1000})
+        except AlreadyExists as refused:
+            return refused.reason
+        return "refunded"
+
+    with ThreadPoolExecutor(len(receipts)) as pool:
+        outcomes = Counter(pool.map(refund, receipts))
+    assert outcomes == {"refunded": 1, "REFUND_ID_REUSED": len(receipts) - 1}
+    after = row_counts(register.sessions)
+    assert after["refunds"] == before["refunds"] + 1
+    assert after["refund_lines"] == before["refund_lines"] + 1
+
+
 # --- usage given back, on made-up receipts ----------------------------------------------------
 
 
