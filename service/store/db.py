@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.deadline import check_deadline, remaining_seconds
 from service.store.member_documents import backfill
-from service.store.pipeline import bounds_sent_by_batch, bounds_statement
+from service.store.pipeline import bounds_sent_by_batch, bounds_statement, forget_prepared
 from service.store.watchdog import WATCHDOG
 
 if TYPE_CHECKING:
@@ -44,11 +44,6 @@ PG_CONNECT_ARGS = {
     # Times travel as UTC: in another session zone, psycopg cannot read back a time within
     # hours of year 1 or 9999 (which a Timestamp may carry).
     "options": "-c TimeZone=UTC",
-    # psycopg prepares nothing of its own: a batch prepares the statements worth it
-    # (service.store.pipeline), and a rollback after psycopg prepared one deallocates every
-    # prepared statement of the connection, the batch's too (the idle ping's rollback, which
-    # no event sees, did that: the next confirm found its statements gone).
-    "prepare_threshold": None,
 }
 # A connection idle longer than this is pinged when checked out (under the watchdog); one
 # used more recently is trusted, and if it is dead after all the call fails over as UNAVAILABLE.
@@ -143,7 +138,7 @@ def _configure_postgres(engine: Engine) -> None:
             WATCHDOG.arm(id(record), dbapi_connection, time.monotonic() + max(left, 0.0))
         idle = time.monotonic() - record.info.get("checked_in_at", time.monotonic())
         if idle > PG_PING_AFTER_IDLE_S:
-            _ping(dbapi_connection)
+            _ping(dbapi_connection, record.info)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
@@ -165,11 +160,15 @@ def _configure_postgres(engine: Engine) -> None:
     event.listen(engine, "commit", _refuse_commit_past_deadline)
 
 
-def _ping(dbapi_connection: Any) -> None:
-    """Raise DisconnectionError for a dead connection: the pool then takes a new one."""
+def _ping(dbapi_connection: Any, info: dict[Any, Any]) -> None:
+    """Raise DisconnectionError for a dead connection: the pool then takes a new one. The
+    rollback after the ping is psycopg's own, which deallocates every prepared statement of
+    the connection once psycopg prepared one (it prepares any query its cursors ran five
+    times): the batch's are forgotten first, or the next confirm would find them gone."""
     try:
         with dbapi_connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+        forget_prepared(info, dbapi_connection)
         dbapi_connection.rollback()
     except Exception as exc:
         raise DisconnectionError(str(exc)) from exc

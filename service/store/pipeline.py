@@ -414,11 +414,10 @@ class _Prepared:
     """The statements a batch prepared on one connection (PostgreSQL keeps a prepared
     statement for the connection's life, whatever its transactions do), keyed like
     psycopg's own: the text and its values' types. psycopg deallocates every prepared
-    statement of a connection after a rollback that follows one of its own (the engine
-    keeps it from preparing any: service.store.db), and after any rollback (and after a
-    batch that failed, whose statements may be half prepared) the names are forgotten and
-    closed on the server with the next batch: closing a name that no longer exists is not
-    an error."""
+    statement of a connection after a rollback that follows one of its own, so after any
+    rollback (and after a batch that failed, whose statements may be half prepared) the
+    names are forgotten and closed on the server with the next batch: closing a name that
+    no longer exists is not an error."""
 
     __slots__ = ("names", "stale", "made")
 
@@ -472,8 +471,10 @@ def _prepared_of(connection: Connection) -> _Prepared:
     return prepared
 
 
-def _forget_prepared(info: dict[Any, Any], driver: Any) -> None:
-    """Before a rollback: psycopg sends one (and may deallocate) only in a transaction."""
+def forget_prepared(info: dict[Any, Any], driver: Any) -> None:
+    """Before a rollback (`info`: the pool record's): psycopg sends one (and may deallocate)
+    only in a transaction. Whoever rolls back on the driver itself, where no SQLAlchemy
+    event sees it, calls this first."""
     prepared = info.get(_PREPARED)
     if prepared is not None and driver.info.transaction_status != TransactionStatus.IDLE:
         prepared.forget()
@@ -484,12 +485,12 @@ def _forget_prepared(info: dict[Any, Any], driver: Any) -> None:
 def _on_rollback(connection: Connection, *_args: Any) -> None:
     if not connection.invalidated:
         record = connection.connection
-        _forget_prepared(record.info, record.driver_connection)
+        forget_prepared(record.info, record.driver_connection)
 
 
 @event.listens_for(Pool, "reset")
 def _on_reset(dbapi_connection: Any, record: Any, _state: Any) -> None:
-    _forget_prepared(record.info, dbapi_connection)  # the pool rolls back what is left open
+    forget_prepared(record.info, dbapi_connection)  # the pool rolls back what is left open
 
 
 def _results_to_sync(pgconn: Any) -> Any:

@@ -73,16 +73,14 @@ def test_statements_are_prepared_once_and_reused_across_transactions(engine: Eng
         assert server_prepared(session) == 2  # the insert and the read, whatever the count
 
 
-def test_psycopg_prepares_nothing_of_its_own_and_a_rollback_leaves_batches_working(
-    engine: Engine,
-) -> None:
+def test_after_psycopg_deallocated_everything_a_batch_prepares_again(engine: Engine) -> None:
     sessions = make_session_factory(engine)
     assert insert_and_read(sessions, "A", commit=True) == "note A"
-    with sessions() as session:  # a statement its cursors run often stays unprepared ...
+    with sessions() as session:  # psycopg prepares a statement run often enough itself ...
         for _ in range(6):
             session.execute(text("SELECT count(*) FROM items")).scalar()
-        session.rollback()  # ... so a rollback deallocates nothing: the batch's two remain
-        assert server_prepared(session) == 2
+        session.rollback()  # ... and then deallocates all on a rollback
+        assert server_prepared(session) == 0
 
     # the first batch after it closes the names and prepares again, in its own transaction
     assert insert_and_read(sessions, "B", commit=False) == "note B"  # rolled back
@@ -162,11 +160,11 @@ def test_a_value_that_cannot_be_converted_leaves_the_connection_usable(engine: E
 def test_pings_of_an_idle_connection_never_take_its_prepared_statements(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A connection idle a while is pinged when checked out (SELECT 1, then a rollback). Had
-    psycopg prepared a query of its own (it prepares any query its cursors run five times,
-    as reads outside a batch do), that rollback would deallocate every prepared statement of
-    the connection, the batch's too, and the next confirm on it would fail: a quiet till's
-    first receipt after a pause."""
+    """A connection idle a while is pinged when checked out (SELECT 1, then a rollback on
+    the driver, which no SQLAlchemy event sees). Once psycopg prepared a query of its own
+    (any query its cursors ran five times, as reads outside a batch do), that rollback
+    deallocates every prepared statement of the connection, the batch's too: the next
+    confirm on it failed (a quiet till's first receipt after a pause)."""
     sessions = make_session_factory(engine)
     assert insert_and_read(sessions, "A", commit=True) == "note A"  # the batch prepares
     for _ in range(8):
