@@ -237,8 +237,8 @@ def reverse(
     def reversal(done: Pending) -> Reversal:
         before = _holding(done.rows)
         after = _after(before, rows, at, None if expiry is None else expiry.scalar())
-        writes = [(statements.insert, rows), *_lot_writes(member_id, before, after, at)]
-        return Reversal(before.position(at).balance, after, tuple((s, r) for s, r in writes if r))
+        writes = ((statements.insert, rows), *_lot_writes(member_id, before, after, at))
+        return Reversal(before.position(at).balance, after, writes)
 
     return Later(read, reversal)
 

@@ -3,7 +3,7 @@ ledger rows: service.store.points_repo). Repository functions on the caller's tr
 (service.app.receipts runs it, in the order docs/receipts.md gives: the claim of the receipt
 id first, then the member's lock); domain values in (service.engine.lifecycle), nothing
 committed here. They queue their statements on the transaction's batch
-(service.store.pipeline): a confirm sends them in three round trips.
+(service.store.pipeline): a confirm sends them in two round trips.
 """
 
 from __future__ import annotations

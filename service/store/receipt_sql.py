@@ -89,7 +89,7 @@ def statements(dialect: str) -> ReceiptStatements:
     back: Any = bindparam("back")
     return ReceiptStatements(
         claim_receipt=claim.returning(receipts.c.receipt_id),
-        insert_lines=insert(table_of(ReceiptLineRow)).on_conflict_do_nothing(),
+        insert_lines=insert(lines).on_conflict_do_nothing(),
         add_usage_within_limit=add_usage.returning(usage.c.used),
         add_history=add_history,
         set_response=update(receipts)

@@ -34,11 +34,8 @@ def register(template: DemoTemplate, tmp_path: Path) -> Iterator[Register]:
 @pytest.fixture(scope="module")
 def pg_template(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[DemoTemplate]:
     """The demo store on PostgreSQL only (the round-trip counts are PostgreSQL's)."""
-    made = DemoTemplate("postgres", request, tmp_path_factory.mktemp("demo"))
-    try:
+    with demo_template(request, tmp_path_factory, "postgres") as made:
         yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture

@@ -250,10 +250,13 @@ class DemoTemplate:
 
 @contextmanager
 def demo_template(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    backend: str | None = None,
 ) -> Iterator[DemoTemplate]:
-    """For a module-scoped fixture parametrized with tests.conftest.BACKENDS."""
-    template = DemoTemplate(request.param, request, tmp_path_factory.mktemp("demo"))
+    """For a module-scoped fixture parametrized with tests.conftest.BACKENDS (or given its
+    `backend`)."""
+    template = DemoTemplate(backend or request.param, request, tmp_path_factory.mktemp("demo"))
     try:
         yield template
     finally:
