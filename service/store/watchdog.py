@@ -37,15 +37,18 @@ class Watchdog:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self.severed = 0
+        self.notified = 0  # times arm() woke the thread
 
     def arm(self, key: int, dbapi_connection: Any, deadline: float) -> None:
         """Watch `dbapi_connection` until disarm(key); `deadline` is a time.monotonic()."""
         due = deadline + self._margin_s
         with self._wake:
             self._armed[key] = (due, dbapi_connection)
-            heapq.heappush(self._due, (due, key))
+            entry = (due, key)
+            heapq.heappush(self._due, entry)
             self._start()
-            if self._due[0][1] == key:
+            if self._due[0] == entry:  # sooner than what the thread waits for
+                self.notified += 1
                 self._wake.notify()
 
     def disarm(self, key: int) -> None:
@@ -62,21 +65,33 @@ class Watchdog:
             with self._wake:
                 overdue = self._take_overdue()
                 if not overdue:
-                    wait = self._due[0][0] - time.monotonic() if self._due else None
-                    self._wake.wait(wait)
+                    self._wake.wait(self.next_wait())
                     continue
             for connection in overdue:
                 self._sever(connection)
+
+    def _is_live(self, due: float, key: int) -> bool:
+        """Is this heap entry still armed (not disarmed, nor armed again since)?"""
+        armed = self._armed.get(key)
+        return armed is not None and armed[0] == due
 
     def _take_overdue(self) -> list[Any]:
         now, overdue = time.monotonic(), []
         while self._due and self._due[0][0] <= now:
             due, key = heapq.heappop(self._due)
-            armed = self._armed.get(key)
-            if armed is not None and armed[0] == due:  # not disarmed or armed again since
-                del self._armed[key]
-                overdue.append(armed[1])
+            if self._is_live(due, key):
+                overdue.append(self._armed.pop(key)[1])
         return overdue
+
+    def next_wait(self) -> float | None:
+        """Seconds until the soonest armed connection is due (None: none is armed); called
+        with the lock held. Entries of connections disarmed since are dropped first: every
+        checkin leaves one behind, and waking for each would wake this thread (and take the
+        GIL) once per transaction."""
+        due = self._due
+        while due and not self._is_live(*due[0]):
+            heapq.heappop(due)
+        return max(due[0][0] - time.monotonic(), 0.0) if due else None
 
     def _sever(self, dbapi_connection: Any) -> None:
         """Shut the socket down under the waiting thread (shutdown acts on the socket, so a
