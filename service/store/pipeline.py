@@ -225,11 +225,14 @@ class _Compiled:
         self.sql = compiled.string
         self.query, self.names = _numbered(self.sql)
         self.binds = {}
+        self.packers = dict(packers or {})  # arrays packed by service.store.arrays
         for bind in compiled.binds.values():
+            name = compiled.bind_names[bind]
             process = _bind_processor(bind.type, dialect)
             if process is not None:
-                self.binds[compiled.bind_names[bind]] = process
-        self.packers = dict(packers or {})  # arrays packed by service.store.arrays
+                self.binds[name] = process
+            elif name not in self.packers and (pack := _array_packer(bind.type)) is not None:
+                self.packers[name] = pack  # psycopg's list dumper looks at every element
         columns = getattr(statement, "exported_columns", ())
         self.returns_rows = bool(columns)
         self.results = [c.type.result_processor(dialect, None) for c in columns]
@@ -269,6 +272,17 @@ def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
         return None
     process: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
     return process
+
+
+def _array_packer(bind_type: Any) -> Pack | None:
+    """How to pack an array parameter (`= ANY(:ids)`), or NULL for it; None: not an array,
+    or of elements packed by psycopg."""
+    if not isinstance(bind_type, ARRAY):
+        return None
+    pack = packer_for(bind_type.item_type)
+    if pack is None:
+        return None
+    return lambda values: None if values is None else pack(values)
 
 
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    any_,
     bindparam,
     column,
     func,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     table,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -173,3 +175,23 @@ def test_pings_of_an_idle_connection_never_take_its_prepared_statements(
             session.commit()
     monkeypatch.setattr(db, "PG_PING_AFTER_IDLE_S", -1.0)  # as after a pause
     assert insert_and_read(sessions, "B", commit=True) == "note B"
+
+
+def test_an_array_parameter_is_sent_packed_with_its_nulls_and_as_null(engine: Engine) -> None:
+    """`= ANY(:ids)` takes its array packed by service.store.arrays (psycopg's list dumper
+    inspected every element): the same rows as a list expanded per call gives, NULL
+    elements and a NULL array included."""
+    ids = bindparam("ids", type_=ARRAY(String()))
+    notes = select(ITEMS.c.note).where(ITEMS.c.id == any_(ids)).order_by(ITEMS.c.id)
+    assert "ids" in pipeline._compiled(notes, ("ids",), engine.dialect).packers  # noqa: SLF001
+    sessions = make_session_factory(engine)
+    for item_id in ("a", "b", "é"):
+        insert_and_read(sessions, item_id, commit=True)
+    with sessions() as session:
+        batch = Batch(session)
+        found = batch.execute(notes, {"ids": ["é", None, "a", "missing"]})
+        none = batch.execute(notes, {"ids": None})
+        empty = batch.execute(notes, {"ids": []})
+        batch.send()
+        assert [tuple(row) for row in found.rows] == [("note a",), ("note é",)]
+        assert list(none.rows) == [] and list(empty.rows) == []
