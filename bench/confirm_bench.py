@@ -41,6 +41,7 @@ import functools
 import itertools
 import json
 import multiprocessing
+import os
 import platform
 import statistics
 import sys
@@ -212,6 +213,56 @@ def summary(latencies: Latencies, elapsed: float) -> dict[str, float | int]:
     }
 
 
+Cpu = Callable[[], float]  # CPU seconds some processes have used so far
+
+
+def metered(
+    phase: Callable[[], tuple[Latencies, float]], database_cpu: Cpu | None
+) -> dict[str, float | int]:
+    """A one-client phase's summary with the CPU per call of this process (`client_cpu_ms`:
+    the use case, SQLAlchemy, the driver) and of the database's processes, and the calls/s
+    that two cores' CPU would allow at that cost (`two_core_ceiling_per_second`): the bound
+    on any concurrency on this machine, where clients and database share its cores."""
+    client, database = time.process_time(), database_cpu() if database_cpu else 0.0
+    latencies, elapsed = phase()
+    figures = summary(latencies, elapsed)
+    calls = max(len(latencies), 1)
+    client_ms = (time.process_time() - client) / calls * 1000
+    figures["client_cpu_ms"] = round(client_ms, 3)
+    if database_cpu is not None:
+        database_ms = (database_cpu() - database) / calls * 1000
+        figures["database_cpu_ms"] = round(database_ms, 3)
+        figures["two_core_ceiling_per_second"] = round(2000 / (client_ms + database_ms), 1)
+    return figures
+
+
+def cluster_cpu(data_dir: Path) -> Cpu:
+    """The CPU seconds of a local PostgreSQL's processes (/proc): the postmaster's own and
+    its exited children's, and each live child's (backends, WAL writer, checkpointer)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[str]:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()  # from field 3, the state
+
+    def used() -> float:
+        own = fields(postmaster)
+        ticks = sum(int(own[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                child = fields(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # gone meanwhile: its time is in the postmaster's cutime now
+            if int(child[1]) == postmaster:  # ppid
+                ticks += int(child[11]) + int(child[12])
+        return ticks / tick
+
+    return used
+
+
 @dataclass(frozen=True)
 class Plan:
     """What the concurrent phases run: `clients` in all, `per_process` of them from
@@ -322,9 +373,12 @@ def bench_backend(
     replay_seconds: float,
     single_seconds: float,
     processes: Sequence[int] = (1,),
+    database_cpu: Cpu | None = None,
 ) -> dict[str, Any]:
     """The phases in one process, then (for each count of `processes` above 1) the
-    concurrent ones again across that many processes, named e.g. `confirm_2_processes`."""
+    concurrent ones again across that many processes, named e.g. `confirm_2_processes`.
+    The one-client phases also give the CPU per call of this process and, with
+    `database_cpu`, of the database's (`metered`)."""
     migrate(url)
     plan = Plan(url, clients, 0, clients, "", seconds, replay_seconds, single_seconds)
     members = member_ids()
@@ -346,9 +400,17 @@ def bench_backend(
             finally:
                 set_call_deadline(None)
 
-        results = {"single": summary(*run_phase(confirm_alone, 1, single_seconds))}
-        in_time = run_phase(confirm_alone_in_time, 1, single_seconds)
-        results["single_deadline"] = summary(*in_time)
+        results = {
+            "single": metered(lambda: run_phase(confirm_alone, 1, single_seconds), database_cpu)
+        }
+        in_time: list[Latencies] = []  # the receipts single_deadline confirmed, for refunds
+
+        def confirm_in_time() -> tuple[Latencies, float]:
+            measured = run_phase(confirm_alone_in_time, 1, single_seconds)
+            in_time.append(measured[0])
+            return measured
+
+        results["single_deadline"] = metered(confirm_in_time, database_cpu)
         confirmed = len(in_time[0])
 
         def refund_alone(_client: int, n: int) -> None:
@@ -358,8 +420,9 @@ def bench_backend(
             finally:
                 set_call_deadline(None)
 
-        refunded = run_phase(refund_alone, 1, single_seconds, most=confirmed)
-        results["single_refund"] = summary(*refunded)
+        results["single_refund"] = metered(
+            lambda: run_phase(refund_alone, 1, single_seconds, most=confirmed), database_cpu
+        )
         for phase, measured in concurrent_phases(units, plan).items():
             results[phase] = summary(*measured)
     for count in processes:
@@ -371,27 +434,29 @@ def bench_backend(
 
 
 @contextmanager
-def postgres(url: str | None) -> Iterator[str]:
-    """The given PostgreSQL URL, or a new database on a throwaway cluster."""
+def postgres(url: str | None) -> Iterator[tuple[str, Cpu | None]]:
+    """The given PostgreSQL URL, or a new database on a throwaway cluster, whose CPU can be
+    read then."""
     if url:
-        yield url
+        yield url, None
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.pg import PostgresCluster
 
     with PostgresCluster() as cluster:
-        yield cluster.create_database("confirm_bench")
+        yield cluster.create_database("confirm_bench"), cluster_cpu(cluster.data_dir)
 
 
 @contextmanager
-def store_url(backend: str, pg_url: str | None) -> Iterator[str]:
-    """A fresh SQLite file, or PostgreSQL (`pg_url`, else a throwaway cluster)."""
+def store_url(backend: str, pg_url: str | None) -> Iterator[tuple[str, Cpu | None]]:
+    """A fresh SQLite file, or PostgreSQL (`pg_url`, else a throwaway cluster); with the
+    meter of the database's CPU when it runs apart here (a throwaway cluster)."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as directory:
-            yield f"sqlite:///{Path(directory) / 'bench.db'}"
+            yield f"sqlite:///{Path(directory) / 'bench.db'}", None
     else:
-        with postgres(pg_url) as url:
-            yield url
+        with postgres(pg_url) as found:
+            yield found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -431,9 +496,15 @@ def main(argv: list[str] | None = None) -> int:
 
     for backend in backends:
         print(f"{backend}: {args.clients} clients, {args.seconds:.0f} s ...", flush=True)
-        with store_url(backend, args.pg_url) as url:
+        with store_url(backend, args.pg_url) as (url, database_cpu):
             results["backends"][backend] = bench_backend(
-                url, args.clients, args.seconds, args.replay_seconds, args.single_seconds, processes
+                url,
+                args.clients,
+                args.seconds,
+                args.replay_seconds,
+                args.single_seconds,
+                processes,
+                database_cpu,
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

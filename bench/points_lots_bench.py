@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 url = f"sqlite:///{Path(directory) / 'lots.db'}"
                 results["backends"][backend] = bench_backend(url, args.receipts)
         else:
-            with postgres(args.pg_url) as url:
+            with postgres(args.pg_url) as (url, _cpu):
                 results["backends"][backend] = bench_backend(url, args.receipts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
