@@ -218,21 +218,23 @@ class _Compiled:
         statement: Executable,
         keys: tuple[str, ...],
         dialect: Dialect,
-        packers: Mapping[str, Pack] | None = None,
     ) -> None:
         compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
         self._compiled = compiled
         self.sql = compiled.string
         self.query, self.names = _numbered(self.sql)
         self.binds = {}
-        self.packers = dict(packers or {})  # arrays packed by service.store.arrays
+        # arrays (unnest's columns, `= ANY(:ids)`) packed by service.store.arrays, once
+        # their type converted the elements: psycopg's list dumper looks at every element
+        self.packers: dict[str, Pack] = {}
         for bind in compiled.binds.values():
             name = compiled.bind_names[bind]
             process = _bind_processor(bind.type, dialect)
             if process is not None:
                 self.binds[name] = process
-            elif name not in self.packers and (pack := _array_packer(bind.type)) is not None:
-                self.packers[name] = pack  # psycopg's list dumper looks at every element
+            pack = _array_packer(bind.type)
+            if pack is not None:
+                self.packers[name] = pack
         columns = getattr(statement, "exported_columns", ())
         self.returns_rows = bool(columns)
         self.results = [c.type.result_processor(dialect, None) for c in columns]
@@ -275,8 +277,8 @@ def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
 
 
 def _array_packer(bind_type: Any) -> Pack | None:
-    """How to pack an array parameter (`= ANY(:ids)`), or NULL for it; None: not an array,
-    or of elements packed by psycopg."""
+    """How to pack an array parameter (an unnest column, `= ANY(:ids)`), or NULL for it;
+    None: not an array, or of elements left to psycopg."""
     if not isinstance(bind_type, ARRAY):
         return None
     pack = packer_for(bind_type.item_type)
@@ -315,8 +317,7 @@ def _compiled_unnest(statement: Insert, keys: tuple[str, ...], dialect: Dialect)
     table = statement.table
     arrays = [bindparam(key, type_=ARRAY(_unbounded(table.c[key].type))) for key in keys]
     rows = func.unnest(*arrays).table_valued(*keys).render_derived(name="source")
-    packers = {key: pack for key in keys if (pack := packer_for(table.c[key].type)) is not None}
-    return _Compiled(statement.from_select(keys, select(*rows.c)), keys, dialect, packers)
+    return _Compiled(statement.from_select(keys, select(*rows.c)), keys, dialect)
 
 
 def _unbounded(column_type: Any) -> Any:
